@@ -1,0 +1,14 @@
+//! pk: a declarative process orchestrator for local development stacks.
+//!
+//! Data flows `config` → `plan` → `engine` (which drives `supervisor`s over `process`
+//! trees) → `ui`. See docs/architecture.md for the codemap and the invariants.
+
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod engine;
+pub mod logs;
+pub mod plan;
+pub mod process;
+pub mod supervisor;
+pub mod ui;

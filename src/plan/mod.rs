@@ -1,0 +1,194 @@
+//! Config → Plan: the validated, defaults-resolved, immutable description of a stack.
+//!
+//! Invariants: a `Plan` is only ever built by `plan::load` (or `Plan::from_config`), its
+//! dependency graph is acyclic, every `ServiceId` indexes `Plan::services`, and nothing in it
+//! changes after load. The engine consumes a `Plan` and never looks at YAML.
+
+mod build;
+mod graph;
+
+pub use build::{LoadError, load, load_str};
+pub use graph::render_graph;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Index of a service in `Plan::services`.
+pub type ServiceId = usize;
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// `name:` from the file, else the config directory's name.
+    pub name: String,
+    /// Canonical path of the config file.
+    pub config_path: PathBuf,
+    /// Directory of the config file; relative paths resolve against it.
+    pub base_dir: PathBuf,
+    pub services: Vec<ServiceSpec>,
+    /// Every service in a start order: each service comes after all its dependencies.
+    pub order: Vec<ServiceId>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub run: RunSpec,
+    /// Absolute working directory (defaults to `Plan::base_dir`).
+    pub working_dir: PathBuf,
+    /// The complete environment of the service's processes (inherited environment, env files
+    /// and `env:` maps already merged; `null` values already removed).
+    pub env: BTreeMap<String, String>,
+    pub depends_on: Vec<Dependency>,
+    pub restart: RestartSpec,
+    pub shutdown: ShutdownSpec,
+    pub disabled: bool,
+    pub ready: Option<ProbeSpec>,
+    pub alive: Option<ProbeSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunSpec {
+    Command(CommandSpec),
+    /// Shell-free pipeline: stage N's stdout feeds stage N+1's stdin. At least two stages.
+    Pipeline(Vec<Vec<String>>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandSpec {
+    /// Run under `sh -c`.
+    Shell(String),
+    /// An argv, no shell. Never empty.
+    Argv(Vec<String>),
+}
+
+impl CommandSpec {
+    /// A short human form for lifecycle lines.
+    pub fn display(&self) -> String {
+        match self {
+            CommandSpec::Shell(s) => s.clone(),
+            CommandSpec::Argv(v) => v.join(" "),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dependency {
+    pub service: ServiceId,
+    pub condition: Condition,
+    /// `required: false`: a failed dependency only warns.
+    pub required: bool,
+    /// `restart: true`: restarting the dependency restarts this service after it.
+    pub restart: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Condition {
+    Started,
+    Healthy,
+    Completed,
+    CompletedSuccessfully,
+}
+
+impl Condition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::Started => "started",
+            Condition::Healthy => "healthy",
+            Condition::Completed => "completed",
+            Condition::CompletedSuccessfully => "completed_successfully",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    No,
+    OnFailure,
+    Always,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartSpec {
+    pub policy: RestartPolicy,
+    /// At most this many restarts within `window`; one more ends in `crashed`.
+    pub max: u32,
+    pub window: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for RestartSpec {
+    fn default() -> Self {
+        RestartSpec {
+            policy: RestartPolicy::No,
+            max: 5,
+            window: Duration::from_secs(60),
+            backoff_initial: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A signal by number and canonical name (`TERM`, not `SIGTERM`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopSignal {
+    pub number: i32,
+    pub name: &'static str,
+}
+
+impl StopSignal {
+    pub const TERM: StopSignal = StopSignal { number: 15, name: "TERM" };
+    pub const KILL: StopSignal = StopSignal { number: 9, name: "KILL" };
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShutdownSpec {
+    pub signal: StopSignal,
+    pub grace: Duration,
+    /// Run (contained, with the service's env and working dir) before the signal is sent.
+    pub command: Option<CommandSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProbeSpec {
+    pub check: ProbeCheck,
+    pub initial_delay: Duration,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive failures before the probe counts as failed.
+    pub retries: u32,
+    /// `ready` only: after this long without a pass the service has failed to start.
+    pub deadline: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ProbeCheck {
+    Exec(CommandSpec),
+    Http {
+        host: String,
+        port: u16,
+        /// Path and query, starting with `/`.
+        path: String,
+        /// Accepted statuses; empty means any 2xx or 3xx.
+        status: Vec<u16>,
+    },
+    /// `host:port` as written; resolved at probe time.
+    Tcp { address: String },
+    Log(regex::Regex),
+}
+
+impl Plan {
+    pub fn service_id(&self, name: &str) -> Option<ServiceId> {
+        self.services.iter().position(|s| s.name == name)
+    }
+
+    /// Services that depend directly on `id`.
+    pub fn dependents(&self, id: ServiceId) -> impl Iterator<Item = ServiceId> + '_ {
+        self.services
+            .iter()
+            .enumerate()
+            .filter(move |(_, s)| s.depends_on.iter().any(|d| d.service == id))
+            .map(|(i, _)| i)
+    }
+}
