@@ -1,1 +1,95 @@
-//! control
+//! The control socket: where a running `pk up` listens, the versioned JSON-lines protocol, the
+//! server and the client.
+//!
+//! Invariants: the socket lives in a per-user directory of mode 0700, is named after the
+//! canonical config path, and only peers with pk's own uid are served. No TCP port is opened.
+
+mod client;
+mod protocol;
+mod server;
+
+pub use client::{DownEvent, down};
+pub use protocol::{PROTOCOL_VERSION, Request, Response};
+pub use server::Server;
+
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("pk is already running for {config} (socket {socket})")]
+    Busy { config: PathBuf, socket: PathBuf },
+    #[error("no running pk for {config} (no socket at {socket})")]
+    NotRunning { config: PathBuf, socket: PathBuf },
+    #[error("unsafe socket directory {dir}: {why}")]
+    UnsafeDir { dir: PathBuf, why: String },
+    #[error("control socket {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("control protocol: {0}")]
+    Protocol(String),
+}
+
+/// The per-user directory for sockets: `$XDG_RUNTIME_DIR/pk`, else `/tmp/pk-<uid>`.
+pub fn socket_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() => Path::new(&dir).join("pk"),
+        _ => PathBuf::from(format!("/tmp/pk-{}", rustix::process::getuid().as_raw())),
+    }
+}
+
+/// The socket of the stack whose canonical config path is `config`.
+pub fn socket_path(config: &Path) -> PathBuf {
+    let stem = config
+        .parent()
+        .and_then(Path::file_name)
+        .map(|n| {
+            n.to_string_lossy()
+                .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        })
+        .unwrap_or_default();
+    let stem: String = stem.chars().take(24).collect();
+    socket_dir().join(format!(
+        "{stem}-{:016x}.sock",
+        fnv1a(config.as_os_str().as_encoded_bytes())
+    ))
+}
+
+/// Creates the socket directory (0700) or checks that an existing one is ours and private.
+pub fn ensure_socket_dir() -> Result<PathBuf, ControlError> {
+    let dir = socket_dir();
+    let io = |source| ControlError::Io {
+        path: dir.clone(),
+        source,
+    };
+    match std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(&dir)
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io(e)),
+    }
+    let meta = std::fs::symlink_metadata(&dir).map_err(io)?;
+    let uid = rustix::process::getuid().as_raw();
+    if !meta.is_dir() || meta.uid() != uid {
+        return Err(ControlError::UnsafeDir {
+            dir,
+            why: format!("not a directory owned by uid {uid}"),
+        });
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+    }
+    Ok(dir)
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}

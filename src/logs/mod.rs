@@ -1,1 +1,97 @@
-//! logs
+//! Service output as line-aligned chunks, and the events the UI renders.
+//!
+//! Invariant: output is read continuously and forwarded without waiting on any consumer, so a
+//! chatty service never blocks and a line is never split between two chunks (a line longer
+//! than `MAX_LINE` is cut into pieces of that size).
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
+
+use crate::plan::ServiceId;
+
+/// Longest line kept whole; longer ones are cut.
+pub const MAX_LINE: usize = 64 * 1024;
+const READ_SIZE: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// What the UI renders, in the order it happened.
+#[derive(Debug)]
+pub enum LogEvent {
+    /// One or more complete lines of a service's output, each ending in `\n`.
+    Output {
+        service: ServiceId,
+        stream: Stream,
+        data: Vec<u8>,
+    },
+    /// A lifecycle line (`service` None: about pk itself).
+    Notice {
+        service: Option<ServiceId>,
+        text: String,
+    },
+    /// Nothing more will be sent; the renderer may finish.
+    End,
+}
+
+pub type LogSender = mpsc::UnboundedSender<LogEvent>;
+pub type LogReceiver = mpsc::UnboundedReceiver<LogEvent>;
+
+/// Forwards everything `reader` yields as line-aligned chunks until EOF; a last unterminated
+/// line gets a `\n`.
+pub async fn pump<R: AsyncRead + Unpin>(
+    mut reader: R,
+    service: ServiceId,
+    stream: Stream,
+    sink: LogSender,
+) {
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_SIZE);
+    loop {
+        let start = buf.len();
+        buf.resize(start + READ_SIZE, 0);
+        let n = match reader.read(&mut buf[start..]).await {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                buf.truncate(start);
+                continue;
+            }
+            // A broken pipe reads like the end of output.
+            Err(_) => 0,
+        };
+        buf.truncate(start + n);
+        if n == 0 {
+            if !buf.is_empty() {
+                buf.push(b'\n');
+                send(&sink, service, stream, std::mem::take(&mut buf));
+            }
+            return;
+        }
+        let cut = match buf.iter().rposition(|&b| b == b'\n') {
+            Some(i) => i + 1,
+            None if buf.len() >= MAX_LINE => {
+                buf.push(b'\n');
+                buf.len()
+            }
+            None => continue,
+        };
+        let rest = buf.split_off(cut);
+        let chunk = std::mem::replace(&mut buf, rest);
+        send(&sink, service, stream, chunk);
+        if buf.len() >= MAX_LINE {
+            buf.push(b'\n');
+            send(&sink, service, stream, std::mem::take(&mut buf));
+        }
+    }
+}
+
+fn send(sink: &LogSender, service: ServiceId, stream: Stream, data: Vec<u8>) {
+    // The UI may be gone during exit; output is then dropped on purpose.
+    let _ = sink.send(LogEvent::Output {
+        service,
+        stream,
+        data,
+    });
+}

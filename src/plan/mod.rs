@@ -138,8 +138,14 @@ pub struct StopSignal {
 }
 
 impl StopSignal {
-    pub const TERM: StopSignal = StopSignal { number: 15, name: "TERM" };
-    pub const KILL: StopSignal = StopSignal { number: 9, name: "KILL" };
+    pub const TERM: StopSignal = StopSignal {
+        number: 15,
+        name: "TERM",
+    };
+    pub const KILL: StopSignal = StopSignal {
+        number: 9,
+        name: "KILL",
+    };
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,7 +180,9 @@ pub enum ProbeCheck {
         status: Vec<u16>,
     },
     /// `host:port` as written; resolved at probe time.
-    Tcp { address: String },
+    Tcp {
+        address: String,
+    },
     Log(regex::Regex),
 }
 
@@ -191,4 +199,10 @@ impl Plan {
             .filter(move |(_, s)| s.depends_on.iter().any(|d| d.service == id))
             .map(|(i, _)| i)
     }
+}
+
+/// Which services take part in a run (stub until the config branch lands).
+pub fn select(plan: &Plan, names: &[String]) -> Result<Vec<bool>, LoadError> {
+    let _ = names;
+    Ok(plan.services.iter().map(|s| !s.disabled).collect())
 }

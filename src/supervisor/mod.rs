@@ -1,1 +1,249 @@
-//! supervisor
+//! One task per running service generation: spawn the contained tree, pump its output, wait for
+//! it to end, carry out stop and kill requests, and report facts to the engine.
+//!
+//! Invariants: a supervisor never decides policy (restart, order); it reports exactly one
+//! `Spawned` or `SpawnFailed`, then exactly one `Exited` once the whole tree has drained.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::engine::{ExitInfo, ExitStatus, Input, Report};
+use crate::logs::{self, LogEvent, LogSender, Stream};
+use crate::plan::{CommandSpec, Plan, RunSpec, ServiceId, ServiceSpec, StopSignal};
+use crate::process::{Containment, ProcessTree, SpawnSpec, shell_argv};
+
+/// How long output readers may keep going after the tree drained (an escaped process may
+/// hold the pipe open; it must not delay the exit).
+const OUTPUT_DRAIN: Duration = Duration::from_millis(200);
+
+/// A request from the runtime to a supervisor.
+#[derive(Debug, Clone, Copy)]
+pub enum Control {
+    Stop { signal: StopSignal, grace: Duration },
+    Kill,
+}
+
+/// What every supervisor needs; shared by the runtime.
+pub struct Context {
+    pub plan: Arc<Plan>,
+    pub containment: Arc<Containment>,
+    pub inputs: mpsc::UnboundedSender<Input>,
+    pub logs: LogSender,
+}
+
+/// The runtime's handle on one supervisor task.
+pub struct Supervisor {
+    pub generation: u64,
+    control: mpsc::UnboundedSender<Control>,
+}
+
+impl Supervisor {
+    pub fn start(ctx: &Arc<Context>, service: ServiceId, generation: u64) -> Supervisor {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(supervise(Arc::clone(ctx), service, generation, rx));
+        Supervisor {
+            generation,
+            control: tx,
+        }
+    }
+
+    pub fn send(&self, control: Control) {
+        // A supervisor that already reported its exit needs no more requests.
+        let _ = self.control.send(control);
+    }
+}
+
+/// The argv of every stage of a service's run spec.
+pub fn stages(run: &RunSpec) -> Vec<Vec<String>> {
+    match run {
+        RunSpec::Command(cmd) => vec![command_argv(cmd)],
+        RunSpec::Pipeline(stages) => stages.clone(),
+    }
+}
+
+pub fn command_argv(cmd: &CommandSpec) -> Vec<String> {
+    match cmd {
+        CommandSpec::Shell(s) => shell_argv(s),
+        CommandSpec::Argv(v) => v.clone(),
+    }
+}
+
+async fn supervise(
+    ctx: Arc<Context>,
+    service: ServiceId,
+    generation: u64,
+    mut control: mpsc::UnboundedReceiver<Control>,
+) {
+    let spec = &ctx.plan.services[service];
+    let report = |report: Report| {
+        // The engine outlives every supervisor except during a forced exit.
+        let _ = ctx.inputs.send(Input::Report {
+            service,
+            generation,
+            report,
+        });
+    };
+    let stage_argv = stages(&spec.run);
+    let spawned = ctx.containment.spawn(
+        &spec.name,
+        &SpawnSpec {
+            stages: &stage_argv,
+            cwd: &spec.working_dir,
+            env: &spec.env,
+        },
+    );
+    let spawned = match spawned {
+        Ok(s) => s,
+        Err(e) => {
+            report(Report::SpawnFailed {
+                error: format!("{}: {e}", stage_argv[0][0]),
+            });
+            return;
+        }
+    };
+    let mut tree = spawned.tree;
+    report(Report::Spawned { pids: tree.pids() });
+    let out = tokio::spawn(logs::pump(
+        spawned.stdout,
+        service,
+        Stream::Stdout,
+        ctx.logs.clone(),
+    ));
+    let err = tokio::spawn(logs::pump(
+        spawned.stderr,
+        service,
+        Stream::Stderr,
+        ctx.logs.clone(),
+    ));
+
+    let (statuses, killed) = run_until_ended(&ctx, spec, service, &mut tree, &mut control).await;
+    // Output written before the tree ended is shown before the exit notice.
+    let _ = tokio::time::timeout(OUTPUT_DRAIN, async {
+        let _ = out.await;
+        let _ = err.await;
+    })
+    .await;
+    report(Report::Exited {
+        exit: pipefail(&stage_argv, &statuses),
+        killed,
+    });
+}
+
+/// Waits until the tree has ended on its own or was stopped; returns the stage statuses and
+/// whether a stop had to kill.
+async fn run_until_ended(
+    ctx: &Context,
+    spec: &ServiceSpec,
+    service: ServiceId,
+    tree: &mut ProcessTree,
+    control: &mut mpsc::UnboundedReceiver<Control>,
+) -> (Vec<std::process::ExitStatus>, bool) {
+    let (statuses, request) = 'run: {
+        let st = tokio::select! {
+            st = tree.wait_stages() => st,
+            Some(req) = control.recv() => break 'run (None, req),
+        };
+        tokio::select! {
+            () = tree.wait_drained() => return (st, false),
+            Some(req) = control.recv() => (Some(st), req),
+        }
+    };
+    let outcome = match request {
+        Control::Kill => None,
+        Control::Stop { signal, grace } => {
+            if let Some(cmd) = &spec.shutdown.command {
+                run_shutdown_command(ctx, spec, service, cmd, grace).await;
+            }
+            tokio::select! {
+                outcome = tree.stop(signal.number, grace) => Some(outcome),
+                Some(Control::Kill) = control.recv() => None,
+            }
+        }
+    };
+    if let Some(o) = outcome {
+        return (statuses.unwrap_or(o.statuses), o.killed);
+    }
+    tree.kill();
+    let st = match statuses {
+        Some(st) => st,
+        None => tree.wait_stages().await,
+    };
+    tree.wait_drained().await;
+    (st, false)
+}
+
+/// Runs the service's `shutdown.command` as its own contained tree, for at most `grace`.
+async fn run_shutdown_command(
+    ctx: &Context,
+    spec: &ServiceSpec,
+    service: ServiceId,
+    cmd: &CommandSpec,
+    grace: Duration,
+) {
+    let argv = vec![command_argv(cmd)];
+    let leaf = format!("{}.shutdown", spec.name);
+    let notice = |text: String| {
+        let _ = ctx.logs.send(LogEvent::Notice {
+            service: Some(service),
+            text,
+        });
+    };
+    match ctx.containment.spawn(
+        &leaf,
+        &SpawnSpec {
+            stages: &argv,
+            cwd: &spec.working_dir,
+            env: &spec.env,
+        },
+    ) {
+        Ok(sp) => {
+            let mut tree = sp.tree;
+            tokio::spawn(logs::pump(
+                sp.stdout,
+                service,
+                Stream::Stdout,
+                ctx.logs.clone(),
+            ));
+            tokio::spawn(logs::pump(
+                sp.stderr,
+                service,
+                Stream::Stderr,
+                ctx.logs.clone(),
+            ));
+            notice(format!("running shutdown command: {}", cmd.display()));
+            if tokio::time::timeout(grace, tree.wait_stages())
+                .await
+                .is_err()
+            {
+                notice("shutdown command still running after grace; killing it".into());
+            }
+            tree.kill();
+            tree.wait_drained().await;
+        }
+        Err(e) => notice(format!("shutdown command failed to start: {e}")),
+    }
+}
+
+/// The exit of a pipeline under `pipefail`: the last stage that failed decides.
+pub fn pipefail(stages: &[Vec<String>], statuses: &[std::process::ExitStatus]) -> ExitInfo {
+    let statuses: Vec<ExitStatus> = statuses.iter().copied().map(ExitStatus::from_std).collect();
+    if statuses.len() <= 1 {
+        return ExitInfo::new(statuses.first().copied().unwrap_or(ExitStatus::Code(0)));
+    }
+    match statuses.iter().rposition(|s| !s.success()) {
+        None => ExitInfo::new(ExitStatus::Code(0)),
+        Some(i) => ExitInfo {
+            status: statuses[i],
+            stage: Some((
+                i + 1,
+                stages
+                    .get(i)
+                    .and_then(|argv| argv.first())
+                    .cloned()
+                    .unwrap_or_default(),
+            )),
+        },
+    }
+}

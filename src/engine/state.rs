@@ -1,0 +1,214 @@
+//! Runtime state of one service as the engine sees it; plain data, no I/O.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use tokio::time::Instant;
+
+/// How a service's process tree ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+impl ExitStatus {
+    pub fn success(self) -> bool {
+        self == ExitStatus::Code(0)
+    }
+
+    pub fn from_std(status: std::process::ExitStatus) -> ExitStatus {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(code), _) => ExitStatus::Code(code),
+            (None, Some(sig)) => ExitStatus::Signal(sig),
+            (None, None) => ExitStatus::Code(-1),
+        }
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ExitStatus::Code(c) => write!(f, "exited {c}"),
+            ExitStatus::Signal(s) => write!(f, "killed by {}", signal_name(s)),
+        }
+    }
+}
+
+/// An exit with, for pipelines, the stage that decided it (pipefail).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub status: ExitStatus,
+    /// `(index from 1, program)` of the pipeline stage whose status this is.
+    pub stage: Option<(usize, String)>,
+}
+
+impl ExitInfo {
+    pub fn new(status: ExitStatus) -> ExitInfo {
+        ExitInfo {
+            status,
+            stage: None,
+        }
+    }
+
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+}
+
+impl fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((n, prog)) = &self.stage {
+            write!(f, "stage {n} ({prog}) ")?;
+        }
+        write!(f, "{}", self.status)
+    }
+}
+
+pub fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        1 => "HUP",
+        2 => "INT",
+        3 => "QUIT",
+        4 => "ILL",
+        6 => "ABRT",
+        9 => "KILL",
+        10 => "USR1",
+        11 => "SEGV",
+        12 => "USR2",
+        13 => "PIPE",
+        14 => "ALRM",
+        15 => "TERM",
+        _ => return format!("signal {sig}"),
+    };
+    format!("SIG{name}")
+}
+
+/// Where a service is in its life. See DESIGN.md §3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Not part of this run (not selected).
+    Inactive,
+    /// Waiting on its dependencies.
+    Pending,
+    /// Spawn requested or spawned; `ready` probe (if any) not passed yet.
+    Starting,
+    /// Spawned, no `ready` probe.
+    Running,
+    /// Its `ready` probe passed.
+    Healthy,
+    /// Ended for good (no restart coming).
+    Exited(ExitInfo),
+    /// Ended; a restart is due at the instant.
+    Restarting { at: Instant },
+    /// Stop signal sent, waiting for the tree to drain.
+    Stopping,
+    /// Stopped on request (or never started because of a stop request).
+    Stopped,
+    /// The restart limit was hit.
+    Crashed(ExitInfo),
+    /// Could not spawn, or `ready` deadline passed.
+    Failed(String),
+    /// A dependency it needs can never meet its condition.
+    Skipped(String),
+}
+
+impl Phase {
+    /// A process tree exists (or is being created) for this phase.
+    pub fn is_live(&self) -> bool {
+        matches!(
+            self,
+            Phase::Starting | Phase::Running | Phase::Healthy | Phase::Stopping
+        )
+    }
+
+    /// Nothing more will happen to the service without a new intent.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            Phase::Inactive
+                | Phase::Exited(_)
+                | Phase::Stopped
+                | Phase::Crashed(_)
+                | Phase::Failed(_)
+                | Phase::Skipped(_)
+        )
+    }
+
+    /// The short state word shown by `pk ps` and the UI.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Phase::Inactive => "inactive",
+            Phase::Pending => "pending",
+            Phase::Starting => "starting",
+            Phase::Running => "running",
+            Phase::Healthy => "healthy",
+            Phase::Exited(e) if e.success() => "completed",
+            Phase::Exited(_) => "exited",
+            Phase::Restarting { .. } => "restarting",
+            Phase::Stopping => "stopping",
+            Phase::Stopped => "stopped",
+            Phase::Crashed(_) => "crashed",
+            Phase::Failed(_) => "failed",
+            Phase::Skipped(_) => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent facts about one service"
+)]
+pub struct ServiceState {
+    pub phase: Phase,
+    /// Spawn generation; reports about an older generation are ignored.
+    pub generation: u64,
+    /// Timer epoch; a timer armed under an older epoch is ignored.
+    pub epoch: u64,
+    /// The current generation's tree has been spawned (pids known).
+    pub spawned: bool,
+    pub pids: Vec<u32>,
+    pub started_at: Option<Instant>,
+    /// Some run of this service exited successfully.
+    pub completed_ok: bool,
+    pub restarts: u32,
+    /// Instants of the restarts inside the current limit window.
+    pub restart_times: VecDeque<Instant>,
+    /// Backoff exponent; reset after the service stayed up long enough.
+    pub attempt: u32,
+    pub last_exit: Option<ExitInfo>,
+    /// The pending "waiting for …" notice has been printed for this wait.
+    pub wait_announced: bool,
+    /// A stop was asked for this service (teardown or `pk stop`).
+    pub stop_requested: bool,
+    /// Set when pk stops the service because it failed (e.g. `ready` deadline): the drained
+    /// tree then lands in `failed` with this reason.
+    pub failure: Option<String>,
+}
+
+impl ServiceState {
+    pub fn new(active: bool) -> ServiceState {
+        ServiceState {
+            phase: if active {
+                Phase::Pending
+            } else {
+                Phase::Inactive
+            },
+            generation: 0,
+            epoch: 0,
+            spawned: false,
+            pids: Vec::new(),
+            started_at: None,
+            completed_ok: false,
+            restarts: 0,
+            restart_times: VecDeque::new(),
+            attempt: 0,
+            last_exit: None,
+            wait_announced: false,
+            stop_requested: false,
+            failure: None,
+        }
+    }
+}

@@ -1,0 +1,576 @@
+//! The pure state machine: `Engine::step(input, now) -> effects`.
+//!
+//! Invariants: never performs I/O, never reads a clock (time comes in as `now`), and is the
+//! only code that changes a `ServiceState`. Everything it wants done is returned as `Effect`s.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::state::{ExitInfo, Phase, ServiceState};
+use crate::plan::{Condition, Plan, RestartPolicy, ServiceId, StopSignal};
+
+/// A service that stayed up this long gets its backoff reset.
+pub const STABLE_AFTER: Duration = Duration::from_secs(30);
+
+/// Something that happened, fed to the engine.
+#[derive(Debug, Clone)]
+pub enum Input {
+    Intent(Intent),
+    /// A fact reported by the supervisor of `service`'s spawn `generation`.
+    Report {
+        service: ServiceId,
+        generation: u64,
+        report: Report,
+    },
+    /// A timer armed with `Effect::ArmTimer` fired.
+    Timer {
+        service: ServiceId,
+        epoch: u64,
+    },
+}
+
+/// What a user (Ctrl-C, `pk down`, the UI) asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Intent {
+    /// Graceful teardown in reverse dependency order; `grace` overrides every service's grace.
+    Shutdown { grace: Option<Duration> },
+    /// Kill every tree that is left, now.
+    ForceKill,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Report {
+    Spawned {
+        pids: Vec<u32>,
+    },
+    SpawnFailed {
+        error: String,
+    },
+    /// The `ready` probe passed.
+    Ready,
+    /// The `ready` probe did not pass before its deadline.
+    NotReady {
+        reason: String,
+    },
+    /// The whole tree has ended. `killed` is set when a stop had to escalate to SIGKILL.
+    Exited {
+        exit: ExitInfo,
+        killed: bool,
+    },
+}
+
+/// Something the runtime must carry out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Spawn {
+        service: ServiceId,
+        generation: u64,
+    },
+    /// Shutdown command, then `signal` to the whole tree, `grace`, then SIGKILL.
+    Stop {
+        service: ServiceId,
+        generation: u64,
+        signal: StopSignal,
+        grace: Duration,
+    },
+    /// SIGKILL the whole tree now.
+    Kill {
+        service: ServiceId,
+        generation: u64,
+    },
+    ArmTimer {
+        service: ServiceId,
+        epoch: u64,
+        after: Duration,
+    },
+    /// A lifecycle line for the UI (`service` None: about pk itself).
+    Notice {
+        service: Option<ServiceId>,
+        text: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Teardown {
+    grace: Option<Duration>,
+    force: bool,
+}
+
+/// Whether a dependency's condition holds.
+enum Gate {
+    Met,
+    Wait,
+    Never(String),
+}
+
+pub struct Engine {
+    plan: Arc<Plan>,
+    services: Vec<ServiceState>,
+    teardown: Option<Teardown>,
+    rng: u64,
+}
+
+impl Engine {
+    /// `selected[id]` says whether a service takes part in this run. `seed` drives the
+    /// backoff jitter.
+    pub fn new(plan: Arc<Plan>, selected: &[bool], seed: u64) -> Engine {
+        let services = (0..plan.services.len())
+            .map(|id| ServiceState::new(selected.get(id).copied().unwrap_or(false)))
+            .collect();
+        Engine {
+            plan,
+            services,
+            teardown: None,
+            rng: seed | 1,
+        }
+    }
+
+    pub fn plan(&self) -> &Arc<Plan> {
+        &self.plan
+    }
+
+    pub fn service(&self, id: ServiceId) -> &ServiceState {
+        &self.services[id]
+    }
+
+    pub fn services(&self) -> &[ServiceState] {
+        &self.services
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.teardown.is_some()
+    }
+
+    /// The first effects of a run: start what has no unmet dependency.
+    pub fn start(&mut self, now: Instant) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        self.reconcile(now, &mut fx);
+        fx
+    }
+
+    pub fn step(&mut self, input: Input, now: Instant) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        match input {
+            Input::Intent(intent) => self.on_intent(&intent, &mut fx),
+            Input::Report {
+                service,
+                generation,
+                report,
+            } => {
+                if self.services[service].generation == generation {
+                    self.on_report(service, report, now, &mut fx);
+                }
+            }
+            Input::Timer { service, epoch } => self.on_timer(service, epoch, &mut fx),
+        }
+        self.reconcile(now, &mut fx);
+        fx
+    }
+
+    /// Nothing is running, pending or due to restart: `pk up` may exit.
+    pub fn settled(&self) -> bool {
+        self.services.iter().all(|s| s.phase.is_final())
+    }
+
+    /// 0 when every service succeeded or was stopped on request, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        let failed = self.services.iter().any(|s| match &s.phase {
+            Phase::Exited(e) => !e.success(),
+            Phase::Crashed(_) | Phase::Failed(_) | Phase::Skipped(_) => true,
+            _ => false,
+        });
+        i32::from(failed)
+    }
+
+    fn on_intent(&mut self, intent: &Intent, fx: &mut Vec<Effect>) {
+        match *intent {
+            Intent::Shutdown { grace } => {
+                if self.teardown.is_none() {
+                    self.teardown = Some(Teardown {
+                        grace,
+                        force: false,
+                    });
+                    fx.push(Effect::Notice {
+                        service: None,
+                        text: "stopping (press Ctrl-C again to force)".into(),
+                    });
+                } else if let Some(t) = &mut self.teardown {
+                    // A later `pk down --grace` may shorten a teardown already under way.
+                    if grace.is_some() {
+                        t.grace = grace;
+                    }
+                }
+                for id in 0..self.services.len() {
+                    self.cancel_unstarted(id);
+                }
+            }
+            Intent::ForceKill => {
+                self.teardown = Some(Teardown {
+                    grace: Some(Duration::ZERO),
+                    force: true,
+                });
+                fx.push(Effect::Notice {
+                    service: None,
+                    text: "killing everything that is left".into(),
+                });
+                for id in 0..self.services.len() {
+                    self.cancel_unstarted(id);
+                    let s = &mut self.services[id];
+                    if s.phase.is_live() {
+                        s.stop_requested = true;
+                        s.phase = Phase::Stopping;
+                        fx.push(Effect::Kill {
+                            service: id,
+                            generation: s.generation,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// A service that has no tree yet will never get one in this teardown.
+    fn cancel_unstarted(&mut self, id: ServiceId) {
+        let s = &mut self.services[id];
+        if matches!(s.phase, Phase::Pending | Phase::Restarting { .. }) {
+            s.stop_requested = true;
+            s.phase = Phase::Stopped;
+            s.epoch += 1;
+        }
+    }
+
+    fn on_report(&mut self, id: ServiceId, report: Report, now: Instant, fx: &mut Vec<Effect>) {
+        let has_ready = self.plan.services[id].ready.is_some();
+        match report {
+            Report::Spawned { pids } => {
+                let s = &mut self.services[id];
+                s.spawned = true;
+                s.started_at = Some(now);
+                let text = match pids.as_slice() {
+                    [pid] => format!("started (pid {pid})"),
+                    _ => format!(
+                        "started (pids {})",
+                        pids.iter()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                s.pids = pids;
+                if s.phase == Phase::Starting && !has_ready {
+                    s.phase = Phase::Running;
+                }
+                fx.push(notice(id, text));
+            }
+            Report::SpawnFailed { error } => {
+                let s = &mut self.services[id];
+                s.phase = Phase::Failed(format!("could not start: {error}"));
+                fx.push(notice(id, format!("failed to start: {error}")));
+            }
+            Report::Ready => {
+                let s = &mut self.services[id];
+                if s.phase == Phase::Starting {
+                    s.phase = Phase::Healthy;
+                    fx.push(notice(id, "healthy".into()));
+                }
+            }
+            Report::NotReady { reason } => {
+                if self.services[id].phase == Phase::Starting {
+                    fx.push(notice(id, format!("failed: {reason}")));
+                    let (signal, grace) = self.stop_params(id);
+                    let s = &mut self.services[id];
+                    s.phase = Phase::Stopping;
+                    s.stop_requested = true;
+                    s.failure = Some(reason);
+                    fx.push(Effect::Stop {
+                        service: id,
+                        generation: s.generation,
+                        signal,
+                        grace,
+                    });
+                }
+            }
+            Report::Exited { exit, killed } => self.on_exit(id, exit, killed, now, fx),
+        }
+    }
+
+    fn on_exit(
+        &mut self,
+        id: ServiceId,
+        exit: ExitInfo,
+        killed: bool,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let spec = self.plan.services[id].restart;
+        let s = &mut self.services[id];
+        s.pids.clear();
+        s.spawned = false;
+        if exit.success() {
+            s.completed_ok = true;
+        }
+        s.last_exit = Some(exit.clone());
+        if let Some(reason) = s.failure.take() {
+            // The tree of a service that failed its ready deadline has now drained.
+            s.phase = Phase::Failed(reason);
+            return;
+        }
+        if s.stop_requested {
+            s.phase = Phase::Stopped;
+            let text = if killed {
+                let grace = self.stop_params(id).1;
+                format!("killed after {} grace", fmt_duration(grace))
+            } else {
+                "stopped".to_string()
+            };
+            fx.push(notice(id, text));
+            return;
+        }
+        let wants_restart = match spec.policy {
+            RestartPolicy::No => false,
+            RestartPolicy::OnFailure => !exit.success(),
+            RestartPolicy::Always => true,
+        };
+        if !wants_restart || self.teardown.is_some() {
+            let text = if exit.success() {
+                "completed".to_string()
+            } else {
+                exit.to_string()
+            };
+            s.phase = Phase::Exited(exit);
+            fx.push(notice(id, text));
+            return;
+        }
+        if s.started_at
+            .is_some_and(|t| now.saturating_duration_since(t) >= STABLE_AFTER)
+        {
+            s.attempt = 0;
+        }
+        while s
+            .restart_times
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= spec.window)
+        {
+            s.restart_times.pop_front();
+        }
+        if s.restart_times.len() >= spec.max as usize {
+            fx.push(notice(
+                id,
+                format!(
+                    "{exit}; crashed: {} restarts within {}, giving up",
+                    s.restart_times.len(),
+                    fmt_duration(spec.window)
+                ),
+            ));
+            s.phase = Phase::Crashed(exit);
+            return;
+        }
+        let base = spec
+            .backoff_initial
+            .saturating_mul(1u32 << s.attempt.min(20))
+            .min(spec.backoff_max);
+        let delay = jitter(base, &mut self.rng).min(spec.backoff_max);
+        let s = &mut self.services[id];
+        s.attempt += 1;
+        s.restarts += 1;
+        s.restart_times.push_back(now);
+        s.epoch += 1;
+        s.phase = Phase::Restarting { at: now + delay };
+        fx.push(notice(
+            id,
+            format!("{exit}, restarting in {}", fmt_duration(delay)),
+        ));
+        fx.push(Effect::ArmTimer {
+            service: id,
+            epoch: s.epoch,
+            after: delay,
+        });
+    }
+
+    fn on_timer(&mut self, id: ServiceId, epoch: u64, _fx: &mut [Effect]) {
+        let s = &mut self.services[id];
+        if s.epoch == epoch && matches!(s.phase, Phase::Restarting { .. }) {
+            s.phase = Phase::Pending;
+            s.wait_announced = false;
+        }
+    }
+
+    /// Signal and grace for stopping `id`, with the teardown's override applied.
+    fn stop_params(&self, id: ServiceId) -> (StopSignal, Duration) {
+        let shutdown = &self.plan.services[id].shutdown;
+        let grace = self
+            .teardown
+            .and_then(|t| t.grace)
+            .unwrap_or(shutdown.grace);
+        (shutdown.signal, grace)
+    }
+
+    /// Brings services forward until nothing changes: starts those whose dependencies are
+    /// met, skips those whose dependencies never will be, and during teardown stops those
+    /// whose dependents are all down.
+    fn reconcile(&mut self, _now: Instant, fx: &mut Vec<Effect>) {
+        loop {
+            let mut changed = false;
+            for i in 0..self.plan.order.len() {
+                let id = self.plan.order[i];
+                changed |= if self.teardown.is_some() {
+                    self.maybe_stop(id, fx)
+                } else {
+                    self.maybe_start(id, fx)
+                };
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+
+    fn maybe_start(&mut self, id: ServiceId, fx: &mut Vec<Effect>) -> bool {
+        if self.services[id].phase != Phase::Pending {
+            return false;
+        }
+        let mut waiting = Vec::new();
+        for dep in &self.plan.services[id].depends_on {
+            match self.gate(dep.service, dep.condition) {
+                Gate::Met => {}
+                Gate::Wait => waiting.push(format!(
+                    "{} ({})",
+                    self.plan.services[dep.service].name,
+                    dep.condition.as_str()
+                )),
+                Gate::Never(reason) if dep.required => {
+                    let s = &mut self.services[id];
+                    s.phase = Phase::Skipped(reason.clone());
+                    fx.push(notice(id, format!("skipped: {reason}")));
+                    return true;
+                }
+                Gate::Never(reason) => {
+                    if !self.services[id].wait_announced {
+                        fx.push(notice(
+                            id,
+                            format!("starting anyway: {reason} (required: false)"),
+                        ));
+                    }
+                }
+            }
+        }
+        let s = &mut self.services[id];
+        if waiting.is_empty() {
+            s.generation += 1;
+            s.epoch += 1;
+            s.spawned = false;
+            s.wait_announced = false;
+            s.phase = Phase::Starting;
+            fx.push(Effect::Spawn {
+                service: id,
+                generation: s.generation,
+            });
+            true
+        } else {
+            if !s.wait_announced {
+                s.wait_announced = true;
+                fx.push(notice(id, format!("waiting for {}", waiting.join(", "))));
+            }
+            false
+        }
+    }
+
+    fn maybe_stop(&mut self, id: ServiceId, fx: &mut Vec<Effect>) -> bool {
+        let s = &self.services[id];
+        if !s.phase.is_live() || s.phase == Phase::Stopping {
+            return false;
+        }
+        let dependents_down = self
+            .plan
+            .dependents(id)
+            .all(|d| !self.services[d].phase.is_live());
+        if !dependents_down {
+            return false;
+        }
+        let (signal, grace) = self.stop_params(id);
+        let s = &mut self.services[id];
+        s.phase = Phase::Stopping;
+        s.stop_requested = true;
+        fx.push(notice(
+            id,
+            format!("stopping ({}, grace {})", signal.name, fmt_duration(grace)),
+        ));
+        fx.push(Effect::Stop {
+            service: id,
+            generation: s.generation,
+            signal,
+            grace,
+        });
+        true
+    }
+
+    /// Whether `dep` meets `condition` now, may later, or never will.
+    #[expect(clippy::match_same_arms, reason = "arms are ordered by precedence")]
+    fn gate(&self, dep: ServiceId, condition: Condition) -> Gate {
+        let s = &self.services[dep];
+        let name = &self.plan.services[dep].name;
+        let never_started = |what: &str| Gate::Never(format!("{name} {what}"));
+        match (&s.phase, condition) {
+            (Phase::Failed(reason), _) => Gate::Never(format!("{name} failed ({reason})")),
+            (Phase::Skipped(_), _) => never_started("was skipped"),
+            (Phase::Stopped, _) => never_started("was stopped"),
+            (Phase::Inactive, _) => never_started("is not part of this run"),
+            (Phase::Crashed(_) | Phase::Exited(_), Condition::Completed)
+            | (Phase::Exited(_), Condition::Started) => Gate::Met,
+            (Phase::Crashed(e), _) => Gate::Never(format!("{name} crashed ({e})")),
+            (_, Condition::CompletedSuccessfully) if s.completed_ok => Gate::Met,
+            (Phase::Exited(e), Condition::CompletedSuccessfully) => {
+                Gate::Never(format!("{name} {e}"))
+            }
+            (Phase::Exited(e), Condition::Healthy) => {
+                Gate::Never(format!("{name} {e} before it was healthy"))
+            }
+            (Phase::Starting, Condition::Started) if s.spawned => Gate::Met,
+            (Phase::Running | Phase::Healthy, Condition::Started)
+            | (Phase::Healthy, Condition::Healthy) => Gate::Met,
+            _ => Gate::Wait,
+        }
+    }
+}
+
+fn notice(id: ServiceId, text: String) -> Effect {
+    Effect::Notice {
+        service: Some(id),
+        text,
+    }
+}
+
+/// ±20% jitter from a xorshift generator (deterministic for a given seed).
+fn jitter(base: Duration, rng: &mut u64) -> Duration {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "a jitter factor needs no precision"
+    )]
+    let unit = (*rng % 10_000) as f64 / 10_000.0;
+    base.mul_f64(0.8 + 0.4 * unit)
+}
+
+/// `250ms`, `1.5s`, `10s`, `1m30s`.
+pub fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        if ms % 1000 == 0 {
+            format!("{}s", ms / 1000)
+        } else {
+            format!("{:.1}s", d.as_secs_f64())
+        }
+    } else {
+        let secs = d.as_secs();
+        match (secs / 60, secs % 60) {
+            (m, 0) => format!("{m}m"),
+            (m, s) => format!("{m}m{s}s"),
+        }
+    }
+}

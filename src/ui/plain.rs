@@ -1,0 +1,112 @@
+//! Plain mode: every output line as `name | line`, lifecycle lines as `name * text`.
+//!
+//! Invariants: one thread owns stdout, so lines of concurrent services are never torn or
+//! mixed; it writes whole batches and flushes when the queue is empty, so a flood costs one
+//! write per batch, not per line.
+
+use std::io::{self, Write};
+use std::thread::JoinHandle;
+
+use crate::logs::{LogEvent, LogReceiver};
+
+/// Stable per-service colours (ANSI 256-colour indexes that read on dark and light themes).
+const PALETTE: [u8; 10] = [33, 172, 35, 170, 38, 166, 70, 134, 31, 178];
+
+pub struct PlainPrinter {
+    prefixes: Vec<Vec<u8>>,
+    notice_prefixes: Vec<Vec<u8>>,
+    pk_notice: Vec<u8>,
+    color: bool,
+}
+
+impl PlainPrinter {
+    pub fn new(names: &[String], color: bool) -> PlainPrinter {
+        let width = names.iter().map(String::len).max().unwrap_or(0).max(2);
+        let pad = |name: &str, sep: char, colour: Option<u8>| -> Vec<u8> {
+            let text = format!("{name:<width$} {sep} ");
+            match colour {
+                Some(c) if color => format!("\x1b[38;5;{c}m{text}\x1b[0m").into_bytes(),
+                _ => text.into_bytes(),
+            }
+        };
+        let prefixes = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| pad(n, '|', Some(PALETTE[i % PALETTE.len()])))
+            .collect();
+        let notice_prefixes = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| pad(n, '*', Some(PALETTE[i % PALETTE.len()])))
+            .collect();
+        PlainPrinter {
+            prefixes,
+            notice_prefixes,
+            pk_notice: pad("pk", '*', Some(250)),
+            color,
+        }
+    }
+
+    /// Appends the rendering of `event` to `out`.
+    pub fn render(&self, event: &LogEvent, out: &mut Vec<u8>) {
+        match event {
+            LogEvent::Output {
+                service,
+                stream: _stream,
+                data,
+            } => {
+                let prefix = &self.prefixes[*service];
+                for line in data.split_inclusive(|&b| b == b'\n') {
+                    out.extend_from_slice(prefix);
+                    out.extend_from_slice(line);
+                }
+            }
+            LogEvent::Notice { service, text } => {
+                let prefix = service.map_or(&self.pk_notice, |s| &self.notice_prefixes[s]);
+                out.extend_from_slice(prefix);
+                if self.color {
+                    out.extend_from_slice(b"\x1b[2m");
+                    out.extend_from_slice(text.as_bytes());
+                    out.extend_from_slice(b"\x1b[0m\n");
+                } else {
+                    out.extend_from_slice(text.as_bytes());
+                    out.push(b'\n');
+                }
+            }
+            LogEvent::End => {}
+        }
+    }
+
+    /// Prints events on a dedicated thread until `LogEvent::End` (or every sender is gone).
+    pub fn spawn(self, mut events: LogReceiver) -> JoinHandle<()> {
+        std::thread::Builder::new()
+            .name("pk-plain".into())
+            .spawn(move || {
+                let stdout = io::stdout();
+                let mut buf = Vec::with_capacity(256 * 1024);
+                'outer: while let Some(event) = events.blocking_recv() {
+                    let mut end = matches!(event, LogEvent::End);
+                    self.render(&event, &mut buf);
+                    while !end && buf.len() < 1 << 20 {
+                        match events.try_recv() {
+                            Ok(e) => {
+                                end = matches!(e, LogEvent::End);
+                                self.render(&e, &mut buf);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let mut lock = stdout.lock();
+                    if lock.write_all(&buf).and_then(|()| lock.flush()).is_err() {
+                        // stdout is gone (closed pipe): nothing more can be shown.
+                        break 'outer;
+                    }
+                    buf.clear();
+                    if end {
+                        break;
+                    }
+                }
+            })
+            .expect("spawning the output thread")
+    }
+}
