@@ -1,0 +1,407 @@
+//! The state machine without processes: inputs in, effects out, time passed in by hand.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::state::{ExitInfo, ExitStatus, Phase};
+use super::step::{Effect, Engine, Input, Intent, Report};
+use crate::plan::{
+    CommandSpec, Condition, Dependency, Plan, RestartPolicy, RestartSpec, RunSpec, ServiceId,
+    ServiceSpec, ShutdownSpec, StopSignal,
+};
+
+fn service(name: &str, deps: &[(ServiceId, Condition)]) -> ServiceSpec {
+    ServiceSpec {
+        name: name.into(),
+        run: RunSpec::Command(CommandSpec::Shell("true".into())),
+        working_dir: PathBuf::from("/"),
+        env: BTreeMap::new(),
+        depends_on: deps
+            .iter()
+            .map(|&(service, condition)| Dependency {
+                service,
+                condition,
+                required: true,
+                restart: false,
+            })
+            .collect(),
+        restart: RestartSpec::default(),
+        shutdown: ShutdownSpec {
+            signal: StopSignal::TERM,
+            grace: Duration::from_secs(10),
+            command: None,
+        },
+        disabled: false,
+        ready: None,
+        alive: None,
+    }
+}
+
+/// Plan whose start order is simply the declaration order (tests declare deps first).
+fn plan(services: Vec<ServiceSpec>) -> Arc<Plan> {
+    let order = (0..services.len()).collect();
+    Arc::new(Plan {
+        name: "t".into(),
+        config_path: PathBuf::from("/t/pk.yaml"),
+        base_dir: PathBuf::from("/t"),
+        services,
+        order,
+    })
+}
+
+fn engine(plan: &Arc<Plan>) -> Engine {
+    let all = vec![true; plan.services.len()];
+    Engine::new(Arc::clone(plan), &all, 42)
+}
+
+fn spawns(fx: &[Effect]) -> Vec<ServiceId> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Spawn { service, .. } => Some(*service),
+            _ => None,
+        })
+        .collect()
+}
+
+fn stops(fx: &[Effect]) -> Vec<ServiceId> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Stop { service, .. } => Some(*service),
+            _ => None,
+        })
+        .collect()
+}
+
+fn notices(fx: &[Effect]) -> Vec<String> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Notice { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn report(e: &Engine, service: ServiceId, report: Report) -> Input {
+    Input::Report {
+        service,
+        generation: e.service(service).generation,
+        report,
+    }
+}
+
+fn spawned(e: &mut Engine, id: ServiceId, now: Instant) -> Vec<Effect> {
+    let input = report(e, id, Report::Spawned { pids: vec![100] });
+    e.step(input, now)
+}
+
+fn exited(e: &mut Engine, id: ServiceId, code: i32, now: Instant) -> Vec<Effect> {
+    let input = report(
+        e,
+        id,
+        Report::Exited {
+            exit: ExitInfo::new(ExitStatus::Code(code)),
+            killed: false,
+        },
+    );
+    e.step(input, now)
+}
+
+#[test]
+fn independent_services_start_together_and_dependents_wait() {
+    let p = plan(vec![
+        service("db", &[]),
+        service("cache", &[]),
+        service("api", &[(0, Condition::Started), (1, Condition::Started)]),
+    ]);
+    let mut e = engine(&p);
+    let now = Instant::now();
+    let fx = e.start(now);
+    assert_eq!(spawns(&fx), vec![0, 1]);
+    assert!(notices(&fx).contains(&"waiting for db (started), cache (started)".to_string()));
+    assert!(spawns(&spawned(&mut e, 0, now)).is_empty());
+    assert_eq!(spawns(&spawned(&mut e, 1, now)), vec![2]);
+}
+
+#[test]
+fn completed_successfully_gates_and_failure_skips_with_reason() {
+    let p = plan(vec![
+        service("migrate", &[]),
+        service("api", &[(0, Condition::CompletedSuccessfully)]),
+        service("web", &[(1, Condition::Started)]),
+    ]);
+    let now = Instant::now();
+
+    let mut ok = engine(&p);
+    ok.start(now);
+    assert!(
+        spawns(&spawned(&mut ok, 0, now)).is_empty(),
+        "running is not completed"
+    );
+    assert_eq!(spawns(&exited(&mut ok, 0, 0, now)), vec![1]);
+
+    let mut bad = engine(&p);
+    bad.start(now);
+    spawned(&mut bad, 0, now);
+    let fx = exited(&mut bad, 0, 3, now);
+    assert!(spawns(&fx).is_empty());
+    assert_eq!(
+        bad.service(1).phase,
+        Phase::Skipped("migrate exited 3".into())
+    );
+    assert_eq!(
+        bad.service(2).phase,
+        Phase::Skipped("api was skipped".into())
+    );
+    assert!(notices(&fx).contains(&"skipped: migrate exited 3".to_string()));
+    assert!(bad.settled());
+    assert_eq!(bad.exit_code(), 1);
+}
+
+#[test]
+fn teardown_stops_dependents_first_and_same_level_together() {
+    let p = plan(vec![
+        service("db", &[]),
+        service("api", &[(0, Condition::Started)]),
+        service("worker", &[(0, Condition::Started)]),
+        service("web", &[(1, Condition::Started)]),
+    ]);
+    let mut e = engine(&p);
+    let now = Instant::now();
+    e.start(now);
+    spawned(&mut e, 0, now);
+    spawned(&mut e, 1, now);
+    spawned(&mut e, 2, now);
+    spawned(&mut e, 3, now);
+    let fx = e.step(Input::Intent(Intent::Shutdown { grace: None }), now);
+    assert_eq!(
+        stops(&fx),
+        vec![2, 3],
+        "leaves first: worker and web together"
+    );
+    let fx = exited(&mut e, 3, 143, now);
+    assert_eq!(stops(&fx), vec![1], "api once web is gone");
+    assert!(
+        stops(&exited(&mut e, 2, 143, now)).is_empty(),
+        "db still has api"
+    );
+    assert_eq!(stops(&exited(&mut e, 1, 143, now)), vec![0]);
+    exited(&mut e, 0, 0, now);
+    assert!(e.settled());
+    assert_eq!(e.exit_code(), 0, "stopped on request is success");
+}
+
+#[test]
+fn grace_override_applies_to_every_stop() {
+    let p = plan(vec![service("db", &[])]);
+    let mut e = engine(&p);
+    let now = Instant::now();
+    e.start(now);
+    spawned(&mut e, 0, now);
+    let fx = e.step(
+        Input::Intent(Intent::Shutdown {
+            grace: Some(Duration::from_millis(500)),
+        }),
+        now,
+    );
+    assert!(fx.contains(&Effect::Stop {
+        service: 0,
+        generation: 1,
+        signal: StopSignal::TERM,
+        grace: Duration::from_millis(500),
+    }));
+    assert!(notices(&fx).contains(&"stopping (TERM, grace 500ms)".to_string()));
+}
+
+#[test]
+fn force_kill_kills_every_live_tree_at_once() {
+    let p = plan(vec![
+        service("db", &[]),
+        service("api", &[(0, Condition::Started)]),
+    ]);
+    let mut e = engine(&p);
+    let now = Instant::now();
+    e.start(now);
+    spawned(&mut e, 0, now);
+    spawned(&mut e, 1, now);
+    e.step(Input::Intent(Intent::Shutdown { grace: None }), now);
+    let fx = e.step(Input::Intent(Intent::ForceKill), now);
+    let kills: Vec<_> = fx
+        .iter()
+        .filter(|e| matches!(e, Effect::Kill { .. }))
+        .collect();
+    assert_eq!(kills.len(), 2);
+}
+
+#[test]
+fn pending_services_never_start_once_teardown_began() {
+    let p = plan(vec![
+        service("migrate", &[]),
+        service("api", &[(0, Condition::CompletedSuccessfully)]),
+    ]);
+    let mut e = engine(&p);
+    let now = Instant::now();
+    e.start(now);
+    spawned(&mut e, 0, now);
+    e.step(Input::Intent(Intent::Shutdown { grace: None }), now);
+    assert_eq!(e.service(1).phase, Phase::Stopped);
+    let fx = exited(&mut e, 0, 0, now);
+    assert!(spawns(&fx).is_empty());
+    assert!(e.settled());
+}
+
+fn flaky(max: u32) -> Arc<Plan> {
+    let mut s = service("worker", &[]);
+    s.restart = RestartSpec {
+        policy: RestartPolicy::OnFailure,
+        max,
+        window: Duration::from_secs(60),
+        backoff_initial: Duration::from_millis(100),
+        backoff_max: Duration::from_secs(1),
+    };
+    plan(vec![s])
+}
+
+fn timer_after(fx: &[Effect]) -> Option<(u64, Duration)> {
+    fx.iter().find_map(|e| match e {
+        Effect::ArmTimer { epoch, after, .. } => Some((*epoch, *after)),
+        _ => None,
+    })
+}
+
+#[test]
+fn restarts_back_off_exponentially_with_jitter_up_to_the_cap() {
+    let p = flaky(100);
+    let mut e = engine(&p);
+    let mut now = Instant::now();
+    e.start(now);
+    let mut delays = Vec::new();
+    for _ in 0..6 {
+        spawned(&mut e, 0, now);
+        let fx = exited(&mut e, 0, 1, now);
+        let (epoch, after) = timer_after(&fx).expect("a restart timer");
+        delays.push(after);
+        now += after;
+        let fx = e.step(Input::Timer { service: 0, epoch }, now);
+        assert_eq!(spawns(&fx), vec![0]);
+    }
+    for (i, d) in delays.iter().enumerate() {
+        let base = Duration::from_millis(100 * (1 << i)).min(Duration::from_secs(1));
+        assert!(
+            *d >= base.mul_f64(0.79) && *d <= base.mul_f64(1.21).min(Duration::from_secs(1)),
+            "delay {i}: {d:?} vs base {base:?}"
+        );
+    }
+    assert_eq!(
+        *delays.last().unwrap(),
+        delays[5].min(Duration::from_secs(1))
+    );
+    assert_eq!(e.service(0).restarts, 6);
+}
+
+#[test]
+fn backoff_resets_after_the_service_stayed_up() {
+    let p = flaky(100);
+    let mut e = engine(&p);
+    let mut now = Instant::now();
+    e.start(now);
+    for _ in 0..4 {
+        spawned(&mut e, 0, now);
+        let (epoch, after) = timer_after(&exited(&mut e, 0, 1, now)).unwrap();
+        now += after;
+        e.step(Input::Timer { service: 0, epoch }, now);
+    }
+    spawned(&mut e, 0, now);
+    now += super::STABLE_AFTER;
+    let (_, after) = timer_after(&exited(&mut e, 0, 1, now)).unwrap();
+    assert!(
+        after <= Duration::from_millis(121),
+        "reset to the initial delay: {after:?}"
+    );
+}
+
+#[test]
+fn restart_limit_ends_in_crashed() {
+    let p = flaky(2);
+    let mut e = engine(&p);
+    let mut now = Instant::now();
+    e.start(now);
+    for _ in 0..2 {
+        spawned(&mut e, 0, now);
+        let (epoch, after) = timer_after(&exited(&mut e, 0, 7, now)).unwrap();
+        now += after;
+        e.step(Input::Timer { service: 0, epoch }, now);
+    }
+    spawned(&mut e, 0, now);
+    let fx = exited(&mut e, 0, 7, now);
+    assert!(timer_after(&fx).is_none());
+    assert!(matches!(e.service(0).phase, Phase::Crashed(_)));
+    assert!(
+        notices(&fx)[0].contains("crashed: 2 restarts within 1m"),
+        "{:?}",
+        notices(&fx)
+    );
+    assert!(e.settled());
+    assert_eq!(e.exit_code(), 1);
+}
+
+#[test]
+fn stale_timers_and_reports_are_ignored() {
+    let p = flaky(100);
+    let mut e = engine(&p);
+    let now = Instant::now();
+    e.start(now);
+    spawned(&mut e, 0, now);
+    let (epoch, _) = timer_after(&exited(&mut e, 0, 1, now)).unwrap();
+    e.step(Input::Intent(Intent::Shutdown { grace: None }), now);
+    let fx = e.step(Input::Timer { service: 0, epoch }, now);
+    assert!(spawns(&fx).is_empty());
+    let stale = Input::Report {
+        service: 0,
+        generation: 0,
+        report: Report::Spawned { pids: vec![1] },
+    };
+    assert!(e.step(stale, now).is_empty());
+    assert!(e.settled());
+}
+
+#[test]
+fn always_restarts_even_after_success_and_no_never_does() {
+    let mut s = service("tick", &[]);
+    s.restart.policy = RestartPolicy::Always;
+    let p = plan(vec![s, service("once", &[])]);
+    let mut e = engine(&p);
+    let now = Instant::now();
+    e.start(now);
+    spawned(&mut e, 0, now);
+    spawned(&mut e, 1, now);
+    assert!(timer_after(&exited(&mut e, 0, 0, now)).is_some());
+    let fx = exited(&mut e, 1, 0, now);
+    assert!(timer_after(&fx).is_none());
+    assert_eq!(notices(&fx), vec!["completed".to_string()]);
+}
+
+#[test]
+fn spawn_failure_fails_the_service_and_skips_dependents() {
+    let p = plan(vec![
+        service("db", &[]),
+        service("api", &[(0, Condition::Started)]),
+    ]);
+    let mut e = engine(&p);
+    let now = Instant::now();
+    e.start(now);
+    let input = report(
+        &e,
+        0,
+        Report::SpawnFailed {
+            error: "nope: No such file".into(),
+        },
+    );
+    e.step(input, now);
+    assert!(matches!(e.service(0).phase, Phase::Failed(_)));
+    assert!(matches!(&e.service(1).phase, Phase::Skipped(r) if r.starts_with("db failed")));
+    assert_eq!(e.exit_code(), 1);
+}
