@@ -9,6 +9,7 @@ pub mod control;
 pub mod engine;
 pub mod logs;
 pub mod plan;
+pub mod probe;
 pub mod process;
 pub mod supervisor;
 pub mod ui;

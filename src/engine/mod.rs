@@ -11,7 +11,7 @@ mod step;
 
 pub use runtime::{EngineHandle, RunOutcome, Runtime};
 pub use snapshot::{ServiceSnapshot, Snapshot};
-pub use state::{ExitInfo, ExitStatus, Phase, ServiceState, signal_name};
+pub use state::{ExitInfo, ExitStatus, Phase, ServiceState, StopReason, signal_name};
 pub use step::{Effect, Engine, Input, Intent, Report, STABLE_AFTER, fmt_duration};
 
 #[cfg(test)]

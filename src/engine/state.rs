@@ -157,10 +157,6 @@ impl Phase {
 }
 
 #[derive(Debug, Clone)]
-#[expect(
-    clippy::struct_excessive_bools,
-    reason = "independent facts about one service"
-)]
 pub struct ServiceState {
     pub phase: Phase,
     /// Spawn generation; reports about an older generation are ignored.
@@ -181,11 +177,21 @@ pub struct ServiceState {
     pub last_exit: Option<ExitInfo>,
     /// The pending "waiting for …" notice has been printed for this wait.
     pub wait_announced: bool,
-    /// A stop was asked for this service (teardown or `pk stop`).
-    pub stop_requested: bool,
-    /// Set when pk stops the service because it failed (e.g. `ready` deadline): the drained
-    /// tree then lands in `failed` with this reason.
-    pub failure: Option<String>,
+    /// Why pk is stopping this service; decides where the drained tree lands.
+    pub stop_reason: Option<StopReason>,
+}
+
+/// Why pk sent a service its stop sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// Teardown or `pk stop`: lands in `stopped`.
+    Requested,
+    /// It failed (e.g. its `ready` deadline passed): lands in `failed` with this reason.
+    Failed(String),
+    /// Its `alive` probe failed: restarts per policy, else `failed`.
+    Unhealthy(String),
+    /// A dependency it declared `restart: true` on is restarting (named): back to `pending`.
+    Cascade(String),
 }
 
 impl ServiceState {
@@ -207,8 +213,7 @@ impl ServiceState {
             attempt: 0,
             last_exit: None,
             wait_announced: false,
-            stop_requested: false,
-            failure: None,
+            stop_reason: None,
         }
     }
 }

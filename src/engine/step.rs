@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::state::{ExitInfo, Phase, ServiceState};
+use super::state::{ExitInfo, Phase, ServiceState, StopReason};
 use crate::plan::{Condition, Plan, RestartPolicy, ServiceId, StopSignal};
 
 /// A service that stayed up this long gets its backoff reset.
@@ -52,6 +52,10 @@ pub enum Report {
     Ready,
     /// The `ready` probe did not pass before its deadline.
     NotReady {
+        reason: String,
+    },
+    /// The `alive` probe failed `retries` times in a row.
+    Unhealthy {
         reason: String,
     },
     /// The whole tree has ended. `killed` is set when a stop had to escalate to SIGKILL.
@@ -219,7 +223,9 @@ impl Engine {
                     self.cancel_unstarted(id);
                     let s = &mut self.services[id];
                     if s.phase.is_live() {
-                        s.stop_requested = true;
+                        if !matches!(s.stop_reason, Some(StopReason::Failed(_))) {
+                            s.stop_reason = Some(StopReason::Requested);
+                        }
                         s.phase = Phase::Stopping;
                         fx.push(Effect::Kill {
                             service: id,
@@ -235,7 +241,6 @@ impl Engine {
     fn cancel_unstarted(&mut self, id: ServiceId) {
         let s = &mut self.services[id];
         if matches!(s.phase, Phase::Pending | Phase::Restarting { .. }) {
-            s.stop_requested = true;
             s.phase = Phase::Stopped;
             s.epoch += 1;
         }
@@ -279,17 +284,14 @@ impl Engine {
             Report::NotReady { reason } => {
                 if self.services[id].phase == Phase::Starting {
                     fx.push(notice(id, format!("failed: {reason}")));
-                    let (signal, grace) = self.stop_params(id);
-                    let s = &mut self.services[id];
-                    s.phase = Phase::Stopping;
-                    s.stop_requested = true;
-                    s.failure = Some(reason);
-                    fx.push(Effect::Stop {
-                        service: id,
-                        generation: s.generation,
-                        signal,
-                        grace,
-                    });
+                    self.stop_service(id, StopReason::Failed(reason), fx);
+                }
+            }
+            Report::Unhealthy { reason } => {
+                let s = &self.services[id];
+                if s.phase.is_live() && s.phase != Phase::Stopping && self.teardown.is_none() {
+                    fx.push(notice(id, reason.clone()));
+                    self.stop_service(id, StopReason::Unhealthy(reason), fx);
                 }
             }
             Report::Exited { exit, killed } => self.on_exit(id, exit, killed, now, fx),
@@ -304,7 +306,7 @@ impl Engine {
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
-        let spec = self.plan.services[id].restart;
+        let policy = self.plan.services[id].restart.policy;
         let s = &mut self.services[id];
         s.pids.clear();
         s.spawned = false;
@@ -312,37 +314,63 @@ impl Engine {
             s.completed_ok = true;
         }
         s.last_exit = Some(exit.clone());
-        if let Some(reason) = s.failure.take() {
-            // The tree of a service that failed its ready deadline has now drained.
-            s.phase = Phase::Failed(reason);
-            return;
+        match s.stop_reason.take() {
+            Some(StopReason::Requested) => {
+                s.phase = Phase::Stopped;
+                let text = if killed {
+                    let grace = self.stop_params(id).1;
+                    format!("killed after {} grace", fmt_duration(grace))
+                } else {
+                    "stopped".to_string()
+                };
+                fx.push(notice(id, text));
+            }
+            Some(StopReason::Failed(reason)) => s.phase = Phase::Failed(reason),
+            Some(StopReason::Cascade(dep)) => {
+                s.phase = Phase::Pending;
+                s.wait_announced = false;
+                fx.push(notice(id, format!("stopped; restarts after {dep}")));
+            }
+            Some(StopReason::Unhealthy(reason)) => {
+                if policy == RestartPolicy::No || self.teardown.is_some() {
+                    s.phase = Phase::Failed(reason);
+                } else {
+                    self.schedule_restart(id, &reason, exit, now, fx);
+                }
+            }
+            None => {
+                let wants_restart = match policy {
+                    RestartPolicy::No => false,
+                    RestartPolicy::OnFailure => !exit.success(),
+                    RestartPolicy::Always => true,
+                };
+                if wants_restart && self.teardown.is_none() {
+                    self.schedule_restart(id, &exit.to_string(), exit, now, fx);
+                } else {
+                    let text = if exit.success() {
+                        "completed".to_string()
+                    } else {
+                        exit.to_string()
+                    };
+                    s.phase = Phase::Exited(exit);
+                    fx.push(notice(id, text));
+                }
+            }
         }
-        if s.stop_requested {
-            s.phase = Phase::Stopped;
-            let text = if killed {
-                let grace = self.stop_params(id).1;
-                format!("killed after {} grace", fmt_duration(grace))
-            } else {
-                "stopped".to_string()
-            };
-            fx.push(notice(id, text));
-            return;
-        }
-        let wants_restart = match spec.policy {
-            RestartPolicy::No => false,
-            RestartPolicy::OnFailure => !exit.success(),
-            RestartPolicy::Always => true,
-        };
-        if !wants_restart || self.teardown.is_some() {
-            let text = if exit.success() {
-                "completed".to_string()
-            } else {
-                exit.to_string()
-            };
-            s.phase = Phase::Exited(exit);
-            fx.push(notice(id, text));
-            return;
-        }
+    }
+
+    /// Arms a backoff restart of `id`, or ends it in `crashed` when the limit is hit; restarts
+    /// the dependents that asked for it (`restart: true`).
+    fn schedule_restart(
+        &mut self,
+        id: ServiceId,
+        cause: &str,
+        exit: ExitInfo,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let spec = self.plan.services[id].restart;
+        let s = &mut self.services[id];
         if s.started_at
             .is_some_and(|t| now.saturating_duration_since(t) >= STABLE_AFTER)
         {
@@ -359,7 +387,7 @@ impl Engine {
             fx.push(notice(
                 id,
                 format!(
-                    "{exit}; crashed: {} restarts within {}, giving up",
+                    "{cause}; crashed: {} restarts within {}, giving up",
                     s.restart_times.len(),
                     fmt_duration(spec.window)
                 ),
@@ -380,12 +408,51 @@ impl Engine {
         s.phase = Phase::Restarting { at: now + delay };
         fx.push(notice(
             id,
-            format!("{exit}, restarting in {}", fmt_duration(delay)),
+            format!("{cause}, restarting in {}", fmt_duration(delay)),
         ));
         fx.push(Effect::ArmTimer {
             service: id,
             epoch: s.epoch,
             after: delay,
+        });
+        self.cascade_restart(id, fx);
+    }
+
+    /// Stops the live dependents of `id` that declared `restart: true`; they start again once
+    /// `id` meets their condition.
+    fn cascade_restart(&mut self, id: ServiceId, fx: &mut Vec<Effect>) {
+        let name = self.plan.services[id].name.clone();
+        let dependents: Vec<ServiceId> = self
+            .plan
+            .services
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.depends_on.iter().any(|d| d.service == id && d.restart))
+            .map(|(i, _)| i)
+            .collect();
+        for d in dependents {
+            let s = &self.services[d];
+            if s.phase.is_live() && s.phase != Phase::Stopping {
+                self.stop_service(d, StopReason::Cascade(name.clone()), fx);
+            }
+        }
+    }
+
+    /// Sends the stop sequence to a live service and remembers why.
+    fn stop_service(&mut self, id: ServiceId, reason: StopReason, fx: &mut Vec<Effect>) {
+        let (signal, grace) = self.stop_params(id);
+        let s = &mut self.services[id];
+        s.phase = Phase::Stopping;
+        s.stop_reason = Some(reason);
+        fx.push(notice(
+            id,
+            format!("stopping ({}, grace {})", signal.name, fmt_duration(grace)),
+        ));
+        fx.push(Effect::Stop {
+            service: id,
+            generation: s.generation,
+            signal,
+            grace,
         });
     }
 
@@ -489,20 +556,7 @@ impl Engine {
         if !dependents_down {
             return false;
         }
-        let (signal, grace) = self.stop_params(id);
-        let s = &mut self.services[id];
-        s.phase = Phase::Stopping;
-        s.stop_requested = true;
-        fx.push(notice(
-            id,
-            format!("stopping ({}, grace {})", signal.name, fmt_duration(grace)),
-        ));
-        fx.push(Effect::Stop {
-            service: id,
-            generation: s.generation,
-            signal,
-            grace,
-        });
+        self.stop_service(id, StopReason::Requested, fx);
         true
     }
 

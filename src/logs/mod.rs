@@ -4,10 +4,13 @@
 //! chatty service never blocks and a line is never split between two chunks (a line longer
 //! than `MAX_LINE` is cut into pieces of that size).
 
+use std::sync::Arc;
+
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use crate::plan::ServiceId;
+use crate::probe::LogMatcher;
 
 /// Longest line kept whole; longer ones are cut.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -41,13 +44,25 @@ pub type LogSender = mpsc::UnboundedSender<LogEvent>;
 pub type LogReceiver = mpsc::UnboundedReceiver<LogEvent>;
 
 /// Forwards everything `reader` yields as line-aligned chunks until EOF; a last unterminated
-/// line gets a `\n`.
+/// line gets a `\n`. Every chunk is also shown to `taps` (the `log` probes).
 pub async fn pump<R: AsyncRead + Unpin>(
     mut reader: R,
     service: ServiceId,
     stream: Stream,
     sink: LogSender,
+    taps: Vec<Arc<LogMatcher>>,
 ) {
+    let send = |data: Vec<u8>| {
+        for tap in &taps {
+            tap.feed(&data);
+        }
+        // The UI may be gone during exit; output is then dropped on purpose.
+        let _ = sink.send(LogEvent::Output {
+            service,
+            stream,
+            data,
+        });
+    };
     let mut buf: Vec<u8> = Vec::with_capacity(READ_SIZE);
     loop {
         let start = buf.len();
@@ -65,7 +80,7 @@ pub async fn pump<R: AsyncRead + Unpin>(
         if n == 0 {
             if !buf.is_empty() {
                 buf.push(b'\n');
-                send(&sink, service, stream, std::mem::take(&mut buf));
+                send(std::mem::take(&mut buf));
             }
             return;
         }
@@ -79,19 +94,6 @@ pub async fn pump<R: AsyncRead + Unpin>(
         };
         let rest = buf.split_off(cut);
         let chunk = std::mem::replace(&mut buf, rest);
-        send(&sink, service, stream, chunk);
-        if buf.len() >= MAX_LINE {
-            buf.push(b'\n');
-            send(&sink, service, stream, std::mem::take(&mut buf));
-        }
+        send(chunk);
     }
-}
-
-fn send(sink: &LogSender, service: ServiceId, stream: Stream, data: Vec<u8>) {
-    // The UI may be gone during exit; output is then dropped on purpose.
-    let _ = sink.send(LogEvent::Output {
-        service,
-        stream,
-        data,
-    });
 }

@@ -11,7 +11,10 @@ use tokio::sync::mpsc;
 
 use crate::engine::{ExitInfo, ExitStatus, Input, Report};
 use crate::logs::{self, LogEvent, LogSender, Stream};
-use crate::plan::{CommandSpec, Plan, RunSpec, ServiceId, ServiceSpec, StopSignal};
+use crate::plan::{
+    CommandSpec, Plan, ProbeCheck, ProbeSpec, RunSpec, ServiceId, ServiceSpec, StopSignal,
+};
+use crate::probe::{self, LogMatcher, ProbeContext, ReadyOutcome};
 use crate::process::{Containment, ProcessTree, SpawnSpec, shell_argv};
 
 /// How long output readers may keep going after the tree drained (an escaped process may
@@ -104,21 +107,36 @@ async fn supervise(
         }
     };
     let mut tree = spawned.tree;
+    let started = tokio::time::Instant::now();
     report(Report::Spawned { pids: tree.pids() });
+    let ready_log = log_matcher(spec.ready.as_ref());
+    let alive_log = log_matcher(spec.alive.as_ref());
+    let taps: Vec<_> = ready_log.iter().chain(&alive_log).cloned().collect();
     let out = tokio::spawn(logs::pump(
         spawned.stdout,
         service,
         Stream::Stdout,
         ctx.logs.clone(),
+        taps.clone(),
     ));
     let err = tokio::spawn(logs::pump(
         spawned.stderr,
         service,
         Stream::Stderr,
         ctx.logs.clone(),
+        taps,
+    ));
+    let probes = tokio::spawn(run_probes(
+        Arc::clone(&ctx),
+        service,
+        generation,
+        started,
+        ready_log,
+        alive_log,
     ));
 
     let (statuses, killed) = run_until_ended(&ctx, spec, service, &mut tree, &mut control).await;
+    probes.abort();
     // Output written before the tree ended is shown before the exit notice.
     let _ = tokio::time::timeout(OUTPUT_DRAIN, async {
         let _ = out.await;
@@ -129,6 +147,55 @@ async fn supervise(
         exit: pipefail(&stage_argv, &statuses),
         killed,
     });
+}
+
+fn log_matcher(probe: Option<&ProbeSpec>) -> Option<Arc<LogMatcher>> {
+    match probe.map(|p| &p.check) {
+        Some(ProbeCheck::Log(re)) => Some(Arc::new(LogMatcher::new(re))),
+        _ => None,
+    }
+}
+
+/// The `ready` probe until it passes (or its deadline passes), then the `alive` probe until it
+/// fails; each outcome is reported to the engine. Aborted when the tree ends.
+async fn run_probes(
+    ctx: Arc<Context>,
+    service: ServiceId,
+    generation: u64,
+    started: tokio::time::Instant,
+    ready_log: Option<Arc<LogMatcher>>,
+    alive_log: Option<Arc<LogMatcher>>,
+) {
+    let spec = &ctx.plan.services[service];
+    let report = |report: Report| {
+        // The engine outlives every probe loop except during a forced exit.
+        let _ = ctx.inputs.send(Input::Report {
+            service,
+            generation,
+            report,
+        });
+    };
+    if let Some(ready) = &spec.ready {
+        let pctx = ProbeContext {
+            containment: Arc::clone(&ctx.containment),
+            log: ready_log,
+        };
+        match probe::until_ready(ready, spec, &pctx, started).await {
+            ReadyOutcome::Ready => report(Report::Ready),
+            ReadyOutcome::NotReady(reason) => {
+                report(Report::NotReady { reason });
+                return;
+            }
+        }
+    }
+    if let Some(alive) = &spec.alive {
+        let pctx = ProbeContext {
+            containment: Arc::clone(&ctx.containment),
+            log: alive_log,
+        };
+        let reason = probe::until_dead(alive, spec, &pctx).await;
+        report(Report::Unhealthy { reason });
+    }
 }
 
 /// Waits until the tree has ended on its own or was stopped; returns the stage statuses and
@@ -205,12 +272,14 @@ async fn run_shutdown_command(
                 service,
                 Stream::Stdout,
                 ctx.logs.clone(),
+                Vec::new(),
             ));
             tokio::spawn(logs::pump(
                 sp.stderr,
                 service,
                 Stream::Stderr,
                 ctx.logs.clone(),
+                Vec::new(),
             ));
             notice(format!("running shutdown command: {}", cmd.display()));
             if tokio::time::timeout(grace, tree.wait_stages())

@@ -1,0 +1,193 @@
+//! Readiness and liveness checks: one probe attempt (`check`) and the loops that run attempts
+//! on a schedule and report the outcome to the engine.
+//!
+//! Invariants: a probe never blocks the engine (each loop is its own task, every attempt is
+//! bounded by its `timeout`), and an `exec` probe runs as its own contained tree that is
+//! killed when the attempt ends.
+
+mod http;
+mod log_match;
+
+pub use log_match::LogMatcher;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::plan::{ProbeCheck, ProbeSpec, ServiceSpec};
+use crate::process::{Containment, SpawnSpec};
+
+/// What an attempt needs besides the check itself.
+pub struct ProbeContext {
+    pub containment: Arc<Containment>,
+    /// The log probe's matcher, fed by the service's output pump.
+    pub log: Option<Arc<LogMatcher>>,
+}
+
+/// One attempt: `Ok` on success, else a short reason (`tcp 127.0.0.1:5432: refused`).
+pub async fn check(
+    spec: &ProbeSpec,
+    service: &ServiceSpec,
+    ctx: &ProbeContext,
+) -> Result<(), String> {
+    if let ProbeCheck::Exec(cmd) = &spec.check {
+        // Bounds itself, so that a timed-out probe's tree is killed, not just forgotten.
+        return exec(cmd, spec.timeout, service, ctx).await;
+    }
+    let attempt = async {
+        match &spec.check {
+            ProbeCheck::Tcp { address } => tokio::net::TcpStream::connect(address.as_str())
+                .await
+                .map(drop)
+                .map_err(|e| format!("tcp {address}: {}", short_io(&e))),
+            ProbeCheck::Http {
+                host,
+                port,
+                path,
+                status,
+            } => http::get(host, *port, path, status).await,
+            ProbeCheck::Exec(_) => Ok(()),
+            ProbeCheck::Log(re) => match &ctx.log {
+                Some(m) if m.take_seen() => Ok(()),
+                _ => Err(format!("log: no line matched /{}/ yet", re.as_str())),
+            },
+        }
+    };
+    match tokio::time::timeout(spec.timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "{} timed out after {}",
+            describe(&spec.check),
+            crate::engine::fmt_duration(spec.timeout)
+        )),
+    }
+}
+
+/// `tcp 127.0.0.1:5432`, `http http://127.0.0.1:8080/health`, `exec ./check.sh`, `log /ready/`.
+pub fn describe(check: &ProbeCheck) -> String {
+    match check {
+        ProbeCheck::Tcp { address } => format!("tcp {address}"),
+        ProbeCheck::Http {
+            host, port, path, ..
+        } => format!("http http://{host}:{port}{path}"),
+        ProbeCheck::Exec(cmd) => format!("exec {}", cmd.display()),
+        ProbeCheck::Log(re) => format!("log /{}/", re.as_str()),
+    }
+}
+
+async fn exec(
+    cmd: &crate::plan::CommandSpec,
+    timeout: Duration,
+    service: &ServiceSpec,
+    ctx: &ProbeContext,
+) -> Result<(), String> {
+    let stages = vec![crate::supervisor::command_argv(cmd)];
+    let spawned = ctx
+        .containment
+        .spawn(
+            &format!("{}.probe", service.name),
+            &SpawnSpec {
+                stages: &stages,
+                cwd: &service.working_dir,
+                env: &service.env,
+            },
+        )
+        .map_err(|e| format!("exec {}: {e}", cmd.display()))?;
+    let mut tree = spawned.tree;
+    let waited = tokio::time::timeout(timeout, tree.wait_stages()).await;
+    // Whatever the attempt's outcome, nothing it started may outlive it.
+    tree.kill();
+    tree.wait_drained().await;
+    match waited {
+        Err(_) => Err(format!(
+            "exec {} timed out after {}",
+            cmd.display(),
+            crate::engine::fmt_duration(timeout)
+        )),
+        Ok(statuses) => {
+            let status = crate::engine::ExitStatus::from_std(statuses[0]);
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!("exec {}: {status}", cmd.display()))
+            }
+        }
+    }
+}
+
+fn short_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "refused".into(),
+        std::io::ErrorKind::TimedOut => "timed out".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// How a `ready` loop ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadyOutcome {
+    Ready,
+    /// The deadline passed; the reason names the probe and its last failure.
+    NotReady(String),
+}
+
+/// Runs `ready` attempts from `started` until one passes or the deadline passes.
+pub async fn until_ready(
+    spec: &ProbeSpec,
+    service: &ServiceSpec,
+    ctx: &ProbeContext,
+    started: Instant,
+) -> ReadyOutcome {
+    let deadline = spec.deadline.map(|d| started + d);
+    tokio::time::sleep_until(started + spec.initial_delay).await;
+    let mut last = String::from("no attempt finished");
+    loop {
+        let attempt_start = Instant::now();
+        if deadline.is_some_and(|d| attempt_start >= d) {
+            break;
+        }
+        match check(spec, service, ctx).await {
+            Ok(()) => return ReadyOutcome::Ready,
+            Err(reason) => last = reason,
+        }
+        let next = match deadline {
+            Some(d) => (attempt_start + spec.interval).min(d),
+            None => attempt_start + spec.interval,
+        };
+        // A log probe re-checks as soon as a line matched instead of waiting out the interval.
+        match &ctx.log {
+            Some(m) => tokio::select! {
+                () = tokio::time::sleep_until(next) => {}
+                () = m.matched() => {}
+            },
+            None => tokio::time::sleep_until(next).await,
+        }
+    }
+    let after = spec.deadline.unwrap_or(Duration::ZERO);
+    ReadyOutcome::NotReady(format!(
+        "{} not ready after {}: {last}",
+        service.name,
+        crate::engine::fmt_duration(after)
+    ))
+}
+
+/// Runs `alive` attempts every interval; returns the reason once `retries` consecutive
+/// attempts failed.
+pub async fn until_dead(spec: &ProbeSpec, service: &ServiceSpec, ctx: &ProbeContext) -> String {
+    tokio::time::sleep(spec.initial_delay).await;
+    let mut failures = 0u32;
+    loop {
+        let attempt_start = Instant::now();
+        match check(spec, service, ctx).await {
+            Ok(()) => failures = 0,
+            Err(reason) => {
+                failures += 1;
+                if failures >= spec.retries.max(1) {
+                    return format!("alive probe failed {failures}×: {reason}");
+                }
+            }
+        }
+        tokio::time::sleep_until(attempt_start + spec.interval).await;
+    }
+}
