@@ -499,6 +499,7 @@ impl Engine {
             return false;
         }
         let mut waiting = Vec::new();
+        let mut optional_failed = Vec::new();
         for dep in &self.plan.services[id].depends_on {
             match self.gate(dep.service, dep.condition) {
                 Gate::Met => {}
@@ -514,17 +515,18 @@ impl Engine {
                     return true;
                 }
                 Gate::Never(reason) => {
-                    if !self.services[id].wait_announced {
-                        fx.push(notice(
-                            id,
-                            format!("starting anyway: {reason} (required: false)"),
-                        ));
-                    }
+                    optional_failed.push(reason);
                 }
             }
         }
         let s = &mut self.services[id];
         if waiting.is_empty() {
+            for reason in optional_failed {
+                fx.push(notice(
+                    id,
+                    format!("starting anyway: {reason} (required: false)"),
+                ));
+            }
             s.generation += 1;
             s.epoch += 1;
             s.spawned = false;

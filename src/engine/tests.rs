@@ -405,3 +405,123 @@ fn spawn_failure_fails_the_service_and_skips_dependents() {
     assert!(matches!(&e.service(1).phase, Phase::Skipped(r) if r.starts_with("db failed")));
     assert_eq!(e.exit_code(), 1);
 }
+
+fn with_ready(mut s: ServiceSpec) -> ServiceSpec {
+    s.ready = Some(crate::plan::ProbeSpec {
+        check: crate::plan::ProbeCheck::Tcp {
+            address: "127.0.0.1:1".into(),
+        },
+        initial_delay: Duration::ZERO,
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_secs(1),
+        retries: 3,
+        deadline: Some(Duration::from_secs(5)),
+    });
+    s
+}
+
+#[test]
+fn healthy_waits_for_the_ready_probe_not_the_spawn() {
+    let p = plan(vec![
+        with_ready(service("db", &[])),
+        service("api", &[(0, Condition::Healthy)]),
+    ]);
+    let mut e = engine(&p);
+    let now = Instant::now();
+    e.start(now);
+    assert!(spawns(&spawned(&mut e, 0, now)).is_empty());
+    assert_eq!(e.service(0).phase, Phase::Starting);
+    let input = report(&e, 0, Report::Ready);
+    let fx = e.step(input, now);
+    assert_eq!(e.service(0).phase, Phase::Healthy);
+    assert_eq!(spawns(&fx), vec![1]);
+}
+
+#[test]
+fn ready_deadline_fails_the_service_stops_its_tree_and_skips_dependents() {
+    let p = plan(vec![
+        with_ready(service("db", &[])),
+        service("api", &[(0, Condition::Healthy)]),
+    ]);
+    let mut e = engine(&p);
+    let now = Instant::now();
+    e.start(now);
+    spawned(&mut e, 0, now);
+    let reason = "db not ready after 5s: tcp 127.0.0.1:1: refused".to_string();
+    let input = report(
+        &e,
+        0,
+        Report::NotReady {
+            reason: reason.clone(),
+        },
+    );
+    let fx = e.step(input, now);
+    assert_eq!(stops(&fx), vec![0], "the tree is stopped");
+    assert!(!e.settled(), "not settled until the tree drained");
+    exited(&mut e, 0, 143, now);
+    assert_eq!(e.service(0).phase, Phase::Failed(reason.clone()));
+    assert_eq!(
+        e.service(1).phase,
+        Phase::Skipped(format!("db failed ({reason})"))
+    );
+    assert!(e.settled());
+}
+
+#[test]
+fn alive_failure_restarts_per_policy_and_cascades_to_restart_true_dependents() {
+    let mut db = service("db", &[]);
+    db.restart.policy = RestartPolicy::OnFailure;
+    let mut api = service("api", &[(0, Condition::Started)]);
+    api.depends_on[0].restart = true;
+    let web = service("web", &[(0, Condition::Started)]);
+    let p = plan(vec![db, api, web]);
+    let mut e = engine(&p);
+    let now = Instant::now();
+    e.start(now);
+    spawned(&mut e, 0, now);
+    spawned(&mut e, 1, now);
+    spawned(&mut e, 2, now);
+    let input = report(
+        &e,
+        0,
+        Report::Unhealthy {
+            reason: "alive probe failed 3×: http 503".into(),
+        },
+    );
+    let fx = e.step(input, now);
+    assert_eq!(stops(&fx), vec![0]);
+    let fx = exited(&mut e, 0, 143, now);
+    let (epoch, after) = timer_after(&fx).expect("restart per policy");
+    assert!(notices(&fx)[0].starts_with("alive probe failed 3×: http 503, restarting in"));
+    assert_eq!(
+        stops(&fx),
+        vec![1],
+        "api (restart: true) is restarted, web is not"
+    );
+    exited(&mut e, 1, 143, now);
+    assert_eq!(e.service(1).phase, Phase::Pending);
+    let fx = e.step(Input::Timer { service: 0, epoch }, now + after);
+    assert_eq!(spawns(&fx), vec![0]);
+    assert_eq!(
+        spawns(&spawned(&mut e, 0, now + after)),
+        vec![1],
+        "api after db"
+    );
+}
+
+#[test]
+fn required_false_dependency_only_warns() {
+    let mut p = vec![
+        service("db", &[]),
+        service("api", &[(0, Condition::CompletedSuccessfully)]),
+    ];
+    p[1].depends_on[0].required = false;
+    let p = plan(p);
+    let mut e = engine(&p);
+    let now = Instant::now();
+    e.start(now);
+    spawned(&mut e, 0, now);
+    let fx = exited(&mut e, 0, 1, now);
+    assert_eq!(spawns(&fx), vec![1]);
+    assert!(notices(&fx).iter().any(|n| n.contains("(required: false)")));
+}
