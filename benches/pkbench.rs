@@ -1,1 +1,258 @@
-fn main() {}
+//! pk's speed and memory benchmarks, run against the real `pk` binary with real processes.
+//!
+//! `cargo bench --bench pkbench` (builds the release binary first). Each scenario prints one
+//! line; docs/benchmarks.md records a run and the targets. Baselines that need a shell are
+//! measured in the same run so numbers are comparable on a busy machine.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn main() {
+    let only: Option<String> = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
+    let pk = build_pk();
+    let scenarios: [(&str, Scenario); 6] = [
+        ("startup", startup_200),
+        ("teardown", teardown_200),
+        ("slow-stop", slow_stop_10),
+        ("flood", flood_1m),
+        ("rss", rss_50),
+        ("probes", probes_50),
+    ];
+    for (name, run) in scenarios {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
+        println!("{name:<10} {}", run(&pk));
+    }
+}
+
+type Scenario = fn(&Path) -> String;
+
+fn build_pk() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the bench builds the binary it measures"
+    )]
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--bin", "pk"])
+        .current_dir(root)
+        .status()
+        .expect("cargo build");
+    assert!(status.success(), "building pk failed");
+    root.join("target/release/pk")
+}
+
+/// A temp dir with a pk.yaml of `n` services made by `service(i)`.
+fn stack(n: usize, extra: &str, service: impl Fn(usize) -> String) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut yaml = format!("{extra}services:\n");
+    for i in 0..n {
+        // Writing into a String cannot fail.
+        let _ = write!(yaml, "  s{i}:\n{}", service(i));
+    }
+    std::fs::write(dir.path().join("pk.yaml"), yaml).expect("write pk.yaml");
+    dir
+}
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the bench spawns the binary it measures"
+)]
+fn spawn_pk(pk: &Path, dir: &Path, stdout: Stdio) -> Child {
+    Command::new(pk)
+        .args(["up", "--plain", "--color", "never"])
+        .current_dir(dir)
+        .stdout(stdout)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn pk")
+}
+
+/// Reads pk's plain output until `n` lines contain `needle`; returns the reader for more.
+fn wait_for(reader: &mut impl BufRead, needle: &str, n: usize) {
+    let mut seen = 0;
+    let mut line = String::new();
+    while seen < n {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).expect("read") > 0,
+            "pk ended early"
+        );
+        if line.contains(needle) {
+            seen += 1;
+        }
+    }
+}
+
+fn interrupt(child: &Child) {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).expect("pid")).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn sleeper(_: usize) -> String {
+    "    command: [sleep, \"1000\"]\n".to_string()
+}
+
+/// The raw-shell baseline: a bash loop that spawns 200 `sleep`s, then kills them.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the bench measures a shell baseline"
+)]
+fn bash_200() -> Duration {
+    let t = Instant::now();
+    let status = Command::new("bash")
+        .args([
+            "-c",
+            "for i in $(seq 200); do sleep 1000 & done; kill $(jobs -p); wait 2>/dev/null",
+        ])
+        .status()
+        .expect("bash");
+    assert!(status.success() || status.code() == Some(143));
+    t.elapsed()
+}
+
+fn startup_200(pk: &Path) -> String {
+    let dir = stack(200, "", sleeper);
+    let baseline = bash_200();
+    let t = Instant::now();
+    let mut child = spawn_pk(pk, dir.path(), Stdio::piped());
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    wait_for(&mut out, "* started (pid", 200);
+    let up = t.elapsed();
+    interrupt(&child);
+    std::io::copy(&mut out, &mut std::io::sink()).expect("drain");
+    child.wait().expect("wait");
+    format!(
+        "200 services up in {} (bash loop of 200 sleeps: {}; ratio {:.2}, target ≤ 1.5)",
+        ms(up),
+        ms(baseline),
+        up.as_secs_f64() / baseline.as_secs_f64()
+    )
+}
+
+fn teardown_200(pk: &Path) -> String {
+    let dir = stack(200, "", sleeper);
+    let mut child = spawn_pk(pk, dir.path(), Stdio::piped());
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    wait_for(&mut out, "* started (pid", 200);
+    let t = Instant::now();
+    interrupt(&child);
+    std::io::copy(&mut out, &mut std::io::sink()).expect("drain");
+    child.wait().expect("wait");
+    format!(
+        "200 TERM-responsive services torn down in {} (target ≤ 200 ms)",
+        ms(t.elapsed())
+    )
+}
+
+fn slow_stop_10(pk: &Path) -> String {
+    let dir = stack(10, "grace: 5s\n", |_| {
+        "    command: [python3, -c, \"import signal,time,sys\\nsignal.signal(signal.SIGTERM, lambda *a: (time.sleep(1), sys.exit(0)))\\nprint('up', flush=True)\\nwhile True: time.sleep(1000)\"]\n".to_string()
+    });
+    let mut child = spawn_pk(pk, dir.path(), Stdio::piped());
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    wait_for(&mut out, "| up", 10);
+    let t = Instant::now();
+    interrupt(&child);
+    std::io::copy(&mut out, &mut std::io::sink()).expect("drain");
+    child.wait().expect("wait");
+    format!(
+        "10 services needing 1 s each after TERM stopped in {} (target ≤ 1.2 s)",
+        ms(t.elapsed())
+    )
+}
+
+fn flood_1m(pk: &Path) -> String {
+    let dir = stack(1, "", |_| "    command: [seq, \"1000000\"]\n".to_string());
+    let file = dir.path().join("out.txt");
+    let t = Instant::now();
+    let mut child = spawn_pk(
+        pk,
+        dir.path(),
+        Stdio::from(std::fs::File::create(&file).expect("out")),
+    );
+    let status = child.wait().expect("wait");
+    let wall = t.elapsed();
+    assert!(status.success(), "pk up failed: {status}");
+    let lines = BufReader::new(std::fs::File::open(&file).expect("open"))
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| l.starts_with("s0 | "))
+        .count();
+    format!(
+        "1,000,000 lines through `pk up --plain > file` in {} wall, {lines} lines kept (target ≤ 500 ms, none lost)",
+        ms(wall)
+    )
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+fn rss_50(pk: &Path) -> String {
+    let dir = stack(50, "", sleeper);
+    let mut child = spawn_pk(pk, dir.path(), Stdio::piped());
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    wait_for(&mut out, "* started (pid", 50);
+    let kib = rss_kib(child.id());
+    interrupt(&child);
+    std::io::copy(&mut out, &mut std::io::sink()).expect("drain");
+    child.wait().expect("wait");
+    #[expect(clippy::cast_precision_loss, reason = "a size in MiB for display")]
+    let mib = kib as f64 / 1024.0;
+    format!("pk RSS with 50 idle services: {mib:.1} MiB (target ≤ 15 MiB)")
+}
+
+/// CPU time pk spends probing 50 services every 100 ms, over a fixed wall window.
+fn probes_50(pk: &Path) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = listener.local_addr().expect("addr").port();
+    let accept = std::thread::spawn(move || {
+        // Accepts and drops every probe connection for as long as the bench runs.
+        for conn in listener.incoming() {
+            drop(conn);
+        }
+    });
+    let dir = stack(50, "", |_| {
+        format!(
+            "    command: [sleep, \"1000\"]\n    alive: {{ tcp: \"127.0.0.1:{port}\", interval: 100ms }}\n"
+        )
+    });
+    let mut child = spawn_pk(pk, dir.path(), Stdio::piped());
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    wait_for(&mut out, "* started (pid", 50);
+    let window = Duration::from_secs(5);
+    let before = cpu_ticks(child.id());
+    let t = Instant::now();
+    std::thread::sleep(window);
+    let used = cpu_ticks(child.id()) - before;
+    let wall = t.elapsed();
+    interrupt(&child);
+    std::io::copy(&mut out, &mut std::io::sink()).expect("drain");
+    child.wait().expect("wait");
+    drop(accept);
+    #[expect(clippy::cast_precision_loss, reason = "a percentage for display")]
+    let pct = used as f64 / 100.0 / wall.as_secs_f64() * 100.0;
+    format!("probing 50 services every 100 ms: {pct:.1}% of one core (target < 5%)")
+}
+
+/// utime + stime of a process, in clock ticks (100 per second here).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let after_comm = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
