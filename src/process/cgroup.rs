@@ -184,6 +184,14 @@ impl RunCgroup {
         kill_leaf(&self.dir);
     }
 
+    /// Blocks until nothing runs below the run cgroup, or `limit` passed.
+    pub fn wait_empty(&self, limit: std::time::Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        while is_populated(&self.dir) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
     /// rmdirs every leaf, then the run cgroup; a populated one stays (logged).
     pub fn remove(&self) {
         if let Ok(entries) = fs::read_dir(&self.dir) {

@@ -48,8 +48,9 @@ pub enum ContainmentKind {
 
 /// Per pk run: where service trees live. Share it as `Arc<Containment>`.
 ///
-/// Dropping it SIGKILLs whatever still runs in it ([`Containment::kill_all`]) and then removes
-/// the run cgroup ([`Containment::cleanup`]), so nothing a run spawned outlives it unnoticed.
+/// Dropping it SIGKILLs whatever still runs in it ([`Containment::kill_all`]), waits up to
+/// 200 ms (blocking) for the run cgroup to empty, and removes it ([`Containment::cleanup`]):
+/// nothing a run spawned outlives it unnoticed.
 #[derive(Debug)]
 pub struct Containment {
     backend: Backend,
@@ -215,9 +216,16 @@ impl Containment {
     }
 }
 
+/// How long dropping a [`Containment`] waits for killed processes to leave the run cgroup.
+const DROP_DRAIN_LIMIT: Duration = Duration::from_millis(200);
+
 impl Drop for Containment {
     fn drop(&mut self) {
         self.kill_all();
+        if let Backend::Cgroup(run) = &self.backend {
+            // SIGKILLed processes need a moment to exit; rmdir fails while they are there.
+            run.wait_empty(DROP_DRAIN_LIMIT);
+        }
         self.cleanup();
     }
 }
@@ -386,15 +394,15 @@ impl ProcessTree {
     /// Sends `signal` (a raw number) to every process of the tree: each pid in the leaf (frozen
     /// meanwhile so none forks unseen), or the process group. A drained tree is left alone.
     pub fn signal(&self, signal: i32) -> io::Result<()> {
-        if self.drained {
-            return Ok(());
-        }
         let signal = Signal::from_named_raw(signal).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("{signal} is not a signal number"),
             )
         })?;
+        if self.drained {
+            return Ok(());
+        }
         match &self.scope {
             Scope::Cgroup { leaf } => cgroup::signal_leaf(leaf, signal),
             Scope::ProcessGroup { pgid, .. } => pgroup::signal_group(*pgid, signal),
