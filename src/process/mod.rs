@@ -169,9 +169,6 @@ impl Containment {
         match &self.backend {
             Backend::Cgroup(run) => {
                 let dir = run.leaf(leaf)?;
-                if cgroup::is_populated(&dir) {
-                    tracing::debug!(leaf, "spawning into a leaf that still has processes");
-                }
                 let procs = open_procs(&dir)?;
                 let started = spawn::start(spec, &Placement::Cgroup { procs: &procs }, |_| {
                     cgroup::kill_leaf(&dir);
@@ -187,7 +184,7 @@ impl Containment {
                         tracing::error!(pgid, %error, "cannot kill a half-started pipeline");
                     }
                 })?;
-                let pgid = pid_of(started.pgid);
+                let pgid = pid_of(started.stages[0].pid);
                 groups.insert(pgid);
                 let scope = Scope::ProcessGroup {
                     pgid,
@@ -287,6 +284,7 @@ fn lost_status(pid: u32, error: &io::Error) -> ExitStatus {
 
 impl ProcessTree {
     fn from_started(started: spawn::StartedTree, scope: Scope) -> Spawned {
+        let pgid = pid_of(started.stages[0].pid);
         let stages = started
             .stages
             .into_iter()
@@ -298,7 +296,7 @@ impl ProcessTree {
             .collect();
         let tree = ProcessTree {
             stages,
-            pgid: pid_of(started.pgid),
+            pgid,
             scope,
             drained: false,
         };
@@ -451,6 +449,15 @@ impl Drainable for ProcessTree {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handles_cross_threads_as_the_supervisor_needs() {
+        fn shared<T: Send + Sync>() {}
+        fn sent<T: Send>() {}
+        shared::<Containment>();
+        sent::<ProcessTree>();
+        sent::<Spawned>();
+    }
 
     #[test]
     fn the_env_override_forces_process_groups() {

@@ -33,8 +33,8 @@ pub(crate) struct Started {
 }
 
 pub(crate) struct StartedTree {
+    /// Never empty; stage 0 leads the process group.
     pub stages: Vec<Started>,
-    pub pgid: u32,
     pub stdout: Receiver,
     pub stderr: Receiver,
 }
@@ -74,10 +74,8 @@ pub(crate) fn start(
     // `stderr_write` (and every Command with its Stdio) is dropped here: only children hold
     // write ends now.
     drop(stderr_write);
-    let pgid = stages[0].pid;
     Ok(StartedTree {
         stages,
-        pgid,
         stdout,
         stderr,
     })
