@@ -23,20 +23,12 @@ impl LoadError {
 /// and builds the plan with the process environment.
 pub fn load(explicit: Option<&Path>, cwd: &Path) -> Result<Plan, LoadError> {
     let _ = (explicit, cwd);
-    Err(LoadError {
-        rendered: "not implemented".into(),
-    })
+    Err(LoadError { rendered: "not implemented".into() })
 }
 
 /// Builds the plan from YAML text as if read from `path`, with `env` as the inherited
 /// environment.
-pub fn load_str(
-    source: &str,
-    path: &Path,
-    env: &BTreeMap<String, String>,
-) -> Result<Plan, LoadError> {
+pub fn load_str(source: &str, path: &Path, env: &BTreeMap<String, String>) -> Result<Plan, LoadError> {
     let _ = (source, path, env);
-    Err(LoadError {
-        rendered: "not implemented".into(),
-    })
+    Err(LoadError { rendered: "not implemented".into() })
 }

@@ -138,14 +138,8 @@ pub struct StopSignal {
 }
 
 impl StopSignal {
-    pub const TERM: StopSignal = StopSignal {
-        number: 15,
-        name: "TERM",
-    };
-    pub const KILL: StopSignal = StopSignal {
-        number: 9,
-        name: "KILL",
-    };
+    pub const TERM: StopSignal = StopSignal { number: 15, name: "TERM" };
+    pub const KILL: StopSignal = StopSignal { number: 9, name: "KILL" };
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,9 +174,7 @@ pub enum ProbeCheck {
         status: Vec<u16>,
     },
     /// `host:port` as written; resolved at probe time.
-    Tcp {
-        address: String,
-    },
+    Tcp { address: String },
     Log(regex::Regex),
 }
 
