@@ -1,67 +1,492 @@
-//! TEMPORARY STUB of the process API (replaced by the process branch).
-#![allow(dead_code, unused_variables, clippy::all, clippy::pedantic)]
+//! Containment only: runs each service as a contained process tree — a cgroup v2 leaf below a
+//! per-run cgroup, or a process group where no writable cgroup2 exists — and signals, kills and
+//! drains whole trees. No policy: when to stop, which signal, how long to wait is the caller's.
+//!
+//! Invariants:
+//! - a tree has ended only when every stage is reaped AND its cgroup leaf is empty (or, in the
+//!   fallback, its process group is gone) — never because its stdout closed;
+//! - every tree gets its own process group (led by stage 0), so the terminal's Ctrl-C reaches
+//!   pk only and never the services directly;
+//! - one live tree per cgroup leaf: signal/kill/drain act on the whole leaf;
+//! - the mechanism in use is always reportable through [`Containment::describe`];
+//! - pk is not a subreaper: it reaps only its direct children (the stages).
+
+mod cgroup;
+mod escalate;
+mod pgroup;
+mod shell;
+mod spawn;
+
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::sync::Arc;
 use std::time::Duration;
+
+use rustix::fs::{Mode, OFlags};
+use rustix::process::{Pid, Signal};
+use tokio::net::unix::pipe::Receiver;
+
+use self::cgroup::RunCgroup;
+use self::escalate::Drainable;
+use self::pgroup::GroupRegistry;
+pub use self::shell::shell_argv;
+use self::spawn::Placement;
+
+/// Environment variable that forces the process-group fallback when set to `pgroup`.
+pub const CONTAINMENT_ENV: &str = "PK_CONTAINMENT";
+
+/// Which mechanism contains the trees of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContainmentKind {
     Cgroup,
     ProcessGroup,
 }
-pub struct Containment;
-impl Containment {
-    pub fn detect() -> Containment {
-        Containment
-    }
-    pub fn process_groups(reason: &str) -> Containment {
-        Containment
-    }
-    pub fn kind(&self) -> ContainmentKind {
-        ContainmentKind::ProcessGroup
-    }
-    pub fn describe(&self) -> String {
-        String::new()
-    }
-    pub fn spawn(&self, leaf: &str, spec: &SpawnSpec<'_>) -> std::io::Result<Spawned> {
-        todo!()
-    }
-    pub fn kill_all(&self) {}
-    pub fn cleanup(&self) {}
+
+/// Per pk run: where service trees live. Share it as `Arc<Containment>`.
+///
+/// Dropping it SIGKILLs whatever still runs in it ([`Containment::kill_all`]), waits up to
+/// 200 ms (blocking) for the run cgroup to empty, and removes it ([`Containment::cleanup`]):
+/// nothing a run spawned outlives it unnoticed.
+#[derive(Debug)]
+pub struct Containment {
+    backend: Backend,
 }
+
+#[derive(Debug)]
+enum Backend {
+    Cgroup(RunCgroup),
+    ProcessGroups {
+        reason: String,
+        groups: Arc<GroupRegistry>,
+    },
+}
+
+/// What to run: one argv per stage (one stage = a plain command, several = a pipeline).
+#[derive(Debug, Clone, Copy)]
 pub struct SpawnSpec<'a> {
+    /// Each a non-empty argv; stage i's stdout feeds stage i+1's stdin.
     pub stages: &'a [Vec<String>],
     pub cwd: &'a Path,
+    /// The complete environment of every stage (nothing is inherited from pk).
     pub env: &'a BTreeMap<String, String>,
 }
-pub fn shell_argv(cmd: &str) -> Vec<String> {
-    vec![]
-}
+
+/// A started tree and the read ends of its output pipes.
+#[derive(Debug)]
 pub struct Spawned {
     pub tree: ProcessTree,
-    pub stdout: tokio::net::unix::pipe::Receiver,
-    pub stderr: tokio::net::unix::pipe::Receiver,
+    /// The last stage's stdout.
+    pub stdout: Receiver,
+    /// The stderr of every stage, one shared pipe.
+    pub stderr: Receiver,
 }
-pub struct ProcessTree;
+
+/// The result of [`ProcessTree::stop`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StopOutcome {
+    /// Whether the grace ran out and the tree had to be killed with SIGKILL.
     pub killed: bool,
-    pub statuses: Vec<std::process::ExitStatus>,
+    /// Each stage's exit status, in stage order.
+    pub statuses: Vec<ExitStatus>,
 }
+
+impl Containment {
+    /// Tries a per-run cgroup `pk-<pid>-<n>` below pk's own cgroup on the cgroup2 mount; falls
+    /// back to process groups, recording why. `PK_CONTAINMENT=pgroup` forces the fallback.
+    pub fn detect() -> Containment {
+        let forced = std::env::var(CONTAINMENT_ENV).ok();
+        Self::detect_with(forced.as_deref())
+    }
+
+    fn detect_with(forced: Option<&str>) -> Containment {
+        match forced.map(str::trim) {
+            Some("pgroup") => {
+                return Self::process_groups(&format!("{CONTAINMENT_ENV}=pgroup"));
+            }
+            None | Some("" | "auto" | "cgroup") => {}
+            Some(other) => {
+                tracing::warn!(
+                    value = other,
+                    "unknown {CONTAINMENT_ENV} value (expected pgroup, cgroup or auto); detecting"
+                );
+            }
+        }
+        match RunCgroup::create() {
+            Ok(run) => Containment {
+                backend: Backend::Cgroup(run),
+            },
+            Err(reason) => {
+                tracing::info!(%reason, "using process groups instead of cgroup v2");
+                Self::process_groups(&reason)
+            }
+        }
+    }
+
+    /// Process groups only; `reason` says why (shown by [`Containment::describe`]).
+    pub fn process_groups(reason: &str) -> Containment {
+        Containment {
+            backend: Backend::ProcessGroups {
+                reason: reason.to_owned(),
+                groups: Arc::default(),
+            },
+        }
+    }
+
+    pub fn kind(&self) -> ContainmentKind {
+        match self.backend {
+            Backend::Cgroup(_) => ContainmentKind::Cgroup,
+            Backend::ProcessGroups { .. } => ContainmentKind::ProcessGroup,
+        }
+    }
+
+    /// One human line: `cgroup v2 (/sys/fs/cgroup/unified/pk-1234-0)` or
+    /// `process groups (no cgroup2 mount)`.
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Cgroup(run) => format!("cgroup v2 ({})", run.dir.display()),
+            Backend::ProcessGroups { reason, .. } => format!("process groups ({reason})"),
+        }
+    }
+
+    /// The run cgroup's directory, when the cgroup backend is in use.
+    pub fn run_cgroup(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Cgroup(run) => Some(&run.dir),
+            Backend::ProcessGroups { .. } => None,
+        }
+    }
+
+    /// Spawns a tree in leaf `leaf` (a service name, or e.g. `api.shutdown`); the leaf is created
+    /// on first use and reused afterwards. Must be called within a tokio runtime.
+    ///
+    /// All stages share one process group (stage 0's) and, with cgroups, the leaf, which they
+    /// enter before running anything. Stage 0's stdin is `/dev/null`.
+    pub fn spawn(&self, leaf: &str, spec: &SpawnSpec<'_>) -> io::Result<Spawned> {
+        match &self.backend {
+            Backend::Cgroup(run) => {
+                let dir = run.leaf(leaf)?;
+                let procs = open_procs(&dir)?;
+                let started = spawn::start(spec, &Placement::Cgroup { procs: &procs }, |_| {
+                    cgroup::kill_leaf(&dir);
+                })?;
+                Ok(ProcessTree::from_started(
+                    started,
+                    Scope::Cgroup { leaf: dir },
+                ))
+            }
+            Backend::ProcessGroups { groups, .. } => {
+                let started = spawn::start(spec, &Placement::ProcessGroup, |pgid| {
+                    if let Err(error) = pgroup::signal_group(pid_of(pgid), Signal::KILL) {
+                        tracing::error!(pgid, %error, "cannot kill a half-started pipeline");
+                    }
+                })?;
+                let pgid = pid_of(started.stages[0].pid);
+                groups.insert(pgid);
+                let scope = Scope::ProcessGroup {
+                    pgid,
+                    groups: Arc::clone(groups),
+                };
+                Ok(ProcessTree::from_started(started, scope))
+            }
+        }
+    }
+
+    /// Emergency: SIGKILLs every tree of this run now (`cgroup.kill` on the run cgroup, or
+    /// `killpg` of every group not yet known gone). Synchronous and quick; does not wait.
+    pub fn kill_all(&self) {
+        match &self.backend {
+            Backend::Cgroup(run) => run.kill_all(),
+            Backend::ProcessGroups { groups, .. } => groups.kill_all(),
+        }
+    }
+
+    /// Removes the leaves and the run cgroup, best effort: one still holding processes stays
+    /// (logged). Idempotent; also done on drop. Nothing to do for process groups.
+    pub fn cleanup(&self) {
+        if let Backend::Cgroup(run) = &self.backend {
+            run.remove();
+        }
+    }
+}
+
+/// How long dropping a [`Containment`] waits for killed processes to leave the run cgroup.
+const DROP_DRAIN_LIMIT: Duration = Duration::from_millis(200);
+
+impl Drop for Containment {
+    fn drop(&mut self) {
+        self.kill_all();
+        if let Backend::Cgroup(run) = &self.backend {
+            // SIGKILLed processes need a moment to exit; rmdir fails while they are there.
+            run.wait_empty(DROP_DRAIN_LIMIT);
+        }
+        self.cleanup();
+    }
+}
+
+fn open_procs(leaf: &Path) -> io::Result<OwnedFd> {
+    let path = leaf.join("cgroup.procs");
+    rustix::fs::open(&path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|errno| {
+        io::Error::new(
+            io::Error::from(errno).kind(),
+            format!("cannot open {}: {errno}", path.display()),
+        )
+    })
+}
+
+fn pid_of(raw: u32) -> Pid {
+    i32::try_from(raw)
+        .ok()
+        .and_then(Pid::from_raw)
+        .expect("a child's pid is a positive i32")
+}
+
+/// What contains one tree.
+#[derive(Debug)]
+enum Scope {
+    Cgroup {
+        leaf: PathBuf,
+    },
+    ProcessGroup {
+        pgid: Pid,
+        groups: Arc<GroupRegistry>,
+    },
+}
+
+#[derive(Debug)]
+struct Stage {
+    pid: u32,
+    child: tokio::process::Child,
+    status: Option<ExitStatus>,
+}
+
+/// A running tree: its stages (pk's direct children) and whatever they started, contained.
+///
+/// Dropping it does not stop it: the processes stay in the run's containment, which kills them
+/// on [`Containment::kill_all`] or its drop. Stages not yet reaped are reaped by tokio.
+#[derive(Debug)]
+pub struct ProcessTree {
+    stages: Vec<Stage>,
+    pgid: Pid,
+    scope: Scope,
+    /// Latched once observed: the group number may be reused afterwards, so never signal again.
+    drained: bool,
+}
+
+/// Stands in for a status lost because the child was reaped elsewhere (should not happen).
+fn lost_status(pid: u32, error: &io::Error) -> ExitStatus {
+    tracing::error!(pid, %error, "cannot wait for a stage; reporting exit code 255");
+    ExitStatus::from_raw(255 << 8)
+}
+
 impl ProcessTree {
+    fn from_started(started: spawn::StartedTree, scope: Scope) -> Spawned {
+        let pgid = pid_of(started.stages[0].pid);
+        let stages = started
+            .stages
+            .into_iter()
+            .map(|stage| Stage {
+                pid: stage.pid,
+                child: stage.child,
+                status: None,
+            })
+            .collect();
+        let tree = ProcessTree {
+            stages,
+            pgid,
+            scope,
+            drained: false,
+        };
+        Spawned {
+            tree,
+            stdout: started.stdout,
+            stderr: started.stderr,
+        }
+    }
+
+    /// One pid per stage; `pids()[0]` is "the" pid and the process group id.
     pub fn pids(&self) -> Vec<u32> {
-        vec![]
+        self.stages.iter().map(|stage| stage.pid).collect()
     }
-    pub async fn wait_stages(&mut self) -> Vec<std::process::ExitStatus> {
-        todo!()
+
+    /// The tree's process group (stage 0's pid), in both backends.
+    pub fn pgid(&self) -> u32 {
+        self.pgid.as_raw_nonzero().get().unsigned_abs()
     }
+
+    /// The tree's cgroup leaf directory, when the cgroup backend is in use.
+    pub fn cgroup(&self) -> Option<&Path> {
+        match &self.scope {
+            Scope::Cgroup { leaf } => Some(leaf),
+            Scope::ProcessGroup { .. } => None,
+        }
+    }
+
+    fn statuses(&self) -> Vec<ExitStatus> {
+        self.stages
+            .iter()
+            .map(|stage| stage.status.expect("every stage was reaped"))
+            .collect()
+    }
+
+    /// Waits until every stage has exited and been reaped; each stage's status in stage order.
+    /// Returns even if a grandchild still runs (and holds the pipes). Cancel-safe.
+    pub async fn wait_stages(&mut self) -> Vec<ExitStatus> {
+        for stage in &mut self.stages {
+            if stage.status.is_none() {
+                let status = match stage.child.wait().await {
+                    Ok(status) => status,
+                    Err(error) => lost_status(stage.pid, &error),
+                };
+                stage.status = Some(status);
+            }
+        }
+        self.statuses()
+    }
+
+    /// Reaps the stages that have exited; true when all are reaped.
+    fn reap_exited(&mut self) -> bool {
+        let mut all = true;
+        for stage in &mut self.stages {
+            if stage.status.is_none() {
+                match stage.child.try_wait() {
+                    Ok(Some(status)) => stage.status = Some(status),
+                    Ok(None) => all = false,
+                    Err(error) => stage.status = Some(lost_status(stage.pid, &error)),
+                }
+            }
+        }
+        all
+    }
+
+    /// True when the whole tree is gone: every stage reaped AND the leaf reads `populated 0`
+    /// (or the process group is gone). Reaps exited stages as a side effect.
     pub fn is_drained(&mut self) -> bool {
-        true
+        if self.drained {
+            return true;
+        }
+        if !self.reap_exited() {
+            return false;
+        }
+        self.drained = match &self.scope {
+            Scope::Cgroup { leaf } => !cgroup::is_populated(leaf),
+            Scope::ProcessGroup { pgid, groups } => {
+                let gone = pgroup::is_gone(*pgid);
+                if gone {
+                    groups.remove(*pgid);
+                }
+                gone
+            }
+        };
+        self.drained
     }
-    pub async fn wait_drained(&mut self) {}
-    pub fn signal(&self, signal: i32) -> std::io::Result<()> {
-        Ok(())
+
+    /// Waits until [`ProcessTree::is_drained`], reaping the stages meanwhile. Cancel-safe.
+    pub async fn wait_drained(&mut self) {
+        escalate::wait_drained(self).await;
     }
-    pub fn kill(&self) {}
+
+    /// Sends `signal` (a raw number) to every process of the tree: each pid in the leaf (frozen
+    /// meanwhile so none forks unseen), or the process group. A drained tree is left alone.
+    pub fn signal(&self, signal: i32) -> io::Result<()> {
+        let signal = Signal::from_named_raw(signal).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{signal} is not a signal number"),
+            )
+        })?;
+        if self.drained {
+            return Ok(());
+        }
+        match &self.scope {
+            Scope::Cgroup { leaf } => cgroup::signal_leaf(leaf, signal),
+            Scope::ProcessGroup { pgid, .. } => pgroup::signal_group(*pgid, signal),
+        }
+    }
+
+    /// SIGKILLs the whole tree (`cgroup.kill`, or `killpg` with SIGKILL). Does not wait.
+    pub fn kill(&self) {
+        if self.drained {
+            return;
+        }
+        match &self.scope {
+            Scope::Cgroup { leaf } => cgroup::kill_leaf(leaf),
+            Scope::ProcessGroup { pgid, .. } => {
+                if let Err(error) = pgroup::signal_group(*pgid, Signal::KILL) {
+                    tracing::error!(pgid = pgid.as_raw_nonzero().get(), %error, "killpg failed");
+                }
+            }
+        }
+    }
+
+    /// Sends `signal`, waits up to `grace` for the tree to drain (reaping the stages, since a
+    /// zombie leader keeps a group alive), then SIGKILLs it and waits until it has drained.
+    /// A tree that already drained is not signalled. Cancel-safe (a re-call signals again).
     pub async fn stop(&mut self, signal: i32, grace: Duration) -> StopOutcome {
-        todo!()
+        let killed = escalate::escalate(self, signal, grace).await;
+        let statuses = self.wait_stages().await;
+        StopOutcome { killed, statuses }
+    }
+}
+
+impl Drainable for ProcessTree {
+    fn send_signal(&self, signal: i32) -> io::Result<()> {
+        self.signal(signal)
+    }
+
+    fn hard_kill(&self) {
+        self.kill();
+    }
+
+    fn poll_drained(&mut self) -> bool {
+        self.is_drained()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_cross_threads_as_the_supervisor_needs() {
+        fn shared<T: Send + Sync>() {}
+        fn sent<T: Send>() {}
+        shared::<Containment>();
+        sent::<ProcessTree>();
+        sent::<Spawned>();
+    }
+
+    #[test]
+    fn the_env_override_forces_process_groups() {
+        let containment = Containment::detect_with(Some("pgroup"));
+        assert_eq!(containment.kind(), ContainmentKind::ProcessGroup);
+        assert_eq!(
+            containment.describe(),
+            "process groups (PK_CONTAINMENT=pgroup)"
+        );
+        assert_eq!(containment.run_cgroup(), None);
+    }
+
+    #[test]
+    fn process_groups_describe_their_reason() {
+        let containment = Containment::process_groups("no cgroup2 mount");
+        assert_eq!(containment.kind(), ContainmentKind::ProcessGroup);
+        assert_eq!(containment.describe(), "process groups (no cgroup2 mount)");
+    }
+
+    #[test]
+    fn detection_names_the_run_cgroup_or_the_reason() {
+        let containment = Containment::detect_with(None);
+        let line = containment.describe();
+        match containment.run_cgroup() {
+            Some(dir) => {
+                assert!(dir.is_dir());
+                assert_eq!(line, format!("cgroup v2 ({})", dir.display()));
+            }
+            None => assert!(line.starts_with("process groups ("), "{line}"),
+        }
     }
 }

@@ -1,0 +1,166 @@
+//! Starts the stages of one tree: OS pipes between stages, one stdout and one shared stderr pipe
+//! back to pk, a new process group led by stage 0, and (cgroup backend) a move into the leaf
+//! before the child runs anything.
+//!
+//! Invariants: the only place in pk that spawns; every fd pk creates is close-on-exec, so a child
+//! inherits exactly stdin/stdout/stderr; pk's copies of the write ends are closed before
+//! returning (EOF on the pipes means every holder closed them); a half-started pipeline is
+//! killed before the error is returned.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::process::Stdio;
+
+use rustix::pipe::{PipeFlags, pipe_with};
+use tokio::net::unix::pipe::Receiver;
+use tokio::process::{Child, Command};
+
+use super::SpawnSpec;
+
+/// Where the stages go besides their new process group.
+pub(crate) enum Placement<'a> {
+    /// The leaf's `cgroup.procs`, opened by pk, written with `0` by each child before exec.
+    Cgroup {
+        procs: &'a OwnedFd,
+    },
+    ProcessGroup,
+}
+
+/// One started stage.
+pub(crate) struct Started {
+    pub pid: u32,
+    pub child: Child,
+}
+
+pub(crate) struct StartedTree {
+    /// Never empty; stage 0 leads the process group.
+    pub stages: Vec<Started>,
+    pub stdout: Receiver,
+    pub stderr: Receiver,
+}
+
+fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(pipe_with(PipeFlags::CLOEXEC)?)
+}
+
+fn invalid(message: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, message.to_owned())
+}
+
+/// Starts every stage, or none: on failure, `abort(pgid)` kills what already runs.
+pub(crate) fn start(
+    spec: &SpawnSpec<'_>,
+    placement: &Placement<'_>,
+    abort: impl Fn(u32),
+) -> io::Result<StartedTree> {
+    if spec.stages.is_empty() {
+        return Err(invalid("a tree needs at least one stage"));
+    }
+    if spec.stages.iter().any(Vec::is_empty) {
+        return Err(invalid("a stage has an empty argv"));
+    }
+    let (stdout_read, stdout_write) = cloexec_pipe()?;
+    let (stderr_read, stderr_write) = cloexec_pipe()?;
+    let stdout = Receiver::from_owned_fd(stdout_read)?;
+    let stderr = Receiver::from_owned_fd(stderr_read)?;
+
+    let mut stages: Vec<Started> = Vec::with_capacity(spec.stages.len());
+    if let Err(error) = start_all(spec, placement, stdout_write, &stderr_write, &mut stages) {
+        if let Some(leader) = stages.first() {
+            abort(leader.pid);
+        }
+        return Err(error);
+    }
+    // `stderr_write` (and every Command with its Stdio) is dropped here: only children hold
+    // write ends now.
+    drop(stderr_write);
+    Ok(StartedTree {
+        stages,
+        stdout,
+        stderr,
+    })
+}
+
+/// Starts the stages in order, pushing each onto `stages` as soon as it runs.
+fn start_all(
+    spec: &SpawnSpec<'_>,
+    placement: &Placement<'_>,
+    stdout_write: OwnedFd,
+    stderr_write: &OwnedFd,
+    stages: &mut Vec<Started>,
+) -> io::Result<()> {
+    let mut stdout_write = Some(stdout_write);
+    let mut previous_read: Option<OwnedFd> = None;
+    let last = spec.stages.len() - 1;
+    for (index, argv) in spec.stages.iter().enumerate() {
+        let stdin = previous_read.take().map_or_else(Stdio::null, Stdio::from);
+        let stdout_end = if index == last {
+            stdout_write
+                .take()
+                .expect("only the last stage takes pk's stdout pipe")
+        } else {
+            let (read, write) = cloexec_pipe()?;
+            previous_read = Some(read);
+            write
+        };
+        let pipes = (
+            stdin,
+            Stdio::from(stdout_end),
+            Stdio::from(stderr_write.try_clone()?),
+        );
+        let pgid = stages.first().map(|stage| stage.pid);
+        stages.push(start_stage(argv, spec, pipes, pgid, placement)?);
+    }
+    Ok(())
+}
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "process/ is the one place that spawns"
+)]
+fn start_stage(
+    argv: &[String],
+    spec: &SpawnSpec<'_>,
+    (stdin, stdout, stderr): (Stdio, Stdio, Stdio),
+    group: Option<u32>,
+    placement: &Placement<'_>,
+) -> io::Result<Started> {
+    let mut command = Command::new(&argv[0]);
+    command
+        .args(&argv[1..])
+        .env_clear()
+        .envs(spec.env)
+        .current_dir(spec.cwd)
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(stderr)
+        // A new group keeps the terminal's Ctrl-C away from the tree: pk decides what it gets.
+        .process_group(group.map_or(0, |leader| i32::try_from(leader).expect("pids fit in i32")))
+        .kill_on_drop(false);
+    if let Placement::Cgroup { procs } = placement {
+        let procs = procs.as_raw_fd();
+        // SAFETY: the closure only calls write(2) on an fd that pk keeps open until `spawn`
+        // returns; it allocates nothing and takes no lock, so it is async-signal-safe.
+        unsafe {
+            command.pre_exec(move || {
+                let procs = BorrowedFd::borrow_raw(procs);
+                rustix::io::write(procs, b"0")?;
+                Ok(())
+            });
+        }
+    }
+    let child = command.spawn().map_err(|error| {
+        io::Error::new(
+            error.kind(),
+            format!(
+                "cannot start `{}` in {}: {error}",
+                argv[0],
+                spec.cwd.display()
+            ),
+        )
+    })?;
+    let pid = child
+        .id()
+        .ok_or_else(|| io::Error::other("a just-spawned child has no pid"))?;
+    Ok(Started { pid, child })
+}

@@ -1,0 +1,116 @@
+//! Processes that leave their session or double-fork: caught by the cgroup backend, out of reach
+//! of the process-group fallback (its documented limit).
+
+mod process_support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use pk::process::SpawnSpec;
+use process_support::{
+    Lines, PidGuard, base_env, is_gone, poll_until, session_of, sh, spawn, within,
+};
+
+const TERM: i32 = 15;
+
+/// Double-forks a daemon in a new session that ignores TERM and prints its pid.
+const DAEMON: &str = "
+import os, signal, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print(os.getpid(), flush=True)
+        time.sleep(1000)
+    os._exit(0)
+os.wait()
+";
+
+fn env_with_daemon() -> BTreeMap<String, String> {
+    let mut env = base_env();
+    env.insert("DAEMON".into(), DAEMON.into());
+    env
+}
+
+#[tokio::test]
+async fn cgroup_stop_kills_setsid_grandchildren_and_double_forked_daemons() {
+    let Some(c) = process_support::cgroup() else {
+        return;
+    };
+    let script = "setsid sleep 1000 & echo $!; python3 -c \"$DAEMON\"; wait";
+    let stages = [sh(script)];
+    let env = env_with_daemon();
+    let spec = SpawnSpec {
+        stages: &stages,
+        cwd: Path::new("/"),
+        env: &env,
+    };
+    let mut spawned = c.spawn("escape", &spec).expect("spawn");
+    let mut out = Lines::new(spawned.stdout);
+    let setsid_child = out.pid().await;
+    let daemon = out.pid().await;
+    let _escapees = PidGuard(vec![setsid_child, daemon]);
+    poll_until("the grandchild to call setsid", || {
+        session_of(setsid_child) == Some(setsid_child)
+    })
+    .await;
+    let leader = spawned.tree.pids()[0];
+    assert_ne!(
+        session_of(daemon),
+        session_of(leader),
+        "the daemon left the session"
+    );
+
+    let outcome = within("stop", spawned.tree.stop(TERM, Duration::from_millis(300))).await;
+    assert!(
+        outcome.killed,
+        "the daemon ignores TERM: only cgroup.kill ends it"
+    );
+    assert!(
+        is_gone(setsid_child),
+        "setsid grandchild {setsid_child} survived"
+    );
+    assert!(is_gone(daemon), "double-forked daemon {daemon} survived");
+}
+
+#[tokio::test]
+async fn cgroup_kill_all_reaches_escapees() {
+    let Some(c) = process_support::cgroup() else {
+        return;
+    };
+    let mut spawned = spawn(&c, "escape", &[sh("setsid sleep 1000 & echo $!")]);
+    let escapee = Lines::new(spawned.stdout).pid().await;
+    let _escapees = PidGuard(vec![escapee]);
+    poll_until("the grandchild to call setsid", || {
+        session_of(escapee) == Some(escapee)
+    })
+    .await;
+    within("leader exit", spawned.tree.wait_stages()).await;
+    c.kill_all();
+    within("drain", spawned.tree.wait_drained()).await;
+    assert!(is_gone(escapee));
+}
+
+/// The fallback's known limit: a process that called `setsid` left the group, so neither
+/// `stop` nor `kill_all` reaches it. The tree still ends (its group is gone).
+#[tokio::test]
+async fn pgroup_setsid_escapees_are_the_known_limit() {
+    let c = process_support::pgroup();
+    let mut spawned = spawn(&c, "escape", &[sh("setsid sleep 1000 & echo $!; wait")]);
+    let escapee = Lines::new(spawned.stdout).pid().await;
+    let _escapees = PidGuard(vec![escapee]);
+    poll_until("the grandchild to call setsid", || {
+        session_of(escapee) == Some(escapee)
+    })
+    .await;
+    let outcome = within("stop", spawned.tree.stop(TERM, Duration::from_secs(10))).await;
+    assert!(!outcome.killed);
+    assert!(spawned.tree.is_drained());
+    c.kill_all();
+    assert!(
+        !is_gone(escapee),
+        "process groups cannot see setsid escapees"
+    );
+    // `_escapees` kills it by pid.
+}
