@@ -1,6 +1,30 @@
 //! pk.yaml → typed `Config`: file discovery, interpolation, env files, located errors.
+//!
+//! Design: two passes, so that one run reports every problem. serde-saphyr stops at the first
+//! deserialisation error, so it is only asked for a generic tree of located nodes
+//! (`node::parse`, via its `Spanned` wrapper; it resolves anchors, aliases and `<<` merge keys
+//! and rejects duplicate keys). Only a YAML syntax error ends that pass. `read::Reader` then
+//! walks the tree by hand into the typed `Config`, interpolating string values and pushing a
+//! located `Diag` for each problem instead of stopping. `plan::build` adds the cross-reference
+//! checks (`depends_on` targets, cycles, `healthy` without a probe) to the same list.
+
+pub mod diag;
+pub mod discover;
+pub mod envfile;
+pub mod interpolate;
+pub mod model;
+pub mod node;
+pub mod read;
+pub mod values;
+
+pub use diag::{Diag, Span};
+pub use model::Config;
 
 /// The JSON Schema (draft-07) of pk.yaml, pretty-printed.
 pub fn schema() -> String {
-    String::from("{}")
+    let generator = schemars::generate::SchemaSettings::draft07().into_generator();
+    let schema = generator.into_root_schema_for::<Config>();
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
 }

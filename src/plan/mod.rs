@@ -7,8 +7,10 @@
 mod build;
 mod graph;
 
-pub use build::{LoadError, load, load_str};
-pub use graph::render_graph;
+pub use build::{
+    Diagnostics, LoadError, load, load_str, load_str_with_warnings, load_with_warnings,
+};
+pub use graph::{render_graph, select};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
