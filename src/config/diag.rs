@@ -143,17 +143,25 @@ impl miette::Diagnostic for Report<'_> {
     }
 }
 
-/// "did you mean `x`?" for the closest candidate, if any is close enough.
+/// "did you mean `x`?" for the closest candidate, if any is close enough: within a few edits
+/// (transpositions count as one) or sharing a long prefix.
 pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).max(1);
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(word, c), c))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
+        .map(|c| {
+            (
+                strsim::damerau_levenshtein(word, c),
+                strsim::jaro_winkler(word, c),
+                c,
+            )
+        })
+        .filter(|(distance, similarity, _)| *distance <= limit || *similarity >= 0.85)
+        .min_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)))
+        .map(|(_, _, c)| c)
 }
 
 /// 1-based line and column of a byte offset, for one-line messages.

@@ -23,8 +23,37 @@ pub use model::Config;
 /// The JSON Schema (draft-07) of pk.yaml, pretty-printed.
 pub fn schema() -> String {
     let generator = schemars::generate::SchemaSettings::draft07().into_generator();
-    let schema = generator.into_root_schema_for::<Config>();
+    let mut schema = generator.into_root_schema_for::<Config>().to_value();
+    drop_option_nulls(&mut schema);
     let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// schemars lets every `Option` field be `null`; pk rejects `key: null` (omit the key instead).
+fn drop_option_nulls(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    let null = serde_json::json!({ "type": "null" });
+    if let Value::Object(map) = value {
+        if let Some(Value::Array(types)) = map.get("type") {
+            if let [a, b] = types.as_slice() {
+                if b == "null" {
+                    let single = a.clone();
+                    map.insert("type".into(), single);
+                }
+            }
+        }
+        if let Some(Value::Array(options)) = map.get("anyOf") {
+            if let [a, b] = options.as_slice() {
+                if *b == null {
+                    let single = a.clone();
+                    map.remove("anyOf");
+                    map.insert("allOf".into(), Value::Array(vec![single]));
+                }
+            }
+        }
+        map.values_mut().for_each(drop_option_nulls);
+    } else if let Value::Array(items) = value {
+        items.iter_mut().for_each(drop_option_nulls);
+    }
 }

@@ -86,6 +86,7 @@ pub struct Service {
     /// `pipeline`.
     pub command: Option<Command>,
     /// Shell-free pipeline of at least two argv lists: each stage's stdout feeds the next stage.
+    #[schemars(length(min = 2))]
     pub pipeline: Option<Vec<Vec<String>>>,
     /// Working directory, relative to pk.yaml's directory (the default).
     pub working_dir: Option<String>,
