@@ -1,6 +1,7 @@
 //! pk.yaml → Plan: defaults, interpolation, environments, dependency forms, selection, graphs.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -274,9 +275,10 @@ fn every_condition_spelling() {
     let mut expected = Vec::new();
     for (i, bare) in spellings.iter().enumerate() {
         for (j, prefix) in ["", "service_", "process_"].iter().enumerate() {
-            yaml.push_str(&format!(
+            let _ = write!(
+                yaml,
                 "  s{i}{j}:\n    command: x\n    depends_on: {{ dep: {prefix}{bare} }}\n"
-            ));
+            );
             expected.push((format!("s{i}{j}"), *bare));
         }
     }

@@ -140,8 +140,14 @@ pub struct StopSignal {
 }
 
 impl StopSignal {
-    pub const TERM: StopSignal = StopSignal { number: 15, name: "TERM" };
-    pub const KILL: StopSignal = StopSignal { number: 9, name: "KILL" };
+    pub const TERM: StopSignal = StopSignal {
+        number: 15,
+        name: "TERM",
+    };
+    pub const KILL: StopSignal = StopSignal {
+        number: 9,
+        name: "KILL",
+    };
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,7 +182,9 @@ pub enum ProbeCheck {
         status: Vec<u16>,
     },
     /// `host:port` as written; resolved at probe time.
-    Tcp { address: String },
+    Tcp {
+        address: String,
+    },
     Log(regex::Regex),
 }
 
