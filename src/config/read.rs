@@ -77,6 +77,8 @@ pub struct Reader<'a> {
 /// A map's entries that passed the unknown-key check, by key.
 struct Fields<'n> {
     entries: Vec<(&'n str, &'n Node, &'n Node)>,
+    /// Known keys suggested for misspelled ones (a missing `command` is then not reported).
+    suggested: Vec<String>,
 }
 
 impl<'n> Fields<'n> {
@@ -145,6 +147,7 @@ impl<'a> Reader<'a> {
         };
         let mut fields = Fields {
             entries: Vec::new(),
+            suggested: Vec::new(),
         };
         for (key, value) in entries {
             let Some(name) = key.scalar_text() else {
@@ -157,21 +160,31 @@ impl<'a> Reader<'a> {
             if known.contains(&name) {
                 fields.entries.push((name, key, value));
             } else if !(extensions && name.starts_with("x-")) {
-                self.unknown_key(key, name, path, known);
+                fields
+                    .suggested
+                    .extend(self.unknown_key(key, name, path, known));
             }
         }
         Some(fields)
     }
 
-    fn unknown_key(&mut self, key: &Node, name: &str, path: &str, known: &[&str]) {
+    /// Reports an unknown key; returns the known key suggested instead, if any.
+    fn unknown_key(
+        &mut self,
+        key: &Node,
+        name: &str,
+        path: &str,
+        known: &[&str],
+    ) -> Option<String> {
         let place = if path.is_empty() {
             "at the top level".to_owned()
         } else {
             format!("in `{path}`")
         };
+        let suggestion = did_you_mean(name, known.iter().copied());
         let help = if name == "deadline" && known == ALIVE_KEYS {
             "`deadline` applies only to a `ready` probe".to_owned()
-        } else if let Some(s) = did_you_mean(name, known.iter().copied()) {
+        } else if let Some(s) = suggestion {
             format!("did you mean `{s}`?")
         } else {
             format!("valid keys here: {}", known.join(", "))
@@ -181,6 +194,7 @@ impl<'a> Reader<'a> {
                 .label(key.span, "unknown key")
                 .help(help),
         );
+        suggestion.map(str::to_owned)
     }
 
     /// A scalar as text; strings are interpolated, numbers and booleans kept as written.
@@ -345,6 +359,10 @@ impl<'a> Reader<'a> {
     fn env(&mut self, node: &Node, path: &str) -> EnvMap {
         let Value::Map(entries) = &node.value else {
             self.type_error(node, path, "a map of variables");
+            if let (Value::Seq(_), Some(diag)) = (&node.value, self.diags.last_mut()) {
+                diag.help =
+                    Some("write it as a map, e.g. `env: { PORT: \"8080\", DEBUG: null }`".into());
+            }
             return EnvMap::default();
         };
         let mut vars = Vec::new();
@@ -391,7 +409,7 @@ impl<'a> Reader<'a> {
                 _ => unreachable!("key checked against TOP_KEYS"),
             }
         }
-        if fields.get("services").is_none() {
+        if fields.get("services").is_none() && !fields.suggested.iter().any(|s| s == "services") {
             self.diags.push(
                 Diag::error("pk.yaml has no `services`")
                     .label(Span::new(root.span.offset, 0), "expected a `services:` map in this document")
@@ -475,7 +493,7 @@ impl<'a> Reader<'a> {
                     .label(p, "and a pipeline")
                     .help("keep one: `command` runs one program, `pipeline` chains several"),
             ),
-            (None, None) => self.diags.push(
+            (None, None) if !fields.suggested.iter().any(|s| s == "command" || s == "pipeline") => self.diags.push(
                 Diag::error(format!("service `{}` has no `command`", service.name.value))
                     .label(service.name.span, "nothing to run")
                     .help("add `command: …` (a string for `sh -c`, or a list for an argv) or a `pipeline`"),
