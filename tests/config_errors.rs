@@ -130,6 +130,13 @@ fn several_errors_at_once() {
 }
 
 #[test]
+fn error_in_merged_fragment_points_at_its_definition() {
+    insta::assert_snapshot!(errors(
+        "x-base: &base\n  restart: sometimes\n  env: { A: 1 }\nservices:\n  a:\n    <<: *base\n    command: x\n"
+    ));
+}
+
+#[test]
 fn syntax_error() {
     insta::assert_snapshot!(errors("services:\n  api:\n    command: [a, b\n  web: x\n"));
 }

@@ -191,6 +191,8 @@ mod tests {
         assert_eq!(duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(duration("1m30s").unwrap(), Duration::from_secs(90));
         assert_eq!(duration("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(duration("2 minutes").unwrap(), Duration::from_secs(120));
         assert!(duration("10").unwrap_err().1.unwrap().contains("10s"));
         assert!(duration("-1s").is_err());
         assert!(duration("soon").is_err());
