@@ -152,6 +152,7 @@ fn duplicate_key() {
 fn empty_file_and_no_services() {
     insta::assert_snapshot!(errors(""));
     insta::assert_snapshot!(errors("name: x\n"));
+    insta::assert_snapshot!(errors("- just a list\n"));
 }
 
 #[test]

@@ -396,6 +396,17 @@ impl<'a> Reader<'a> {
 
     /// The whole file.
     pub fn config(&mut self, root: &Node) -> Option<Config> {
+        if !matches!(root.value, Value::Map(_)) {
+            self.diags.push(
+                Diag::error(format!(
+                    "pk.yaml must be a map with a `services` key, not {}",
+                    root.kind()
+                ))
+                .label(root.span, "the document starts here")
+                .help("services:\n  web:\n    command: python3 -m http.server"),
+            );
+            return None;
+        }
         let fields = self.fields(root, "", TOP_KEYS, true)?;
         let mut config = Config::default();
         for (key, _, value) in fields.iter() {
