@@ -1,42 +1,440 @@
-//! Builds a `Plan` from a config file: validation, defaults, the DAG.
+//! Builds a `Plan` from a config file: validation, defaults, environments, the DAG.
+//!
+//! Pure with respect to the process: `load_str` sees only the environment it is given. Every
+//! problem becomes a located `Diag`; the plan is returned only when there is none.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
-use super::Plan;
+use super::graph;
+use super::{
+    Dependency, Plan, ProbeSpec, RestartSpec, RunSpec, ServiceId, ServiceSpec, ShutdownSpec,
+    StopSignal,
+};
+use crate::config::diag::{Diag, did_you_mean, line_col};
+use crate::config::model::{Config, EnvMap, HumanDuration, Paths, Probe, Service};
+use crate::config::{discover, envfile, node, read};
+use crate::plan::Condition;
+
+const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+/// Diagnostics about one config file, rendered against its source.
+#[derive(Debug, Clone, Default)]
+pub struct Diagnostics {
+    /// The file as shown in messages, and its text (absent for "no file found" and the like).
+    file: Option<(String, String)>,
+    diags: Vec<Diag>,
+}
+
+impl Diagnostics {
+    pub fn is_empty(&self) -> bool {
+        self.diags.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.diags.len()
+    }
+
+    /// Each diagnostic as one line: `file:line:col: message` (for logs and tests).
+    pub fn lines(&self) -> Vec<String> {
+        self.diags
+            .iter()
+            .map(|d| {
+                let kind = if d.warning { "warning" } else { "error" };
+                match (&self.file, d.labels.first()) {
+                    (Some((name, text)), Some((span, _))) => {
+                        let (line, col) = line_col(text, span.offset);
+                        format!("{name}:{line}:{col}: {kind}: {}", d.message)
+                    }
+                    _ => format!("{kind}: {}", d.message),
+                }
+            })
+            .collect()
+    }
+
+    /// Every diagnostic with `file:line:col`, snippet and hint; colour only if `color`.
+    pub fn render(&self, color: bool) -> String {
+        let source = self
+            .file
+            .as_ref()
+            .map(|(name, text)| (name.as_str(), text.as_str()));
+        let mut out = String::new();
+        for diag in &self.diags {
+            out.push_str(&diag.render(source, color));
+            out.push('\n');
+        }
+        let errors = self.diags.iter().filter(|d| !d.warning).count();
+        if errors > 1 {
+            let name = self.file.as_ref().map_or("the config", |(n, _)| n.as_str());
+            let _ = writeln!(out, "{errors} errors in {name}");
+        }
+        out
+    }
+}
 
 /// Everything wrong with a config, reported at once.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid config")]
+#[error("{summary}")]
 pub struct LoadError {
-    rendered: String,
+    summary: String,
+    diagnostics: Diagnostics,
 }
 
 impl LoadError {
+    fn new(file: Option<(String, String)>, mut diags: Vec<Diag>) -> LoadError {
+        // Document order; diagnostics without a location first.
+        diags.sort_by_key(|d| d.labels.first().map(|(s, _)| s.offset));
+        diags.dedup();
+        let errors: Vec<&Diag> = diags.iter().filter(|d| !d.warning).collect();
+        let summary = match errors.as_slice() {
+            [one] => one.message.clone(),
+            many => format!(
+                "{} errors in {}",
+                many.len(),
+                file.as_ref().map_or("the config", |(n, _)| n.as_str())
+            ),
+        };
+        LoadError {
+            summary,
+            diagnostics: Diagnostics { file, diags },
+        }
+    }
+
+    pub(crate) fn single(diag: Diag) -> LoadError {
+        LoadError::new(None, vec![diag])
+    }
+
     /// Every diagnostic, rendered with `file:line:col`, snippet and hint.
-    pub fn render(&self, _color: bool) -> String {
-        self.rendered.clone()
+    pub fn render(&self, color: bool) -> String {
+        self.diagnostics.render(color)
+    }
+
+    pub fn diagnostics(&self) -> &Diagnostics {
+        &self.diagnostics
     }
 }
 
 /// Finds the config (`explicit`, else `PK_FILE`, else pk.yaml/pk.yml walking up from `cwd`)
-/// and builds the plan with the process environment.
+/// and builds the plan with the process environment. Warnings go to stderr.
 pub fn load(explicit: Option<&Path>, cwd: &Path) -> Result<Plan, LoadError> {
-    let _ = (explicit, cwd);
-    Err(LoadError {
-        rendered: "not implemented".into(),
-    })
+    let (plan, warnings) = load_with_warnings(explicit, cwd)?;
+    if !warnings.is_empty() {
+        eprint!("{}", warnings.render(std::io::stderr().is_terminal()));
+    }
+    Ok(plan)
+}
+
+/// `load`, returning the warnings (unset variables) instead of printing them.
+pub fn load_with_warnings(
+    explicit: Option<&Path>,
+    cwd: &Path,
+) -> Result<(Plan, Diagnostics), LoadError> {
+    let pk_file = std::env::var_os("PK_FILE").map(PathBuf::from);
+    let path = discover::find(explicit, pk_file.as_deref(), cwd).map_err(LoadError::single)?;
+    let source = std::fs::read_to_string(&path).map_err(|e| {
+        LoadError::single(
+            Diag::error(format!("cannot read {}: {e}", path.display()))
+                .help("check that the file exists and is readable"),
+        )
+    })?;
+    let env: BTreeMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let shown = path
+        .strip_prefix(cwd)
+        .map_or_else(|_| path.clone(), Path::to_path_buf);
+    build(&source, &path, &shown.display().to_string(), &env)
 }
 
 /// Builds the plan from YAML text as if read from `path`, with `env` as the inherited
-/// environment.
+/// environment. Warnings are dropped; see `load_str_with_warnings`.
 pub fn load_str(
     source: &str,
     path: &Path,
     env: &BTreeMap<String, String>,
 ) -> Result<Plan, LoadError> {
-    let _ = (source, path, env);
-    Err(LoadError {
-        rendered: "not implemented".into(),
-    })
+    load_str_with_warnings(source, path, env).map(|(plan, _)| plan)
+}
+
+/// `load_str`, also returning the warnings.
+pub fn load_str_with_warnings(
+    source: &str,
+    path: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<(Plan, Diagnostics), LoadError> {
+    build(source, path, &path.display().to_string(), env)
+}
+
+fn build(
+    source: &str,
+    path: &Path,
+    shown: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<(Plan, Diagnostics), LoadError> {
+    let file = Some((shown.to_owned(), source.to_owned()));
+    let config_path = std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_path_buf());
+    let base_dir = config_path
+        .parent()
+        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+
+    let root = node::parse(source).map_err(|d| LoadError::new(file.clone(), vec![d]))?;
+    let (top_files, mut diags) = read::top_env_files(&root, env);
+    let top_file_vars = read_env_files(&base_dir, &top_files, &mut diags);
+    let mut vars: BTreeMap<String, String> = top_file_vars.iter().cloned().collect();
+    vars.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
+
+    let mut reader = read::Reader::new(&vars);
+    let config = reader.config(&root);
+    diags.append(&mut reader.diags);
+    let Some(mut config) = config else {
+        return Err(LoadError::new(file, diags));
+    };
+    config.env_file = top_files;
+
+    let mut builder = Builder {
+        config: &config,
+        base_dir: &base_dir,
+        env,
+        top_file_vars: &top_file_vars,
+        diags,
+    };
+    let services = builder.services();
+    let mut diags = builder.diags;
+    let order = graph::check_and_order(&config, &services, &mut diags);
+    if diags.iter().any(|d| !d.warning) {
+        return Err(LoadError::new(file, diags));
+    }
+    let name = config.name.clone().unwrap_or_else(|| {
+        base_dir
+            .file_name()
+            .map_or_else(|| "pk".to_owned(), |n| n.to_string_lossy().into_owned())
+    });
+    let plan = Plan {
+        name,
+        config_path,
+        base_dir,
+        services,
+        order,
+    };
+    let LoadError { diagnostics, .. } = LoadError::new(file, diags);
+    Ok((plan, diagnostics))
+}
+
+fn read_env_files(base_dir: &Path, files: &Paths, diags: &mut Vec<Diag>) -> Vec<(String, String)> {
+    let mut vars = Vec::new();
+    for file in &files.0 {
+        match envfile::read(base_dir, file) {
+            Ok(mut v) => vars.append(&mut v),
+            Err(d) => diags.push(d),
+        }
+    }
+    vars
+}
+
+struct Builder<'a> {
+    config: &'a Config,
+    base_dir: &'a Path,
+    env: &'a BTreeMap<String, String>,
+    top_file_vars: &'a [(String, String)],
+    diags: Vec<Diag>,
+}
+
+impl Builder<'_> {
+    fn services(&mut self) -> Vec<ServiceSpec> {
+        let names: Vec<&str> = self
+            .config
+            .services
+            .0
+            .iter()
+            .map(|s| s.name.value.as_str())
+            .collect();
+        let base_env = self.base_env();
+        let mut specs = Vec::new();
+        for (id, service) in self.config.services.0.iter().enumerate() {
+            let depends_on = self.dependencies(id, service, &names);
+            let env = self.service_env(&base_env, service);
+            specs.push(self.service(service, depends_on, env));
+        }
+        specs
+    }
+
+    /// inherited ← top-level `env_file` (only variables not inherited) ← top-level env.
+    fn base_env(&self) -> BTreeMap<String, String> {
+        let mut env = self.env.clone();
+        for (k, v) in self.top_file_vars {
+            env.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        apply(&mut env, &self.config.env);
+        env
+    }
+
+    /// base ← service `env_file` ← service env.
+    fn service_env(
+        &mut self,
+        base: &BTreeMap<String, String>,
+        service: &Service,
+    ) -> BTreeMap<String, String> {
+        let mut env = base.clone();
+        env.extend(read_env_files(
+            self.base_dir,
+            &service.env_file,
+            &mut self.diags,
+        ));
+        apply(&mut env, &service.env);
+        env
+    }
+
+    fn dependencies(
+        &mut self,
+        id: ServiceId,
+        service: &Service,
+        names: &[&str],
+    ) -> Vec<Dependency> {
+        let mut deps = Vec::new();
+        for dep in &service.depends_on.0 {
+            let target = &dep.service.value;
+            let Some(target_id) = names.iter().position(|n| n == target) else {
+                let help = match did_you_mean(target, names.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("services in this file: {}", names.join(", ")),
+                };
+                self.diags.push(
+                    Diag::error(format!(
+                        "service `{}` depends on `{target}`, which is not a service",
+                        service.name.value
+                    ))
+                    .label(dep.service.span, "unknown service")
+                    .help(help),
+                );
+                continue;
+            };
+            if target_id == id {
+                self.diags.push(
+                    Diag::error(format!("service `{target}` depends on itself"))
+                        .label(dep.service.span, "self-dependency")
+                        .help("remove this entry"),
+                );
+                continue;
+            }
+            let target_service = &self.config.services.0[target_id];
+            if dep.condition.value == Condition::Healthy && target_service.ready.is_none() {
+                self.diags.push(
+                    Diag::error(format!(
+                        "service `{}` waits for `{target}` to be healthy, but `{target}` has no `ready` probe",
+                        service.name.value
+                    ))
+                    .label(dep.condition.span, "needs a ready probe")
+                    .label(target_service.name.span, format!("`{target}` is declared here"))
+                    .help(format!("add a `ready` probe to {target} or use `started`")),
+                );
+            }
+            deps.push(Dependency {
+                service: target_id,
+                condition: dep.condition.value,
+                required: dep.required,
+                restart: dep.restart,
+            });
+        }
+        deps
+    }
+
+    fn service(
+        &self,
+        service: &Service,
+        depends_on: Vec<Dependency>,
+        env: BTreeMap<String, String>,
+    ) -> ServiceSpec {
+        let run = match (&service.command, &service.pipeline) {
+            (Some(command), _) => RunSpec::Command(command.0.clone()),
+            (None, Some(stages)) => RunSpec::Pipeline(stages.clone()),
+            // Already reported; the plan is never returned.
+            (None, None) => RunSpec::Pipeline(Vec::new()),
+        };
+        let working_dir = normalize(
+            &service
+                .working_dir
+                .as_ref()
+                .map_or_else(|| self.base_dir.to_path_buf(), |d| self.base_dir.join(d)),
+        );
+        let restart = service.restart.map_or_else(RestartSpec::default, |r| {
+            let d = RestartSpec::default();
+            RestartSpec {
+                policy: r.policy,
+                max: r.max.unwrap_or(d.max),
+                window: r.window.unwrap_or(d.window),
+                backoff_initial: r.backoff_initial.unwrap_or(d.backoff_initial),
+                backoff_max: r.backoff_max.unwrap_or(d.backoff_max),
+            }
+        });
+        let grace = read::or(self.config.grace, DEFAULT_GRACE);
+        let shutdown = service.shutdown.as_ref().map_or(
+            ShutdownSpec {
+                signal: StopSignal::TERM,
+                grace,
+                command: None,
+            },
+            |s| ShutdownSpec {
+                signal: s.signal.map_or(StopSignal::TERM, |s| s.0),
+                grace: read::or(s.grace, grace),
+                command: s.command.as_ref().map(|c| c.0.clone()),
+            },
+        );
+        ServiceSpec {
+            name: service.name.value.clone(),
+            run,
+            working_dir,
+            env,
+            depends_on,
+            restart,
+            shutdown,
+            disabled: service.disabled,
+            ready: service
+                .ready
+                .as_ref()
+                .map(|p| probe(p, Some(Duration::from_secs(60)))),
+            alive: service.alive.as_ref().map(|p| probe(p, None)),
+        }
+    }
+}
+
+fn probe(p: &Probe, deadline: Option<Duration>) -> ProbeSpec {
+    ProbeSpec {
+        check: p.check.0.clone(),
+        initial_delay: read::or(p.initial_delay, Duration::ZERO),
+        interval: read::or(p.interval, Duration::from_secs(1)),
+        timeout: read::or(p.timeout, Duration::from_secs(1)),
+        retries: p.retries.unwrap_or(3),
+        deadline: deadline.map(|d| p.deadline.map_or(d, |HumanDuration(d)| d)),
+    }
+}
+
+fn apply(env: &mut BTreeMap<String, String>, map: &EnvMap) {
+    for (k, v) in &map.0 {
+        match v {
+            Some(v) => env.insert(k.clone(), v.clone()),
+            None => env.remove(k),
+        };
+    }
+}
+
+/// Removes `.` and folds `..` without touching the file system (the directory may not exist yet).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }

@@ -7,8 +7,10 @@
 mod build;
 mod graph;
 
-pub use build::{LoadError, load, load_str};
-pub use graph::render_graph;
+pub use build::{
+    Diagnostics, LoadError, load, load_str, load_str_with_warnings, load_with_warnings,
+};
+pub use graph::{render_graph, select};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -199,10 +201,4 @@ impl Plan {
             .filter(move |(_, s)| s.depends_on.iter().any(|d| d.service == id))
             .map(|(i, _)| i)
     }
-}
-
-/// Which services take part in a run (stub until the config branch lands).
-pub fn select(plan: &Plan, names: &[String]) -> Result<Vec<bool>, LoadError> {
-    let _ = names;
-    Ok(plan.services.iter().map(|s| !s.disabled).collect())
 }

@@ -1,0 +1,47 @@
+//! Reads `.env` files (dotenvy's iterator API: it never touches the process environment).
+
+use std::path::Path;
+
+use super::diag::Diag;
+use super::model::Located;
+
+/// The variables of `path` (relative to `base_dir`) in file order, or a diagnostic located at
+/// the `env_file` entry.
+pub fn read(base_dir: &Path, path: &Located<String>) -> Result<Vec<(String, String)>, Diag> {
+    let full = base_dir.join(&path.value);
+    let iter = dotenvy::from_path_iter(&full).map_err(|e| {
+        let reason = match &e {
+            dotenvy::Error::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
+                "no such file".to_owned()
+            }
+            dotenvy::Error::Io(io) => io.to_string(),
+            other => other.to_string(),
+        };
+        Diag::error(format!(
+            "cannot read env file `{}`: {reason}",
+            full.display()
+        ))
+        .label(path.span, "this env_file")
+        .help("env_file paths are relative to the directory of pk.yaml")
+    })?;
+    let mut vars = Vec::new();
+    for item in iter {
+        match item {
+            Ok(pair) => vars.push(pair),
+            Err(e) => {
+                let reason = match e {
+                    dotenvy::Error::LineParse(line, index) => {
+                        format!("cannot parse `{line}` (at character {index})")
+                    }
+                    other => other.to_string(),
+                };
+                return Err(
+                    Diag::error(format!("env file `{}`: {reason}", full.display()))
+                        .label(path.span, "this env_file")
+                        .help("lines look like `KEY=value`; `#` starts a comment"),
+                );
+            }
+        }
+    }
+    Ok(vars)
+}

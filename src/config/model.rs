@@ -1,0 +1,433 @@
+//! `Config`: the typed shape of pk.yaml, with source locations where later checks need them.
+//!
+//! Produced by `read` (structural checks, scalar parsing, interpolation) and consumed by
+//! `plan::build` (cross-references, defaults, environments). The JSON Schema is derived from
+//! these types, so the doc comments here are what editors show.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+
+use super::diag::Span;
+use super::values::{CONDITIONS, SIGNALS};
+use crate::plan::{CommandSpec, Condition, ProbeCheck, RestartPolicy, StopSignal};
+
+/// A value and where it is written in pk.yaml.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Located<T> {
+    pub value: T,
+    pub span: Span,
+}
+
+impl<T: JsonSchema> JsonSchema for Located<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+    fn schema_name() -> Cow<'static, str> {
+        T::schema_name()
+    }
+    fn schema_id() -> Cow<'static, str> {
+        T::schema_id()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        T::json_schema(generator)
+    }
+}
+
+/// A pk.yaml file.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[schemars(
+    title = "pk.yaml",
+    deny_unknown_fields,
+    extend("patternProperties" = { "^x-": { "description": "Free for YAML anchors; ignored." } })
+)]
+pub struct Config {
+    /// Project name; defaults to the name of the directory holding pk.yaml.
+    pub name: Option<String>,
+    /// Default shutdown grace for every service. Default `10s`.
+    pub grace: Option<HumanDuration>,
+    /// Environment for every service; a `null` value unsets an inherited variable.
+    #[serde(default)]
+    pub env: EnvMap,
+    /// Env files (relative to pk.yaml) for interpolation and every service; later files win.
+    #[serde(default)]
+    pub env_file: Paths,
+    /// The services, by name.
+    pub services: Services,
+}
+
+/// The `services:` map, in file order.
+#[derive(Debug, Clone, Default)]
+pub struct Services(pub Vec<Service>);
+
+impl JsonSchema for Services {
+    fn schema_name() -> Cow<'static, str> {
+        "Services".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let service = generator.subschema_for::<Service>();
+        json_schema!({
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": { "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$" },
+            "additionalProperties": service,
+        })
+    }
+}
+
+/// One service: a command or a pipeline, and how pk runs it.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[schemars(deny_unknown_fields, extend("patternProperties" = { "^x-": {} }))]
+pub struct Service {
+    #[schemars(skip)]
+    pub name: Located<String>,
+    /// A string runs under `sh -c`; a list is an argv (no shell). Exactly one of `command` and
+    /// `pipeline`.
+    pub command: Option<Command>,
+    /// Shell-free pipeline of at least two argv lists: each stage's stdout feeds the next stage.
+    #[schemars(length(min = 2))]
+    pub pipeline: Option<Vec<Vec<String>>>,
+    /// Working directory, relative to pk.yaml's directory (the default).
+    pub working_dir: Option<String>,
+    /// Environment of this service; a `null` value unsets a variable.
+    #[serde(default)]
+    pub env: EnvMap,
+    /// Env files (relative to pk.yaml) for this service; later files win.
+    #[serde(default)]
+    pub env_file: Paths,
+    /// Services to start first: a list (condition `started`) or a map of conditions.
+    #[serde(default)]
+    pub depends_on: DependsOn,
+    /// Readiness probe: gates dependents waiting for `healthy`.
+    pub ready: Option<Probe>,
+    /// Liveness probe: a service that stops answering is restarted.
+    pub alive: Option<Probe>,
+    /// `no` (default), `on-failure`, `always`, or the long form.
+    pub restart: Option<Restart>,
+    /// How the service is stopped.
+    pub shutdown: Option<Shutdown>,
+    /// A disabled service starts only when named on the command line.
+    #[serde(default)]
+    pub disabled: bool,
+    /// Restart the service when files change (with `pk up --watch`).
+    pub watch: Option<Watch>,
+    /// Where the `command`/`pipeline` key is (for "both or neither" errors).
+    #[schemars(skip)]
+    pub span: Span,
+}
+
+/// A string (run by `sh -c`) or a non-empty argv list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command(pub CommandSpec);
+
+impl JsonSchema for Command {
+    fn schema_name() -> Cow<'static, str> {
+        "Command".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A string runs under `sh -c`; a list is an argv, no shell.",
+            "oneOf": [
+                { "type": "string", "minLength": 1 },
+                { "type": "array", "items": { "type": "string" }, "minItems": 1 },
+            ],
+        })
+    }
+}
+
+/// A human duration: `250ms`, `10s`, `1m30s`, `2h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl JsonSchema for HumanDuration {
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A duration with a unit: `250ms`, `10s`, `1m30s`, `2h`.",
+            "type": "string",
+            "pattern": "^\\s*[0-9]",
+            "examples": ["250ms", "10s", "1m30s"],
+        })
+    }
+}
+
+/// Variables by name, in file order; `None` unsets the variable.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvMap(pub Vec<(String, Option<String>)>);
+
+impl JsonSchema for EnvMap {
+    fn schema_name() -> Cow<'static, str> {
+        "Env".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "Variables; a null value unsets an inherited variable.",
+            "type": "object",
+            "additionalProperties": { "type": ["string", "number", "boolean", "null"] },
+        })
+    }
+}
+
+/// One path or a list of paths.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Paths(pub Vec<Located<String>>);
+
+impl JsonSchema for Paths {
+    fn schema_name() -> Cow<'static, str> {
+        "Paths".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "oneOf": [
+                { "type": "string" },
+                { "type": "array", "items": { "type": "string" } },
+            ],
+        })
+    }
+}
+
+/// One `depends_on` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependency {
+    /// The named service, located at the entry.
+    pub service: Located<String>,
+    /// The condition, located where it is written (or at the name).
+    pub condition: Located<Condition>,
+    pub required: bool,
+    pub restart: bool,
+}
+
+/// `depends_on`, in file order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DependsOn(pub Vec<Dependency>);
+
+fn condition_spellings() -> Vec<String> {
+    CONDITIONS
+        .iter()
+        .flat_map(|c| {
+            [
+                (*c).to_owned(),
+                format!("service_{c}"),
+                format!("process_{c}"),
+            ]
+        })
+        .collect()
+}
+
+impl JsonSchema for DependsOn {
+    fn schema_name() -> Cow<'static, str> {
+        "DependsOn".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let conditions = condition_spellings();
+        json_schema!({
+            "description": "A list of service names (condition `started`), or a map of name to a condition or to `{condition, required, restart}`.",
+            "oneOf": [
+                { "type": "array", "items": { "type": "string" }, "uniqueItems": true },
+                {
+                    "type": "object",
+                    "additionalProperties": {
+                        "oneOf": [
+                            { "type": "string", "enum": conditions },
+                            {
+                                "type": "object",
+                                "additionalProperties": false,
+                                "properties": {
+                                    "condition": {
+                                        "description": "Default `started`.",
+                                        "type": "string",
+                                        "enum": conditions,
+                                    },
+                                    "required": {
+                                        "description": "Default true; false: a failed dependency only warns.",
+                                        "type": "boolean",
+                                    },
+                                    "restart": {
+                                        "description": "Default false; true: restarting the dependency restarts this service.",
+                                        "type": "boolean",
+                                    },
+                                },
+                            },
+                        ],
+                    },
+                },
+            ],
+        })
+    }
+}
+
+/// A readiness or liveness probe: exactly one of `exec`, `http`, `tcp`, `log`.
+#[derive(Debug, Clone, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Probe {
+    /// What is checked: `exec`, `http`, `tcp` or `log`.
+    #[serde(flatten)]
+    pub check: Check,
+    /// Wait before the first check. Default `0s`.
+    pub initial_delay: Option<HumanDuration>,
+    /// Time between checks. Default `1s`.
+    pub interval: Option<HumanDuration>,
+    /// Time one check may take. Default `1s`.
+    pub timeout: Option<HumanDuration>,
+    /// Consecutive failures before the probe counts as failed. Default 3.
+    #[schemars(range(min = 1))]
+    pub retries: Option<u32>,
+    /// `ready` only: the service has failed to start if no check passed by then. Default `60s`.
+    pub deadline: Option<HumanDuration>,
+}
+
+/// The check of a probe (`status` is folded into `http`).
+#[derive(Debug, Clone)]
+pub struct Check(pub ProbeCheck);
+
+impl JsonSchema for Check {
+    fn schema_name() -> Cow<'static, str> {
+        "Check".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let command = generator.subschema_for::<Command>();
+        json_schema!({
+            "type": "object",
+            "properties": {
+                "exec": {
+                    "description": "Passes when this command exits 0 (with the service's env and working dir).",
+                    "allOf": [command],
+                },
+                "http": {
+                    "description": "Passes on a 2xx/3xx answer (or one listed in `status`) from `http://host:port/path`.",
+                    "type": "string",
+                    "pattern": "^http://",
+                },
+                "tcp": {
+                    "description": "Passes when `host:port` accepts a TCP connection.",
+                    "type": "string",
+                    "pattern": ":[0-9]+$",
+                },
+                "log": {
+                    "description": "Passes when a line of the service's output matches this regex.",
+                    "type": "string",
+                },
+                "status": {
+                    "description": "`http` only: accepted status codes (default: any 2xx or 3xx).",
+                    "type": "array",
+                    "items": { "type": "integer", "minimum": 100, "maximum": 599 },
+                },
+            },
+            "oneOf": [
+                { "required": ["exec"] },
+                { "required": ["http"] },
+                { "required": ["tcp"] },
+                { "required": ["log"] },
+            ],
+        })
+    }
+}
+
+/// `restart`: a policy, or the long form with limits and backoff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restart {
+    pub policy: RestartPolicy,
+    pub max: Option<u32>,
+    pub window: Option<Duration>,
+    pub backoff_initial: Option<Duration>,
+    pub backoff_max: Option<Duration>,
+}
+
+impl JsonSchema for Restart {
+    fn schema_name() -> Cow<'static, str> {
+        "Restart".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let duration = generator.subschema_for::<HumanDuration>();
+        let policy = json_schema!({ "enum": ["no", "on-failure", "always", false] });
+        json_schema!({
+            "oneOf": [
+                policy,
+                {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["policy"],
+                    "properties": {
+                        "policy": policy,
+                        "max": { "description": "Restarts allowed within `window`; one more ends in `crashed`. Default 5.", "type": "integer", "minimum": 0 },
+                        "window": duration,
+                        "backoff": {
+                            "type": "object",
+                            "additionalProperties": false,
+                            "properties": {
+                                "initial": duration,
+                                "max": duration,
+                            },
+                        },
+                    },
+                },
+            ],
+        })
+    }
+}
+
+/// How a service is stopped.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Shutdown {
+    /// Signal sent to the whole process tree. Default `TERM`.
+    pub signal: Option<Signal>,
+    /// Time to exit after the signal before SIGKILL. Default: the top-level `grace`.
+    pub grace: Option<HumanDuration>,
+    /// Run (contained) before the signal is sent.
+    pub command: Option<Command>,
+}
+
+/// A signal name: `TERM` or `SIGTERM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signal(pub StopSignal);
+
+impl JsonSchema for Signal {
+    fn schema_name() -> Cow<'static, str> {
+        "Signal".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let names: Vec<String> = SIGNALS
+            .iter()
+            .flat_map(|(n, _)| [(*n).to_owned(), format!("SIG{n}")])
+            .collect();
+        json_schema!({ "type": "string", "enum": names })
+    }
+}
+
+/// Restart (or signal) a service when files change.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Watch {
+    /// Files or directories to watch, relative to pk.yaml.
+    #[schemars(length(min = 1))]
+    pub paths: Vec<String>,
+    /// Glob patterns of paths to ignore.
+    #[serde(default)]
+    pub ignore: Vec<String>,
+    /// Quiet time before acting on a burst of changes. Default `200ms`.
+    pub debounce: Option<HumanDuration>,
+    /// `restart` (default) or `signal:NAME`, e.g. `signal:HUP`.
+    pub action: Option<WatchAction>,
+    /// Also restart the services that depend on this one. Default false.
+    #[serde(default)]
+    pub restart_dependents: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchAction {
+    Restart,
+    Signal(StopSignal),
+}
+
+impl JsonSchema for WatchAction {
+    fn schema_name() -> Cow<'static, str> {
+        "WatchAction".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "string", "pattern": "^(restart|signal:(SIG)?[A-Z0-9]+)$" })
+    }
+}

@@ -1,0 +1,176 @@
+//! The exact text a user sees for a broken pk.yaml (pinned with insta snapshots).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+fn errors(yaml: &str) -> String {
+    let env: BTreeMap<String, String> = BTreeMap::new();
+    match pk::plan::load_str(yaml, Path::new("/project/pk.yaml"), &env) {
+        Ok(_) => panic!("expected an error for:\n{yaml}"),
+        Err(e) => e.render(false),
+    }
+}
+
+#[test]
+fn unknown_key_with_suggestion() {
+    insta::assert_snapshot!(errors("services:\n  api:\n    comand: cargo run\n"));
+}
+
+#[test]
+fn unknown_key_without_close_match_lists_keys() {
+    insta::assert_snapshot!(errors(
+        "services:\n  api:\n    command: x\n    shutdown: { signal: TERM, timeout: 5s }\n"
+    ));
+}
+
+#[test]
+fn unknown_top_level_key() {
+    insta::assert_snapshot!(errors("service:\n  api:\n    command: x\n"));
+}
+
+#[test]
+fn wrong_type() {
+    insta::assert_snapshot!(errors(
+        "services:\n  api:\n    command: x\n    env: [A=1]\n"
+    ));
+}
+
+#[test]
+fn bad_duration() {
+    insta::assert_snapshot!(errors(
+        "grace: 10\nservices:\n  api:\n    command: x\n    ready: { tcp: 'localhost:80', interval: soon }\n"
+    ));
+}
+
+#[test]
+fn unknown_depends_on_name() {
+    insta::assert_snapshot!(errors(
+        "services:\n  postgres:\n    command: x\n  api:\n    command: x\n    depends_on: [postgress]\n"
+    ));
+}
+
+#[test]
+fn self_dependency() {
+    insta::assert_snapshot!(errors(
+        "services:\n  api:\n    command: x\n    depends_on: [api]\n"
+    ));
+}
+
+#[test]
+fn cycle() {
+    insta::assert_snapshot!(errors(
+        "services:\n  alpha:\n    command: x\n    depends_on: [beta]\n  beta:\n    command: x\n    depends_on: { gamma: started }\n  gamma:\n    command: x\n    depends_on: [alpha]\n"
+    ));
+}
+
+#[test]
+fn healthy_without_probe() {
+    insta::assert_snapshot!(errors(
+        "services:\n  db:\n    command: postgres\n  api:\n    command: x\n    depends_on: { db: healthy }\n"
+    ));
+}
+
+#[test]
+fn command_and_pipeline_both_or_neither() {
+    insta::assert_snapshot!(errors(
+        "services:\n  both:\n    command: x\n    pipeline: [[a], [b]]\n  neither:\n    working_dir: .\n  short:\n    pipeline: [[a]]\n"
+    ));
+}
+
+#[test]
+fn probe_with_zero_or_two_checks() {
+    insta::assert_snapshot!(errors(
+        "services:\n  a:\n    command: x\n    ready: { interval: 1s }\n    alive: { tcp: 'h:1', http: 'http://h/', deadline: 1s }\n"
+    ));
+}
+
+#[test]
+fn bad_values() {
+    insta::assert_snapshot!(errors(
+        r"services:
+  a:
+    command: x
+    ready: { http: 'https://localhost/health' }
+    alive: { log: 'ready (' }
+    restart: sometimes
+    shutdown: { signal: TREM }
+    depends_on: { b: healthyy }
+  b:
+    command: ''
+    ready: { tcp: localhost }
+"
+    ));
+}
+
+#[test]
+fn required_variable_and_invalid_interpolation() {
+    insta::assert_snapshot!(errors(
+        "services:\n  a:\n    command: psql ${DATABASE_URL:?set it in .env}\n  b:\n    command: echo ${A/x/y}\n"
+    ));
+}
+
+#[test]
+fn invalid_service_name() {
+    insta::assert_snapshot!(errors("services:\n  my api:\n    command: x\n"));
+}
+
+#[test]
+fn several_errors_at_once() {
+    insta::assert_snapshot!(errors(
+        r"services:
+  db:
+    comand: postgres
+    ready: { tcp: localhost, interval: 10 }
+  api:
+    command: [x]
+    depends_on: { db: healthy, cache: started }
+    restart: { policy: on-failure, max: many }
+"
+    ));
+}
+
+#[test]
+fn error_in_merged_fragment_points_at_its_definition() {
+    insta::assert_snapshot!(errors(
+        "x-base: &base\n  restart: sometimes\n  env: { A: 1 }\nservices:\n  a:\n    <<: *base\n    command: x\n"
+    ));
+}
+
+#[test]
+fn syntax_error() {
+    insta::assert_snapshot!(errors("services:\n  api:\n    command: [a, b\n  web: x\n"));
+}
+
+#[test]
+fn duplicate_key() {
+    insta::assert_snapshot!(errors(
+        "services:\n  api:\n    command: a\n  api:\n    command: b\n"
+    ));
+}
+
+#[test]
+fn empty_file_and_no_services() {
+    insta::assert_snapshot!(errors(""));
+    insta::assert_snapshot!(errors("name: x\n"));
+    insta::assert_snapshot!(errors("- just a list\n"));
+}
+
+#[test]
+fn missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = pk::plan::load(None, dir.path()).unwrap_err();
+    let text = err.render(false);
+    let dir_text = dir.path().display().to_string();
+    // The message names the directory, mentions -f and lists every directory looked in.
+    assert!(
+        text.contains(&format!(
+            "no pk.yaml or pk.yml found in {dir_text} or any parent directory"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("`-f FILE`"), "{text}");
+    let explicit = pk::plan::load(Some(Path::new("nope.yaml")), dir.path())
+        .unwrap_err()
+        .render(false);
+    insta::assert_snapshot!(explicit.replace(&dir_text, "[DIR]"));
+}
