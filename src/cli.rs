@@ -77,23 +77,23 @@ pub fn run(cli: Cli) -> i32 {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     match cli.command {
         CliCommand::Schema => {
-            println!("{}", crate::config::schema());
+            print_out(&format!("{}\n", crate::config::schema()));
             0
         }
         CliCommand::Check => match load(cli.file.as_deref(), &cwd) {
             Ok(plan) => {
-                println!(
-                    "{}: ok ({} services)",
+                print_out(&format!(
+                    "{}: ok ({} services)\n",
                     plan.config_path.display(),
                     plan.services.len()
-                );
+                ));
                 0
             }
             Err(code) => code,
         },
         CliCommand::Graph { dot } => match load(cli.file.as_deref(), &cwd) {
             Ok(plan) => {
-                print!("{}", plan::render_graph(&plan, dot));
+                print_out(&plan::render_graph(&plan, dot));
                 0
             }
             Err(code) => code,
@@ -124,6 +124,14 @@ pub fn run(cli: Cli) -> i32 {
             block_on(down(&plan.config_path, grace))
         }
     }
+}
+
+/// Prints to stdout; a closed pipe (`pk schema | head`) is not an error worth a panic.
+fn print_out(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    // The reader went away; there is nobody left to tell.
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 fn block_on<F: Future<Output = i32>>(fut: F) -> i32 {

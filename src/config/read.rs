@@ -228,7 +228,7 @@ impl<'a> Reader<'a> {
                         Diag::warning(format!("variable `{name}` is not set; using an empty string"))
                             .label(span, format!("`{name}` is used here"))
                             .help(format!(
-                                "set it in the environment or an env_file, or give a default: `${{{name}:-value}}`"
+                                "set it in the environment or an env_file, give a default (`${{{name}:-value}}`), or write `$${name}` to leave it to the service's shell"
                             )),
                     );
                 }

@@ -113,7 +113,11 @@ async fn stream_until_settled(
     write: &mut tokio::net::unix::OwnedWriteHalf,
     mut engine: EngineHandle,
 ) -> std::io::Result<()> {
-    let mut last: Option<Arc<Snapshot>> = None;
+    // Only changes from here on are news to the client.
+    let mut last: Option<Arc<Snapshot>> = Some(Arc::clone(&engine.snapshots.borrow_and_update()));
+    if engine.snapshots.changed().await.is_err() {
+        return Ok(());
+    }
     loop {
         let snap = Arc::clone(&engine.snapshots.borrow_and_update());
         for (i, s) in snap.services.iter().enumerate() {

@@ -177,6 +177,8 @@ pub struct ServiceState {
     pub last_exit: Option<ExitInfo>,
     /// The pending "waiting for …" notice has been printed for this wait.
     pub wait_announced: bool,
+    /// The service is to be stopped (teardown, `pk stop`) and not started again until a start.
+    pub stop_wanted: bool,
     /// Why pk is stopping this service; decides where the drained tree lands.
     pub stop_reason: Option<StopReason>,
 }
@@ -190,6 +192,8 @@ pub enum StopReason {
     Failed(String),
     /// Its `alive` probe failed: restarts per policy, else `failed`.
     Unhealthy(String),
+    /// A restart was asked for (`pk restart`, a watched file): back to `pending`.
+    Restart,
     /// A dependency it declared `restart: true` on is restarting (named): back to `pending`.
     Cascade(String),
 }
@@ -213,6 +217,7 @@ impl ServiceState {
             attempt: 0,
             last_exit: None,
             wait_announced: false,
+            stop_wanted: false,
             stop_reason: None,
         }
     }

@@ -38,6 +38,18 @@ pub enum Intent {
     Shutdown { grace: Option<Duration> },
     /// Kill every tree that is left, now.
     ForceKill,
+    /// Stop a service after everything that depends on it (`pk stop`).
+    Stop { service: ServiceId },
+    /// Start a service and whatever it depends on that is not running (`pk start`).
+    Start { service: ServiceId },
+    /// Stop and start a service again. `cause` is shown (`src/main.rs changed`); a manual
+    /// restart (no cause) resets the backoff. `dependents`: restart everything that depends
+    /// on it too, after it.
+    Restart {
+        service: ServiceId,
+        cause: Option<String>,
+        dependents: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -173,9 +185,11 @@ impl Engine {
         fx
     }
 
-    /// Nothing is running, pending or due to restart: `pk up` may exit.
+    /// Nothing is running, pending or due to restart, and no service is merely held stopped
+    /// by `pk stop` (it may be started again): `pk up` may exit.
     pub fn settled(&self) -> bool {
         self.services.iter().all(|s| s.phase.is_final())
+            && (self.teardown.is_some() || !self.services.iter().any(|s| s.stop_wanted))
     }
 
     /// 0 when every service succeeded or was stopped on request, 1 otherwise.
@@ -207,7 +221,8 @@ impl Engine {
                     }
                 }
                 for id in 0..self.services.len() {
-                    self.cancel_unstarted(id);
+                    self.services[id].stop_wanted = true;
+                    self.cancel_unstarted(id, fx);
                 }
             }
             Intent::ForceKill => {
@@ -220,7 +235,8 @@ impl Engine {
                     text: "killing everything that is left".into(),
                 });
                 for id in 0..self.services.len() {
-                    self.cancel_unstarted(id);
+                    self.services[id].stop_wanted = true;
+                    self.cancel_unstarted(id, fx);
                     let s = &mut self.services[id];
                     if s.phase.is_live() {
                         if !matches!(s.stop_reason, Some(StopReason::Failed(_))) {
@@ -234,16 +250,147 @@ impl Engine {
                     }
                 }
             }
+            Intent::Stop { service } => {
+                if self.teardown.is_none() {
+                    for id in self.with_dependents(service) {
+                        self.services[id].stop_wanted = true;
+                        self.cancel_unstarted(id, fx);
+                    }
+                }
+            }
+            Intent::Start { service } => {
+                if self.teardown.is_none() {
+                    for id in self.with_dependencies(service) {
+                        self.wake(id, true);
+                    }
+                }
+            }
+            Intent::Restart {
+                service,
+                ref cause,
+                dependents,
+            } => {
+                if self.teardown.is_none() {
+                    let targets = if dependents {
+                        self.with_dependents(service)
+                    } else {
+                        vec![service]
+                    };
+                    for id in targets {
+                        self.restart(id, service, cause.as_deref(), fx);
+                    }
+                    for id in self.with_dependencies(service) {
+                        if id != service {
+                            self.wake(id, false);
+                        }
+                    }
+                }
+            }
         }
     }
 
-    /// A service that has no tree yet will never get one in this teardown.
-    fn cancel_unstarted(&mut self, id: ServiceId) {
+    /// `id` and everything that depends on it, transitively.
+    fn with_dependents(&self, id: ServiceId) -> Vec<ServiceId> {
+        let mut out = vec![id];
+        let mut i = 0;
+        while i < out.len() {
+            for d in self.plan.dependents(out[i]) {
+                if !out.contains(&d) && self.services[d].phase != Phase::Inactive {
+                    out.push(d);
+                }
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// `id` and everything it depends on, transitively.
+    fn with_dependencies(&self, id: ServiceId) -> Vec<ServiceId> {
+        let mut out = vec![id];
+        let mut i = 0;
+        while i < out.len() {
+            for dep in &self.plan.services[out[i]].depends_on {
+                if !out.contains(&dep.service) {
+                    out.push(dep.service);
+                }
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// Makes a service that is not running want to run again. `fresh`: also forget its
+    /// restart history (a manual start).
+    fn wake(&mut self, id: ServiceId, fresh: bool) {
         let s = &mut self.services[id];
-        if matches!(s.phase, Phase::Pending | Phase::Restarting { .. }) {
-            s.phase = Phase::Stopped;
+        s.stop_wanted = false;
+        if s.phase.is_final() && (fresh || s.phase != Phase::Inactive) {
+            s.phase = Phase::Pending;
+            s.wait_announced = false;
             s.epoch += 1;
         }
+        if fresh {
+            s.attempt = 0;
+            s.restart_times.clear();
+        }
+    }
+
+    /// Restarts `id` (live: stop, then start; otherwise start) on behalf of `origin`.
+    fn restart(
+        &mut self,
+        id: ServiceId,
+        origin: ServiceId,
+        cause: Option<&str>,
+        fx: &mut Vec<Effect>,
+    ) {
+        let manual = cause.is_none();
+        let text = match cause {
+            Some(c) if id == origin => format!("restarting: {c}"),
+            _ if id != origin => format!("restarting after {}", self.plan.services[origin].name),
+            _ => "restarting (requested)".to_string(),
+        };
+        let s = &mut self.services[id];
+        s.stop_wanted = false;
+        if manual {
+            s.attempt = 0;
+            s.restart_times.clear();
+        }
+        match s.phase {
+            Phase::Stopping => {
+                // Already on its way down; it comes back up instead of staying stopped.
+                if matches!(s.stop_reason, Some(StopReason::Requested)) {
+                    s.stop_reason = Some(StopReason::Restart);
+                }
+            }
+            Phase::Starting | Phase::Running | Phase::Healthy => {
+                fx.push(notice(id, text));
+                self.stop_service(id, StopReason::Restart, fx);
+            }
+            Phase::Restarting { .. } => {
+                fx.push(notice(id, text));
+                s.phase = Phase::Pending;
+                s.wait_announced = false;
+                s.epoch += 1;
+            }
+            Phase::Pending => {}
+            _ => {
+                fx.push(notice(id, text));
+                self.wake(id, manual);
+            }
+        }
+    }
+
+    /// A service that has no tree yet will not get one while it is to stay stopped.
+    fn cancel_unstarted(&mut self, id: ServiceId, fx: &mut Vec<Effect>) {
+        let s = &mut self.services[id];
+        let text = match s.phase {
+            Phase::Pending => "not started",
+            Phase::Restarting { .. } => "not restarted",
+            _ => return,
+        };
+        s.phase = Phase::Stopped;
+        s.epoch += 1;
+        fx.push(notice(id, format!("{text} (stopping)")));
     }
 
     fn on_report(&mut self, id: ServiceId, report: Report, now: Instant, fx: &mut Vec<Effect>) {
@@ -314,7 +461,12 @@ impl Engine {
             s.completed_ok = true;
         }
         s.last_exit = Some(exit.clone());
-        match s.stop_reason.take() {
+        let mut reason = s.stop_reason.take();
+        if s.stop_wanted && !matches!(reason, Some(StopReason::Failed(_))) {
+            // A stop asked for meanwhile (teardown, `pk stop`) wins over a restart.
+            reason = Some(StopReason::Requested);
+        }
+        match reason {
             Some(StopReason::Requested) => {
                 s.phase = Phase::Stopped;
                 let text = if killed {
@@ -326,6 +478,10 @@ impl Engine {
                 fx.push(notice(id, text));
             }
             Some(StopReason::Failed(reason)) => s.phase = Phase::Failed(reason),
+            Some(StopReason::Restart) => {
+                s.phase = Phase::Pending;
+                s.wait_announced = false;
+            }
             Some(StopReason::Cascade(dep)) => {
                 s.phase = Phase::Pending;
                 s.wait_announced = false;
@@ -482,7 +638,7 @@ impl Engine {
             let mut changed = false;
             for i in 0..self.plan.order.len() {
                 let id = self.plan.order[i];
-                changed |= if self.teardown.is_some() {
+                changed |= if self.services[id].stop_wanted {
                     self.maybe_stop(id, fx)
                 } else {
                     self.maybe_start(id, fx)

@@ -525,3 +525,99 @@ fn required_false_dependency_only_warns() {
     assert_eq!(spawns(&fx), vec![1]);
     assert!(notices(&fx).iter().any(|n| n.contains("(required: false)")));
 }
+
+#[test]
+fn stop_intent_stops_dependents_first_and_holds_the_stack_open() {
+    let p = plan(vec![
+        service("db", &[]),
+        service("api", &[(0, Condition::Started)]),
+    ]);
+    let mut e = engine(&p);
+    let now = Instant::now();
+    e.start(now);
+    spawned(&mut e, 0, now);
+    spawned(&mut e, 1, now);
+    let fx = e.step(Input::Intent(Intent::Stop { service: 0 }), now);
+    assert_eq!(stops(&fx), vec![1], "api before db");
+    assert_eq!(stops(&exited(&mut e, 1, 143, now)), vec![0]);
+    exited(&mut e, 0, 143, now);
+    assert_eq!(e.service(0).phase, Phase::Stopped);
+    assert!(!e.settled(), "a held service may be started again");
+    let fx = e.step(Input::Intent(Intent::Start { service: 1 }), now);
+    assert_eq!(spawns(&fx), vec![0], "start pulls in the dependency first");
+    assert_eq!(spawns(&spawned(&mut e, 0, now)), vec![1]);
+}
+
+#[test]
+fn restart_intent_stops_then_starts_and_resets_backoff_when_manual() {
+    let p = flaky(100);
+    let mut e = engine(&p);
+    let now = Instant::now();
+    e.start(now);
+    spawned(&mut e, 0, now);
+    let fx = e.step(
+        Input::Intent(Intent::Restart {
+            service: 0,
+            cause: Some("src/main.rs changed".into()),
+            dependents: false,
+        }),
+        now,
+    );
+    assert_eq!(stops(&fx), vec![0]);
+    assert_eq!(notices(&fx)[0], "restarting: src/main.rs changed");
+    let fx = exited(&mut e, 0, 143, now);
+    assert_eq!(spawns(&fx), vec![0], "back up at once, no backoff");
+    assert_eq!(
+        e.service(0).restart_times.len(),
+        0,
+        "not counted toward the limit"
+    );
+}
+
+#[test]
+fn restart_with_dependents_restarts_them_after_the_service() {
+    let p = plan(vec![
+        service("db", &[]),
+        service("api", &[(0, Condition::Started)]),
+    ]);
+    let mut e = engine(&p);
+    let now = Instant::now();
+    e.start(now);
+    spawned(&mut e, 0, now);
+    spawned(&mut e, 1, now);
+    let fx = e.step(
+        Input::Intent(Intent::Restart {
+            service: 0,
+            cause: None,
+            dependents: true,
+        }),
+        now,
+    );
+    assert_eq!(stops(&fx), vec![0, 1]);
+    exited(&mut e, 1, 143, now);
+    let fx = exited(&mut e, 0, 143, now);
+    assert_eq!(spawns(&fx), vec![0], "api waits for db again");
+    assert_eq!(spawns(&spawned(&mut e, 0, now)), vec![1]);
+}
+
+#[test]
+fn teardown_during_a_restart_ends_stopped() {
+    let p = plan(vec![service("db", &[])]);
+    let mut e = engine(&p);
+    let now = Instant::now();
+    e.start(now);
+    spawned(&mut e, 0, now);
+    e.step(
+        Input::Intent(Intent::Restart {
+            service: 0,
+            cause: None,
+            dependents: false,
+        }),
+        now,
+    );
+    e.step(Input::Intent(Intent::Shutdown { grace: None }), now);
+    let fx = exited(&mut e, 0, 143, now);
+    assert!(spawns(&fx).is_empty());
+    assert_eq!(e.service(0).phase, Phase::Stopped);
+    assert!(e.settled());
+}
