@@ -10,7 +10,7 @@ mod state;
 mod step;
 
 pub use runtime::{EngineHandle, RunOutcome, Runtime};
-pub use snapshot::{ServiceSnapshot, Snapshot};
+pub use snapshot::{ServiceSnapshot, Snapshot, now_ms};
 pub use state::{ExitInfo, ExitStatus, Phase, ServiceState, StopReason, signal_name};
 pub use step::{Effect, Engine, Input, Intent, Report, STABLE_AFTER, fmt_duration};
 

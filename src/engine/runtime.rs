@@ -47,7 +47,13 @@ impl Runtime {
         let (tx, rx) = mpsc::unbounded_channel();
         let seed = u64::from(std::process::id()) ^ 0x9e37_79b9_7f4a_7c15;
         let engine = Engine::new(Arc::clone(&plan), selected, seed);
-        let snapshot = Arc::new(Snapshot::new(&plan, engine.services(), false, false));
+        let snapshot = Arc::new(Snapshot::new(
+            &plan,
+            engine.services(),
+            false,
+            false,
+            Instant::now(),
+        ));
         let (snap_tx, snap_rx) = watch::channel(snapshot);
         let ctx = Arc::new(Context {
             plan,
@@ -163,6 +169,7 @@ impl Runtime {
             self.engine.services(),
             self.engine.settled(),
             self.engine.shutting_down(),
+            Instant::now(),
         );
         self.snapshots.send_replace(Arc::new(snap));
     }

@@ -1,6 +1,12 @@
 //! Read-only views of the engine's state, published after every step.
+//!
+//! Times are wall-clock milliseconds since the Unix epoch so that snapshots can cross the
+//! control socket and be compared with a client's clock.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
+use tokio::time::Instant;
 
 use super::state::{Phase, ServiceState};
 use crate::plan::Plan;
@@ -16,12 +22,24 @@ pub struct Snapshot {
 #[derive(Debug, Clone, Serialize)]
 pub struct ServiceSnapshot {
     pub name: String,
+    /// `pending`, `starting`, `running`, `healthy`, `completed`, `exited`, `restarting`,
+    /// `stopping`, `stopped`, `crashed`, `failed`, `skipped` or `inactive`.
     pub state: &'static str,
     pub pids: Vec<u32>,
     pub restarts: u32,
     pub last_exit: Option<String>,
     /// Why a service is skipped, failed or crashed.
     pub reason: Option<String>,
+    /// What a pending service waits for: `db (healthy)`.
+    pub waiting_for: Option<String>,
+    /// `starting` until the `ready` probe passes, then `healthy`; None without a probe.
+    pub health: Option<&'static str>,
+    /// When the current run was spawned.
+    pub started_at_ms: Option<u64>,
+    /// When a restart is due (state `restarting`).
+    pub restart_at_ms: Option<u64>,
+    /// When the stop sequence escalates to SIGKILL (state `stopping`).
+    pub kill_at_ms: Option<u64>,
 }
 
 impl Snapshot {
@@ -30,7 +48,18 @@ impl Snapshot {
         states: &[ServiceState],
         settled: bool,
         shutting_down: bool,
+        now: Instant,
     ) -> Snapshot {
+        let wall_now = SystemTime::now();
+        let wall = |t: Instant| -> u64 {
+            let at = if t <= now {
+                wall_now.checked_sub(now - t)
+            } else {
+                wall_now.checked_add(t - now)
+            };
+            at.and_then(|at| at.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        };
         let services = plan
             .services
             .iter()
@@ -46,6 +75,25 @@ impl Snapshot {
                     Phase::Crashed(e) => Some(e.to_string()),
                     _ => None,
                 },
+                waiting_for: match s.phase {
+                    Phase::Pending => s.waiting_for.clone(),
+                    _ => None,
+                },
+                health: match &s.phase {
+                    _ if spec.ready.is_none() => None,
+                    Phase::Healthy => Some("healthy"),
+                    Phase::Starting => Some("starting"),
+                    _ => None,
+                },
+                started_at_ms: s.started_at.filter(|_| s.phase.is_live()).map(wall),
+                restart_at_ms: match s.phase {
+                    Phase::Restarting { at } => Some(wall(at)),
+                    _ => None,
+                },
+                kill_at_ms: match (&s.phase, s.stopping) {
+                    (Phase::Stopping, Some((since, grace))) => Some(wall(since + grace)),
+                    _ => None,
+                },
             })
             .collect();
         Snapshot {
@@ -54,4 +102,14 @@ impl Snapshot {
             shutting_down,
         }
     }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis()
+        .try_into()
+        .unwrap_or(u64::MAX)
 }

@@ -157,6 +157,10 @@ impl Phase {
 }
 
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent facts about one service"
+)]
 pub struct ServiceState {
     pub phase: Phase,
     /// Spawn generation; reports about an older generation are ignored.
@@ -177,6 +181,10 @@ pub struct ServiceState {
     pub last_exit: Option<ExitInfo>,
     /// The pending "waiting for …" notice has been printed for this wait.
     pub wait_announced: bool,
+    /// What a pending service waits for: `db (healthy), migrate (completed_successfully)`.
+    pub waiting_for: Option<String>,
+    /// When the current stop sequence began, and its grace.
+    pub stopping: Option<(Instant, std::time::Duration)>,
     /// The service is to be stopped (teardown, `pk stop`) and not started again until a start.
     pub stop_wanted: bool,
     /// Why pk is stopping this service; decides where the drained tree lands.
@@ -217,6 +225,8 @@ impl ServiceState {
             attempt: 0,
             last_exit: None,
             wait_announced: false,
+            waiting_for: None,
+            stopping: None,
             stop_wanted: false,
             stop_reason: None,
         }

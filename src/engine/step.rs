@@ -126,6 +126,8 @@ pub struct Engine {
     services: Vec<ServiceState>,
     teardown: Option<Teardown>,
     rng: u64,
+    /// The `now` of the step being taken (for effects that record when they happened).
+    now: Instant,
 }
 
 impl Engine {
@@ -140,6 +142,7 @@ impl Engine {
             services,
             teardown: None,
             rng: seed | 1,
+            now: Instant::now(),
         }
     }
 
@@ -161,12 +164,14 @@ impl Engine {
 
     /// The first effects of a run: start what has no unmet dependency.
     pub fn start(&mut self, now: Instant) -> Vec<Effect> {
+        self.now = now;
         let mut fx = Vec::new();
         self.reconcile(now, &mut fx);
         fx
     }
 
     pub fn step(&mut self, input: Input, now: Instant) -> Vec<Effect> {
+        self.now = now;
         let mut fx = Vec::new();
         match input {
             Input::Intent(intent) => self.on_intent(&intent, &mut fx),
@@ -457,6 +462,7 @@ impl Engine {
         let s = &mut self.services[id];
         s.pids.clear();
         s.spawned = false;
+        s.stopping = None;
         if exit.success() {
             s.completed_ok = true;
         }
@@ -598,6 +604,7 @@ impl Engine {
     fn stop_service(&mut self, id: ServiceId, reason: StopReason, fx: &mut Vec<Effect>) {
         let (signal, grace) = self.stop_params(id);
         let s = &mut self.services[id];
+        s.stopping = Some((self.now, grace));
         s.phase = Phase::Stopping;
         s.stop_reason = Some(reason);
         fx.push(notice(
@@ -676,6 +683,7 @@ impl Engine {
             }
         }
         let s = &mut self.services[id];
+        s.waiting_for = (!waiting.is_empty()).then(|| waiting.join(", "));
         if waiting.is_empty() {
             for reason in optional_failed {
                 fx.push(notice(
