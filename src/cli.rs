@@ -17,6 +17,7 @@ use crate::plan::{self, Plan};
 use crate::process::Containment;
 use crate::ui::ColorChoice;
 use crate::ui::plain::PlainPrinter;
+use crate::ui::tui;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,6 +45,9 @@ pub enum CliCommand {
         /// Colour the service prefixes.
         #[arg(long, value_enum, default_value = "auto")]
         color: ColorChoice,
+        /// Dashboard: output kept per service (older lines are dropped), e.g. `8MiB`, `512K`.
+        #[arg(long, value_name = "SIZE", default_value = "8MiB", value_parser = crate::ui::tui::parse_size)]
+        history: usize,
     },
     /// Stop a running stack (dependents first) and wait until everything has stopped.
     Down {
@@ -100,8 +104,9 @@ pub fn run(cli: Cli) -> i32 {
         },
         CliCommand::Up {
             services,
-            plain: _plain,
+            plain,
             color,
+            history,
         } => {
             let plan = match load(cli.file.as_deref(), &cwd) {
                 Ok(p) => p,
@@ -114,7 +119,15 @@ pub fn run(cli: Cli) -> i32 {
                     return 2;
                 }
             };
-            block_on(up(plan, selected, color.enabled()))
+            // The dashboard needs a terminal to draw on and to read keys from.
+            let dashboard =
+                !plain && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+            block_on(up(
+                plan,
+                selected,
+                color.enabled(),
+                dashboard.then_some(history),
+            ))
         }
         CliCommand::Down { grace } => {
             let plan = match load(cli.file.as_deref(), &cwd) {
@@ -155,7 +168,8 @@ fn load(file: Option<&Path>, cwd: &Path) -> Result<Plan, i32> {
     })
 }
 
-async fn up(plan: Plan, selected: Vec<bool>, color: bool) -> i32 {
+/// `dashboard`: the history budget per service when the TUI is used, None for plain lines.
+async fn up(plan: Plan, selected: Vec<bool>, color: bool, dashboard: Option<usize>) -> i32 {
     let server = match control::Server::bind(&plan.config_path) {
         Ok(s) => s,
         Err(e) => {
@@ -167,12 +181,12 @@ async fn up(plan: Plan, selected: Vec<bool>, color: bool) -> i32 {
     let containment = Arc::new(Containment::detect());
     let names: Vec<String> = plan.services.iter().map(|s| s.name.clone()).collect();
     let (log_tx, log_rx) = tokio::sync::mpsc::unbounded_channel();
-    let printer = PlainPrinter::new(&names, color).spawn(log_rx);
     // Sent first so the mechanism in use is the first thing a user sees.
     let _ = log_tx.send(LogEvent::Notice {
         service: None,
         text: format!("containment: {}", containment.describe()),
     });
+    let stack = plan.name.clone();
     let plan = Arc::new(plan);
     let (runtime, handle) = Runtime::new(
         Arc::clone(&plan),
@@ -180,6 +194,32 @@ async fn up(plan: Plan, selected: Vec<bool>, color: bool) -> i32 {
         Arc::clone(&containment),
         log_tx.clone(),
     );
+    let printer = match dashboard {
+        None => PlainPrinter::new(&names, color).spawn(log_rx),
+        Some(history_bytes) => {
+            let config = tui::TuiConfig {
+                stack,
+                names,
+                containment: Arc::clone(&containment),
+                history_bytes,
+                exit_now: {
+                    let containment = Arc::clone(&containment);
+                    let socket = socket.clone();
+                    Box::new(move || exit_now(&containment, &socket))
+                },
+            };
+            match tui::spawn(config, handle.clone(), log_rx, log_tx.clone()) {
+                Ok(thread) => thread,
+                Err(e) => {
+                    eprintln!(
+                        "pk: cannot set up the terminal for the dashboard: {e} (try --plain)"
+                    );
+                    let _ = std::fs::remove_file(&socket);
+                    return 2;
+                }
+            }
+        }
+    };
     let serving = server.serve(handle.clone());
     let signals = tokio::spawn(forward_signals(
         handle,
@@ -222,17 +262,21 @@ async fn forward_signals(engine: EngineHandle, containment: Arc<Containment>, so
         let intent = match presses {
             1 => Intent::Shutdown { grace: None },
             2 => Intent::ForceKill,
-            _ => {
-                containment.kill_all();
-                containment.cleanup();
-                let _ = std::fs::remove_file(&socket);
-                eprintln!("pk: exiting now; every service tree was killed");
-                std::process::exit(130);
-            }
+            _ => exit_now(&containment, &socket),
         };
         // The engine only stops listening once everything has stopped.
         let _ = engine.inputs.send(Input::Intent(intent));
     }
+}
+
+/// The third Ctrl-C: kill every tree, give the terminal back, exit at once.
+fn exit_now(containment: &Containment, socket: &Path) -> ! {
+    tui::restore_terminal();
+    containment.kill_all();
+    containment.cleanup();
+    let _ = std::fs::remove_file(socket);
+    eprintln!("pk: exiting now; every service tree was killed");
+    std::process::exit(130);
 }
 
 async fn down(config: &Path, grace: Option<Duration>) -> i32 {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod control;
 pub mod engine;
 pub mod logs;
+pub mod metrics;
 pub mod plan;
 pub mod probe;
 pub mod process;

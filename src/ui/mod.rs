@@ -3,6 +3,7 @@
 //! Invariant: the UI never changes service state; it turns input into intents only.
 
 pub mod plain;
+pub mod tui;
 
 /// `--color auto|always|never`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
