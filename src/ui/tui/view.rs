@@ -175,7 +175,7 @@ const OPTIONAL: [(Column, &str, u16); 7] = [
     (Column::Restarts, "↻", 3),
     (Column::Cpu, "CPU", 6),
     (Column::Mem, "MEM", 6),
-    (Column::Exit, "EXIT", 12),
+    (Column::Exit, "EXIT", 14),
     (Column::Health, "HEALTH", 8),
 ];
 const STATE_WIDTH: u16 = 12;
@@ -548,13 +548,23 @@ fn draw_status(frame: &mut Frame<'_>, area: Rect, app: &App, snap: &Snapshot) {
             Style::default().fg(Color::Black).bg(Color::Yellow),
         ));
     }
-    for state in STATE_ORDER {
-        let n = snap.services.iter().filter(|s| s.state == state).count();
-        if n > 0 {
-            let (symbol, look) = state_look(state);
-            spans.push(Span::raw(" "));
-            spans.push(Span::styled(format!("{symbol} {n} {state}"), look));
-        }
+    // Counts by state, spelled out when the line has room, else symbols only.
+    let counts: Vec<(&str, usize)> = STATE_ORDER
+        .iter()
+        .map(|&state| (state, snap.services.iter().filter(|s| s.state == state).count()))
+        .filter(|&(_, n)| n > 0)
+        .collect();
+    let long: usize = counts.iter().map(|(s, n)| s.len() + n.to_string().len() + 4).sum();
+    let spelled = long + app.stack.len() + 80 <= usize::from(area.width);
+    for (state, n) in counts {
+        let (symbol, look) = state_look(state);
+        spans.push(Span::raw(" "));
+        let text = if spelled {
+            format!("{symbol} {n} {state}")
+        } else {
+            format!("{symbol}{n}")
+        };
+        spans.push(Span::styled(text, look));
     }
     spans.push(Span::styled(
         format!(" │ {} │ ", app.containment),
@@ -615,7 +625,7 @@ fn draw_help(frame: &mut Frame<'_>, size: Rect) {
             ])
         })
         .collect();
-    let width = (size.width.saturating_sub(2)).min(64);
+    let width = (size.width.saturating_sub(2)).min(74);
     let height = size
         .height
         .min(u16::try_from(lines.len()).unwrap_or(u16::MAX) + 2);
