@@ -74,11 +74,12 @@ fn every_state() -> Snapshot {
 }
 
 fn usage(n: usize) -> Vec<Option<Usage>> {
+    let first_two = [(12.5, 48), (25.0, 96)];
     (0..n)
         .map(|i| {
-            (i < 2).then_some(Usage {
-                cpu_percent: 12.5 * (i as f64 + 1.0),
-                rss_bytes: 48 * 1024 * 1024 * (i as u64 + 1),
+            first_two.get(i).map(|&(cpu_percent, mib)| Usage {
+                cpu_percent,
+                rss_bytes: mib * 1024 * 1024,
             })
         })
         .collect()
@@ -91,7 +92,11 @@ fn app_for(snap: &Snapshot) -> App {
 
 fn logs(n: usize) -> LogStore {
     let mut store = LogStore::new(n, 1 << 20);
-    store.push_notice(None, "containment: cgroup v2 (/sys/fs/cgroup/unified/pk-1)", NOW);
+    store.push_notice(
+        None,
+        "containment: cgroup v2 (/sys/fs/cgroup/unified/pk-1)",
+        NOW,
+    );
     store.push_notice(Some(0), "started (pid 101)", NOW + 1);
     store.push_output(
         0,
@@ -100,14 +105,35 @@ fn logs(n: usize) -> LogStore {
         NOW + 2,
     );
     store.push_output(1, Stream::Stdout, b"listening on :8080\n", NOW + 3);
-    store.push_output(0, Stream::Stderr, b"WARNING: checkpoints too frequent\n", NOW + 4);
-    store.push_output(1, Stream::Stdout, b"GET /health 200\nGET /api/items 200\n", NOW + 5);
-    store.push_output(1, Stream::Stdout, b"building 10%\rbuilding 55%\rbuilding 100%\n", NOW + 6);
+    store.push_output(
+        0,
+        Stream::Stderr,
+        b"WARNING: checkpoints too frequent\n",
+        NOW + 4,
+    );
+    store.push_output(
+        1,
+        Stream::Stdout,
+        b"GET /health 200\nGET /api/items 200\n",
+        NOW + 5,
+    );
+    store.push_output(
+        1,
+        Stream::Stdout,
+        b"building 10%\rbuilding 55%\rbuilding 100%\n",
+        NOW + 6,
+    );
     store.push_notice(Some(1), "restarting in 250ms (exited 1)", NOW + 7);
     store
 }
 
-fn render(app: &mut App, store: &LogStore, snap: &Snapshot, w: u16, h: u16) -> Terminal<TestBackend> {
+fn render(
+    app: &mut App,
+    store: &LogStore,
+    snap: &Snapshot,
+    w: u16,
+    h: u16,
+) -> Terminal<TestBackend> {
     app.size = Rect::new(0, 0, w, h);
     let mut term = Terminal::new(TestBackend::new(w, h)).expect("test backend");
     let usage = usage(snap.services.len());
@@ -147,7 +173,11 @@ fn search_highlight() {
     for c in "/get".chars() {
         app.on_key(key(c), &store, &snap);
     }
-    app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE), &store, &snap);
+    app.on_key(
+        KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE),
+        &store,
+        &snap,
+    );
     let term = render(&mut app, &store, &snap, 60, 20);
     insta::assert_snapshot!(term.backend());
     // Matches are highlighted: the newest match (current) differently from the others.
@@ -165,7 +195,10 @@ fn search_highlight() {
     let older = buf[(0, row_of("GET /health"))].style().bg;
     let current = buf[(0, row_of("GET /api/items"))].style().bg;
     let plain = buf[(4, row_of("GET /health"))].style().bg;
-    assert!(older.is_some() && current.is_some(), "matches have a background");
+    assert!(
+        older.is_some() && current.is_some(),
+        "matches have a background"
+    );
     assert_ne!(older, current, "the current match stands out");
     assert!(
         matches!(plain, None | Some(ratatui::style::Color::Reset)),
@@ -209,7 +242,13 @@ fn shutdown_progress_wrap_and_dropped_lines() {
     insta::assert_snapshot!(term.backend());
 }
 
-fn press(app: &mut App, store: &LogStore, snap: &Snapshot, code: KeyCode, mods: KeyModifiers) -> Outcome {
+fn press(
+    app: &mut App,
+    store: &LogStore,
+    snap: &Snapshot,
+    code: KeyCode,
+    mods: KeyModifiers,
+) -> Outcome {
     app.on_key(KeyEvent::new(code, mods), store, snap)
 }
 
@@ -219,10 +258,17 @@ fn keys_become_intents() {
     let store = logs(snap.services.len());
     let mut app = app_for(&snap);
     let none = KeyModifiers::NONE;
-    assert_eq!(press(&mut app, &store, &snap, KeyCode::Down, none), Outcome::Redraw);
+    assert_eq!(
+        press(&mut app, &store, &snap, KeyCode::Down, none),
+        Outcome::Redraw
+    );
     assert_eq!(
         press(&mut app, &store, &snap, KeyCode::Char('r'), none),
-        Outcome::Send(Intent::Restart { service: 1, cause: None, dependents: false })
+        Outcome::Send(Intent::Restart {
+            service: 1,
+            cause: None,
+            dependents: false
+        })
     );
     assert_eq!(
         press(&mut app, &store, &snap, KeyCode::Char('x'), none),
@@ -232,8 +278,19 @@ fn keys_become_intents() {
         press(&mut app, &store, &snap, KeyCode::Char('s'), none),
         Outcome::Send(Intent::Start { service: 1 })
     );
-    let ctrl_c = |app: &mut App| press(app, &store, &snap, KeyCode::Char('c'), KeyModifiers::CONTROL);
-    assert_eq!(ctrl_c(&mut app), Outcome::Send(Intent::Shutdown { grace: None }));
+    let ctrl_c = |app: &mut App| {
+        press(
+            app,
+            &store,
+            &snap,
+            KeyCode::Char('c'),
+            KeyModifiers::CONTROL,
+        )
+    };
+    assert_eq!(
+        ctrl_c(&mut app),
+        Outcome::Send(Intent::Shutdown { grace: None })
+    );
     assert_eq!(ctrl_c(&mut app), Outcome::Send(Intent::ForceKill));
     assert_eq!(ctrl_c(&mut app), Outcome::ExitNow);
 }
@@ -254,11 +311,29 @@ fn scrolling_is_anchored_while_output_arrives() {
         store.push_output(0, Stream::Stdout, format!("new {i}\n").as_bytes(), NOW);
     }
     assert_eq!(app.top, Some(top), "new output does not move the view");
-    press(&mut app, &store, &snap, KeyCode::Char('G'), KeyModifiers::SHIFT);
+    press(
+        &mut app,
+        &store,
+        &snap,
+        KeyCode::Char('G'),
+        KeyModifiers::SHIFT,
+    );
     assert_eq!(app.top, None, "G follows again");
-    press(&mut app, &store, &snap, KeyCode::Char('g'), KeyModifiers::NONE);
+    press(
+        &mut app,
+        &store,
+        &snap,
+        KeyCode::Char('g'),
+        KeyModifiers::NONE,
+    );
     for _ in 0..20 {
-        press(&mut app, &store, &snap, KeyCode::PageDown, KeyModifiers::NONE);
+        press(
+            &mut app,
+            &store,
+            &snap,
+            KeyCode::PageDown,
+            KeyModifiers::NONE,
+        );
     }
     assert_eq!(app.top, None, "scrolling to the end follows again");
 }

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 
 use super::ansi::{self, Run};
-use crate::logs::Stream;
+use crate::logs::{LogEvent, Stream};
 
 /// Default byte budget of one service's history.
 pub const DEFAULT_HISTORY_BYTES: usize = 8 * 1024 * 1024;
@@ -100,15 +100,81 @@ impl LogStore {
 
     /// Appends every `\n`-terminated line of `data` (a trailing piece without `\n` too).
     pub fn push_output(&mut self, source: usize, stream: Stream, data: &[u8], ts_ms: u64) {
+        self.push_output_skipping(source, stream, data, ts_ms, &mut 0);
+    }
+
+    /// Like `push_output`, but the first `*skip` lines are only counted as dropped.
+    fn push_output_skipping(
+        &mut self,
+        source: usize,
+        stream: Stream,
+        data: &[u8],
+        ts_ms: u64,
+        skip: &mut usize,
+    ) {
         let kind = match stream {
             Stream::Stdout => LineKind::Stdout,
             Stream::Stderr => LineKind::Stderr,
         };
-        let data = data.strip_suffix(b"\n").unwrap_or(data);
-        for raw in data.split(|&b| b == b'\n') {
+        for raw in lines(data) {
+            if *skip > 0 {
+                *skip -= 1;
+                self.rings[source].dropped += 1;
+                continue;
+            }
             let (text, runs) = ansi::parse_line(raw);
             self.push(source, kind, text, runs, ts_ms);
         }
+    }
+
+    /// Stores a batch of events in order; true if it contains `LogEvent::End`. Lines a ring
+    /// would evict before the batch ends anyway are counted as dropped without being parsed,
+    /// so a flood costs about one ring's worth of parsing per batch, whatever its size.
+    pub fn ingest(&mut self, batch: Vec<LogEvent>, ts_ms: u64) -> bool {
+        let mut skip = vec![0usize; self.rings.len()];
+        for (source, skip) in skip.iter_mut().enumerate() {
+            *skip = self.lines_beyond_budget(&batch, source);
+        }
+        let mut ended = false;
+        for event in batch {
+            match event {
+                LogEvent::Output {
+                    service,
+                    stream,
+                    data,
+                } if service < skip.len() => {
+                    self.push_output_skipping(service, stream, &data, ts_ms, &mut skip[service]);
+                }
+                LogEvent::Output { .. } => {}
+                LogEvent::Notice { service, text } => self.push_notice(service, &text, ts_ms),
+                LogEvent::End => ended = true,
+            }
+        }
+        ended
+    }
+
+    /// How many of `source`'s output lines in `batch`, oldest first, would not fit its budget
+    /// next to the newer ones (estimated from raw lengths, which are never below the parsed).
+    fn lines_beyond_budget(&self, batch: &[LogEvent], source: usize) -> usize {
+        let chunks = || {
+            batch.iter().filter_map(move |e| match e {
+                LogEvent::Output { service, data, .. } if *service == source => Some(data),
+                _ => None,
+            })
+        };
+        let mut cost = 0;
+        let mut kept = 0;
+        'newest_first: for data in chunks().rev() {
+            for line in lines(data).rev() {
+                cost += size_of::<LogLine>() + line.len();
+                if cost > self.budget && kept > 0 {
+                    break 'newest_first;
+                }
+                kept += 1;
+            }
+        }
+        let total: usize = chunks().map(|d| lines(d).count()).sum();
+        total - kept
     }
 
     /// Appends a lifecycle line (`source` None: about pk itself).
@@ -149,6 +215,13 @@ impl LogStore {
     }
 }
 
+/// The lines of an output chunk, without their `\n`.
+fn lines(data: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+    data.strip_suffix(b"\n")
+        .unwrap_or(data)
+        .split(|&b| b == b'\n')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +258,38 @@ mod tests {
         let mut store = LogStore::new(1, 8);
         store.push_output(0, Stream::Stdout, b"a long line\n", 0);
         assert_eq!(store.tail(0, 5), ["a long line"]);
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_budget_skips_what_would_be_evicted() {
+        let per_line = size_of::<LogLine>() + 4;
+        let mut store = LogStore::new(2, per_line * 10);
+        let out = |service, text: String| LogEvent::Output {
+            service,
+            stream: Stream::Stdout,
+            data: text.into_bytes(),
+        };
+        let flood: String = (0..100)
+            .map(|i: u32| format!("{i:04}\n"))
+            .collect::<Vec<_>>()
+            .concat();
+        let batch = vec![
+            out(0, flood.clone()),
+            LogEvent::Notice {
+                service: Some(1),
+                text: "started".into(),
+            },
+            out(1, "b\n".into()),
+            out(0, flood),
+            LogEvent::End,
+        ];
+        assert!(store.ingest(batch, 0));
+        let ring = store.ring(0);
+        assert_eq!(ring.lines.len(), 10);
+        assert_eq!(ring.dropped, 190);
+        assert_eq!(store.tail(0, 2), ["0098", "0099"]);
+        assert_eq!(store.tail(1, 5), ["started", "b"]);
+        // Order across sources is kept: service 1's lines came before the second flood.
+        assert!(store.ring(1).lines[1].seq < store.ring(0).lines[0].seq);
     }
 }

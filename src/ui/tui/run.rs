@@ -1,8 +1,8 @@
 //! The dashboard's loop, on its own thread: ingests log events, follows snapshots, reads keys
 //! and mouse events, samples CPU/memory once a second, and redraws when something changed.
 //!
-//! Invariants: the log channel is drained in time-bounded batches, so input is read between
-//! batches even under a flood; frames are drawn at most every `FRAME` (dropped frames, never
+//! Invariants: the log channel is drained in bounded batches whose parsing costs at most about
+//! one history budget per service, so input is read between batches even under a flood; frames are drawn at most every `FRAME` (dropped frames, never
 //! dropped lines); the terminal is restored before this thread ends, whatever the path.
 
 use std::io::{self, BufWriter};
@@ -27,8 +27,8 @@ use crate::process::{Containment, ContainmentKind};
 
 /// Shortest time between two frames (≤ 30 fps).
 const FRAME: Duration = Duration::from_millis(33);
-/// Longest stretch spent ingesting logs before looking at input and the clock again.
-const INGEST_SLICE: Duration = Duration::from_millis(8);
+/// Most output taken from the channel in one batch before input is looked at again.
+const MAX_BATCH: usize = 32 * 1024 * 1024;
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 /// Lines of each failed service printed after the dashboard closes.
 const EPITAPH_LINES: usize = 20;
@@ -96,7 +96,6 @@ async fn run(
 ) -> io::Result<Option<String>> {
     let backend = CrosstermBackend::new(BufWriter::with_capacity(1 << 16, io::stdout()));
     let mut term = Terminal::new(backend)?;
-    term.clear()?;
     let containment = match config.containment.kind() {
         ContainmentKind::Cgroup => "cgroup v2",
         ContainmentKind::ProcessGroup => "process groups",
@@ -216,33 +215,24 @@ fn on_event(
     }
 }
 
-/// Stores `first` and whatever else is queued, for at most `INGEST_SLICE`; true at the end of
-/// the stream.
+/// Stores `first` and whatever else is queued (up to `MAX_BATCH` bytes of output) as one
+/// batch; true at the end of the stream.
 fn ingest(state: &mut Loop, first: LogEvent, logs: &mut LogReceiver) -> bool {
-    let started = std::time::Instant::now();
-    let now_ms = crate::engine::now_ms();
-    let mut event = first;
-    let mut n = 0u32;
-    loop {
-        match event {
-            LogEvent::Output {
-                service,
-                stream,
-                data,
-            } => state.store.push_output(service, stream, &data, now_ms),
-            LogEvent::Notice { service, text } => state.store.push_notice(service, &text, now_ms),
-            LogEvent::End => return true,
-        }
-        state.dirty = true;
-        n += 1;
-        if n % 32 == 0 && started.elapsed() >= INGEST_SLICE {
-            return false;
-        }
+    let mut bytes = 0;
+    let mut batch = vec![first];
+    while bytes < MAX_BATCH {
         match logs.try_recv() {
-            Ok(next) => event = next,
-            Err(_) => return false,
+            Ok(event) => {
+                if let LogEvent::Output { data, .. } = &event {
+                    bytes += data.len();
+                }
+                batch.push(event);
+            }
+            Err(_) => break,
         }
     }
+    state.dirty = true;
+    state.store.ingest(batch, crate::engine::now_ms())
 }
 
 /// Seconds east of UTC here, from the `TZ`/`/etc/localtime` rules (0 if unknown).

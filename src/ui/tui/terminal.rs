@@ -14,7 +14,7 @@ use crossterm::cursor::{Hide, Show};
 use crossterm::event::{DisableMouseCapture, EnableMouseCapture};
 use crossterm::execute;
 use crossterm::terminal::{
-    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+    Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
 
 use crate::logs::{LogEvent, LogSender};
@@ -35,7 +35,13 @@ pub fn enter() -> io::Result<()> {
     });
     enable_raw_mode()?;
     ACTIVE.store(true, Ordering::SeqCst);
-    if let Err(e) = execute!(io::stdout(), EnterAlternateScreen, EnableMouseCapture, Hide) {
+    if let Err(e) = execute!(
+        io::stdout(),
+        EnterAlternateScreen,
+        Clear(ClearType::All),
+        EnableMouseCapture,
+        Hide
+    ) {
         restore();
         return Err(e);
     }

@@ -175,7 +175,7 @@ const OPTIONAL: [(Column, &str, u16); 7] = [
     (Column::Restarts, "↻", 3),
     (Column::Cpu, "CPU", 6),
     (Column::Mem, "MEM", 6),
-    (Column::Exit, "EXIT", 14),
+    (Column::Exit, "EXIT", 17),
     (Column::Health, "HEALTH", 8),
 ];
 const STATE_WIDTH: u16 = 12;
@@ -551,10 +551,18 @@ fn draw_status(frame: &mut Frame<'_>, area: Rect, app: &App, snap: &Snapshot) {
     // Counts by state, spelled out when the line has room, else symbols only.
     let counts: Vec<(&str, usize)> = STATE_ORDER
         .iter()
-        .map(|&state| (state, snap.services.iter().filter(|s| s.state == state).count()))
+        .map(|&state| {
+            (
+                state,
+                snap.services.iter().filter(|s| s.state == state).count(),
+            )
+        })
         .filter(|&(_, n)| n > 0)
         .collect();
-    let long: usize = counts.iter().map(|(s, n)| s.len() + n.to_string().len() + 4).sum();
+    let long: usize = counts
+        .iter()
+        .map(|(s, n)| s.len() + n.to_string().len() + 4)
+        .sum();
     let spelled = long + app.stack.len() + 80 <= usize::from(area.width);
     for (state, n) in counts {
         let (symbol, look) = state_look(state);
