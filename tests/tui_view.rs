@@ -337,3 +337,29 @@ fn scrolling_is_anchored_while_output_arrives() {
     }
     assert_eq!(app.top, None, "scrolling to the end follows again");
 }
+
+#[test]
+fn mouse_click_selects_and_wheel_scrolls() {
+    use crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    let snap = every_state();
+    let mut store = LogStore::new(snap.services.len(), 1 << 20);
+    for i in 0..100 {
+        store.push_output(0, Stream::Stdout, format!("line {i}\n").as_bytes(), NOW);
+    }
+    let mut app = app_for(&snap);
+    app.size = Rect::new(0, 0, 120, 30);
+    let mouse = |kind, row| MouseEvent {
+        kind,
+        column: 5,
+        row,
+        modifiers: KeyModifiers::NONE,
+    };
+    // Row 0 is the header; row 3 is the third service.
+    let click = mouse(MouseEventKind::Down(MouseButton::Left), 3);
+    assert_eq!(app.on_mouse(click, &store), Outcome::Redraw);
+    assert_eq!(app.selected, 2);
+    app.selected = 0;
+    let wheel = mouse(MouseEventKind::ScrollUp, 25);
+    assert_eq!(app.on_mouse(wheel, &store), Outcome::Redraw);
+    assert!(app.top.is_some(), "the wheel over the logs scrolls them");
+}
