@@ -44,6 +44,12 @@ pub enum CliCommand {
         /// Colour the service prefixes.
         #[arg(long, value_enum, default_value = "auto")]
         color: ColorChoice,
+        /// Restart (or signal) services whose `watch:` paths change.
+        #[arg(long, overrides_with = "no_watch")]
+        watch: bool,
+        /// Ignore every `watch:` block (the default; overrides an earlier --watch).
+        #[arg(long, overrides_with = "watch")]
+        no_watch: bool,
     },
     /// Stop a running stack (dependents first) and wait until everything has stopped.
     Down {
@@ -102,6 +108,8 @@ pub fn run(cli: Cli) -> i32 {
             services,
             plain: _plain,
             color,
+            watch,
+            no_watch,
         } => {
             let plan = match load(cli.file.as_deref(), &cwd) {
                 Ok(p) => p,
@@ -114,7 +122,7 @@ pub fn run(cli: Cli) -> i32 {
                     return 2;
                 }
             };
-            block_on(up(plan, selected, color.enabled()))
+            block_on(up(plan, selected, color.enabled(), watch && !no_watch))
         }
         CliCommand::Down { grace } => {
             let plan = match load(cli.file.as_deref(), &cwd) {
@@ -155,7 +163,7 @@ fn load(file: Option<&Path>, cwd: &Path) -> Result<Plan, i32> {
     })
 }
 
-async fn up(plan: Plan, selected: Vec<bool>, color: bool) -> i32 {
+async fn up(plan: Plan, selected: Vec<bool>, color: bool, watch: bool) -> i32 {
     let server = match control::Server::bind(&plan.config_path) {
         Ok(s) => s,
         Err(e) => {
@@ -180,6 +188,22 @@ async fn up(plan: Plan, selected: Vec<bool>, color: bool) -> i32 {
         Arc::clone(&containment),
         log_tx.clone(),
     );
+    let watcher = if watch {
+        match crate::watch::start(&plan, &selected, handle.clone(), &log_tx) {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("pk: {e}");
+                containment.cleanup();
+                // Best effort, as below.
+                let _ = std::fs::remove_file(&socket);
+                let _ = log_tx.send(LogEvent::End);
+                let _ = printer.join();
+                return 2;
+            }
+        }
+    } else {
+        None
+    };
     let serving = server.serve(handle.clone());
     let signals = tokio::spawn(forward_signals(
         handle,
@@ -187,6 +211,7 @@ async fn up(plan: Plan, selected: Vec<bool>, color: bool) -> i32 {
         socket.clone(),
     ));
     let outcome = runtime.run().await;
+    drop(watcher);
     signals.abort();
     serving.abort();
     // Every tree has drained by now; this only guards against a bug leaving one behind.
