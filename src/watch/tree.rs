@@ -4,7 +4,7 @@
 //!
 //! Invariants: an ignored directory is never entered, so it costs no watch however big it is;
 //! every watch path's nearest existing parent is watched too (so a path that is deleted,
-//! re-created or created late is noticed); `watched` mirrors the watches notify holds (notify
+//! re-created or created late is noticed), except for the config directory and its parents; `watched` mirrors the watches notify holds (notify
 //! drops the watches below a deleted or moved-away directory, and so does `forget`).
 
 use std::collections::BTreeSet;
@@ -59,6 +59,11 @@ impl<W: notify::Watcher> Tree<W> {
                 }
             } else if !root.exists() {
                 missing.push((id, root.clone()));
+            }
+            // The config directory itself going away is not survivable anyway; its parent
+            // (say /tmp or $HOME) would only bring a stream of unrelated events.
+            if self.base_dir.starts_with(&root) {
+                continue;
             }
             if let Some(anchor) = root.ancestors().skip(1).find(|a| a.is_dir()) {
                 self.add(anchor)?;
