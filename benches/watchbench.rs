@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 fn main() {
     let only: Option<String> = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     let pk = build_pk();
-    let scenarios: [(&str, fn(&Path) -> String); 3] = [
+    let scenarios: [(&str, Scenario); 3] = [
         ("latency", |pk| latency(pk, Duration::from_millis(100))),
         ("latency", |pk| latency(pk, Duration::from_millis(200))),
         ("ignored", ignored_100k),
@@ -26,6 +26,8 @@ fn main() {
         println!("{name:<10} {}", run(&pk));
     }
 }
+
+type Scenario = fn(&Path) -> String;
 
 fn build_pk() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -143,16 +145,22 @@ fn latency(pk: &Path, debounce: Duration) -> String {
 /// Inotify watches held by `pid`, from the kernel's fdinfo.
 fn kernel_watches(pid: u32) -> usize {
     let mut n = 0;
-    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).expect("fds").flatten() {
-        let is_inotify = std::fs::read_link(fd.path())
-            .is_ok_and(|t| t.to_string_lossy().contains("inotify"));
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fds")
+        .flatten()
+    {
+        let is_inotify =
+            std::fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy().contains("inotify"));
         if is_inotify {
             let info = std::fs::read_to_string(format!(
                 "/proc/{pid}/fdinfo/{}",
                 fd.file_name().to_string_lossy()
             ))
             .expect("fdinfo");
-            n += info.lines().filter(|l| l.starts_with("inotify wd:")).count();
+            n += info
+                .lines()
+                .filter(|l| l.starts_with("inotify wd:"))
+                .count();
         }
     }
     n

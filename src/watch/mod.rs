@@ -217,7 +217,8 @@ fn watch_thread<W: notify::Watcher>(
     }
 }
 
-/// Acts on one debounced batch, unless the service is held stopped or pk is stopping.
+/// Acts on one debounced batch, unless the service is stopping or held stopped, or pk is
+/// shutting down.
 fn fire(plan: &Plan, engine: &EngineHandle, service: ServiceId, batch: &Batch) {
     let Some(watch) = &plan.services[service].watch else {
         return;
@@ -225,7 +226,9 @@ fn fire(plan: &Plan, engine: &EngineHandle, service: ServiceId, batch: &Batch) {
     {
         let snapshot = engine.snapshots.borrow();
         let state = snapshot.services.get(service).map(|s| s.state);
-        if snapshot.shutting_down || matches!(state, Some("stopped" | "inactive")) {
+        // `stopping`: a restart under way already sees these changes, and a `pk stop` under
+        // way must not be turned into a restart.
+        if snapshot.shutting_down || matches!(state, Some("stopped" | "stopping" | "inactive")) {
             return;
         }
     }
