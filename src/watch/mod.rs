@@ -248,3 +248,18 @@ fn fire(plan: &Plan, engine: &EngineHandle, service: ServiceId, batch: &Batch) {
     // The engine stops listening only once everything has stopped.
     let _ = engine.inputs.send(Input::Intent(intent));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watch_limit_error_names_the_directory_and_how_to_raise_it() {
+        let text = WatchError::limit(Path::new("/p/src")).to_string();
+        assert!(text.starts_with("cannot watch /p/src: the inotify watch limit is reached (fs.inotify.max_user_watches = "), "{text}");
+        assert!(
+            text.contains("sudo sysctl fs.inotify.max_user_watches=524288"),
+            "{text}"
+        );
+    }
+}
