@@ -258,16 +258,18 @@ impl Engine {
             Intent::Stop { service } => {
                 if self.teardown.is_none() {
                     for id in self.with_dependents(service) {
-                        self.services[id].stop_wanted = true;
-                        self.cancel_unstarted(id, fx);
+                        // A finished service (a completed one-shot) is left as it is.
+                        if !self.services[id].phase.is_final() {
+                            self.services[id].stop_wanted = true;
+                            self.cancel_unstarted(id, fx);
+                        }
                     }
                 }
             }
             Intent::Start { service } => {
                 if self.teardown.is_none() {
-                    for id in self.with_dependencies(service) {
-                        self.wake(id, true);
-                    }
+                    self.wake(service, true);
+                    self.wake_dependencies(service);
                 }
             }
             Intent::Restart {
@@ -284,11 +286,7 @@ impl Engine {
                     for id in targets {
                         self.restart(id, service, cause.as_deref(), fx);
                     }
-                    for id in self.with_dependencies(service) {
-                        if id != service {
-                            self.wake(id, false);
-                        }
-                    }
+                    self.wake_dependencies(service);
                 }
             }
         }
@@ -322,6 +320,25 @@ impl Engine {
             i += 1;
         }
         out
+    }
+
+    /// Wakes what `id` depends on that is not running and not done: stopped, never started,
+    /// or failed (a completed one-shot is not run again).
+    fn wake_dependencies(&mut self, id: ServiceId) {
+        for dep in self.with_dependencies(id).into_iter().skip(1) {
+            let needs_run = match &self.services[dep].phase {
+                Phase::Exited(e) => !e.success(),
+                Phase::Inactive
+                | Phase::Stopped
+                | Phase::Crashed(_)
+                | Phase::Failed(_)
+                | Phase::Skipped(_) => true,
+                _ => false,
+            };
+            if needs_run {
+                self.wake(dep, true);
+            }
+        }
     }
 
     /// Makes a service that is not running want to run again. `fresh`: also forget its

@@ -4,6 +4,8 @@
 //! chatty service never blocks and a line is never split between two chunks (a line longer
 //! than `MAX_LINE` is cut into pieces of that size).
 
+pub mod hub;
+
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt};

@@ -127,6 +127,14 @@ pub fn load(explicit: Option<&Path>, cwd: &Path) -> Result<Plan, LoadError> {
     Ok(plan)
 }
 
+/// The canonical path of the config file `load` would read (`explicit`, else `PK_FILE`, else
+/// pk.yaml/pk.yml walking up from `cwd`), without reading it.
+pub fn find_config(explicit: Option<&Path>, cwd: &Path) -> Result<PathBuf, LoadError> {
+    let pk_file = std::env::var_os("PK_FILE").map(PathBuf::from);
+    let path = discover::find(explicit, pk_file.as_deref(), cwd).map_err(LoadError::single)?;
+    Ok(std::fs::canonicalize(&path).unwrap_or(path))
+}
+
 /// `load`, returning the warnings (unset variables) instead of printing them.
 pub fn load_with_warnings(
     explicit: Option<&Path>,

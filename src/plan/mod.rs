@@ -8,7 +8,7 @@ mod build;
 mod graph;
 
 pub use build::{
-    Diagnostics, LoadError, load, load_str, load_str_with_warnings, load_with_warnings,
+    Diagnostics, LoadError, find_config, load, load_str, load_str_with_warnings, load_with_warnings,
 };
 pub use graph::{render_graph, select};
 

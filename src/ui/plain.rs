@@ -50,11 +50,7 @@ impl PlainPrinter {
     /// Appends the rendering of `event` to `out`.
     pub fn render(&self, event: &LogEvent, out: &mut Vec<u8>) {
         match event {
-            LogEvent::Output {
-                service,
-                stream: _stream,
-                data,
-            } => {
+            LogEvent::Output { service, data, .. } => {
                 let prefix = &self.prefixes[*service];
                 for line in data.split_inclusive(|&b| b == b'\n') {
                     out.extend_from_slice(prefix);
@@ -62,19 +58,35 @@ impl PlainPrinter {
                 }
             }
             LogEvent::Notice { service, text } => {
-                let prefix = service.map_or(&self.pk_notice, |s| &self.notice_prefixes[s]);
-                out.extend_from_slice(prefix);
-                if self.color {
-                    out.extend_from_slice(b"\x1b[2m");
-                    out.extend_from_slice(text.as_bytes());
-                    out.extend_from_slice(b"\x1b[0m\n");
-                } else {
-                    out.extend_from_slice(text.as_bytes());
-                    out.push(b'\n');
-                }
+                self.render_line(*service, true, text.as_bytes(), out);
             }
             LogEvent::End => {}
         }
+    }
+
+    /// Appends one line (without its `\n`): output of `service`, or a lifecycle line
+    /// (`notice`; `service` None: about pk itself).
+    pub fn render_line(
+        &self,
+        service: Option<usize>,
+        notice: bool,
+        line: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        let prefix = match (service, notice) {
+            (Some(s), false) => self.prefixes.get(s),
+            (Some(s), true) => self.notice_prefixes.get(s),
+            (None, _) => Some(&self.pk_notice),
+        };
+        out.extend_from_slice(prefix.unwrap_or(&self.pk_notice));
+        if notice && self.color {
+            out.extend_from_slice(b"\x1b[2m");
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\x1b[0m");
+        } else {
+            out.extend_from_slice(line);
+        }
+        out.push(b'\n');
     }
 
     /// Prints events on a dedicated thread until `LogEvent::End` (or every sender is gone).
