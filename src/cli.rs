@@ -46,6 +46,13 @@ pub enum CliCommand {
         /// Colour the service prefixes.
         #[arg(long, value_enum, default_value = "auto")]
         color: ColorChoice,
+        /// Run in the background; return once every service is up (see `pk ps`, `pk logs`,
+        /// `pk down`).
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// With -d: how long to wait for the services to come up.
+        #[arg(long, value_parser = parse_duration, default_value = "60s", requires = "detach")]
+        timeout: Duration,
     },
     /// Stop a running stack (dependents first) and wait until everything has stopped.
     Down {
@@ -154,6 +161,8 @@ pub fn run(cli: Cli) -> i32 {
             services,
             plain: _plain,
             color,
+            detach,
+            timeout,
         } => {
             let plan = match load(cli.file.as_deref(), &cwd) {
                 Ok(p) => p,
@@ -166,7 +175,23 @@ pub fn run(cli: Cli) -> i32 {
                     return 2;
                 }
             };
-            block_on(up(plan, selected, color.enabled()))
+            if detach {
+                let names = plan
+                    .services
+                    .iter()
+                    .zip(&selected)
+                    .filter(|&(_, &on)| on)
+                    .map(|(s, _)| s.name.clone())
+                    .collect();
+                return block_on(remote::up_detached(
+                    &plan.config_path,
+                    services,
+                    names,
+                    timeout,
+                ));
+            }
+            let detached = std::env::var_os(DETACHED_ENV).is_some();
+            block_on(up(plan, selected, color.enabled() && !detached, detached))
         }
         CliCommand::Down { grace } => remote_call(cli.file.as_deref(), &cwd, |c| async move {
             let reaped = reap_leftovers(&c);
@@ -291,7 +316,10 @@ fn reap_leftovers(config: &Path) -> bool {
     }
 }
 
-async fn up(plan: Plan, selected: Vec<bool>, color: bool) -> i32 {
+/// Set in the environment of the background pk that `pk up -d` starts.
+pub const DETACHED_ENV: &str = "PK_DETACHED";
+
+async fn up(plan: Plan, selected: Vec<bool>, color: bool, detached: bool) -> i32 {
     let server = match control::Server::bind(&plan.config_path) {
         Ok(s) => s,
         Err(e) => {
@@ -309,7 +337,10 @@ async fn up(plan: Plan, selected: Vec<bool>, color: bool) -> i32 {
     }
     let names: Vec<String> = plan.services.iter().map(|s| s.name.clone()).collect();
     let (ui_tx, ui_rx) = tokio::sync::mpsc::unbounded_channel();
-    let printer = PlainPrinter::new(&names, color).spawn(ui_rx);
+    // Detached, stdout is pk's log file: lifecycle lines only; output stays in `pk logs`.
+    let printer = PlainPrinter::new(&names, color)
+        .notices_only(detached)
+        .spawn(ui_rx);
     let (log_tx, log_rx) = tokio::sync::mpsc::unbounded_channel();
     let hub = crate::logs::hub::spawn(names.len(), log_rx, ui_tx);
     // Sent first so the mechanism in use is the first thing a user sees.

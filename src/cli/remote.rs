@@ -270,3 +270,76 @@ fn timestamp(ts_ms: u64) -> String {
         .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
         .map_or_else(String::new, |t| format!("{t:.3}"))
 }
+
+/// `pk up -d`: starts pk in the background on the same config and returns once every selected
+/// service is up (0), or says which did not (1).
+pub async fn up_detached(
+    config: &Path,
+    requested: Vec<String>,
+    names: Vec<String>,
+    timeout: Duration,
+) -> i32 {
+    let log = control::socket_path(config).with_extension("log");
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("pk: cannot find pk's own executable: {e}");
+            return 2;
+        }
+    };
+    if let Err(e) = control::ensure_socket_dir() {
+        return fail(&e);
+    }
+    if matches!(ps_data(config).await, Ok(_)) {
+        eprintln!("pk: pk is already running for {}", config.display());
+        return 2;
+    }
+    let mut args = vec![
+        "-f".to_string(),
+        config.display().to_string(),
+        "up".into(),
+        "--plain".into(),
+    ];
+    args.extend(requested);
+    let pid = match crate::process::spawn_detached(&exe, &args, &[(super::DETACHED_ENV, "1")], &log)
+    {
+        Ok(pid) => pid,
+        Err(e) => {
+            eprintln!("pk: cannot start pk in the background: {e}");
+            return 2;
+        }
+    };
+    // The background pk binds its socket first thing; poll for it, bounded.
+    let deadline = tokio::time::Instant::now() + QUICK_TIMEOUT;
+    loop {
+        match ps_data(config).await {
+            Ok(_) => break,
+            Err(_) if tokio::time::Instant::now() < deadline && process_alive(pid) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => {
+                eprintln!(
+                    "pk: the background pk (pid {pid}) did not come up: {e}; see {}",
+                    log.display()
+                );
+                return 2;
+            }
+        }
+    }
+    println!(
+        "pk: started in the background (pid {pid}); log: {}",
+        log.display()
+    );
+    let code = wait(config, names, WaitFor::Up, timeout).await;
+    if code == 0 {
+        println!("pk: every service is up; `pk ps`, `pk logs -F`, `pk down`");
+    }
+    code
+}
+
+fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+        !s.lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'))
+    })
+}

@@ -12,6 +12,7 @@
 //! - pk is not a subreaper: it reaps only its direct children (the stages).
 
 mod cgroup;
+mod detach;
 mod escalate;
 pub mod leftovers;
 mod pgroup;
@@ -32,6 +33,7 @@ use rustix::process::{Pid, Signal};
 use tokio::net::unix::pipe::Receiver;
 
 use self::cgroup::RunCgroup;
+pub use self::detach::spawn_detached;
 use self::escalate::Drainable;
 use self::pgroup::GroupRegistry;
 pub use self::shell::shell_argv;

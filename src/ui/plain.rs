@@ -17,6 +17,7 @@ pub struct PlainPrinter {
     notice_prefixes: Vec<Vec<u8>>,
     pk_notice: Vec<u8>,
     color: bool,
+    notices_only: bool,
 }
 
 impl PlainPrinter {
@@ -44,12 +45,21 @@ impl PlainPrinter {
             notice_prefixes,
             pk_notice: pad("pk", '*', Some(250)),
             color,
+            notices_only: false,
         }
+    }
+
+    /// Print lifecycle lines only, not service output.
+    #[must_use]
+    pub fn notices_only(mut self, yes: bool) -> PlainPrinter {
+        self.notices_only = yes;
+        self
     }
 
     /// Appends the rendering of `event` to `out`.
     pub fn render(&self, event: &LogEvent, out: &mut Vec<u8>) {
         match event {
+            LogEvent::Output { .. } if self.notices_only => {}
             LogEvent::Output { service, data, .. } => {
                 let prefix = &self.prefixes[*service];
                 for line in data.split_inclusive(|&b| b == b'\n') {
