@@ -159,40 +159,19 @@ pub fn run(cli: Cli) -> i32 {
         },
         CliCommand::Up {
             services,
-            plain: _plain,
+            plain,
             color,
             detach,
             timeout,
-        } => {
-            let plan = match load(cli.file.as_deref(), &cwd) {
-                Ok(p) => p,
-                Err(code) => return code,
-            };
-            let selected = match plan::select(&plan, &services) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprint!("{}", e.render(std::io::stderr().is_terminal()));
-                    return 2;
-                }
-            };
-            if detach {
-                let names = plan
-                    .services
-                    .iter()
-                    .zip(&selected)
-                    .filter(|&(_, &on)| on)
-                    .map(|(s, _)| s.name.clone())
-                    .collect();
-                return block_on(remote::up_detached(
-                    &plan.config_path,
-                    services,
-                    names,
-                    timeout,
-                ));
-            }
-            let detached = std::env::var_os(DETACHED_ENV).is_some();
-            block_on(up(plan, selected, color.enabled() && !detached, detached))
-        }
+        } => up_command(
+            cli.file.as_deref(),
+            &cwd,
+            services,
+            plain,
+            color,
+            detach,
+            timeout,
+        ),
         CliCommand::Down { grace } => remote_call(cli.file.as_deref(), &cwd, |c| async move {
             let reaped = reap_leftovers(&c);
             match remote::down(&c, grace).await {
@@ -264,6 +243,46 @@ fn block_on<F: Future<Output = i32>>(fut: F) -> i32 {
             2
         }
     }
+}
+
+/// `pk up`: load, select, then run in the foreground or start in the background.
+fn up_command(
+    file: Option<&Path>,
+    cwd: &Path,
+    services: Vec<String>,
+    _plain: bool,
+    color: ColorChoice,
+    detach: bool,
+    timeout: Duration,
+) -> i32 {
+    let plan = match load(file, cwd) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let selected = match plan::select(&plan, &services) {
+        Ok(s) => s,
+        Err(e) => {
+            eprint!("{}", e.render(std::io::stderr().is_terminal()));
+            return 2;
+        }
+    };
+    if detach {
+        let names = plan
+            .services
+            .iter()
+            .zip(&selected)
+            .filter(|&(_, &on)| on)
+            .map(|(s, _)| s.name.clone())
+            .collect();
+        return block_on(remote::up_detached(
+            &plan.config_path,
+            services,
+            names,
+            timeout,
+        ));
+    }
+    let detached = std::env::var_os(DETACHED_ENV).is_some();
+    block_on(up(plan, selected, color.enabled() && !detached, detached))
 }
 
 /// Runs a client command against the stack of the config file found like `up` finds it (the

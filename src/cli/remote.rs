@@ -290,7 +290,7 @@ pub async fn up_detached(
     if let Err(e) = control::ensure_socket_dir() {
         return fail(&e);
     }
-    if matches!(ps_data(config).await, Ok(_)) {
+    if ps_data(config).await.is_ok() {
         eprintln!("pk: pk is already running for {}", config.display());
         return 2;
     }
