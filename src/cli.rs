@@ -361,7 +361,8 @@ async fn up(plan: Plan, selected: Vec<bool>, color: bool, detached: bool) -> i32
         .notices_only(detached)
         .spawn(ui_rx);
     let (log_tx, log_rx) = tokio::sync::mpsc::unbounded_channel();
-    let hub = crate::logs::hub::spawn(names.len(), log_rx, ui_tx);
+    let log_files = plan.services.iter().map(|s| s.log_file.clone()).collect();
+    let hub = crate::logs::hub::spawn(log_files, log_rx, ui_tx);
     // Sent first so the mechanism in use is the first thing a user sees.
     let _ = log_tx.send(LogEvent::Notice {
         service: None,

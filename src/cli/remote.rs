@@ -240,7 +240,7 @@ pub async fn logs(config: &Path, args: LogsArgs) -> i32 {
                 ..
             } => {
                 if args.timestamps {
-                    buf.extend_from_slice(timestamp(ts_ms).as_bytes());
+                    buf.extend_from_slice(crate::logs::timestamp(ts_ms).as_bytes());
                     buf.push(b' ');
                 }
                 let id = service.and_then(|n| names.iter().position(|x| *x == n));
@@ -262,13 +262,6 @@ pub async fn logs(config: &Path, args: LogsArgs) -> i32 {
             return 0;
         }
     }
-}
-
-fn timestamp(ts_ms: u64) -> String {
-    i64::try_from(ts_ms)
-        .ok()
-        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-        .map_or_else(String::new, |t| format!("{t:.3}"))
 }
 
 /// `pk up -d`: starts pk in the background on the same config and returns once every selected

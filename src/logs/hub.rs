@@ -6,10 +6,12 @@
 //! service, and when old lines are dropped the count is kept so readers can say so.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+use super::file::RotatingFile;
 use super::{LogEvent, LogReceiver, LogSender, Stream};
 use crate::engine::now_ms;
 use crate::plan::ServiceId;
@@ -98,16 +100,24 @@ impl History {
 }
 
 struct Hub {
+    /// Per service, where its output is also kept (`log_file` / `log_dir`).
+    files: Vec<Option<RotatingFile>>,
     /// Index `n` is service `n`; the last entry holds pk's own notices.
     histories: Vec<History>,
     followers: Vec<(Vec<ServiceId>, mpsc::UnboundedSender<LogRecord>)>,
     ui: LogSender,
 }
 
-/// Starts the hub: events from `input` are recorded and passed on to `ui` unchanged.
-pub fn spawn(services: usize, input: LogReceiver, ui: LogSender) -> HubHandle {
+/// Starts the hub: events from `input` are recorded (and written to the services' log files,
+/// `files[service]`) and passed on to `ui` unchanged.
+pub fn spawn(files: Vec<Option<PathBuf>>, input: LogReceiver, ui: LogSender) -> HubHandle {
     let (tx, rx) = mpsc::unbounded_channel();
+    let services = files.len();
     let hub = Hub {
+        files: files
+            .into_iter()
+            .map(|f| f.map(RotatingFile::new))
+            .collect(),
         histories: (0..=services).map(|_| History::default()).collect(),
         followers: Vec::new(),
         ui,
@@ -181,11 +191,35 @@ impl Hub {
                 }
             });
         }
+        self.write_file(slot, &chunk);
         if let Some(history) = self.histories.get_mut(slot) {
             history.push(chunk);
         }
         // The UI may be gone during exit; it then has nothing left to show.
         let _ = self.ui.send(event);
+    }
+
+    /// Appends a chunk to its service's log file; a failing file is reported once and dropped.
+    fn write_file(&mut self, slot: usize, chunk: &Chunk) {
+        let Some(Some(file)) = self.files.get_mut(slot) else {
+            return;
+        };
+        let result = if chunk.kind == RecordKind::Notice {
+            let mut line = format!("--- pk {}: ", super::timestamp(chunk.ts_ms)).into_bytes();
+            line.extend_from_slice(&chunk.data);
+            file.write(&line)
+        } else {
+            file.write(&chunk.data)
+        };
+        if let Err(e) = result {
+            let text = format!("log file {} disabled: {e}", file.path().display());
+            self.files[slot] = None;
+            // The UI may be gone during exit; the warning is moot then.
+            let _ = self.ui.send(LogEvent::Notice {
+                service: Some(slot),
+                text,
+            });
+        }
     }
 
     fn answer(&mut self, query: LogQuery) {

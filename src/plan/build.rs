@@ -369,6 +369,16 @@ impl Builder<'_> {
                 .as_ref()
                 .map_or_else(|| self.base_dir.to_path_buf(), |d| self.base_dir.join(d)),
         );
+        let log_file = match (&service.log_file, &self.config.log_dir) {
+            (Some(file), _) => Some(normalize(&self.base_dir.join(file))),
+            (None, Some(dir)) => Some(normalize(
+                &self
+                    .base_dir
+                    .join(dir)
+                    .join(format!("{}.log", service.name.value)),
+            )),
+            (None, None) => None,
+        };
         let restart = service.restart.map_or_else(RestartSpec::default, |r| {
             let d = RestartSpec::default();
             RestartSpec {
@@ -401,6 +411,7 @@ impl Builder<'_> {
             restart,
             shutdown,
             disabled: service.disabled,
+            log_file,
             ready: service
                 .ready
                 .as_ref()

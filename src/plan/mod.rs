@@ -45,6 +45,8 @@ pub struct ServiceSpec {
     pub restart: RestartSpec,
     pub shutdown: ShutdownSpec,
     pub disabled: bool,
+    /// Where the service's output is also kept (rotated), if anywhere.
+    pub log_file: Option<PathBuf>,
     pub ready: Option<ProbeSpec>,
     pub alive: Option<ProbeSpec>,
 }
