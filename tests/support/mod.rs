@@ -11,7 +11,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -221,7 +221,7 @@ impl Invocation {
                         }
                         let line = String::from_utf8_lossy(&buf).into_owned();
                         let (lock, cvar) = &*sink;
-                        lock.lock().unwrap().push(line);
+                        lock_lines(lock).push(line);
                         cvar.notify_all();
                     }
                 }
@@ -298,7 +298,7 @@ impl Running {
 
     /// Every stdout line so far.
     pub fn lines(&self) -> Vec<String> {
-        self.lines.0.lock().unwrap().clone()
+        lock_lines(&self.lines.0).clone()
     }
 
     /// Waits until some line satisfies `pred`; returns it.
@@ -311,22 +311,26 @@ impl Running {
     pub fn wait_for_count(&self, what: &str, n: usize, pred: impl Fn(&str) -> bool) -> Vec<String> {
         let deadline = Instant::now() + DEADLINE;
         let (lock, cvar) = &*self.lines;
-        let mut lines = lock.lock().unwrap();
+        let mut lines = lock_lines(lock);
         loop {
             if lines.iter().filter(|l| pred(l)).count() >= n {
                 return lines.clone();
             }
             let now = Instant::now();
             let finished = self.stdout_thread.as_ref().is_none_or(JoinHandle::is_finished);
-            assert!(
-                now < deadline && !finished,
-                "{} waiting for {n}× {what}; pk printed:\n{}",
-                if finished { "pk's stdout ended" } else { "timed out" },
-                lines.join("\n")
-            );
+            if now >= deadline || finished {
+                let printed = lines.join("\n");
+                // Not while holding the lock: Drop reads the lines too.
+                drop(lines);
+                let why = if finished { "pk's stdout ended" } else { "timed out" };
+                panic!("{why} waiting for {n}× {what}; pk printed:\n{printed}");
+            }
             // Bounded, so that a stdout that ends without a new line is noticed too.
             let step = (deadline - now).min(Duration::from_millis(100));
-            lines = cvar.wait_timeout(lines, step).unwrap().0;
+            lines = cvar
+                .wait_timeout(lines, step)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
     }
 
@@ -426,6 +430,10 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn lock_lines(lock: &Mutex<Vec<String>>) -> MutexGuard<'_, Vec<String>> {
+    lock.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// SIGKILLs, on drop, the pids it holds and those written to its pid files: for processes that
