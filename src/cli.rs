@@ -136,7 +136,7 @@ pub fn run(cli: Cli) -> i32 {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     match cli.command {
         CliCommand::Schema => {
-            print_out(&format!("{}\n", crate::config::schema()));
+            print_out(&crate::config::schema());
             0
         }
         CliCommand::Check => match load(cli.file.as_deref(), &cwd) {

@@ -732,9 +732,12 @@ impl Engine {
         if !s.phase.is_live() || s.phase == Phase::Stopping {
             return false;
         }
+        // Transitive: a dependent through a finished one-shot (api → migrate → db) still
+        // needs `id`, so it must be down first.
         let dependents_down = self
-            .plan
-            .dependents(id)
+            .with_dependents(id)
+            .into_iter()
+            .skip(1)
             .all(|d| !self.services[d].phase.is_live());
         if !dependents_down {
             return false;
