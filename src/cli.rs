@@ -53,6 +53,12 @@ pub enum CliCommand {
         /// With -d: how long to wait for the services to come up.
         #[arg(long, value_parser = parse_duration, default_value = "60s", requires = "detach")]
         timeout: Duration,
+        /// Restart (or signal) services whose `watch:` paths change.
+        #[arg(long, overrides_with = "no_watch")]
+        watch: bool,
+        /// Ignore every `watch:` block (the default; overrides an earlier --watch).
+        #[arg(long, overrides_with = "watch")]
+        no_watch: bool,
     },
     /// Stop a running stack (dependents first) and wait until everything has stopped.
     Down {
@@ -163,14 +169,19 @@ pub fn run(cli: Cli) -> i32 {
             color,
             detach,
             timeout,
+            watch,
+            no_watch,
         } => up_command(
             cli.file.as_deref(),
             &cwd,
             services,
-            plain,
-            color,
-            detach,
-            timeout,
+            UpOptions {
+                plain,
+                color: color.enabled(),
+                detach,
+                timeout,
+                watch: watch && !no_watch,
+            },
         ),
         CliCommand::Down { grace } => remote_call(cli.file.as_deref(), &cwd, |c| async move {
             let reaped = reap_leftovers(&c);
@@ -245,16 +256,19 @@ fn block_on<F: Future<Output = i32>>(fut: F) -> i32 {
     }
 }
 
+/// How `pk up` runs.
+#[expect(clippy::struct_excessive_bools, reason = "mirrors the command line")]
+pub struct UpOptions {
+    pub plain: bool,
+    pub color: bool,
+    pub detach: bool,
+    /// With `detach`: how long to wait for the services to come up.
+    pub timeout: Duration,
+    pub watch: bool,
+}
+
 /// `pk up`: load, select, then run in the foreground or start in the background.
-fn up_command(
-    file: Option<&Path>,
-    cwd: &Path,
-    services: Vec<String>,
-    _plain: bool,
-    color: ColorChoice,
-    detach: bool,
-    timeout: Duration,
-) -> i32 {
+fn up_command(file: Option<&Path>, cwd: &Path, services: Vec<String>, opts: UpOptions) -> i32 {
     let plan = match load(file, cwd) {
         Ok(p) => p,
         Err(code) => return code,
@@ -266,7 +280,7 @@ fn up_command(
             return 2;
         }
     };
-    if detach {
+    if opts.detach {
         let names = plan
             .services
             .iter()
@@ -274,15 +288,18 @@ fn up_command(
             .filter(|&(_, &on)| on)
             .map(|(s, _)| s.name.clone())
             .collect();
+        let mut args = services;
+        if opts.watch {
+            args.push("--watch".into());
+        }
         return block_on(remote::up_detached(
             &plan.config_path,
-            services,
+            args,
             names,
-            timeout,
+            opts.timeout,
         ));
     }
-    let detached = std::env::var_os(DETACHED_ENV).is_some();
-    block_on(up(plan, selected, color.enabled() && !detached, detached))
+    block_on(up(plan, selected, opts))
 }
 
 /// Runs a client command against the stack of the config file found like `up` finds it (the
@@ -338,7 +355,9 @@ fn reap_leftovers(config: &Path) -> bool {
 /// Set in the environment of the background pk that `pk up -d` starts.
 pub const DETACHED_ENV: &str = "PK_DETACHED";
 
-async fn up(plan: Plan, selected: Vec<bool>, color: bool, detached: bool) -> i32 {
+async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
+    let detached = std::env::var_os(DETACHED_ENV).is_some();
+    let color = opts.color && !detached;
     let server = match control::Server::bind(&plan.config_path) {
         Ok(s) => s,
         Err(e) => {
@@ -375,6 +394,23 @@ async fn up(plan: Plan, selected: Vec<bool>, color: bool, detached: bool) -> i32
         Arc::clone(&containment),
         log_tx.clone(),
     );
+    let watcher = if opts.watch {
+        match crate::watch::start(&plan, &selected, handle.clone(), &log_tx) {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("pk: {e}");
+                containment.cleanup();
+                containment.drop_record();
+                // Best effort, as below.
+                let _ = std::fs::remove_file(&socket);
+                let _ = log_tx.send(LogEvent::End);
+                let _ = printer.join();
+                return 2;
+            }
+        }
+    } else {
+        None
+    };
     let serving = server.serve(control::ServerContext {
         engine: handle.clone(),
         hub,
@@ -388,6 +424,7 @@ async fn up(plan: Plan, selected: Vec<bool>, color: bool, detached: bool) -> i32
         socket.clone(),
     ));
     let outcome = runtime.run().await;
+    drop(watcher);
     signals.abort();
     serving.abort();
     // Every tree has drained by now; this only guards against a bug leaving one behind.

@@ -135,6 +135,11 @@ impl Runtime {
                     service,
                     generation,
                 } => self.control(service, generation, Control::Kill),
+                Effect::Signal {
+                    service,
+                    generation,
+                    signal,
+                } => self.control(service, generation, Control::Signal(signal)),
                 Effect::ArmTimer {
                     service,
                     epoch,

@@ -50,6 +50,13 @@ pub enum Intent {
         cause: Option<String>,
         dependents: bool,
     },
+    /// Send `signal` to a live service's whole tree (a watch with `action: signal:HUP`);
+    /// `cause` is shown. Ignored when the service is not running or pk is stopping.
+    Signal {
+        service: ServiceId,
+        signal: StopSignal,
+        cause: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +102,12 @@ pub enum Effect {
     Kill {
         service: ServiceId,
         generation: u64,
+    },
+    /// Send `signal` to the whole tree; nothing else changes.
+    Signal {
+        service: ServiceId,
+        generation: u64,
+        signal: StopSignal,
     },
     ArmTimer {
         service: ServiceId,
@@ -289,6 +302,35 @@ impl Engine {
                     self.wake_dependencies(service);
                 }
             }
+            Intent::Signal {
+                service,
+                signal,
+                ref cause,
+            } => self.signal(service, signal, cause.as_deref(), fx),
+        }
+    }
+
+    /// Signals a live service's tree (a watch's `signal:` action); nothing else changes.
+    fn signal(
+        &mut self,
+        id: ServiceId,
+        signal: StopSignal,
+        cause: Option<&str>,
+        fx: &mut Vec<Effect>,
+    ) {
+        let s = &self.services[id];
+        let live = matches!(s.phase, Phase::Starting | Phase::Running | Phase::Healthy);
+        if self.teardown.is_none() && live {
+            let text = match cause {
+                Some(c) => format!("sending {}: {c}", signal.name),
+                None => format!("sending {}", signal.name),
+            };
+            fx.push(notice(id, text));
+            fx.push(Effect::Signal {
+                service: id,
+                generation: s.generation,
+                signal,
+            });
         }
     }
 

@@ -49,6 +49,8 @@ pub struct ServiceSpec {
     pub log_file: Option<PathBuf>,
     pub ready: Option<ProbeSpec>,
     pub alive: Option<ProbeSpec>,
+    /// `watch:`; only acted on with `pk up --watch`.
+    pub watch: Option<WatchSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +160,36 @@ pub struct ShutdownSpec {
     pub grace: Duration,
     /// Run (contained, with the service's env and working dir) before the signal is sent.
     pub command: Option<CommandSpec>,
+}
+
+/// What to watch for a service and what to do when it changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchSpec {
+    /// At least one; absolute and normalized.
+    pub paths: Vec<WatchPath>,
+    /// Patterns in `.gitignore` syntax, relative to `Plan::base_dir`; checked at load.
+    pub ignore: Vec<String>,
+    /// Quiet time after the last change before acting.
+    pub debounce: Duration,
+    pub action: WatchAction,
+    /// Restart the services that depend on this one too, after it.
+    pub restart_dependents: bool,
+}
+
+/// One entry of `watch.paths`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchPath {
+    /// A file or directory; for a glob, the directory before its first glob component.
+    pub path: PathBuf,
+    /// For a glob entry: the whole pattern, absolute (checked at load).
+    pub glob: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchAction {
+    Restart,
+    /// Send this signal to the service's whole tree instead of restarting it.
+    Signal(StopSignal),
 }
 
 #[derive(Debug, Clone)]

@@ -24,8 +24,13 @@ const OUTPUT_DRAIN: Duration = Duration::from_millis(200);
 /// A request from the runtime to a supervisor.
 #[derive(Debug, Clone, Copy)]
 pub enum Control {
-    Stop { signal: StopSignal, grace: Duration },
+    Stop {
+        signal: StopSignal,
+        grace: Duration,
+    },
     Kill,
+    /// Send a signal to the whole tree and keep supervising it.
+    Signal(StopSignal),
 }
 
 /// What every supervisor needs; shared by the runtime.
@@ -208,17 +213,28 @@ async fn run_until_ended(
     control: &mut mpsc::UnboundedReceiver<Control>,
 ) -> (Vec<std::process::ExitStatus>, bool) {
     let (statuses, request) = 'run: {
-        let st = tokio::select! {
-            st = tree.wait_stages() => st,
-            Some(req) = control.recv() => break 'run (None, req),
+        let st = loop {
+            tokio::select! {
+                st = tree.wait_stages() => break st,
+                Some(req) = control.recv() => match req {
+                    Control::Signal(signal) => send_signal(ctx, service, tree, signal),
+                    req => break 'run (None, req),
+                },
+            }
         };
-        tokio::select! {
-            () = tree.wait_drained() => return (st, false),
-            Some(req) = control.recv() => (Some(st), req),
+        loop {
+            tokio::select! {
+                () = tree.wait_drained() => return (st, false),
+                Some(req) = control.recv() => match req {
+                    Control::Signal(signal) => send_signal(ctx, service, tree, signal),
+                    req => break 'run (Some(st), req),
+                },
+            }
         }
     };
     let outcome = match request {
         Control::Kill => None,
+        Control::Signal(_) => unreachable!("a signal is handled while the tree runs"),
         Control::Stop { signal, grace } => {
             if let Some(cmd) = &spec.shutdown.command {
                 run_shutdown_command(ctx, spec, service, cmd, grace).await;
@@ -239,6 +255,17 @@ async fn run_until_ended(
     };
     tree.wait_drained().await;
     (st, false)
+}
+
+/// Signals the whole tree; a failure is shown, never fatal.
+fn send_signal(ctx: &Context, service: ServiceId, tree: &ProcessTree, signal: StopSignal) {
+    if let Err(e) = tree.signal(signal.number) {
+        // The UI may be gone during exit; the notice is moot then.
+        let _ = ctx.logs.send(LogEvent::Notice {
+            service: Some(service),
+            text: format!("could not send {}: {e}", signal.name),
+        });
+    }
 }
 
 /// Runs the service's `shutdown.command` as its own contained tree, for at most `grace`.
