@@ -394,6 +394,7 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
         Arc::clone(&containment),
         log_tx.clone(),
     );
+    let runtime = runtime.hold_open(detached);
     let watcher = if opts.watch {
         match crate::watch::start(&plan, &selected, handle.clone(), &log_tx) {
             Ok(w) => w,

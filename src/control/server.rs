@@ -145,14 +145,15 @@ async fn handle(stream: UnixStream, ctx: ServerContext) -> std::io::Result<()> {
             ..
         } => logs(&mut write, &ctx, ids, tail, since_ms, follow).await,
         Op::Start { .. } => {
+            // Read before the intents: a service not running yet must show a new run.
+            let before = runs(&ctx, &ids, false);
             for &service in &ids {
                 intent(&ctx, Intent::Start { service });
             }
-            let before = runs(&ctx, &ids);
             wait_for(&mut write, ctx, ids, WaitFor::Up, None, Some(before)).await
         }
         Op::Restart { .. } => {
-            let before = runs(&ctx, &ids);
+            let before = runs(&ctx, &ids, true);
             for &service in &ids {
                 intent(
                     &ctx,
@@ -169,7 +170,15 @@ async fn handle(stream: UnixStream, ctx: ServerContext) -> std::io::Result<()> {
             for &service in &ids {
                 intent(&ctx, Intent::Stop { service });
             }
-            wait_stopped(&mut write, ctx, ids).await
+            let mut affected = Vec::new();
+            for &id in &ids {
+                for d in ctx.plan.with_dependents(id) {
+                    if !affected.contains(&d) {
+                        affected.push(d);
+                    }
+                }
+            }
+            wait_stopped(&mut write, ctx, affected).await
         }
         Op::Wait {
             until, timeout_ms, ..
@@ -207,9 +216,17 @@ fn resolve(plan: &Plan, names: &[String]) -> Result<Vec<ServiceId>, String> {
     }
 }
 
-fn runs(ctx: &ServerContext, ids: &[ServiceId]) -> Vec<u64> {
+/// Each service's run count, which a request must see grow before it counts as done; None for
+/// a service that is already up when `even_live` is false (`pk start` of a running service).
+fn runs(ctx: &ServerContext, ids: &[ServiceId], even_live: bool) -> Vec<Option<u64>> {
     let snap = ctx.engine.snapshots.borrow();
-    ids.iter().map(|&id| snap.services[id].runs).collect()
+    ids.iter()
+        .map(|&id| {
+            let s = &snap.services[id];
+            let live = matches!(s.state.as_str(), "starting" | "running" | "healthy");
+            (even_live || !live).then_some(s.runs)
+        })
+        .collect()
 }
 
 fn ps(ctx: &ServerContext) -> Response {
@@ -330,7 +347,7 @@ async fn wait_for(
     ids: Vec<ServiceId>,
     until: WaitFor,
     timeout: Option<Duration>,
-    fresh: Option<Vec<u64>>,
+    fresh: Option<Vec<Option<u64>>>,
 ) -> std::io::Result<()> {
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let mut last: Option<Arc<Snapshot>> = None;
@@ -341,9 +358,11 @@ async fn wait_for(
         let mut pending = false;
         for (i, &id) in ids.iter().enumerate() {
             let s = &snap.services[id];
-            if fresh.as_ref().is_some_and(|f| s.runs <= f[i])
-                && !matches!(s.state.as_str(), "skipped" | "failed")
-            {
+            let stale = fresh
+                .as_ref()
+                .and_then(|f| f[i])
+                .is_some_and(|before| s.runs <= before);
+            if stale && !matches!(s.state.as_str(), "skipped" | "failed") {
                 pending = true;
                 continue;
             }

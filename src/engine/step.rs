@@ -334,40 +334,17 @@ impl Engine {
         }
     }
 
-    /// `id` and everything that depends on it, transitively.
+    /// `id` and everything in this run that depends on it, transitively.
     fn with_dependents(&self, id: ServiceId) -> Vec<ServiceId> {
-        let mut out = vec![id];
-        let mut i = 0;
-        while i < out.len() {
-            for d in self.plan.dependents(out[i]) {
-                if !out.contains(&d) && self.services[d].phase != Phase::Inactive {
-                    out.push(d);
-                }
-            }
-            i += 1;
-        }
-        out
-    }
-
-    /// `id` and everything it depends on, transitively.
-    fn with_dependencies(&self, id: ServiceId) -> Vec<ServiceId> {
-        let mut out = vec![id];
-        let mut i = 0;
-        while i < out.len() {
-            for dep in &self.plan.services[out[i]].depends_on {
-                if !out.contains(&dep.service) {
-                    out.push(dep.service);
-                }
-            }
-            i += 1;
-        }
-        out
+        let mut all = self.plan.with_dependents(id);
+        all.retain(|&d| d == id || self.services[d].phase != Phase::Inactive);
+        all
     }
 
     /// Wakes what `id` depends on that is not running and not done: stopped, never started,
     /// or failed (a completed one-shot is not run again).
     fn wake_dependencies(&mut self, id: ServiceId) {
-        for dep in self.with_dependencies(id).into_iter().skip(1) {
+        for dep in self.plan.with_dependencies(id).into_iter().skip(1) {
             let needs_run = match &self.services[dep].phase {
                 Phase::Exited(e) => !e.success(),
                 Phase::Inactive
@@ -464,21 +441,11 @@ impl Engine {
                 let s = &mut self.services[id];
                 s.spawned = true;
                 s.started_at = Some(now);
-                let text = match pids.as_slice() {
-                    [pid] => format!("started (pid {pid})"),
-                    _ => format!(
-                        "started (pids {})",
-                        pids.iter()
-                            .map(u32::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                };
                 s.pids = pids;
                 if s.phase == Phase::Starting && !has_ready {
                     s.phase = Phase::Running;
                 }
-                fx.push(notice(id, text));
+                // The supervisor printed `started (pid …)` itself, ahead of any output.
             }
             Report::SpawnFailed { error } => {
                 let s = &mut self.services[id];

@@ -227,6 +227,36 @@ impl Plan {
         self.services.iter().position(|s| s.name == name)
     }
 
+    /// `id` followed by everything that depends on it, directly or not.
+    pub fn with_dependents(&self, id: ServiceId) -> Vec<ServiceId> {
+        let mut out = vec![id];
+        let mut i = 0;
+        while i < out.len() {
+            for d in self.dependents(out[i]) {
+                if !out.contains(&d) {
+                    out.push(d);
+                }
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// `id` followed by everything it depends on, directly or not.
+    pub fn with_dependencies(&self, id: ServiceId) -> Vec<ServiceId> {
+        let mut out = vec![id];
+        let mut i = 0;
+        while i < out.len() {
+            for dep in &self.services[out[i]].depends_on {
+                if !out.contains(&dep.service) {
+                    out.push(dep.service);
+                }
+            }
+            i += 1;
+        }
+        out
+    }
+
     /// Services that depend directly on `id`.
     pub fn dependents(&self, id: ServiceId) -> impl Iterator<Item = ServiceId> + '_ {
         self.services
