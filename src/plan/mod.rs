@@ -222,6 +222,20 @@ pub enum ProbeCheck {
     Log(regex::Regex),
 }
 
+impl ProbeCheck {
+    /// `tcp 127.0.0.1:5432`, `http http://127.0.0.1:8080/health`, `exec ./check.sh`, `log /ready/`.
+    pub fn describe(&self) -> String {
+        match self {
+            ProbeCheck::Tcp { address } => format!("tcp {address}"),
+            ProbeCheck::Http {
+                host, port, path, ..
+            } => format!("http http://{host}:{port}{path}"),
+            ProbeCheck::Exec(cmd) => format!("exec {}", cmd.display()),
+            ProbeCheck::Log(re) => format!("log /{}/", re.as_str()),
+        }
+    }
+}
+
 impl Plan {
     pub fn service_id(&self, name: &str) -> Option<ServiceId> {
         self.services.iter().position(|s| s.name == name)
