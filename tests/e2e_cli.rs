@@ -77,7 +77,7 @@ fn pk_graph_prints_the_dag_as_text() {
     assert_eq!(
         out.stdout(),
         "shop: 3 services in start order
-  1. db
+  1. db       [ready: tcp 127.0.0.1:1]
   2. migrate  ← db (healthy)
   3. api      ← migrate (completed_successfully), db (started)
 "
