@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::ServiceSnapshot;
+use crate::engine::{ServiceSnapshot, Snapshot};
 use crate::logs::hub::RecordKind;
 
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -36,6 +36,8 @@ pub enum Op {
     },
     /// The state of every service.
     Ps,
+    /// Every snapshot of the stack as it changes (`pk attach`), until the stack ends.
+    Watch,
     /// History (and, with `follow`, new lines) of the named services (empty: all).
     Logs {
         #[serde(default)]
@@ -107,6 +109,8 @@ pub enum Response {
         ts_ms: u64,
         line: String,
     },
+    /// The whole state of the stack (`watch`), sent on every change.
+    Snapshot { v: u32, snapshot: Snapshot },
     /// History before the first `log` line was dropped because it was full.
     Dropped { v: u32, lines: u64 },
     /// Final answer to `ps`.

@@ -129,7 +129,7 @@ async fn handle(stream: UnixStream, ctx: ServerContext) -> std::io::Result<()> {
             Ok(ids) => ids,
             Err(msg) => return send(&mut write, &error(&msg)).await,
         },
-        Op::Down { .. } | Op::Ps => Vec::new(),
+        Op::Down { .. } | Op::Ps | Op::Watch => Vec::new(),
     };
     match request.op {
         Op::Down { grace_ms } => {
@@ -138,6 +138,7 @@ async fn handle(stream: UnixStream, ctx: ServerContext) -> std::io::Result<()> {
             stream_until_settled(&mut write, ctx.engine).await
         }
         Op::Ps => send(&mut write, &ps(&ctx)).await,
+        Op::Watch => stream_snapshots(&mut write, ctx.engine).await,
         Op::Logs {
             tail,
             since_ms,
@@ -456,6 +457,21 @@ async fn send_changes(
         }
     }
     Ok(())
+}
+
+/// Sends the current snapshot, then each new one, until the engine is gone.
+async fn stream_snapshots(write: &mut OwnedWriteHalf, mut engine: EngineHandle) -> std::io::Result<()> {
+    loop {
+        let snapshot = Snapshot::clone(&engine.snapshots.borrow_and_update());
+        let msg = Response::Snapshot {
+            v: PROTOCOL_VERSION,
+            snapshot,
+        };
+        send(write, &msg).await?;
+        if engine.snapshots.changed().await.is_err() {
+            return Ok(());
+        }
+    }
 }
 
 /// Sends every state change until the stack has settled, then `done`.

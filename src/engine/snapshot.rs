@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::state::{Phase, ServiceState};
 use crate::plan::Plan;
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub services: Vec<ServiceSnapshot>,
     /// Nothing is running, pending or due to restart.
