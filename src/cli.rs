@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::control::{self, ControlError, DownEvent};
+mod remote;
+
+use crate::control::{self, Op, WaitFor};
 use crate::engine::{EngineHandle, Input, Intent, Runtime};
 use crate::logs::LogEvent;
 use crate::plan::{self, Plan};
@@ -44,6 +46,13 @@ pub enum CliCommand {
         /// Colour the service prefixes.
         #[arg(long, value_enum, default_value = "auto")]
         color: ColorChoice,
+        /// Run in the background; return once every service is up (see `pk ps`, `pk logs`,
+        /// `pk down`).
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// With -d: how long to wait for the services to come up.
+        #[arg(long, value_parser = parse_duration, default_value = "60s", requires = "detach")]
+        timeout: Duration,
         /// Restart (or signal) services whose `watch:` paths change.
         #[arg(long, overrides_with = "no_watch")]
         watch: bool,
@@ -56,6 +65,56 @@ pub enum CliCommand {
         /// Override every service's shutdown grace, e.g. `10s`, `500ms`.
         #[arg(long, value_parser = parse_duration)]
         grace: Option<Duration>,
+    },
+    /// The services of a running stack: state, pid, uptime, restarts, health, CPU, memory.
+    Ps {
+        /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Output of a running stack (history, then with -F what comes next).
+    Logs {
+        /// Services to show; default: all.
+        services: Vec<String>,
+        /// Keep printing new lines.
+        #[arg(short = 'F', long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(short = 'n', long = "tail", value_name = "N")]
+        tail: Option<usize>,
+        /// Only lines from this long ago, e.g. `5m`.
+        #[arg(long, value_parser = parse_duration)]
+        since: Option<Duration>,
+        /// Prefix each line with its time (UTC).
+        #[arg(short = 't', long)]
+        timestamps: bool,
+        #[arg(long, value_enum, default_value = "auto")]
+        color: ColorChoice,
+    },
+    /// Start services of a running stack (and what they depend on); returns when they are up.
+    Start {
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Stop services of a running stack (after what depends on them); returns when stopped.
+    Stop {
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Restart services of a running stack; returns when they are up again.
+    Restart {
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Wait until services of a running stack reach a condition (for scripts and CI).
+    Wait {
+        #[arg(required = true)]
+        services: Vec<String>,
+        /// The condition: started, healthy, completed, or up (what `pk up -d` waits for).
+        #[arg(long = "for", value_enum, default_value = "up")]
+        until: WaitFor,
+        #[arg(long, value_parser = parse_duration, default_value = "60s")]
+        timeout: Duration,
     },
     /// Validate the config: every error at once, with `file:line:col`.
     Check,
@@ -83,7 +142,7 @@ pub fn run(cli: Cli) -> i32 {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     match cli.command {
         CliCommand::Schema => {
-            print_out(&format!("{}\n", crate::config::schema()));
+            print_out(&crate::config::schema());
             0
         }
         CliCommand::Check => match load(cli.file.as_deref(), &cwd) {
@@ -106,31 +165,72 @@ pub fn run(cli: Cli) -> i32 {
         },
         CliCommand::Up {
             services,
-            plain: _plain,
+            plain,
             color,
+            detach,
+            timeout,
             watch,
             no_watch,
+        } => up_command(
+            cli.file.as_deref(),
+            &cwd,
+            services,
+            UpOptions {
+                plain,
+                color: color.enabled(),
+                detach,
+                timeout,
+                watch: watch && !no_watch,
+            },
+        ),
+        CliCommand::Down { grace } => remote_call(cli.file.as_deref(), &cwd, |c| async move {
+            let reaped = reap_leftovers(&c);
+            match remote::down(&c, grace).await {
+                1 if reaped => 0,
+                code => code,
+            }
+        }),
+        CliCommand::Ps { json } => remote_call(cli.file.as_deref(), &cwd, |c| async move {
+            remote::ps(&c, json).await
+        }),
+        CliCommand::Logs {
+            services,
+            follow,
+            tail,
+            since,
+            timestamps,
+            color,
         } => {
-            let plan = match load(cli.file.as_deref(), &cwd) {
-                Ok(p) => p,
-                Err(code) => return code,
+            let args = remote::LogsArgs {
+                services,
+                follow,
+                tail,
+                since,
+                timestamps,
+                color: color.enabled(),
             };
-            let selected = match plan::select(&plan, &services) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprint!("{}", e.render(std::io::stderr().is_terminal()));
-                    return 2;
-                }
-            };
-            block_on(up(plan, selected, color.enabled(), watch && !no_watch))
+            remote_call(cli.file.as_deref(), &cwd, |c| async move {
+                remote::logs(&c, args).await
+            })
         }
-        CliCommand::Down { grace } => {
-            let plan = match load(cli.file.as_deref(), &cwd) {
-                Ok(p) => p,
-                Err(code) => return code,
-            };
-            block_on(down(&plan.config_path, grace))
+        CliCommand::Start { services } => remote_call(cli.file.as_deref(), &cwd, |c| async move {
+            remote::act(&c, Op::Start { services }).await
+        }),
+        CliCommand::Stop { services } => remote_call(cli.file.as_deref(), &cwd, |c| async move {
+            remote::act(&c, Op::Stop { services }).await
+        }),
+        CliCommand::Restart { services } => {
+            remote_call(cli.file.as_deref(), &cwd, |c| async move {
+                remote::act(&c, Op::Restart { services }).await
+            })
         }
+        CliCommand::Wait {
+            services,
+            until,
+            timeout,
+        } => remote_call(cli.file.as_deref(), &cwd, |c| async move {
+            remote::wait(&c, services, until, timeout).await
+        }),
     }
 }
 
@@ -156,6 +256,68 @@ fn block_on<F: Future<Output = i32>>(fut: F) -> i32 {
     }
 }
 
+/// How `pk up` runs.
+#[expect(clippy::struct_excessive_bools, reason = "mirrors the command line")]
+pub struct UpOptions {
+    pub plain: bool,
+    pub color: bool,
+    pub detach: bool,
+    /// With `detach`: how long to wait for the services to come up.
+    pub timeout: Duration,
+    pub watch: bool,
+}
+
+/// `pk up`: load, select, then run in the foreground or start in the background.
+fn up_command(file: Option<&Path>, cwd: &Path, services: Vec<String>, opts: UpOptions) -> i32 {
+    let plan = match load(file, cwd) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let selected = match plan::select(&plan, &services) {
+        Ok(s) => s,
+        Err(e) => {
+            eprint!("{}", e.render(std::io::stderr().is_terminal()));
+            return 2;
+        }
+    };
+    if opts.detach {
+        let names = plan
+            .services
+            .iter()
+            .zip(&selected)
+            .filter(|&(_, &on)| on)
+            .map(|(s, _)| s.name.clone())
+            .collect();
+        let mut args = services;
+        if opts.watch {
+            args.push("--watch".into());
+        }
+        return block_on(remote::up_detached(
+            &plan.config_path,
+            args,
+            names,
+            opts.timeout,
+        ));
+    }
+    block_on(up(plan, selected, opts))
+}
+
+/// Runs a client command against the stack of the config file found like `up` finds it (the
+/// file is not parsed: a broken config must not stop `pk down`).
+fn remote_call<F, Fut>(file: Option<&Path>, cwd: &Path, call: F) -> i32
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: Future<Output = i32>,
+{
+    match plan::find_config(file, cwd) {
+        Ok(path) => block_on(call(path)),
+        Err(e) => {
+            eprint!("{}", e.render(std::io::stderr().is_terminal()));
+            2
+        }
+    }
+}
+
 fn load(file: Option<&Path>, cwd: &Path) -> Result<Plan, i32> {
     plan::load(file, cwd).map_err(|e| {
         eprint!("{}", e.render(std::io::stderr().is_terminal()));
@@ -163,7 +325,39 @@ fn load(file: Option<&Path>, cwd: &Path) -> Result<Plan, i32> {
     })
 }
 
-async fn up(plan: Plan, selected: Vec<bool>, color: bool, watch: bool) -> i32 {
+/// Kills what a killed with SIGKILL pk left of this stack, and says so.
+fn reap_leftovers(config: &Path) -> bool {
+    if control::ensure_socket_dir().is_err() {
+        return false;
+    }
+    match crate::process::leftovers::reap(&control::record_path(config)) {
+        Ok(Some(r)) => {
+            eprintln!(
+                "pk: a previous pk (pid {}) for this config died without cleaning up; killed {} leftover {}",
+                r.owner,
+                r.killed,
+                if r.cgroup.is_some() {
+                    "processes"
+                } else {
+                    "process groups"
+                }
+            );
+            true
+        }
+        Ok(None) => false,
+        Err(e) => {
+            eprintln!("pk: cannot check for leftovers of a previous run: {e}");
+            false
+        }
+    }
+}
+
+/// Set in the environment of the background pk that `pk up -d` starts.
+pub const DETACHED_ENV: &str = "PK_DETACHED";
+
+async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
+    let detached = std::env::var_os(DETACHED_ENV).is_some();
+    let color = opts.color && !detached;
     let server = match control::Server::bind(&plan.config_path) {
         Ok(s) => s,
         Err(e) => {
@@ -171,11 +365,23 @@ async fn up(plan: Plan, selected: Vec<bool>, color: bool, watch: bool) -> i32 {
             return 2;
         }
     };
+    reap_leftovers(&plan.config_path);
     let socket = server.path().to_path_buf();
     let containment = Arc::new(Containment::detect());
+    if let Err(e) =
+        containment.keep_record(&control::record_path(&plan.config_path), &plan.config_path)
+    {
+        eprintln!("pk: cannot write the run record (crash recovery will not work): {e}");
+    }
     let names: Vec<String> = plan.services.iter().map(|s| s.name.clone()).collect();
+    let (ui_tx, ui_rx) = tokio::sync::mpsc::unbounded_channel();
+    // Detached, stdout is pk's log file: lifecycle lines only; output stays in `pk logs`.
+    let printer = PlainPrinter::new(&names, color)
+        .notices_only(detached)
+        .spawn(ui_rx);
     let (log_tx, log_rx) = tokio::sync::mpsc::unbounded_channel();
-    let printer = PlainPrinter::new(&names, color).spawn(log_rx);
+    let log_files = plan.services.iter().map(|s| s.log_file.clone()).collect();
+    let hub = crate::logs::hub::spawn(log_files, log_rx, ui_tx);
     // Sent first so the mechanism in use is the first thing a user sees.
     let _ = log_tx.send(LogEvent::Notice {
         service: None,
@@ -188,12 +394,14 @@ async fn up(plan: Plan, selected: Vec<bool>, color: bool, watch: bool) -> i32 {
         Arc::clone(&containment),
         log_tx.clone(),
     );
-    let watcher = if watch {
+    let runtime = runtime.hold_open(detached);
+    let watcher = if opts.watch {
         match crate::watch::start(&plan, &selected, handle.clone(), &log_tx) {
             Ok(w) => w,
             Err(e) => {
                 eprintln!("pk: {e}");
                 containment.cleanup();
+                containment.drop_record();
                 // Best effort, as below.
                 let _ = std::fs::remove_file(&socket);
                 let _ = log_tx.send(LogEvent::End);
@@ -204,7 +412,13 @@ async fn up(plan: Plan, selected: Vec<bool>, color: bool, watch: bool) -> i32 {
     } else {
         None
     };
-    let serving = server.serve(handle.clone());
+    let serving = server.serve(control::ServerContext {
+        engine: handle.clone(),
+        hub,
+        plan: Arc::clone(&plan),
+        containment: Arc::clone(&containment),
+        metrics: Arc::new(|snap: &crate::engine::Snapshot| vec![(None, None); snap.services.len()]),
+    });
     let signals = tokio::spawn(forward_signals(
         handle,
         Arc::clone(&containment),
@@ -217,6 +431,7 @@ async fn up(plan: Plan, selected: Vec<bool>, color: bool, watch: bool) -> i32 {
     // Every tree has drained by now; this only guards against a bug leaving one behind.
     containment.kill_all();
     containment.cleanup();
+    containment.drop_record();
     // Best effort: a leftover socket file is detected as stale by the next `pk up`.
     let _ = std::fs::remove_file(&socket);
     let _ = log_tx.send(LogEvent::End);
@@ -250,6 +465,7 @@ async fn forward_signals(engine: EngineHandle, containment: Arc<Containment>, so
             _ => {
                 containment.kill_all();
                 containment.cleanup();
+                containment.drop_record();
                 let _ = std::fs::remove_file(&socket);
                 eprintln!("pk: exiting now; every service tree was killed");
                 std::process::exit(130);
@@ -257,26 +473,5 @@ async fn forward_signals(engine: EngineHandle, containment: Arc<Containment>, so
         };
         // The engine only stops listening once everything has stopped.
         let _ = engine.inputs.send(Input::Intent(intent));
-    }
-}
-
-async fn down(config: &Path, grace: Option<Duration>) -> i32 {
-    let result = control::down(config, grace, |DownEvent::State { service, state }| {
-        println!("{service}: {state}");
-    })
-    .await;
-    match result {
-        Ok(_) => {
-            println!("stopped");
-            0
-        }
-        Err(e @ ControlError::NotRunning { .. }) => {
-            eprintln!("pk: {e}");
-            1
-        }
-        Err(e) => {
-            eprintln!("pk: {e}");
-            2
-        }
     }
 }

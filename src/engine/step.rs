@@ -271,16 +271,18 @@ impl Engine {
             Intent::Stop { service } => {
                 if self.teardown.is_none() {
                     for id in self.with_dependents(service) {
-                        self.services[id].stop_wanted = true;
-                        self.cancel_unstarted(id, fx);
+                        // A finished service (a completed one-shot) is left as it is.
+                        if !self.services[id].phase.is_final() {
+                            self.services[id].stop_wanted = true;
+                            self.cancel_unstarted(id, fx);
+                        }
                     }
                 }
             }
             Intent::Start { service } => {
                 if self.teardown.is_none() {
-                    for id in self.with_dependencies(service) {
-                        self.wake(id, true);
-                    }
+                    self.wake(service, true);
+                    self.wake_dependencies(service);
                 }
             }
             Intent::Restart {
@@ -297,11 +299,7 @@ impl Engine {
                     for id in targets {
                         self.restart(id, service, cause.as_deref(), fx);
                     }
-                    for id in self.with_dependencies(service) {
-                        if id != service {
-                            self.wake(id, false);
-                        }
-                    }
+                    self.wake_dependencies(service);
                 }
             }
             Intent::Signal {
@@ -336,34 +334,30 @@ impl Engine {
         }
     }
 
-    /// `id` and everything that depends on it, transitively.
+    /// `id` and everything in this run that depends on it, transitively.
     fn with_dependents(&self, id: ServiceId) -> Vec<ServiceId> {
-        let mut out = vec![id];
-        let mut i = 0;
-        while i < out.len() {
-            for d in self.plan.dependents(out[i]) {
-                if !out.contains(&d) && self.services[d].phase != Phase::Inactive {
-                    out.push(d);
-                }
-            }
-            i += 1;
-        }
-        out
+        let mut all = self.plan.with_dependents(id);
+        all.retain(|&d| d == id || self.services[d].phase != Phase::Inactive);
+        all
     }
 
-    /// `id` and everything it depends on, transitively.
-    fn with_dependencies(&self, id: ServiceId) -> Vec<ServiceId> {
-        let mut out = vec![id];
-        let mut i = 0;
-        while i < out.len() {
-            for dep in &self.plan.services[out[i]].depends_on {
-                if !out.contains(&dep.service) {
-                    out.push(dep.service);
-                }
+    /// Wakes what `id` depends on that is not running and not done: stopped, never started,
+    /// or failed (a completed one-shot is not run again).
+    fn wake_dependencies(&mut self, id: ServiceId) {
+        for dep in self.plan.with_dependencies(id).into_iter().skip(1) {
+            let needs_run = match &self.services[dep].phase {
+                Phase::Exited(e) => !e.success(),
+                Phase::Inactive
+                | Phase::Stopped
+                | Phase::Crashed(_)
+                | Phase::Failed(_)
+                | Phase::Skipped(_) => true,
+                _ => false,
+            };
+            if needs_run {
+                self.wake(dep, true);
             }
-            i += 1;
         }
-        out
     }
 
     /// Makes a service that is not running want to run again. `fresh`: also forget its
@@ -447,21 +441,11 @@ impl Engine {
                 let s = &mut self.services[id];
                 s.spawned = true;
                 s.started_at = Some(now);
-                let text = match pids.as_slice() {
-                    [pid] => format!("started (pid {pid})"),
-                    _ => format!(
-                        "started (pids {})",
-                        pids.iter()
-                            .map(u32::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                };
                 s.pids = pids;
                 if s.phase == Phase::Starting && !has_ready {
                     s.phase = Phase::Running;
                 }
-                fx.push(notice(id, text));
+                // The supervisor printed `started (pid …)` itself, ahead of any output.
             }
             Report::SpawnFailed { error } => {
                 let s = &mut self.services[id];
@@ -757,9 +741,12 @@ impl Engine {
         if !s.phase.is_live() || s.phase == Phase::Stopping {
             return false;
         }
+        // Transitive: a dependent through a finished one-shot (api → migrate → db) still
+        // needs `id`, so it must be down first.
         let dependents_down = self
-            .plan
-            .dependents(id)
+            .with_dependents(id)
+            .into_iter()
+            .skip(1)
             .all(|d| !self.services[d].phase.is_live());
         if !dependents_down {
             return false;

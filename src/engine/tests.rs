@@ -36,6 +36,7 @@ fn service(name: &str, deps: &[(ServiceId, Condition)]) -> ServiceSpec {
             command: None,
         },
         disabled: false,
+        log_file: None,
         ready: None,
         alive: None,
         watch: None,

@@ -128,6 +128,14 @@ pub fn load(explicit: Option<&Path>, cwd: &Path) -> Result<Plan, LoadError> {
     Ok(plan)
 }
 
+/// The canonical path of the config file `load` would read (`explicit`, else `PK_FILE`, else
+/// pk.yaml/pk.yml walking up from `cwd`), without reading it.
+pub fn find_config(explicit: Option<&Path>, cwd: &Path) -> Result<PathBuf, LoadError> {
+    let pk_file = std::env::var_os("PK_FILE").map(PathBuf::from);
+    let path = discover::find(explicit, pk_file.as_deref(), cwd).map_err(LoadError::single)?;
+    Ok(std::fs::canonicalize(&path).unwrap_or(path))
+}
+
 /// `load`, returning the warnings (unset variables) instead of printing them.
 pub fn load_with_warnings(
     explicit: Option<&Path>,
@@ -365,6 +373,16 @@ impl Builder<'_> {
                 .as_ref()
                 .map_or_else(|| self.base_dir.to_path_buf(), |d| self.base_dir.join(d)),
         );
+        let log_file = match (&service.log_file, &self.config.log_dir) {
+            (Some(file), _) => Some(normalize(&self.base_dir.join(file))),
+            (None, Some(dir)) => Some(normalize(
+                &self
+                    .base_dir
+                    .join(dir)
+                    .join(format!("{}.log", service.name.value)),
+            )),
+            (None, None) => None,
+        };
         let restart = service.restart.map_or_else(RestartSpec::default, |r| {
             let d = RestartSpec::default();
             RestartSpec {
@@ -397,6 +415,7 @@ impl Builder<'_> {
             restart,
             shutdown,
             disabled: service.disabled,
+            log_file,
             ready: service
                 .ready
                 .as_ref()

@@ -113,7 +113,13 @@ async fn supervise(
     };
     let mut tree = spawned.tree;
     let started = tokio::time::Instant::now();
-    report(Report::Spawned { pids: tree.pids() });
+    let pids = tree.pids();
+    // Sent here, before the output pumps start, so it precedes the service's first line.
+    let _ = ctx.logs.send(LogEvent::Notice {
+        service: Some(service),
+        text: started_text(&pids),
+    });
+    report(Report::Spawned { pids });
     let ready_log = log_matcher(spec.ready.as_ref());
     let alive_log = log_matcher(spec.alive.as_ref());
     let taps: Vec<_> = ready_log.iter().chain(&alive_log).cloned().collect();
@@ -319,6 +325,20 @@ async fn run_shutdown_command(
             tree.wait_drained().await;
         }
         Err(e) => notice(format!("shutdown command failed to start: {e}")),
+    }
+}
+
+/// `started (pid 12)`, or for a pipeline `started (pids 12, 13, 14)`.
+fn started_text(pids: &[u32]) -> String {
+    match pids {
+        [pid] => format!("started (pid {pid})"),
+        _ => format!(
+            "started (pids {})",
+            pids.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 

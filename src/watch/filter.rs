@@ -49,11 +49,13 @@ pub struct ServiceFilter {
     /// `ignore:` patterns, rooted at the config directory.
     patterns: Gitignore,
     base_dir: PathBuf,
+    /// pk's own log files (`log_file` / `log_dir` of every service), with their rotations.
+    log_files: Vec<PathBuf>,
 }
 
 impl ServiceFilter {
     /// Patterns and globs were checked when the plan was built; a bad one here is skipped.
-    pub fn new(spec: &WatchSpec, base_dir: &Path) -> ServiceFilter {
+    pub fn new(spec: &WatchSpec, base_dir: &Path, log_files: &[PathBuf]) -> ServiceFilter {
         let mut builder = GitignoreBuilder::new(base_dir);
         for pattern in &spec.ignore {
             // Already reported by the plan; unreachable in practice.
@@ -79,6 +81,7 @@ impl ServiceFilter {
             roots,
             patterns,
             base_dir: base_dir.to_path_buf(),
+            log_files: log_files.to_vec(),
         }
     }
 
@@ -109,6 +112,7 @@ impl ServiceFilter {
         if below_root
             .components()
             .any(|c| is_builtin_ignored_name(&c.as_os_str().to_string_lossy()))
+            || self.log_files.iter().any(|f| is_log_file(f, path))
         {
             return true;
         }
@@ -130,6 +134,22 @@ impl ServiceFilter {
         }
         files.is_ignored(path, is_dir, &root.ignore_top)
     }
+}
+
+/// `path` is the log file `file` or one of its rotations (`file.1`, `file.2`, …).
+fn is_log_file(file: &Path, path: &Path) -> bool {
+    if path == file {
+        return true;
+    }
+    let (Some(name), Some(candidate)) = (file.file_name(), path.file_name()) else {
+        return false;
+    };
+    path.parent() == file.parent()
+        && candidate
+            .to_string_lossy()
+            .strip_prefix(&*name.to_string_lossy())
+            .and_then(|rest| rest.strip_prefix('.'))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The enclosing git work tree of `path`, else `base_dir` (or `path` itself outside it).
@@ -242,8 +262,15 @@ mod tests {
 
     #[test]
     fn builtin_ignores_cover_vcs_editor_files_and_pk_state() {
-        let f = ServiceFilter::new(&spec(&[("/p/src", None)], &[]), Path::new("/p"));
+        let f = ServiceFilter::new(
+            &spec(&[("/p/src", None)], &[]),
+            Path::new("/p"),
+            &[PathBuf::from("/p/src/logs/api.log")],
+        );
         assert!(change(&f, "/p/src/main.rs"));
+        assert!(!change(&f, "/p/src/logs/api.log"), "pk's own log file");
+        assert!(!change(&f, "/p/src/logs/api.log.2"), "and its rotations");
+        assert!(change(&f, "/p/src/logs/api.log.bak"));
         for ignored in [
             "/p/src/.git/index",
             "/p/src/.main.rs.swp",
@@ -267,6 +294,7 @@ mod tests {
                 &["*.snap", "build", "/tmp/**", "!keep.snap"],
             ),
             Path::new("/p"),
+            &[],
         );
         assert!(!change(&f, "/p/src/x.snap"));
         assert!(
@@ -292,7 +320,7 @@ mod tests {
 
     #[test]
     fn a_file_path_matches_only_that_file() {
-        let f = ServiceFilter::new(&spec(&[("/p/Cargo.toml", None)], &[]), Path::new("/p"));
+        let f = ServiceFilter::new(&spec(&[("/p/Cargo.toml", None)], &[]), Path::new("/p"), &[]);
         assert!(change(&f, "/p/Cargo.toml"));
         assert!(!change(&f, "/p/Cargo.lock"));
         assert!(!change(&f, "/p/Cargo.toml.bak"), "paths match by component");
@@ -303,6 +331,7 @@ mod tests {
         let f = ServiceFilter::new(
             &spec(&[("/p/src", Some("/p/src/**/*.rs"))], &[]),
             Path::new("/p"),
+            &[],
         );
         assert!(change(&f, "/p/src/main.rs"));
         assert!(change(&f, "/p/src/a/b/lib.rs"));
@@ -318,7 +347,7 @@ mod tests {
         std::fs::write(root.join(".gitignore"), "*.log\nnode_modules/\n").unwrap();
         std::fs::write(root.join("src/.ignore"), "!important.log\n").unwrap();
         std::fs::write(root.join("src/gen/.gitignore"), "*\n").unwrap();
-        let f = ServiceFilter::new(&spec(&[(root.to_str().unwrap(), None)], &[]), root);
+        let f = ServiceFilter::new(&spec(&[(root.to_str().unwrap(), None)], &[]), root, &[]);
         let mut files = IgnoreFiles::default();
         let mut change = |p: &str, is_dir| f.is_change(&root.join(p), is_dir, &mut files);
         assert!(!change("app.log", false));

@@ -109,11 +109,16 @@ pub fn start(
         );
         return Ok(None);
     }
+    let log_files: Vec<PathBuf> = plan
+        .services
+        .iter()
+        .filter_map(|s| s.log_file.clone())
+        .collect();
     let filters = watching
         .iter()
         .filter_map(|&id| {
             let spec = plan.services[id].watch.as_ref()?;
-            Some((id, ServiceFilter::new(spec, &plan.base_dir)))
+            Some((id, ServiceFilter::new(spec, &plan.base_dir, &log_files)))
         })
         .collect();
     let (raw_tx, raw_rx) = std_mpsc::channel();
@@ -225,7 +230,7 @@ fn fire(plan: &Plan, engine: &EngineHandle, service: ServiceId, batch: &Batch) {
     };
     {
         let snapshot = engine.snapshots.borrow();
-        let state = snapshot.services.get(service).map(|s| s.state);
+        let state = snapshot.services.get(service).map(|s| s.state.as_str());
         // `stopping`: a restart under way already sees these changes, and a `pk stop` under
         // way must not be turned into a restart.
         if snapshot.shutting_down || matches!(state, Some("stopped" | "stopping" | "inactive")) {
