@@ -460,7 +460,10 @@ async fn send_changes(
 }
 
 /// Sends the current snapshot, then each new one, until the engine is gone.
-async fn stream_snapshots(write: &mut OwnedWriteHalf, mut engine: EngineHandle) -> std::io::Result<()> {
+async fn stream_snapshots(
+    write: &mut OwnedWriteHalf,
+    mut engine: EngineHandle,
+) -> std::io::Result<()> {
     loop {
         let snapshot = Snapshot::clone(&engine.snapshots.borrow_and_update());
         let msg = Response::Snapshot {
