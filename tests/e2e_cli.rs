@@ -108,7 +108,10 @@ fn pk_schema_prints_the_checked_in_schema() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/pk.schema.json"),
     )
     .unwrap();
-    assert!(out.stdout() == checked_in, "pk schema differs from schemas/pk.schema.json");
+    assert!(
+        out.stdout() == checked_in,
+        "pk schema differs from schemas/pk.schema.json"
+    );
 }
 
 #[test]
@@ -144,11 +147,29 @@ services:
 
 #[test]
 fn plain_lines_are_padded_to_the_longest_name() {
-    let p = Project::new("services:\n  db: { command: 'echo hello' }\n  worker: { command: 'true', depends_on: { db: completed } }\n");
+    let p = Project::new(
+        "services:\n  db: { command: 'echo hello' }\n  worker: { command: 'true', depends_on: { db: completed } }\n",
+    );
     let out = p.up().run();
     assert_eq!(out.code, 0, "{}", out.stdout());
-    assert!(out.lines[0].starts_with("pk     * containment: "), "{}", out.stdout());
-    assert!(out.lines.iter().any(|l| l == "db     | hello"), "{}", out.stdout());
-    assert!(out.lines.iter().any(|l| l == "db     * completed"), "{}", out.stdout());
-    assert!(out.lines.iter().any(|l| l == "worker * completed"), "{}", out.stdout());
+    assert!(
+        out.lines[0].starts_with("pk     * containment: "),
+        "{}",
+        out.stdout()
+    );
+    assert!(
+        out.lines.iter().any(|l| l == "db     | hello"),
+        "{}",
+        out.stdout()
+    );
+    assert!(
+        out.lines.iter().any(|l| l == "db     * completed"),
+        "{}",
+        out.stdout()
+    );
+    assert!(
+        out.lines.iter().any(|l| l == "worker * completed"),
+        "{}",
+        out.stdout()
+    );
 }

@@ -53,7 +53,10 @@ services:
     notice_at(&up.lines(), "spawner", "stopped");
     // pk waited for the cgroup to drain, so they are dead by the time it exits.
     assert!(!is_alive(setsid), "the setsid grandchild {setsid} survived");
-    assert!(!is_alive(daemon), "the double-forked daemon {daemon} survived");
+    assert!(
+        !is_alive(daemon),
+        "the double-forked daemon {daemon} survived"
+    );
 }
 
 both_backends!(a_term_ignoring_grandchild_is_killed_after_the_leader_exits);
@@ -83,7 +86,10 @@ services:
     up.interrupt();
     up.wait_notice("parent", "killed after 300ms grace");
     assert_eq!(up.wait_exit(support::DEADLINE), 0);
-    assert!(!is_alive(grandchild), "the grandchild {grandchild} survived");
+    assert!(
+        !is_alive(grandchild),
+        "the grandchild {grandchild} survived"
+    );
 }
 
 both_backends!(an_escaped_child_holding_stdout_does_not_keep_pk_from_exiting);

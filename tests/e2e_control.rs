@@ -28,7 +28,11 @@ fn pk_down_from_another_process_tears_the_stack_down(backend: Backend) {
     let down = p.pk(&["down"]).run();
     assert_eq!(down.code, 0, "{}{}", down.stdout(), down.stderr);
     assert_eq!(down.lines.last().map(String::as_str), Some("stopped"));
-    assert!(down.lines.iter().any(|l| l == "db: stopped"), "{}", down.stdout());
+    assert!(
+        down.lines.iter().any(|l| l == "db: stopped"),
+        "{}",
+        down.stdout()
+    );
     // `pk down` returns once everything is stopped: pk up is (about to be) gone, its trees are.
     assert_eq!(up.wait_exit(support::DEADLINE), 0);
     let lines = up.lines();

@@ -123,7 +123,11 @@ services:
     notice_at(lines, "worker", "skipped: api was skipped");
     output_at(lines, "other", "fine");
     notice_at(lines, "other", "completed");
-    assert!(!lines.iter().any(|l| l.contains("never")), "{}", out.stdout());
+    assert!(
+        !lines.iter().any(|l| l.contains("never")),
+        "{}",
+        out.stdout()
+    );
 }
 
 #[test]
@@ -141,7 +145,11 @@ fn exit_code_2_for_config_and_usage_errors_and_nothing_starts() {
     let p = Project::new("services:\n  a:\n    comand: 'echo started > started.txt'\n");
     let out = p.up().run();
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("unknown key `comand`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("unknown key `comand`"),
+        "{}",
+        out.stderr
+    );
     assert!(out.lines.is_empty(), "{}", out.stdout());
     assert!(!p.path().join("started.txt").exists());
 
@@ -228,7 +236,10 @@ services:
     let out = p.up().run();
     assert_eq!(out.code, 1, "{}", out.stdout());
     let texts = notices(&out.lines, "flaky");
-    let starts = texts.iter().filter(|t| t.starts_with("started (pid")).count();
+    let starts = texts
+        .iter()
+        .filter(|t| t.starts_with("started (pid"))
+        .count();
     assert_eq!(starts, 4, "the first run and 3 restarts:\n{}", out.stdout());
     let delays: Vec<Duration> = texts
         .iter()

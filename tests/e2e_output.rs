@@ -56,7 +56,11 @@ fn no_line_is_lost_and_order_is_kept() {
         assert_eq!(*n, (i + 1).to_string(), "line {i}");
     }
     // The exit notice comes after the last line of output.
-    let last = out.lines.iter().position(|l| l == "counter | 100000").unwrap();
+    let last = out
+        .lines
+        .iter()
+        .position(|l| l == "counter | 100000")
+        .unwrap();
     assert!(notice_at(&out.lines, "counter", "completed") > last);
 }
 

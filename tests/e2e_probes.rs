@@ -35,7 +35,11 @@ services:
     let waiting = notice_at(&lines, "api", "waiting for db (healthy)");
     let healthy = notice_at(&lines, "db", "healthy");
     let started = notice_at(&lines, "api", "started (pid");
-    assert!(waiting < healthy && healthy < started, "{}", lines.join("\n"));
+    assert!(
+        waiting < healthy && healthy < started,
+        "{}",
+        lines.join("\n")
+    );
 }
 
 /// A stack of a service whose probe passes and one whose probe fails, each with a dependent
@@ -59,10 +63,9 @@ services:
     depends_on: {{ bad: healthy }}
 "#
     );
-    let p = Project::new(&yaml).backend(backend).file(
-        "server.py",
-        "import time\nwhile True: time.sleep(1000)\n",
-    );
+    let p = Project::new(&yaml)
+        .backend(backend)
+        .file("server.py", "import time\nwhile True: time.sleep(1000)\n");
     let up = p.up().spawn();
     up.wait_for_line("after_ok | go", |l| support::is_output(l, "after_ok", "go"));
     up.wait_notice("after_bad", "skipped: ");
@@ -76,7 +79,11 @@ fn finish_failed(mut up: Running) -> Vec<String> {
     let lines = up.lines();
     assert!(notice_at(&lines, "ok", "healthy") < notice_at(&lines, "after_ok", "started"));
     assert!(!lines.iter().any(|l| is_notice(l, "bad", "healthy")));
-    assert!(!lines.iter().any(|l| support::is_output(l, "after_bad", "never")));
+    assert!(
+        !lines
+            .iter()
+            .any(|l| support::is_output(l, "after_bad", "never"))
+    );
     lines
 }
 
@@ -93,7 +100,11 @@ fn tcp_probe_passes_and_fails() {
     let lines = finish_failed(up);
     let reason = format!("bad not ready after 400ms: tcp 127.0.0.1:{closed}: refused");
     notice_at(&lines, "bad", &format!("failed: {reason}"));
-    notice_at(&lines, "after_bad", &format!("skipped: bad failed ({reason})"));
+    notice_at(
+        &lines,
+        "after_bad",
+        &format!("skipped: bad failed ({reason})"),
+    );
     drop(listener);
 }
 
@@ -199,7 +210,11 @@ services:
     assert_eq!(out.code, 1, "{}", out.stdout());
     let reason = "db not ready after 300ms: exec false: exited 1";
     notice_at(&out.lines, "db", &format!("failed: {reason}"));
-    notice_at(&out.lines, "migrate", &format!("skipped: db failed ({reason})"));
+    notice_at(
+        &out.lines,
+        "migrate",
+        &format!("skipped: db failed ({reason})"),
+    );
     let started = &out.lines[notice_at(&out.lines, "db", "started (pid")];
     for pid in started_pids(started) {
         assert!(!is_alive(pid), "db's tree outlived its failure");
@@ -220,7 +235,9 @@ services:
 "#
     ));
     let mut up = p.up().spawn();
-    up.wait_for_count("api started twice", 2, |l| is_notice(l, "api", "started (pid"));
+    up.wait_for_count("api started twice", 2, |l| {
+        is_notice(l, "api", "started (pid")
+    });
     up.interrupt();
     assert_eq!(up.wait_exit(support::DEADLINE), 0);
     let lines = up.lines();
@@ -229,7 +246,10 @@ services:
     let failed = texts.iter().position(|t| *t == reason).unwrap_or_else(|| {
         panic!("no `{reason}` in:\n{}", lines.join("\n"));
     });
-    assert!(texts[failed + 1].starts_with("stopping (TERM, grace 300ms)"), "{texts:?}");
+    assert!(
+        texts[failed + 1].starts_with("stopping (TERM, grace 300ms)"),
+        "{texts:?}"
+    );
     assert!(
         texts[failed + 2].starts_with(&format!("{reason}, restarting in ")),
         "{texts:?}"
@@ -285,7 +305,9 @@ services:
 "#,
     );
     let mut up = p.up().spawn();
-    up.wait_for_count("api up twice", 2, |l| support::is_output(l, "api", "api-up"));
+    up.wait_for_count("api up twice", 2, |l| {
+        support::is_output(l, "api", "api-up")
+    });
     up.interrupt();
     assert_eq!(up.wait_exit(support::DEADLINE), 0);
     let lines = up.lines();
@@ -303,20 +325,24 @@ services:
     let (db, api) = (starts("db"), starts("api"));
     assert_eq!((db.len(), api.len()), (2, 2), "{}", lines.join("\n"));
     assert!(crash < api_stopping && api_stopping < api_down);
-    assert!(db[1] < api[1], "api restarts after db:\n{}", lines.join("\n"));
+    assert!(
+        db[1] < api[1],
+        "api restarts after db:\n{}",
+        lines.join("\n")
+    );
 }
 
 #[test]
 fn a_three_stage_pipeline_passes_data_through() {
     let p = Project::new(
-        r#"
+        r"
 services:
   sorted:
     pipeline:
       - [printf, 'b\na\n']
       - [sort]
       - [tr, a-z, A-Z]
-"#,
+",
     );
     let out = p.up().run();
     assert_eq!(out.code, 0, "{}", out.stdout());
@@ -359,14 +385,14 @@ services:
 #[test]
 fn pipefail_names_the_stage_that_failed() {
     let p = Project::new(
-        r#"
+        r"
 services:
   errors:
     pipeline:
       - [printf, 'info\nwarn\n']
       - [grep, ERROR]
       - [cat]
-"#,
+",
     );
     let out = p.up().run();
     assert_eq!(out.code, 1, "{}", out.stdout());

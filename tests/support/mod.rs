@@ -9,6 +9,7 @@
 #![allow(dead_code, reason = "each test crate uses a different subset")]
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -112,7 +113,10 @@ pub struct Project {
 impl Project {
     /// A project whose pk.yaml is `yaml`; `${PYTHON}` in it names the python3 interpreter.
     pub fn new(yaml: &str) -> Project {
-        let dir = tempfile::Builder::new().prefix("pk-e2e-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("pk-e2e-")
+            .tempdir()
+            .unwrap();
         std::fs::write(dir.path().join("pk.yaml"), yaml).unwrap();
         Project {
             dir,
@@ -317,12 +321,19 @@ impl Running {
                 return lines.clone();
             }
             let now = Instant::now();
-            let finished = self.stdout_thread.as_ref().is_none_or(JoinHandle::is_finished);
+            let finished = self
+                .stdout_thread
+                .as_ref()
+                .is_none_or(JoinHandle::is_finished);
             if now >= deadline || finished {
                 let printed = lines.join("\n");
                 // Not while holding the lock: Drop reads the lines too.
                 drop(lines);
-                let why = if finished { "pk's stdout ended" } else { "timed out" };
+                let why = if finished {
+                    "pk's stdout ended"
+                } else {
+                    "timed out"
+                };
                 panic!("{why} waiting for {n}× {what}; pk printed:\n{printed}");
             }
             // Bounded, so that a stdout that ends without a new line is noticed too.
@@ -369,7 +380,6 @@ impl Running {
             std::thread::sleep(Duration::from_millis(10));
         };
         self.join_readers(end);
-        use std::os::unix::process::ExitStatusExt;
         let code = status
             .code()
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
@@ -381,14 +391,32 @@ impl Running {
     /// the test, so it gives up at `end`.
     fn join_readers(&mut self, end: Instant) {
         wait_until_true(end.saturating_duration_since(Instant::now()), || {
-            self.stdout_thread.as_ref().is_none_or(JoinHandle::is_finished)
-                && self.stderr_thread.as_ref().is_none_or(JoinHandle::is_finished)
+            self.stdout_thread
+                .as_ref()
+                .is_none_or(JoinHandle::is_finished)
+                && self
+                    .stderr_thread
+                    .as_ref()
+                    .is_none_or(JoinHandle::is_finished)
         });
-        if self.stdout_thread.as_ref().is_some_and(JoinHandle::is_finished) {
+        if self
+            .stdout_thread
+            .as_ref()
+            .is_some_and(JoinHandle::is_finished)
+        {
             let _ = self.stdout_thread.take().unwrap().join();
         }
-        if self.stderr_thread.as_ref().is_some_and(JoinHandle::is_finished) {
-            self.stderr = self.stderr_thread.take().unwrap().join().unwrap_or_default();
+        if self
+            .stderr_thread
+            .as_ref()
+            .is_some_and(JoinHandle::is_finished)
+        {
+            self.stderr = self
+                .stderr_thread
+                .take()
+                .unwrap()
+                .join()
+                .unwrap_or_default();
         }
     }
 
@@ -557,12 +585,7 @@ pub fn notice_at(lines: &[String], service: &str, text: &str) -> usize {
     lines
         .iter()
         .position(|l| is_notice(l, service, text))
-        .unwrap_or_else(|| {
-            panic!(
-                "no line `{service} * {text}…` in:\n{}",
-                lines.join("\n")
-            )
-        })
+        .unwrap_or_else(|| panic!("no line `{service} * {text}…` in:\n{}", lines.join("\n")))
 }
 
 /// The index of the first output line `service | text`; panics with the output if none.
@@ -570,12 +593,7 @@ pub fn output_at(lines: &[String], service: &str, text: &str) -> usize {
     lines
         .iter()
         .position(|l| is_output(l, service, text))
-        .unwrap_or_else(|| {
-            panic!(
-                "no line `{service} | {text}` in:\n{}",
-                lines.join("\n")
-            )
-        })
+        .unwrap_or_else(|| panic!("no line `{service} | {text}` in:\n{}", lines.join("\n")))
 }
 
 /// Every lifecycle text of `service`, in order.
@@ -590,10 +608,10 @@ pub fn notices<'a>(lines: &'a [String], service: &str) -> Vec<&'a str> {
 
 /// The pids of a `started (pid N)` / `started (pids N, M)` line.
 pub fn started_pids(line: &str) -> Vec<u32> {
-    let inner = line
-        .split_once("started (pid")
-        .map(|(_, r)| r.trim_start_matches('s').trim_end_matches(')'))
-        .unwrap_or_else(|| panic!("not a started line: {line}"));
+    let inner = line.split_once("started (pid").map_or_else(
+        || panic!("not a started line: {line}"),
+        |(_, r)| r.trim_start_matches('s').trim_end_matches(')'),
+    );
     inner
         .split(',')
         .map(|p| p.trim().parse().unwrap())
