@@ -335,14 +335,14 @@ services:
 #[test]
 fn a_three_stage_pipeline_passes_data_through() {
     let p = Project::new(
-        r#"
+        r"
 services:
   sorted:
     pipeline:
       - [printf, 'b\na\n']
       - [sort]
       - [tr, a-z, A-Z]
-"#,
+",
     );
     let out = p.up().run();
     assert_eq!(out.code, 0, "{}", out.stdout());
@@ -385,14 +385,14 @@ services:
 #[test]
 fn pipefail_names_the_stage_that_failed() {
     let p = Project::new(
-        r#"
+        r"
 services:
   errors:
     pipeline:
       - [printf, 'info\nwarn\n']
       - [grep, ERROR]
       - [cat]
-"#,
+",
     );
     let out = p.up().run();
     assert_eq!(out.code, 1, "{}", out.stdout());

@@ -9,6 +9,7 @@
 #![allow(dead_code, reason = "each test crate uses a different subset")]
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -379,7 +380,6 @@ impl Running {
             std::thread::sleep(Duration::from_millis(10));
         };
         self.join_readers(end);
-        use std::os::unix::process::ExitStatusExt;
         let code = status
             .code()
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
@@ -608,10 +608,10 @@ pub fn notices<'a>(lines: &'a [String], service: &str) -> Vec<&'a str> {
 
 /// The pids of a `started (pid N)` / `started (pids N, M)` line.
 pub fn started_pids(line: &str) -> Vec<u32> {
-    let inner = line
-        .split_once("started (pid")
-        .map(|(_, r)| r.trim_start_matches('s').trim_end_matches(')'))
-        .unwrap_or_else(|| panic!("not a started line: {line}"));
+    let inner = line.split_once("started (pid").map_or_else(
+        || panic!("not a started line: {line}"),
+        |(_, r)| r.trim_start_matches('s').trim_end_matches(')'),
+    );
     inner
         .split(',')
         .map(|p| p.trim().parse().unwrap())
