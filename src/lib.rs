@@ -14,3 +14,4 @@ pub mod probe;
 pub mod process;
 pub mod supervisor;
 pub mod ui;
+pub mod watch;

@@ -501,9 +501,9 @@ fn graph_text_and_dot() {
     assert_eq!(
         render_graph(&plan, false),
         "shop: 4 services in start order
-  1. db
+  1. db       [ready: tcp 127.0.0.1:5432]
   2. migrate  ← db (healthy)
-  3. api      ← migrate (completed_successfully), db (healthy, restart)
+  3. api      ← migrate (completed_successfully), db (healthy, restart)  [ready: http http://127.0.0.1:8080/health; alive: http http://127.0.0.1:8080/health]
   4. logs
 "
     );

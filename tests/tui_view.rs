@@ -13,10 +13,11 @@ use ratatui::layout::Rect;
 /// A fixed "now": 2026-01-01 12:00:00 UTC.
 const NOW: u64 = 1_767_268_800_000;
 
-fn service(name: &str, state: &'static str) -> ServiceSnapshot {
+fn service(name: &str, state: &str) -> ServiceSnapshot {
     ServiceSnapshot {
         name: name.into(),
-        state,
+        state: state.into(),
+        runs: 0,
         pids: vec![],
         restarts: 0,
         last_exit: None,
@@ -38,14 +39,14 @@ fn live(mut s: ServiceSnapshot, pid: u32, up_ms: u64) -> ServiceSnapshot {
 /// One service in every state the engine publishes.
 fn every_state() -> Snapshot {
     let mut db = live(service("db", "healthy"), 101, 3_723_000);
-    db.health = Some("healthy");
+    db.health = Some("healthy".into());
     let mut api = live(service("api", "running"), 102, 65_000);
     api.restarts = 2;
     api.last_exit = Some("exited 1".into());
     let mut web = service("web", "pending");
     web.waiting_for = Some("api (healthy)".into());
     let mut probe = live(service("probe", "starting"), 103, 1_500);
-    probe.health = Some("starting");
+    probe.health = Some("starting".into());
     let mut worker = service("worker", "restarting");
     worker.restart_at_ms = Some(NOW + 3_200);
     worker.restarts = 4;

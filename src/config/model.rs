@@ -53,6 +53,9 @@ pub struct Config {
     /// Env files (relative to pk.yaml) for interpolation and every service; later files win.
     #[serde(default)]
     pub env_file: Paths,
+    /// Keep every service's output in `<log_dir>/<service>.log` (relative to pk.yaml), rotated
+    /// at 10 MiB with 3 old files kept.
+    pub log_dir: Option<String>,
     /// The services, by name.
     pub services: Services,
 }
@@ -90,6 +93,9 @@ pub struct Service {
     pub pipeline: Option<Vec<Vec<String>>>,
     /// Working directory, relative to pk.yaml's directory (the default).
     pub working_dir: Option<String>,
+    /// Keep this service's output in this file (relative to pk.yaml; overrides `log_dir`),
+    /// rotated at 10 MiB with 3 old files kept.
+    pub log_file: Option<String>,
     /// Environment of this service; a `null` value unsets a variable.
     #[serde(default)]
     pub env: EnvMap,

@@ -17,7 +17,7 @@ use super::node::{Node, Value};
 use super::values;
 use crate::plan::{CommandSpec, Condition, ProbeCheck, RestartPolicy};
 
-const TOP_KEYS: &[&str] = &["name", "grace", "env", "env_file", "services"];
+const TOP_KEYS: &[&str] = &["name", "grace", "env", "env_file", "log_dir", "services"];
 const SERVICE_KEYS: &[&str] = &[
     "command",
     "pipeline",
@@ -31,6 +31,7 @@ const SERVICE_KEYS: &[&str] = &[
     "shutdown",
     "disabled",
     "watch",
+    "log_file",
 ];
 const READY_KEYS: &[&str] = &[
     "exec",
@@ -413,6 +414,7 @@ impl<'a> Reader<'a> {
             match key {
                 "name" => config.name = self.string(value, key),
                 "grace" => config.grace = self.duration(value, key),
+                "log_dir" => config.log_dir = self.string(value, key),
                 "env" => config.env = self.env(value, key),
                 // Read earlier by `top_env_files`, with the inherited environment only.
                 "env_file" => {}
@@ -494,6 +496,7 @@ impl<'a> Reader<'a> {
                 "shutdown" => service.shutdown = self.shutdown(value, &p),
                 "disabled" => service.disabled = self.bool(value, &p).unwrap_or(false),
                 "watch" => service.watch = self.watch(value, &p),
+                "log_file" => service.log_file = self.string(value, &p),
                 _ => unreachable!("key checked against SERVICE_KEYS"),
             }
         }

@@ -1,82 +1,115 @@
-//! The client side: `pk down` and friends talk to a running `pk up`.
+//! The client side: `pk down`, `pk ps`, `pk logs` … talk to a running `pk up`.
 
 use std::path::Path;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::UnixStream;
+use tokio::net::unix::OwnedReadHalf;
 
-use super::protocol::{PROTOCOL_VERSION, Request, Response};
+use super::protocol::{Op, Request, Response};
 use super::{ControlError, socket_path};
-
-/// Progress of a `down`, as the server reports it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DownEvent {
-    State { service: String, state: String },
-}
 
 /// Connecting to a live socket takes microseconds; this bounds a wedged peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A request that should answer at once (`ps`) gets this long.
+pub const QUICK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An open request to a running stack; yields its response lines.
+pub struct Call {
+    lines: Lines<BufReader<OwnedReadHalf>>,
+    path: std::path::PathBuf,
+    // Kept open so the server does not see a half-closed connection.
+    _write: tokio::net::unix::OwnedWriteHalf,
+}
+
+impl Call {
+    /// Connects to the stack running `config` and sends `op`.
+    pub async fn open(config: &Path, op: Op) -> Result<Call, ControlError> {
+        let path = socket_path(config);
+        let not_running = || ControlError::NotRunning {
+            config: config.to_path_buf(),
+            socket: path.clone(),
+        };
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(&path)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                return Err(not_running());
+            }
+            Ok(Err(source)) => return Err(ControlError::Io { path, source }),
+            Err(_) => return Err(ControlError::Protocol("timed out connecting".into())),
+        };
+        let (read, mut write) = stream.into_split();
+        let mut line = serde_json::to_vec(&Request::new(op))
+            .map_err(|e| ControlError::Protocol(e.to_string()))?;
+        line.push(b'\n');
+        write
+            .write_all(&line)
+            .await
+            .map_err(|source| ControlError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Call {
+            lines: BufReader::new(read).lines(),
+            path,
+            _write: write,
+        })
+    }
+
+    /// The next response line; None once the server closed the connection.
+    pub async fn next(&mut self) -> Result<Option<Response>, ControlError> {
+        let line = self
+            .lines
+            .next_line()
+            .await
+            .map_err(|source| ControlError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        match line {
+            None => Ok(None),
+            Some(line) => serde_json::from_str(&line)
+                .map(Some)
+                .map_err(|e| ControlError::Protocol(format!("bad response {line:?}: {e}"))),
+        }
+    }
+
+    /// Reads until a final response, handing the others to `on_event`.
+    pub async fn finish(
+        mut self,
+        mut on_event: impl FnMut(&Response),
+    ) -> Result<Option<Response>, ControlError> {
+        while let Some(resp) = self.next().await? {
+            match resp {
+                Response::Error { message, .. } => return Err(ControlError::Protocol(message)),
+                Response::Done { .. } | Response::Ok { .. } | Response::Ps { .. } => {
+                    return Ok(Some(resp));
+                }
+                other => on_event(&other),
+            }
+        }
+        Ok(None)
+    }
+}
 
 /// Asks the `pk up` running `config` to tear down, reporting progress to `on_event`; returns
 /// once everything has stopped.
 pub async fn down(
     config: &Path,
     grace: Option<Duration>,
-    mut on_event: impl FnMut(DownEvent),
+    on_event: impl FnMut(&Response),
 ) -> Result<i32, ControlError> {
-    let path = socket_path(config);
-    let not_running = || ControlError::NotRunning {
-        config: config.to_path_buf(),
-        socket: path.clone(),
-    };
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(&path)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e))
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Err(not_running());
-        }
-        Ok(Err(source)) => return Err(ControlError::Io { path, source }),
-        Err(_) => return Err(ControlError::Protocol("timed out connecting".into())),
-    };
-    let (read, mut write) = stream.into_split();
-    let request = Request::Down {
-        v: PROTOCOL_VERSION,
-        grace_ms: grace.map(|g| u64::try_from(g.as_millis()).unwrap_or(u64::MAX)),
-    };
-    let mut line =
-        serde_json::to_vec(&request).map_err(|e| ControlError::Protocol(e.to_string()))?;
-    line.push(b'\n');
-    write
-        .write_all(&line)
-        .await
-        .map_err(|source| ControlError::Io {
-            path: path.clone(),
-            source,
-        })?;
-    let mut lines = BufReader::new(read).lines();
-    loop {
-        let next = lines.next_line().await.map_err(|source| ControlError::Io {
-            path: path.clone(),
-            source,
-        })?;
+    let grace_ms = grace.map(|g| u64::try_from(g.as_millis()).unwrap_or(u64::MAX));
+    let call = Call::open(config, Op::Down { grace_ms }).await?;
+    match call.finish(on_event).await? {
+        Some(Response::Done { exit_code, .. }) => Ok(exit_code),
         // pk exits right after its last service stopped; EOF means it is gone.
-        let Some(line) = next else { return Ok(0) };
-        match serde_json::from_str::<Response>(&line) {
-            Ok(Response::State { service, state, .. }) => {
-                on_event(DownEvent::State { service, state });
-            }
-            Ok(Response::Done { exit_code, .. }) => return Ok(exit_code),
-            Ok(Response::Error { message, .. }) => return Err(ControlError::Protocol(message)),
-            Err(e) => {
-                return Err(ControlError::Protocol(format!(
-                    "bad response {line:?}: {e}"
-                )));
-            }
-        }
+        _ => Ok(0),
     }
 }

@@ -8,9 +8,9 @@ mod client;
 mod protocol;
 mod server;
 
-pub use client::{DownEvent, down};
-pub use protocol::{PROTOCOL_VERSION, Request, Response};
-pub use server::Server;
+pub use client::{Call, QUICK_TIMEOUT, down};
+pub use protocol::{Failure, Op, PROTOCOL_VERSION, PsRow, Request, Response, WaitFor};
+pub use server::{Server, ServerContext};
 
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -56,6 +56,11 @@ pub fn socket_path(config: &Path) -> PathBuf {
         "{stem}-{:016x}.sock",
         fnv1a(config.as_os_str().as_encoded_bytes())
     ))
+}
+
+/// The run record of the stack whose canonical config path is `config` (next to its socket).
+pub fn record_path(config: &Path) -> PathBuf {
+    socket_path(config).with_extension("run.json")
 }
 
 /// Creates the socket directory (0700) or checks that an existing one is ours and private.

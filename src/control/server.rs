@@ -1,21 +1,45 @@
 //! The server side: binds the socket (replacing a stale one), accepts same-uid peers and
-//! turns requests into engine intents.
+//! turns requests into engine intents, answering from snapshots and the log hub.
+//!
+//! Invariant: the server never changes service state itself; it only sends intents and waits
+//! on published snapshots.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
 
-use super::protocol::{PROTOCOL_VERSION, Request, Response};
+use super::protocol::{Failure, Op, PROTOCOL_VERSION, PsRow, Request, Response, WaitFor};
 use super::{ControlError, ensure_socket_dir, socket_path};
-use crate::engine::{EngineHandle, Input, Intent, Snapshot};
+use crate::engine::{EngineHandle, Input, Intent, ServiceSnapshot, Snapshot};
+use crate::logs::hub::{HubHandle, LogQuery, LogRecord};
+use crate::plan::{Plan, ServiceId};
+use crate::process::Containment;
+
+/// A request must arrive this soon after connecting.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A bound control socket; the file is removed when this is dropped.
 pub struct Server {
     listener: UnixListener,
     path: PathBuf,
+}
+
+/// CPU % and memory bytes of each service's tree, for `ps`.
+pub type MetricsFn = dyn Fn(&Snapshot) -> Vec<(Option<f64>, Option<u64>)> + Send + Sync;
+
+/// What requests are answered from.
+#[derive(Clone)]
+pub struct ServerContext {
+    pub engine: EngineHandle,
+    pub hub: HubHandle,
+    pub plan: Arc<Plan>,
+    pub containment: Arc<Containment>,
+    pub metrics: Arc<MetricsFn>,
 }
 
 impl Server {
@@ -47,19 +71,16 @@ impl Server {
     }
 
     /// Serves connections until the returned task is aborted.
-    pub fn serve(self, engine: EngineHandle) -> tokio::task::JoinHandle<()> {
-        let server = Arc::new(self);
+    pub fn serve(self, ctx: ServerContext) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = server.listener.accept().await else {
+                let Ok((stream, _)) = self.listener.accept().await else {
                     continue;
                 };
-                let engine = engine.clone();
-                let keep_socket = Arc::clone(&server);
+                let ctx = ctx.clone();
                 tokio::spawn(async move {
-                    let _keep_socket = keep_socket;
                     // A client that goes away mid-answer is not pk's problem.
-                    let _ = handle(stream, engine).await;
+                    let _ = handle(stream, ctx).await;
                 });
             }
         })
@@ -73,7 +94,7 @@ impl Drop for Server {
     }
 }
 
-async fn handle(stream: UnixStream, engine: EngineHandle) -> std::io::Result<()> {
+async fn handle(stream: UnixStream, ctx: ServerContext) -> std::io::Result<()> {
     let own_uid = rustix::process::getuid().as_raw();
     let (read, mut write) = stream.into_split();
     let peer_ok = write
@@ -85,70 +106,414 @@ async fn handle(stream: UnixStream, engine: EngineHandle) -> std::io::Result<()>
     }
     let mut line = String::new();
     let mut reader = BufReader::new(read);
-    tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line))
+    tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line))
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-    match serde_json::from_str::<Request>(&line) {
-        Ok(Request::Down { v, grace_ms }) if v == PROTOCOL_VERSION => {
+    let request = match serde_json::from_str::<Request>(&line) {
+        Ok(r) if r.v == PROTOCOL_VERSION => r,
+        Ok(r) => {
+            let msg = format!(
+                "unsupported protocol version {} (this pk speaks {PROTOCOL_VERSION})",
+                r.v
+            );
+            return send(&mut write, &error(&msg)).await;
+        }
+        Err(e) => return send(&mut write, &error(&format!("bad request: {e}"))).await,
+    };
+    let ids = match &request.op {
+        Op::Logs { services, .. }
+        | Op::Start { services }
+        | Op::Stop { services }
+        | Op::Restart { services }
+        | Op::Wait { services, .. } => match resolve(&ctx.plan, services) {
+            Ok(ids) => ids,
+            Err(msg) => return send(&mut write, &error(&msg)).await,
+        },
+        Op::Down { .. } | Op::Ps | Op::Watch => Vec::new(),
+    };
+    match request.op {
+        Op::Down { grace_ms } => {
             let grace = grace_ms.map(Duration::from_millis);
-            // The engine only goes away once everything has stopped, which is what we wait for.
-            let _ = engine
-                .inputs
-                .send(Input::Intent(Intent::Shutdown { grace }));
-            stream_until_settled(&mut write, engine).await
+            intent(&ctx, Intent::Shutdown { grace });
+            stream_until_settled(&mut write, ctx.engine).await
         }
-        Ok(Request::Down { v, .. }) => {
-            send(
-                &mut write,
-                &error(&format!("unsupported protocol version {v}")),
-            )
-            .await
+        Op::Ps => send(&mut write, &ps(&ctx)).await,
+        Op::Watch => stream_snapshots(&mut write, ctx.engine).await,
+        Op::Logs {
+            tail,
+            since_ms,
+            follow,
+            ..
+        } => logs(&mut write, &ctx, ids, tail, since_ms, follow).await,
+        Op::Start { .. } => {
+            // Read before the intents: a service not running yet must show a new run.
+            let before = runs(&ctx, &ids, false);
+            for &service in &ids {
+                intent(&ctx, Intent::Start { service });
+            }
+            wait_for(&mut write, ctx, ids, WaitFor::Up, None, Some(before)).await
         }
-        Err(e) => send(&mut write, &error(&format!("bad request: {e}"))).await,
+        Op::Restart { .. } => {
+            let before = runs(&ctx, &ids, true);
+            for &service in &ids {
+                intent(
+                    &ctx,
+                    Intent::Restart {
+                        service,
+                        cause: None,
+                        dependents: false,
+                    },
+                );
+            }
+            wait_for(&mut write, ctx, ids, WaitFor::Up, None, Some(before)).await
+        }
+        Op::Stop { .. } => {
+            for &service in &ids {
+                intent(&ctx, Intent::Stop { service });
+            }
+            let mut affected = Vec::new();
+            for &id in &ids {
+                for d in ctx.plan.with_dependents(id) {
+                    if !affected.contains(&d) {
+                        affected.push(d);
+                    }
+                }
+            }
+            wait_stopped(&mut write, ctx, affected).await
+        }
+        Op::Wait {
+            until, timeout_ms, ..
+        } => {
+            let timeout = timeout_ms.map(Duration::from_millis);
+            wait_for(&mut write, ctx, ids, until, timeout, None).await
+        }
     }
 }
 
-/// Sends every state change until the stack has settled, then `Done`.
+fn intent(ctx: &ServerContext, intent: Intent) {
+    // The engine only goes away once everything has stopped; nothing is left to do then.
+    let _ = ctx.engine.inputs.send(Input::Intent(intent));
+}
+
+/// Service names → ids; every unknown name is reported.
+fn resolve(plan: &Plan, names: &[String]) -> Result<Vec<ServiceId>, String> {
+    let mut ids = Vec::new();
+    let mut unknown = Vec::new();
+    for name in names {
+        match plan.service_id(name) {
+            Some(id) => ids.push(id),
+            None => unknown.push(name.as_str()),
+        }
+    }
+    if unknown.is_empty() {
+        Ok(ids)
+    } else {
+        let known: Vec<&str> = plan.services.iter().map(|s| s.name.as_str()).collect();
+        Err(format!(
+            "no service named {} (services: {})",
+            unknown.join(", "),
+            known.join(", ")
+        ))
+    }
+}
+
+/// Each service's run count, which a request must see grow before it counts as done; None for
+/// a service that is already up when `even_live` is false (`pk start` of a running service).
+fn runs(ctx: &ServerContext, ids: &[ServiceId], even_live: bool) -> Vec<Option<u64>> {
+    let snap = ctx.engine.snapshots.borrow();
+    ids.iter()
+        .map(|&id| {
+            let s = &snap.services[id];
+            let live = matches!(s.state.as_str(), "starting" | "running" | "healthy");
+            (even_live || !live).then_some(s.runs)
+        })
+        .collect()
+}
+
+fn ps(ctx: &ServerContext) -> Response {
+    let snap = Arc::clone(&ctx.engine.snapshots.borrow());
+    let usage = (ctx.metrics)(&snap);
+    let services = snap
+        .services
+        .iter()
+        .zip(usage.into_iter().chain(std::iter::repeat((None, None))))
+        .map(|(s, (cpu, mem))| PsRow {
+            service: s.clone(),
+            cpu_percent: cpu,
+            memory_bytes: mem,
+        })
+        .collect();
+    Response::Ps {
+        v: PROTOCOL_VERSION,
+        name: ctx.plan.name.clone(),
+        config: ctx.plan.config_path.display().to_string(),
+        pid: std::process::id(),
+        containment: ctx.containment.describe(),
+        services,
+    }
+}
+
+async fn logs(
+    write: &mut OwnedWriteHalf,
+    ctx: &ServerContext,
+    ids: Vec<ServiceId>,
+    tail: Option<usize>,
+    since_ms: Option<u64>,
+    follow: bool,
+) -> std::io::Result<()> {
+    let (follow_tx, mut follow_rx) = mpsc::unbounded_channel();
+    let (reply_tx, _) = oneshot::channel();
+    let query = LogQuery {
+        services: ids,
+        tail,
+        since_ms,
+        follow: follow.then_some(follow_tx),
+        reply: reply_tx,
+    };
+    let Some(reply) = ctx.hub.query(query).await else {
+        return send(write, &error("the log hub has stopped")).await;
+    };
+    if reply.dropped > 0 {
+        let dropped = Response::Dropped {
+            v: PROTOCOL_VERSION,
+            lines: reply.dropped,
+        };
+        send(write, &dropped).await?;
+    }
+    let mut buf = Vec::new();
+    for record in &reply.records {
+        encode(&mut buf, &log_line(&ctx.plan, record))?;
+    }
+    write.write_all(&buf).await?;
+    if !follow {
+        return send(write, &ok(Vec::new())).await;
+    }
+    while let Some(record) = follow_rx.recv().await {
+        buf.clear();
+        encode(&mut buf, &log_line(&ctx.plan, &record))?;
+        while let Ok(more) = follow_rx.try_recv() {
+            encode(&mut buf, &log_line(&ctx.plan, &more))?;
+        }
+        write.write_all(&buf).await?;
+    }
+    Ok(())
+}
+
+fn log_line(plan: &Plan, record: &LogRecord) -> Response {
+    Response::Log {
+        v: PROTOCOL_VERSION,
+        service: record.service.map(|s| plan.services[s].name.clone()),
+        kind: record.kind,
+        ts_ms: record.ts_ms,
+        line: record.line.clone(),
+    }
+}
+
+/// Where a service stands with respect to a wait.
+enum Verdict {
+    Met,
+    Pending,
+    Never(String),
+}
+
+fn verdict(plan: &Plan, id: ServiceId, s: &ServiceSnapshot, until: WaitFor) -> Verdict {
+    let has_ready = plan.services[id].ready.is_some();
+    let why = || {
+        s.reason
+            .clone()
+            .or_else(|| s.last_exit.clone())
+            .unwrap_or_else(|| s.state.clone())
+    };
+    match (until, s.state.as_str()) {
+        (WaitFor::Healthy, _) if !has_ready => {
+            Verdict::Never(format!("{} has no `ready` probe", s.name))
+        }
+        (WaitFor::Healthy | WaitFor::Up, "healthy")
+        | (WaitFor::Started, "running" | "healthy" | "completed" | "exited")
+        | (WaitFor::Up, "running" | "completed")
+        | (WaitFor::Completed, "completed") => Verdict::Met,
+        (WaitFor::Started, "starting") if !s.pids.is_empty() => Verdict::Met,
+        (_, "failed" | "skipped" | "stopped" | "crashed" | "exited" | "inactive") => {
+            Verdict::Never(why())
+        }
+        _ => Verdict::Pending,
+    }
+}
+
+/// Waits until every service meets `until` (a service in `fresh` must first have been spawned
+/// anew), streaming state changes; answers `ok` with the failures.
+async fn wait_for(
+    write: &mut OwnedWriteHalf,
+    mut ctx: ServerContext,
+    ids: Vec<ServiceId>,
+    until: WaitFor,
+    timeout: Option<Duration>,
+    fresh: Option<Vec<Option<u64>>>,
+) -> std::io::Result<()> {
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut last: Option<Arc<Snapshot>> = None;
+    loop {
+        let snap = Arc::clone(&ctx.engine.snapshots.borrow_and_update());
+        send_changes(write, last.as_deref(), &snap, &ids).await?;
+        let mut failed = Vec::new();
+        let mut pending = false;
+        for (i, &id) in ids.iter().enumerate() {
+            let s = &snap.services[id];
+            let stale = fresh
+                .as_ref()
+                .and_then(|f| f[i])
+                .is_some_and(|before| s.runs <= before);
+            if stale && !matches!(s.state.as_str(), "skipped" | "failed") {
+                pending = true;
+                continue;
+            }
+            match verdict(&ctx.plan, id, s, until) {
+                Verdict::Met => {}
+                Verdict::Pending => pending = true,
+                Verdict::Never(reason) => failed.push(Failure {
+                    service: s.name.clone(),
+                    state: s.state.clone(),
+                    reason,
+                }),
+            }
+        }
+        if !pending || snap.settled {
+            return send(write, &ok(failed)).await;
+        }
+        last = Some(snap);
+        let changed = ctx.engine.snapshots.changed();
+        let timed_out = match deadline {
+            Some(d) => tokio::time::timeout_at(d, changed)
+                .await
+                .map_or(true, |r| r.is_err()),
+            None => changed.await.is_err(),
+        };
+        if timed_out {
+            let snap = Arc::clone(&ctx.engine.snapshots.borrow());
+            let failed = ids
+                .iter()
+                .filter_map(|&id| {
+                    let s = &snap.services[id];
+                    match verdict(&ctx.plan, id, s, until) {
+                        Verdict::Met => None,
+                        _ => Some(Failure {
+                            service: s.name.clone(),
+                            state: s.state.clone(),
+                            reason: s.waiting_for.as_ref().map_or_else(
+                                || "timed out".to_string(),
+                                |w| format!("timed out waiting for {w}"),
+                            ),
+                        }),
+                    }
+                })
+                .collect();
+            return send(write, &ok(failed)).await;
+        }
+    }
+}
+
+/// Waits until none of the services has a live tree.
+async fn wait_stopped(
+    write: &mut OwnedWriteHalf,
+    mut ctx: ServerContext,
+    ids: Vec<ServiceId>,
+) -> std::io::Result<()> {
+    let mut last: Option<Arc<Snapshot>> = None;
+    loop {
+        let snap = Arc::clone(&ctx.engine.snapshots.borrow_and_update());
+        send_changes(write, last.as_deref(), &snap, &ids).await?;
+        let live = ids.iter().any(|&id| {
+            matches!(
+                snap.services[id].state.as_str(),
+                "pending" | "starting" | "running" | "healthy" | "stopping" | "restarting"
+            )
+        });
+        if !live {
+            return send(write, &ok(Vec::new())).await;
+        }
+        last = Some(snap);
+        if ctx.engine.snapshots.changed().await.is_err() {
+            return send(write, &ok(Vec::new())).await;
+        }
+    }
+}
+
+/// Sends a `state` line for each of `ids` whose state differs from `last`.
+async fn send_changes(
+    write: &mut OwnedWriteHalf,
+    last: Option<&Snapshot>,
+    snap: &Snapshot,
+    ids: &[ServiceId],
+) -> std::io::Result<()> {
+    for &id in ids {
+        let s = &snap.services[id];
+        if last.is_none_or(|l| l.services[id].state != s.state) {
+            let msg = Response::State {
+                v: PROTOCOL_VERSION,
+                service: s.name.clone(),
+                state: s.state.clone(),
+            };
+            send(write, &msg).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Sends the current snapshot, then each new one, until the engine is gone.
+async fn stream_snapshots(
+    write: &mut OwnedWriteHalf,
+    mut engine: EngineHandle,
+) -> std::io::Result<()> {
+    loop {
+        let snapshot = Snapshot::clone(&engine.snapshots.borrow_and_update());
+        let msg = Response::Snapshot {
+            v: PROTOCOL_VERSION,
+            snapshot,
+        };
+        send(write, &msg).await?;
+        if engine.snapshots.changed().await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// Sends every state change until the stack has settled, then `done`.
 async fn stream_until_settled(
-    write: &mut tokio::net::unix::OwnedWriteHalf,
+    write: &mut OwnedWriteHalf,
     mut engine: EngineHandle,
 ) -> std::io::Result<()> {
     // Only changes from here on are news to the client.
-    let mut last: Option<Arc<Snapshot>> = Some(Arc::clone(&engine.snapshots.borrow_and_update()));
-    if engine.snapshots.changed().await.is_err() {
-        return Ok(());
-    }
+    let mut last = Arc::clone(&engine.snapshots.borrow_and_update());
     loop {
-        let snap = Arc::clone(&engine.snapshots.borrow_and_update());
-        for (i, s) in snap.services.iter().enumerate() {
-            let changed = last
-                .as_ref()
-                .is_none_or(|l| l.services.get(i).is_none_or(|o| o.state != s.state));
-            if changed && s.state != "inactive" {
-                let msg = Response::State {
-                    v: PROTOCOL_VERSION,
-                    service: s.name.clone(),
-                    state: s.state.to_string(),
-                };
-                send(write, &msg).await?;
-            }
+        if engine.snapshots.changed().await.is_err() {
+            return Ok(());
         }
+        let snap = Arc::clone(&engine.snapshots.borrow_and_update());
+        let all: Vec<ServiceId> = (0..snap.services.len())
+            .filter(|&i| snap.services[i].state != "inactive")
+            .collect();
+        send_changes(write, Some(&last), &snap, &all).await?;
         if snap.settled {
-            let exit_code = i32::from(
-                snap.services
-                    .iter()
-                    .any(|s| matches!(s.state, "exited" | "crashed" | "failed" | "skipped")),
-            );
+            let exit_code = i32::from(snap.services.iter().any(|s| {
+                matches!(
+                    s.state.as_str(),
+                    "exited" | "crashed" | "failed" | "skipped"
+                )
+            }));
             let done = Response::Done {
                 v: PROTOCOL_VERSION,
                 exit_code,
             };
             return send(write, &done).await;
         }
-        last = Some(snap);
-        if engine.snapshots.changed().await.is_err() {
-            return Ok(());
-        }
+        last = snap;
+    }
+}
+
+fn ok(failed: Vec<Failure>) -> Response {
+    Response::Ok {
+        v: PROTOCOL_VERSION,
+        failed,
     }
 }
 
@@ -159,8 +524,14 @@ fn error(message: &str) -> Response {
     }
 }
 
-async fn send(write: &mut tokio::net::unix::OwnedWriteHalf, msg: &Response) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
-    line.push(b'\n');
+fn encode(buf: &mut Vec<u8>, msg: &Response) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *buf, msg).map_err(std::io::Error::other)?;
+    buf.push(b'\n');
+    Ok(())
+}
+
+async fn send(write: &mut OwnedWriteHalf, msg: &Response) -> std::io::Result<()> {
+    let mut line = Vec::new();
+    encode(&mut line, msg)?;
     write.write_all(&line).await
 }

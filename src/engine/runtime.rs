@@ -35,6 +35,8 @@ pub struct Runtime {
     inputs: mpsc::UnboundedReceiver<Input>,
     supervisors: HashMap<ServiceId, Supervisor>,
     snapshots: watch::Sender<Arc<Snapshot>>,
+    /// Keep running once everything has settled, until a teardown (a detached stack).
+    hold_open: bool,
 }
 
 impl Runtime {
@@ -67,6 +69,7 @@ impl Runtime {
             inputs: rx,
             supervisors: HashMap::new(),
             snapshots: snap_tx,
+            hold_open: false,
         };
         let handle = EngineHandle {
             inputs: tx,
@@ -75,12 +78,24 @@ impl Runtime {
         (runtime, handle)
     }
 
+    /// Keeps the stack (and its control socket) up after every service has ended, until a
+    /// teardown is asked for: what a detached stack does, so `pk logs` still works.
+    #[must_use]
+    pub fn hold_open(mut self, yes: bool) -> Runtime {
+        self.hold_open = yes;
+        self
+    }
+
+    fn done(&self) -> bool {
+        self.engine.settled() && (!self.hold_open || self.engine.shutting_down())
+    }
+
     /// Runs the stack until every service is settled; returns `pk up`'s exit code.
     pub async fn run(mut self) -> RunOutcome {
         let effects = self.engine.start(Instant::now());
         self.apply(effects);
         self.publish();
-        while !self.engine.settled() {
+        while !self.done() {
             let Some(input) = self.inputs.recv().await else {
                 break;
             };
@@ -135,6 +150,11 @@ impl Runtime {
                     service,
                     generation,
                 } => self.control(service, generation, Control::Kill),
+                Effect::Signal {
+                    service,
+                    generation,
+                    signal,
+                } => self.control(service, generation, Control::Signal(signal)),
                 Effect::ArmTimer {
                     service,
                     epoch,

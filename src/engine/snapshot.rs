@@ -5,13 +5,13 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::state::{Phase, ServiceState};
 use crate::plan::Plan;
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub services: Vec<ServiceSnapshot>,
     /// Nothing is running, pending or due to restart.
@@ -19,12 +19,14 @@ pub struct Snapshot {
     pub shutting_down: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceSnapshot {
     pub name: String,
     /// `pending`, `starting`, `running`, `healthy`, `completed`, `exited`, `restarting`,
     /// `stopping`, `stopped`, `crashed`, `failed`, `skipped` or `inactive`.
-    pub state: &'static str,
+    pub state: String,
+    /// Spawns so far in this run (a restart makes it grow).
+    pub runs: u64,
     pub pids: Vec<u32>,
     pub restarts: u32,
     pub last_exit: Option<String>,
@@ -33,7 +35,7 @@ pub struct ServiceSnapshot {
     /// What a pending service waits for: `db (healthy)`.
     pub waiting_for: Option<String>,
     /// `starting` until the `ready` probe passes, then `healthy`; None without a probe.
-    pub health: Option<&'static str>,
+    pub health: Option<String>,
     /// When the current run was spawned.
     pub started_at_ms: Option<u64>,
     /// When a restart is due (state `restarting`).
@@ -66,7 +68,8 @@ impl Snapshot {
             .zip(states)
             .map(|(spec, s)| ServiceSnapshot {
                 name: spec.name.clone(),
-                state: s.phase.label(),
+                state: s.phase.label().to_string(),
+                runs: s.generation,
                 pids: s.pids.clone(),
                 restarts: s.restarts,
                 last_exit: s.last_exit.as_ref().map(ToString::to_string),
@@ -81,8 +84,8 @@ impl Snapshot {
                 },
                 health: match &s.phase {
                     _ if spec.ready.is_none() => None,
-                    Phase::Healthy => Some("healthy"),
-                    Phase::Starting => Some("starting"),
+                    Phase::Healthy => Some("healthy".to_string()),
+                    Phase::Starting => Some("starting".to_string()),
                     _ => None,
                 },
                 started_at_ms: s.started_at.filter(|_| s.phase.is_live()).map(wall),

@@ -50,6 +50,13 @@ pub enum Intent {
         cause: Option<String>,
         dependents: bool,
     },
+    /// Send `signal` to a live service's whole tree (a watch with `action: signal:HUP`);
+    /// `cause` is shown. Ignored when the service is not running or pk is stopping.
+    Signal {
+        service: ServiceId,
+        signal: StopSignal,
+        cause: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +102,12 @@ pub enum Effect {
     Kill {
         service: ServiceId,
         generation: u64,
+    },
+    /// Send `signal` to the whole tree; nothing else changes.
+    Signal {
+        service: ServiceId,
+        generation: u64,
+        signal: StopSignal,
     },
     ArmTimer {
         service: ServiceId,
@@ -258,16 +271,18 @@ impl Engine {
             Intent::Stop { service } => {
                 if self.teardown.is_none() {
                     for id in self.with_dependents(service) {
-                        self.services[id].stop_wanted = true;
-                        self.cancel_unstarted(id, fx);
+                        // A finished service (a completed one-shot) is left as it is.
+                        if !self.services[id].phase.is_final() {
+                            self.services[id].stop_wanted = true;
+                            self.cancel_unstarted(id, fx);
+                        }
                     }
                 }
             }
             Intent::Start { service } => {
                 if self.teardown.is_none() {
-                    for id in self.with_dependencies(service) {
-                        self.wake(id, true);
-                    }
+                    self.wake(service, true);
+                    self.wake_dependencies(service);
                 }
             }
             Intent::Restart {
@@ -284,44 +299,65 @@ impl Engine {
                     for id in targets {
                         self.restart(id, service, cause.as_deref(), fx);
                     }
-                    for id in self.with_dependencies(service) {
-                        if id != service {
-                            self.wake(id, false);
-                        }
-                    }
+                    self.wake_dependencies(service);
                 }
             }
+            Intent::Signal {
+                service,
+                signal,
+                ref cause,
+            } => self.signal(service, signal, cause.as_deref(), fx),
         }
     }
 
-    /// `id` and everything that depends on it, transitively.
+    /// Signals a live service's tree (a watch's `signal:` action); nothing else changes.
+    fn signal(
+        &mut self,
+        id: ServiceId,
+        signal: StopSignal,
+        cause: Option<&str>,
+        fx: &mut Vec<Effect>,
+    ) {
+        let s = &self.services[id];
+        let live = matches!(s.phase, Phase::Starting | Phase::Running | Phase::Healthy);
+        if self.teardown.is_none() && live {
+            let text = match cause {
+                Some(c) => format!("sending {}: {c}", signal.name),
+                None => format!("sending {}", signal.name),
+            };
+            fx.push(notice(id, text));
+            fx.push(Effect::Signal {
+                service: id,
+                generation: s.generation,
+                signal,
+            });
+        }
+    }
+
+    /// `id` and everything in this run that depends on it, transitively.
     fn with_dependents(&self, id: ServiceId) -> Vec<ServiceId> {
-        let mut out = vec![id];
-        let mut i = 0;
-        while i < out.len() {
-            for d in self.plan.dependents(out[i]) {
-                if !out.contains(&d) && self.services[d].phase != Phase::Inactive {
-                    out.push(d);
-                }
-            }
-            i += 1;
-        }
-        out
+        let mut all = self.plan.with_dependents(id);
+        all.retain(|&d| d == id || self.services[d].phase != Phase::Inactive);
+        all
     }
 
-    /// `id` and everything it depends on, transitively.
-    fn with_dependencies(&self, id: ServiceId) -> Vec<ServiceId> {
-        let mut out = vec![id];
-        let mut i = 0;
-        while i < out.len() {
-            for dep in &self.plan.services[out[i]].depends_on {
-                if !out.contains(&dep.service) {
-                    out.push(dep.service);
-                }
+    /// Wakes what `id` depends on that is not running and not done: stopped, never started,
+    /// or failed (a completed one-shot is not run again).
+    fn wake_dependencies(&mut self, id: ServiceId) {
+        for dep in self.plan.with_dependencies(id).into_iter().skip(1) {
+            let needs_run = match &self.services[dep].phase {
+                Phase::Exited(e) => !e.success(),
+                Phase::Inactive
+                | Phase::Stopped
+                | Phase::Crashed(_)
+                | Phase::Failed(_)
+                | Phase::Skipped(_) => true,
+                _ => false,
+            };
+            if needs_run {
+                self.wake(dep, true);
             }
-            i += 1;
         }
-        out
     }
 
     /// Makes a service that is not running want to run again. `fresh`: also forget its
@@ -405,21 +441,11 @@ impl Engine {
                 let s = &mut self.services[id];
                 s.spawned = true;
                 s.started_at = Some(now);
-                let text = match pids.as_slice() {
-                    [pid] => format!("started (pid {pid})"),
-                    _ => format!(
-                        "started (pids {})",
-                        pids.iter()
-                            .map(u32::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                };
                 s.pids = pids;
                 if s.phase == Phase::Starting && !has_ready {
                     s.phase = Phase::Running;
                 }
-                fx.push(notice(id, text));
+                // The supervisor printed `started (pid …)` itself, ahead of any output.
             }
             Report::SpawnFailed { error } => {
                 let s = &mut self.services[id];
@@ -715,9 +741,12 @@ impl Engine {
         if !s.phase.is_live() || s.phase == Phase::Stopping {
             return false;
         }
+        // Transitive: a dependent through a finished one-shot (api → migrate → db) still
+        // needs `id`, so it must be down first.
         let dependents_down = self
-            .plan
-            .dependents(id)
+            .with_dependents(id)
+            .into_iter()
+            .skip(1)
             .all(|d| !self.services[d].phase.is_live());
         if !dependents_down {
             return false;

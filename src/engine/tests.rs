@@ -36,8 +36,10 @@ fn service(name: &str, deps: &[(ServiceId, Condition)]) -> ServiceSpec {
             command: None,
         },
         disabled: false,
+        log_file: None,
         ready: None,
         alive: None,
+        watch: None,
     }
 }
 
@@ -620,4 +622,72 @@ fn teardown_during_a_restart_ends_stopped() {
     assert!(spawns(&fx).is_empty());
     assert_eq!(e.service(0).phase, Phase::Stopped);
     assert!(e.settled());
+}
+
+#[test]
+fn signal_intent_signals_a_live_tree_only() {
+    let p = plan(vec![service("web", &[])]);
+    let mut e = engine(&p);
+    let now = Instant::now();
+    let hup = StopSignal {
+        number: 1,
+        name: "HUP",
+    };
+    let intent = || {
+        Input::Intent(Intent::Signal {
+            service: 0,
+            signal: hup,
+            cause: Some("conf/app.toml changed".into()),
+        })
+    };
+    e.start(now);
+    spawned(&mut e, 0, now);
+    let fx = e.step(intent(), now);
+    assert_eq!(
+        fx,
+        vec![
+            Effect::Notice {
+                service: Some(0),
+                text: "sending HUP: conf/app.toml changed".into()
+            },
+            Effect::Signal {
+                service: 0,
+                generation: e.service(0).generation,
+                signal: hup
+            }
+        ]
+    );
+    assert_eq!(e.service(0).phase, Phase::Running, "nothing else changes");
+    exited(&mut e, 0, 0, now);
+    assert!(e.step(intent(), now).is_empty(), "no tree to signal");
+}
+
+#[test]
+fn restarts_requested_while_stopping_for_a_restart_are_merged() {
+    let p = plan(vec![service("api", &[])]);
+    let mut e = engine(&p);
+    let now = Instant::now();
+    let restart = || {
+        Input::Intent(Intent::Restart {
+            service: 0,
+            cause: Some("src/a.rs changed".into()),
+            dependents: false,
+        })
+    };
+    e.start(now);
+    spawned(&mut e, 0, now);
+    assert_eq!(stops(&e.step(restart(), now)), vec![0]);
+    for _ in 0..3 {
+        assert!(
+            e.step(restart(), now).is_empty(),
+            "merged into the stop under way"
+        );
+    }
+    assert_eq!(spawns(&exited(&mut e, 0, 143, now)), vec![0], "one start");
+    spawned(&mut e, 0, now);
+    assert_eq!(
+        stops(&e.step(restart(), now)),
+        vec![0],
+        "a later change restarts again"
+    );
 }

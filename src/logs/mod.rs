@@ -4,6 +4,9 @@
 //! chatty service never blocks and a line is never split between two chunks (a line longer
 //! than `MAX_LINE` is cut into pieces of that size).
 
+pub mod file;
+pub mod hub;
+
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -96,4 +99,12 @@ pub async fn pump<R: AsyncRead + Unpin>(
         let chunk = std::mem::replace(&mut buf, rest);
         send(chunk);
     }
+}
+
+/// An RFC 3339 UTC time with milliseconds, for timestamps in logs.
+pub fn timestamp(ts_ms: u64) -> String {
+    i64::try_from(ts_ms)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map_or_else(String::new, |t| format!("{t:.3}"))
 }

@@ -221,7 +221,8 @@ mod tests {
             services: vec![
                 ServiceSnapshot {
                     name: "me".into(),
-                    state: "running",
+                    state: "running".into(),
+                    runs: 1,
                     pids: vec![pid],
                     restarts: 0,
                     last_exit: None,
@@ -234,7 +235,8 @@ mod tests {
                 },
                 ServiceSnapshot {
                     name: "idle".into(),
-                    state: "pending",
+                    state: "pending".into(),
+                    runs: 0,
                     pids: vec![],
                     restarts: 0,
                     last_exit: None,

@@ -12,14 +12,15 @@ use std::time::Duration;
 use super::graph;
 use super::{
     Dependency, Plan, ProbeSpec, RestartSpec, RunSpec, ServiceId, ServiceSpec, ShutdownSpec,
-    StopSignal,
+    StopSignal, WatchAction, WatchPath, WatchSpec,
 };
 use crate::config::diag::{Diag, did_you_mean, line_col};
-use crate::config::model::{Config, EnvMap, HumanDuration, Paths, Probe, Service};
+use crate::config::model::{self, Config, EnvMap, HumanDuration, Paths, Probe, Service};
 use crate::config::{discover, envfile, node, read};
 use crate::plan::Condition;
 
 const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// Diagnostics about one config file, rendered against its source.
 #[derive(Debug, Clone, Default)]
@@ -125,6 +126,14 @@ pub fn load(explicit: Option<&Path>, cwd: &Path) -> Result<Plan, LoadError> {
         eprint!("{}", warnings.render(std::io::stderr().is_terminal()));
     }
     Ok(plan)
+}
+
+/// The canonical path of the config file `load` would read (`explicit`, else `PK_FILE`, else
+/// pk.yaml/pk.yml walking up from `cwd`), without reading it.
+pub fn find_config(explicit: Option<&Path>, cwd: &Path) -> Result<PathBuf, LoadError> {
+    let pk_file = std::env::var_os("PK_FILE").map(PathBuf::from);
+    let path = discover::find(explicit, pk_file.as_deref(), cwd).map_err(LoadError::single)?;
+    Ok(std::fs::canonicalize(&path).unwrap_or(path))
 }
 
 /// `load`, returning the warnings (unset variables) instead of printing them.
@@ -258,7 +267,10 @@ impl Builder<'_> {
         for (id, service) in self.config.services.0.iter().enumerate() {
             let depends_on = self.dependencies(id, service, &names);
             let env = self.service_env(&base_env, service);
-            specs.push(self.service(service, depends_on, env));
+            let watch = service.watch.as_ref().map(|w| self.watch(service, w));
+            let mut spec = self.service(service, depends_on, env);
+            spec.watch = watch;
+            specs.push(spec);
         }
         specs
     }
@@ -361,6 +373,16 @@ impl Builder<'_> {
                 .as_ref()
                 .map_or_else(|| self.base_dir.to_path_buf(), |d| self.base_dir.join(d)),
         );
+        let log_file = match (&service.log_file, &self.config.log_dir) {
+            (Some(file), _) => Some(normalize(&self.base_dir.join(file))),
+            (None, Some(dir)) => Some(normalize(
+                &self
+                    .base_dir
+                    .join(dir)
+                    .join(format!("{}.log", service.name.value)),
+            )),
+            (None, None) => None,
+        };
         let restart = service.restart.map_or_else(RestartSpec::default, |r| {
             let d = RestartSpec::default();
             RestartSpec {
@@ -393,13 +415,81 @@ impl Builder<'_> {
             restart,
             shutdown,
             disabled: service.disabled,
+            log_file,
             ready: service
                 .ready
                 .as_ref()
                 .map(|p| probe(p, Some(Duration::from_secs(60)))),
             alive: service.alive.as_ref().map(|p| probe(p, None)),
+            watch: None,
         }
     }
+
+    /// Resolves `watch:` against the config directory; bad globs and ignore patterns are
+    /// reported here so the watcher never meets one.
+    fn watch(&mut self, service: &Service, watch: &model::Watch) -> WatchSpec {
+        let name = &service.name.value;
+        let mut paths = Vec::new();
+        for written in &watch.paths {
+            let absolute = normalize(&self.base_dir.join(written));
+            let Some(split) = absolute
+                .components()
+                .position(|c| is_glob(&c.as_os_str().to_string_lossy()))
+            else {
+                paths.push(WatchPath {
+                    path: absolute,
+                    glob: None,
+                });
+                continue;
+            };
+            let pattern = absolute.to_string_lossy().into_owned();
+            if let Err(e) = globset::GlobBuilder::new(&pattern)
+                .literal_separator(true)
+                .build()
+            {
+                self.diags.push(
+                    Diag::error(format!(
+                        "`services.{name}.watch.paths`: `{written}` is not a valid glob: {}",
+                        e.kind()
+                    ))
+                    .label(service.name.span, "in this service")
+                    .help("globs use `*`, `**`, `?`, `[abc]` and `{a,b}`"),
+                );
+                continue;
+            }
+            paths.push(WatchPath {
+                path: absolute.components().take(split).collect(),
+                glob: Some(pattern),
+            });
+        }
+        let mut ignore = ignore::gitignore::GitignoreBuilder::new(self.base_dir);
+        for pattern in &watch.ignore {
+            if let Err(e) = ignore.add_line(None, pattern) {
+                self.diags.push(
+                    Diag::error(format!(
+                        "`services.{name}.watch.ignore`: `{pattern}` is not a valid pattern: {e}"
+                    ))
+                    .label(service.name.span, "in this service")
+                    .help("patterns use .gitignore syntax, e.g. `*.log`, `build`, `/tmp/**`"),
+                );
+            }
+        }
+        WatchSpec {
+            paths,
+            ignore: watch.ignore.clone(),
+            debounce: read::or(watch.debounce, DEFAULT_DEBOUNCE),
+            action: match watch.action {
+                None | Some(model::WatchAction::Restart) => WatchAction::Restart,
+                Some(model::WatchAction::Signal(s)) => WatchAction::Signal(s),
+            },
+            restart_dependents: watch.restart_dependents,
+        }
+    }
+}
+
+/// Whether a path component is a glob (rather than a literal name).
+fn is_glob(component: &str) -> bool {
+    component.contains(['*', '?', '[', '{'])
 }
 
 fn probe(p: &Probe, deadline: Option<Duration>) -> ProbeSpec {

@@ -227,6 +227,16 @@ fn render_text(plan: &Plan) -> String {
                 .collect();
             let _ = write!(line, "  ← {}", deps.join(", "));
         }
+        let probes: Vec<String> = [("ready", &service.ready), ("alive", &service.alive)]
+            .into_iter()
+            .filter_map(|(what, p)| {
+                p.as_ref()
+                    .map(|p| format!("{what}: {}", p.check.describe()))
+            })
+            .collect();
+        if !probes.is_empty() {
+            let _ = write!(line, "  [{}]", probes.join("; "));
+        }
         if service.disabled {
             line.push_str("  [disabled]");
         }

@@ -8,7 +8,7 @@ mod build;
 mod graph;
 
 pub use build::{
-    Diagnostics, LoadError, load, load_str, load_str_with_warnings, load_with_warnings,
+    Diagnostics, LoadError, find_config, load, load_str, load_str_with_warnings, load_with_warnings,
 };
 pub use graph::{render_graph, select};
 
@@ -45,8 +45,12 @@ pub struct ServiceSpec {
     pub restart: RestartSpec,
     pub shutdown: ShutdownSpec,
     pub disabled: bool,
+    /// Where the service's output is also kept (rotated), if anywhere.
+    pub log_file: Option<PathBuf>,
     pub ready: Option<ProbeSpec>,
     pub alive: Option<ProbeSpec>,
+    /// `watch:`; only acted on with `pk up --watch`.
+    pub watch: Option<WatchSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +162,36 @@ pub struct ShutdownSpec {
     pub command: Option<CommandSpec>,
 }
 
+/// What to watch for a service and what to do when it changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchSpec {
+    /// At least one; absolute and normalized.
+    pub paths: Vec<WatchPath>,
+    /// Patterns in `.gitignore` syntax, relative to `Plan::base_dir`; checked at load.
+    pub ignore: Vec<String>,
+    /// Quiet time after the last change before acting.
+    pub debounce: Duration,
+    pub action: WatchAction,
+    /// Restart the services that depend on this one too, after it.
+    pub restart_dependents: bool,
+}
+
+/// One entry of `watch.paths`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchPath {
+    /// A file or directory; for a glob, the directory before its first glob component.
+    pub path: PathBuf,
+    /// For a glob entry: the whole pattern, absolute (checked at load).
+    pub glob: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchAction {
+    Restart,
+    /// Send this signal to the service's whole tree instead of restarting it.
+    Signal(StopSignal),
+}
+
 #[derive(Debug, Clone)]
 pub struct ProbeSpec {
     pub check: ProbeCheck,
@@ -188,9 +222,53 @@ pub enum ProbeCheck {
     Log(regex::Regex),
 }
 
+impl ProbeCheck {
+    /// `tcp 127.0.0.1:5432`, `http http://127.0.0.1:8080/health`, `exec ./check.sh`, `log /ready/`.
+    pub fn describe(&self) -> String {
+        match self {
+            ProbeCheck::Tcp { address } => format!("tcp {address}"),
+            ProbeCheck::Http {
+                host, port, path, ..
+            } => format!("http http://{host}:{port}{path}"),
+            ProbeCheck::Exec(cmd) => format!("exec {}", cmd.display()),
+            ProbeCheck::Log(re) => format!("log /{}/", re.as_str()),
+        }
+    }
+}
+
 impl Plan {
     pub fn service_id(&self, name: &str) -> Option<ServiceId> {
         self.services.iter().position(|s| s.name == name)
+    }
+
+    /// `id` followed by everything that depends on it, directly or not.
+    pub fn with_dependents(&self, id: ServiceId) -> Vec<ServiceId> {
+        let mut out = vec![id];
+        let mut i = 0;
+        while i < out.len() {
+            for d in self.dependents(out[i]) {
+                if !out.contains(&d) {
+                    out.push(d);
+                }
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// `id` followed by everything it depends on, directly or not.
+    pub fn with_dependencies(&self, id: ServiceId) -> Vec<ServiceId> {
+        let mut out = vec![id];
+        let mut i = 0;
+        while i < out.len() {
+            for dep in &self.services[out[i]].depends_on {
+                if !out.contains(&dep.service) {
+                    out.push(dep.service);
+                }
+            }
+            i += 1;
+        }
+        out
     }
 
     /// Services that depend directly on `id`.

@@ -58,21 +58,9 @@ pub async fn check(
         Ok(result) => result,
         Err(_) => Err(format!(
             "{} timed out after {}",
-            describe(&spec.check),
+            spec.check.describe(),
             crate::engine::fmt_duration(spec.timeout)
         )),
-    }
-}
-
-/// `tcp 127.0.0.1:5432`, `http http://127.0.0.1:8080/health`, `exec ./check.sh`, `log /ready/`.
-pub fn describe(check: &ProbeCheck) -> String {
-    match check {
-        ProbeCheck::Tcp { address } => format!("tcp {address}"),
-        ProbeCheck::Http {
-            host, port, path, ..
-        } => format!("http http://{host}:{port}{path}"),
-        ProbeCheck::Exec(cmd) => format!("exec {}", cmd.display()),
-        ProbeCheck::Log(re) => format!("log /{}/", re.as_str()),
     }
 }
 

@@ -194,15 +194,35 @@ impl RunCgroup {
 
     /// rmdirs every leaf, then the run cgroup; a populated one stays (logged).
     pub fn remove(&self) {
-        if let Ok(entries) = fs::read_dir(&self.dir) {
-            for entry in entries.flatten() {
-                if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
-                    remove_dir_logged(&entry.path());
-                }
+        remove_tree(&self.dir);
+    }
+}
+
+/// rmdirs every leaf of a run cgroup, then the run cgroup itself.
+pub(crate) fn remove_tree(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                remove_dir_logged(&entry.path());
             }
         }
-        remove_dir_logged(&self.dir);
     }
+    remove_dir_logged(dir);
+}
+
+/// How many processes live in a run cgroup's leaves (and the run cgroup itself).
+pub(crate) fn count_procs(dir: &Path) -> usize {
+    let count = |d: &Path| {
+        fs::read_to_string(d.join("cgroup.procs")).map_or(0, |procs| procs.lines().count())
+    };
+    let leaves: usize = fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|k| k.is_dir()))
+            .map(|e| count(&e.path()))
+            .sum()
+    });
+    leaves + count(dir)
 }
 
 fn remove_dir_logged(dir: &Path) {

@@ -12,7 +12,9 @@
 //! - pk is not a subreaper: it reaps only its direct children (the stages).
 
 mod cgroup;
+mod detach;
 mod escalate;
+pub mod leftovers;
 mod pgroup;
 mod shell;
 mod spawn;
@@ -31,6 +33,7 @@ use rustix::process::{Pid, Signal};
 use tokio::net::unix::pipe::Receiver;
 
 use self::cgroup::RunCgroup;
+pub use self::detach::spawn_detached;
 use self::escalate::Drainable;
 use self::pgroup::GroupRegistry;
 pub use self::shell::shell_argv;
@@ -54,6 +57,8 @@ pub enum ContainmentKind {
 #[derive(Debug)]
 pub struct Containment {
     backend: Backend,
+    /// Where to keep this run's `RunRecord` up to date (crash safety), with the config path.
+    record: std::sync::Mutex<Option<(PathBuf, PathBuf)>>,
 }
 
 #[derive(Debug)]
@@ -118,6 +123,7 @@ impl Containment {
         match RunCgroup::create() {
             Ok(run) => Containment {
                 backend: Backend::Cgroup(run),
+                record: std::sync::Mutex::default(),
             },
             Err(reason) => {
                 tracing::info!(%reason, "using process groups instead of cgroup v2");
@@ -133,6 +139,51 @@ impl Containment {
                 reason: reason.to_owned(),
                 groups: Arc::default(),
             },
+            record: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Keeps a `RunRecord` of this run at `path` (written now, rewritten whenever a new
+    /// process group is spawned) so that a later pk can clean up if this one is killed with SIGKILL.
+    pub fn keep_record(&self, path: &Path, config: &Path) -> io::Result<()> {
+        *self
+            .record
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((path.to_path_buf(), config.to_path_buf()));
+        leftovers::RunRecord::of(self, config).write(path)
+    }
+
+    /// Removes the run record (on a clean exit).
+    pub fn drop_record(&self) {
+        if let Some((path, _)) = self
+            .record
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            // Already gone is fine: there is nothing left to record.
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// The process groups spawned so far and not known gone (process-group backend).
+    pub fn process_groups_spawned(&self) -> Vec<i32> {
+        match &self.backend {
+            Backend::Cgroup(_) => Vec::new(),
+            Backend::ProcessGroups { groups, .. } => groups.snapshot(),
+        }
+    }
+
+    fn update_record(&self) {
+        let guard = self
+            .record
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((path, config)) = guard.as_ref()
+            && let Err(error) = leftovers::RunRecord::of(self, config).write(path)
+        {
+            tracing::warn!(path = %path.display(), %error, "cannot update the run record");
         }
     }
 
@@ -186,6 +237,7 @@ impl Containment {
                 })?;
                 let pgid = pid_of(started.stages[0].pid);
                 groups.insert(pgid);
+                self.update_record();
                 let scope = Scope::ProcessGroup {
                     pgid,
                     groups: Arc::clone(groups),
@@ -220,7 +272,7 @@ impl Drop for Containment {
     fn drop(&mut self) {
         self.kill_all();
         if let Backend::Cgroup(run) = &self.backend {
-            // SIGKILLed processes need a moment to exit; rmdir fails while they are there.
+            // killed with SIGKILL processes need a moment to exit; rmdir fails while they are there.
             run.wait_empty(DROP_DRAIN_LIMIT);
         }
         self.cleanup();

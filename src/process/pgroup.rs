@@ -41,6 +41,11 @@ impl GroupRegistry {
         self.live().insert(pgid.as_raw_nonzero().get());
     }
 
+    /// The groups not yet known to be gone.
+    pub fn snapshot(&self) -> Vec<i32> {
+        self.live().iter().copied().collect()
+    }
+
     pub fn remove(&self, pgid: Pid) {
         self.live().remove(&pgid.as_raw_nonzero().get());
     }

@@ -7,6 +7,7 @@
 //! returning (EOF on the pipes means every holder closed them); a half-started pipeline is
 //! killed before the error is returned.
 
+use rustix::process::Signal;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::process::Stdio;
@@ -137,6 +138,21 @@ fn start_stage(
         // A new group keeps the terminal's Ctrl-C away from the tree: pk decides what it gets.
         .process_group(group.map_or(0, |leader| i32::try_from(leader).expect("pids fit in i32")))
         .kill_on_drop(false);
+    let parent = rustix::process::getpid();
+    // SAFETY: prctl(2) and getppid(2) are async-signal-safe; nothing allocates or locks.
+    unsafe {
+        command.pre_exec(move || {
+            // If pk dies (even by SIGKILL) the direct child goes too. Linux sends this when the
+            // spawning *thread* exits: pk spawns from tokio's worker threads, which live as long
+            // as pk's runtime. Deeper descendants are found by the next run (leftovers.rs).
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+            if rustix::process::getppid() != Some(parent) {
+                // pk died between fork and prctl: do not run orphaned.
+                return Err(io::Error::other("pk exited while starting this process"));
+            }
+            Ok(())
+        });
+    }
     if let Placement::Cgroup { procs } = placement {
         let procs = procs.as_raw_fd();
         // SAFETY: the closure only calls write(2) on an fd that pk keeps open until `spawn`

@@ -24,8 +24,13 @@ const OUTPUT_DRAIN: Duration = Duration::from_millis(200);
 /// A request from the runtime to a supervisor.
 #[derive(Debug, Clone, Copy)]
 pub enum Control {
-    Stop { signal: StopSignal, grace: Duration },
+    Stop {
+        signal: StopSignal,
+        grace: Duration,
+    },
     Kill,
+    /// Send a signal to the whole tree and keep supervising it.
+    Signal(StopSignal),
 }
 
 /// What every supervisor needs; shared by the runtime.
@@ -108,7 +113,13 @@ async fn supervise(
     };
     let mut tree = spawned.tree;
     let started = tokio::time::Instant::now();
-    report(Report::Spawned { pids: tree.pids() });
+    let pids = tree.pids();
+    // Sent here, before the output pumps start, so it precedes the service's first line.
+    let _ = ctx.logs.send(LogEvent::Notice {
+        service: Some(service),
+        text: started_text(&pids),
+    });
+    report(Report::Spawned { pids });
     let ready_log = log_matcher(spec.ready.as_ref());
     let alive_log = log_matcher(spec.alive.as_ref());
     let taps: Vec<_> = ready_log.iter().chain(&alive_log).cloned().collect();
@@ -208,17 +219,28 @@ async fn run_until_ended(
     control: &mut mpsc::UnboundedReceiver<Control>,
 ) -> (Vec<std::process::ExitStatus>, bool) {
     let (statuses, request) = 'run: {
-        let st = tokio::select! {
-            st = tree.wait_stages() => st,
-            Some(req) = control.recv() => break 'run (None, req),
+        let st = loop {
+            tokio::select! {
+                st = tree.wait_stages() => break st,
+                Some(req) = control.recv() => match req {
+                    Control::Signal(signal) => send_signal(ctx, service, tree, signal),
+                    req => break 'run (None, req),
+                },
+            }
         };
-        tokio::select! {
-            () = tree.wait_drained() => return (st, false),
-            Some(req) = control.recv() => (Some(st), req),
+        loop {
+            tokio::select! {
+                () = tree.wait_drained() => return (st, false),
+                Some(req) = control.recv() => match req {
+                    Control::Signal(signal) => send_signal(ctx, service, tree, signal),
+                    req => break 'run (Some(st), req),
+                },
+            }
         }
     };
     let outcome = match request {
         Control::Kill => None,
+        Control::Signal(_) => unreachable!("a signal is handled while the tree runs"),
         Control::Stop { signal, grace } => {
             if let Some(cmd) = &spec.shutdown.command {
                 run_shutdown_command(ctx, spec, service, cmd, grace).await;
@@ -239,6 +261,17 @@ async fn run_until_ended(
     };
     tree.wait_drained().await;
     (st, false)
+}
+
+/// Signals the whole tree; a failure is shown, never fatal.
+fn send_signal(ctx: &Context, service: ServiceId, tree: &ProcessTree, signal: StopSignal) {
+    if let Err(e) = tree.signal(signal.number) {
+        // The UI may be gone during exit; the notice is moot then.
+        let _ = ctx.logs.send(LogEvent::Notice {
+            service: Some(service),
+            text: format!("could not send {}: {e}", signal.name),
+        });
+    }
 }
 
 /// Runs the service's `shutdown.command` as its own contained tree, for at most `grace`.
@@ -292,6 +325,20 @@ async fn run_shutdown_command(
             tree.wait_drained().await;
         }
         Err(e) => notice(format!("shutdown command failed to start: {e}")),
+    }
+}
+
+/// `started (pid 12)`, or for a pipeline `started (pids 12, 13, 14)`.
+fn started_text(pids: &[u32]) -> String {
+    match pids {
+        [pid] => format!("started (pid {pid})"),
+        _ => format!(
+            "started (pids {})",
+            pids.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 

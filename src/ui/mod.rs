@@ -1,9 +1,43 @@
-//! Renderers of what the engine publishes: the plain line printer (and, later, the dashboard).
+//! Renderers of what the engine publishes: the plain line printer and the dashboard.
 //!
 //! Invariant: the UI never changes service state; it turns input into intents only.
 
 pub mod plain;
 pub mod tui;
+
+use std::thread::JoinHandle;
+
+use crate::engine::EngineHandle;
+
+/// The renderer `pk up` runs: the plain printer, or the dashboard (which needs the engine's
+/// handle before it can start).
+pub enum Renderer {
+    Plain(JoinHandle<()>),
+    Pending(tui::PendingTui),
+    Dashboard(JoinHandle<()>),
+}
+
+impl Renderer {
+    /// Gives the dashboard its engine and starts it; the plain printer runs already.
+    #[must_use]
+    pub fn attach(self, engine: EngineHandle) -> Renderer {
+        match self {
+            Renderer::Pending(p) => Renderer::Dashboard(p.start(engine)),
+            other => other,
+        }
+    }
+
+    /// Waits until the renderer has shown everything (after `LogEvent::End`).
+    pub fn join(self) -> std::thread::Result<()> {
+        match self {
+            Renderer::Plain(t) | Renderer::Dashboard(t) => t.join(),
+            Renderer::Pending(_) => {
+                tui::restore_terminal();
+                Ok(())
+            }
+        }
+    }
+}
 
 /// `--color auto|always|never`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -17,6 +17,7 @@ pub struct PlainPrinter {
     notice_prefixes: Vec<Vec<u8>>,
     pk_notice: Vec<u8>,
     color: bool,
+    notices_only: bool,
 }
 
 impl PlainPrinter {
@@ -44,17 +45,22 @@ impl PlainPrinter {
             notice_prefixes,
             pk_notice: pad("pk", '*', Some(250)),
             color,
+            notices_only: false,
         }
+    }
+
+    /// Print lifecycle lines only, not service output.
+    #[must_use]
+    pub fn notices_only(mut self, yes: bool) -> PlainPrinter {
+        self.notices_only = yes;
+        self
     }
 
     /// Appends the rendering of `event` to `out`.
     pub fn render(&self, event: &LogEvent, out: &mut Vec<u8>) {
         match event {
-            LogEvent::Output {
-                service,
-                stream: _stream,
-                data,
-            } => {
+            LogEvent::Output { .. } if self.notices_only => {}
+            LogEvent::Output { service, data, .. } => {
                 let prefix = &self.prefixes[*service];
                 for line in data.split_inclusive(|&b| b == b'\n') {
                     out.extend_from_slice(prefix);
@@ -62,19 +68,35 @@ impl PlainPrinter {
                 }
             }
             LogEvent::Notice { service, text } => {
-                let prefix = service.map_or(&self.pk_notice, |s| &self.notice_prefixes[s]);
-                out.extend_from_slice(prefix);
-                if self.color {
-                    out.extend_from_slice(b"\x1b[2m");
-                    out.extend_from_slice(text.as_bytes());
-                    out.extend_from_slice(b"\x1b[0m\n");
-                } else {
-                    out.extend_from_slice(text.as_bytes());
-                    out.push(b'\n');
-                }
+                self.render_line(*service, true, text.as_bytes(), out);
             }
             LogEvent::End => {}
         }
+    }
+
+    /// Appends one line (without its `\n`): output of `service`, or a lifecycle line
+    /// (`notice`; `service` None: about pk itself).
+    pub fn render_line(
+        &self,
+        service: Option<usize>,
+        notice: bool,
+        line: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        let prefix = match (service, notice) {
+            (Some(s), false) => self.prefixes.get(s),
+            (Some(s), true) => self.notice_prefixes.get(s),
+            (None, _) => Some(&self.pk_notice),
+        };
+        out.extend_from_slice(prefix.unwrap_or(&self.pk_notice));
+        if notice && self.color {
+            out.extend_from_slice(b"\x1b[2m");
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\x1b[0m");
+        } else {
+            out.extend_from_slice(line);
+        }
+        out.push(b'\n');
     }
 
     /// Prints events on a dedicated thread until `LogEvent::End` (or every sender is gone).

@@ -14,7 +14,7 @@ mod view;
 
 pub use app::{App, Outcome};
 pub use history::{DEFAULT_HISTORY_BYTES, LogStore};
-pub use run::{TuiConfig, spawn};
+pub use run::{PendingTui, TuiConfig, spawn};
 pub use terminal::restore as restore_terminal;
 pub use view::{draw, epitaph};
 

@@ -44,40 +44,61 @@ pub struct TuiConfig {
     pub exit_now: Box<dyn Fn() + Send>,
 }
 
-/// Takes the terminal over and starts the dashboard thread. It ends after `LogEvent::End`,
-/// restores the terminal and prints the last lines of services that ended badly.
+/// The dashboard between taking the terminal over and having an engine to show.
+pub struct PendingTui {
+    config: TuiConfig,
+    logs: LogReceiver,
+}
+
+/// Takes the terminal over (and captures stderr into `log_tx`); `PendingTui::start` then runs
+/// the dashboard once the engine exists.
 pub fn spawn(
     config: TuiConfig,
-    engine: EngineHandle,
     logs: LogReceiver,
     log_tx: crate::logs::LogSender,
-) -> io::Result<JoinHandle<()>> {
+) -> io::Result<PendingTui> {
     terminal::enter()?;
     if let Err(e) = terminal::capture_stderr(log_tx) {
         terminal::restore();
         return Err(e);
     }
-    let spawned = std::thread::Builder::new()
-        .name("pk-tui".into())
-        .spawn(move || {
-            let result = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .and_then(|rt| rt.block_on(run(config, engine.clone(), logs)));
-            terminal::restore();
-            match result {
-                Ok(Some(epitaph)) if !epitaph.is_empty() => print!("{epitaph}"),
-                Ok(_) => {}
-                Err(e) => {
-                    eprintln!("pk: the dashboard failed ({e}); stopping the stack");
-                    // The engine only stops listening once everything has stopped.
-                    let _ = engine
-                        .inputs
-                        .send(Input::Intent(Intent::Shutdown { grace: None }));
+    Ok(PendingTui { config, logs })
+}
+
+impl PendingTui {
+    /// Starts the dashboard thread. It ends after `LogEvent::End`, restores the terminal and
+    /// prints the last lines of services that ended badly.
+    pub fn start(self, engine: EngineHandle) -> JoinHandle<()> {
+        let PendingTui { config, logs } = self;
+        let spawned = std::thread::Builder::new()
+            .name("pk-tui".into())
+            .spawn(move || {
+                let result = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .and_then(|rt| rt.block_on(run(config, engine.clone(), logs)));
+                terminal::restore();
+                match result {
+                    Ok(Some(epitaph)) if !epitaph.is_empty() => print!("{epitaph}"),
+                    Ok(_) => {}
+                    Err(e) => {
+                        eprintln!("pk: the dashboard failed ({e}); stopping the stack");
+                        // The engine only stops listening once everything has stopped.
+                        let _ = engine
+                            .inputs
+                            .send(Input::Intent(Intent::Shutdown { grace: None }));
+                    }
                 }
+            });
+        match spawned {
+            Ok(thread) => thread,
+            Err(e) => {
+                terminal::restore();
+                // Without a renderer pk cannot be controlled: panic like the plain printer.
+                panic!("spawning the dashboard thread: {e}");
             }
-        });
-    spawned.inspect_err(|_| terminal::restore())
+        }
+    }
 }
 
 struct Loop {

@@ -138,7 +138,7 @@ pub fn fmt_bytes(bytes: u64) -> String {
 
 /// What a service waits for, why it failed, or how long until something happens.
 fn note(s: &ServiceSnapshot, now_ms: u64) -> String {
-    match s.state {
+    match s.state.as_str() {
         "pending" => s
             .waiting_for
             .as_ref()
@@ -223,7 +223,7 @@ fn draw_table(
         .take(usize::from(area.height.saturating_sub(1)))
         .map(|(i, s)| {
             let selected = i == app.selected && !app.merged;
-            let (symbol, look) = state_look(s.state);
+            let (symbol, look) = state_look(&s.state);
             let marker = if selected { "▶ " } else { "  " };
             let mut cells = vec![
                 Line::from(vec![
@@ -246,7 +246,7 @@ fn draw_table(
                         .unwrap_or_default(),
                     Column::Mem => u.map(|u| fmt_bytes(u.rss_bytes)).unwrap_or_default(),
                     Column::Exit => s.last_exit.clone().unwrap_or_default(),
-                    Column::Health => s.health.unwrap_or_default().to_owned(),
+                    Column::Health => s.health.clone().unwrap_or_default(),
                 };
                 cells.push(Line::raw(text));
             }
@@ -654,8 +654,10 @@ fn draw_help(frame: &mut Frame<'_>, size: Rect) {
 pub fn epitaph(snap: &Snapshot, store: &LogStore, lines: usize) -> String {
     let mut out = String::new();
     for (i, s) in snap.services.iter().enumerate() {
-        if !matches!(s.state, "failed" | "crashed" | "exited" | "skipped")
-            || (s.state == "exited" && s.last_exit.as_deref() == Some("exited 0"))
+        if !matches!(
+            s.state.as_str(),
+            "failed" | "crashed" | "exited" | "skipped"
+        ) || (s.state == "exited" && s.last_exit.as_deref() == Some("exited 0"))
         {
             continue;
         }

@@ -1,0 +1,268 @@
+//! The log hub: sits between the supervisors and the UI, keeps a bounded history per service
+//! (for `pk logs`), and fans new lines out to followers (`pk logs -F`).
+//!
+//! Invariants: the hub never waits on a consumer (the UI channel and every follower channel are
+//! unbounded, and a follower that went away is dropped); history is bounded by bytes per
+//! service, and when old lines are dropped the count is kept so readers can say so.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use super::file::RotatingFile;
+use super::{LogEvent, LogReceiver, LogSender, Stream};
+use crate::engine::now_ms;
+use crate::plan::ServiceId;
+
+/// Bytes of history kept per service (and for pk's own notices).
+pub const HISTORY_BYTES: usize = 4 * 1024 * 1024;
+
+/// One line of history, as `pk logs` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// None: a line about pk itself.
+    pub service: Option<ServiceId>,
+    pub kind: RecordKind,
+    pub ts_ms: u64,
+    pub line: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    Stdout,
+    Stderr,
+    /// A lifecycle line (`started (pid 12)`).
+    Notice,
+}
+
+/// A question to the hub.
+pub struct LogQuery {
+    /// Empty: every service.
+    pub services: Vec<ServiceId>,
+    /// At most this many of the newest lines.
+    pub tail: Option<usize>,
+    /// Only lines at or after this time.
+    pub since_ms: Option<u64>,
+    /// Also send every new line here, after the history.
+    pub follow: Option<mpsc::UnboundedSender<LogRecord>>,
+    pub reply: oneshot::Sender<LogReply>,
+}
+
+pub struct LogReply {
+    pub records: Vec<LogRecord>,
+    /// Lines dropped from the history of the asked-for services because it was full.
+    pub dropped: u64,
+}
+
+/// How other tasks reach the hub.
+#[derive(Clone)]
+pub struct HubHandle {
+    queries: mpsc::UnboundedSender<LogQuery>,
+}
+
+impl HubHandle {
+    /// The history matching the query (and, with `follow`, a subscription).
+    pub async fn query(&self, mut query: LogQuery) -> Option<LogReply> {
+        let (tx, rx) = oneshot::channel();
+        query.reply = tx;
+        self.queries.send(query).ok()?;
+        rx.await.ok()
+    }
+}
+
+#[derive(Default)]
+struct History {
+    chunks: VecDeque<Chunk>,
+    bytes: usize,
+    dropped_lines: u64,
+}
+
+struct Chunk {
+    kind: RecordKind,
+    ts_ms: u64,
+    /// Complete lines, each ending in `\n`.
+    data: Vec<u8>,
+}
+
+impl History {
+    fn push(&mut self, chunk: Chunk) {
+        self.bytes += chunk.data.len();
+        self.chunks.push_back(chunk);
+        while self.bytes > HISTORY_BYTES && self.chunks.len() > 1 {
+            let old = self.chunks.pop_front().expect("non-empty");
+            self.bytes -= old.data.len();
+            self.dropped_lines += old.data.split(|&b| b == b'\n').count() as u64 - 1;
+        }
+    }
+}
+
+struct Hub {
+    /// Per service, where its output is also kept (`log_file` / `log_dir`).
+    files: Vec<Option<RotatingFile>>,
+    /// Index `n` is service `n`; the last entry holds pk's own notices.
+    histories: Vec<History>,
+    followers: Vec<(Vec<ServiceId>, mpsc::UnboundedSender<LogRecord>)>,
+    ui: LogSender,
+}
+
+/// Starts the hub: events from `input` are recorded (and written to the services' log files,
+/// `files[service]`) and passed on to `ui` unchanged.
+pub fn spawn(files: Vec<Option<PathBuf>>, input: LogReceiver, ui: LogSender) -> HubHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let services = files.len();
+    let hub = Hub {
+        files: files
+            .into_iter()
+            .map(|f| f.map(RotatingFile::new))
+            .collect(),
+        histories: (0..=services).map(|_| History::default()).collect(),
+        followers: Vec::new(),
+        ui,
+    };
+    tokio::spawn(hub.run(input, rx));
+    HubHandle { queries: tx }
+}
+
+impl Hub {
+    async fn run(mut self, mut input: LogReceiver, mut queries: mpsc::UnboundedReceiver<LogQuery>) {
+        loop {
+            tokio::select! {
+                event = input.recv() => match event {
+                    Some(event) => self.record(event),
+                    None => return,
+                },
+                Some(query) = queries.recv() => self.answer(query),
+            }
+        }
+    }
+
+    fn record(&mut self, event: LogEvent) {
+        let ts_ms = now_ms();
+        let (slot, chunk) = match &event {
+            LogEvent::Output {
+                service,
+                stream,
+                data,
+            } => {
+                let kind = match stream {
+                    Stream::Stdout => RecordKind::Stdout,
+                    Stream::Stderr => RecordKind::Stderr,
+                };
+                (
+                    *service,
+                    Chunk {
+                        kind,
+                        ts_ms,
+                        data: data.clone(),
+                    },
+                )
+            }
+            LogEvent::Notice { service, text } => {
+                let mut data = text.clone().into_bytes();
+                data.push(b'\n');
+                let slot = service.unwrap_or(self.histories.len() - 1);
+                (
+                    slot,
+                    Chunk {
+                        kind: RecordKind::Notice,
+                        ts_ms,
+                        data,
+                    },
+                )
+            }
+            LogEvent::End => {
+                // The UI may be gone; nothing more to render then.
+                let _ = self.ui.send(event);
+                return;
+            }
+        };
+        if !self.followers.is_empty() {
+            let owner = (slot < self.histories.len() - 1).then_some(slot);
+            let records = records_of(owner, &chunk);
+            self.followers.retain(|(services, tx)| {
+                let wants = services.is_empty() || owner.is_some_and(|s| services.contains(&s));
+                if wants {
+                    records.iter().all(|r| tx.send(r.clone()).is_ok())
+                } else {
+                    !tx.is_closed()
+                }
+            });
+        }
+        self.write_file(slot, &chunk);
+        if let Some(history) = self.histories.get_mut(slot) {
+            history.push(chunk);
+        }
+        // The UI may be gone during exit; it then has nothing left to show.
+        let _ = self.ui.send(event);
+    }
+
+    /// Appends a chunk to its service's log file; a failing file is reported once and dropped.
+    fn write_file(&mut self, slot: usize, chunk: &Chunk) {
+        let Some(Some(file)) = self.files.get_mut(slot) else {
+            return;
+        };
+        let result = if chunk.kind == RecordKind::Notice {
+            let mut line = format!("--- pk {}: ", super::timestamp(chunk.ts_ms)).into_bytes();
+            line.extend_from_slice(&chunk.data);
+            file.write(&line)
+        } else {
+            file.write(&chunk.data)
+        };
+        if let Err(e) = result {
+            let text = format!("log file {} disabled: {e}", file.path().display());
+            self.files[slot] = None;
+            // The UI may be gone during exit; the warning is moot then.
+            let _ = self.ui.send(LogEvent::Notice {
+                service: Some(slot),
+                text,
+            });
+        }
+    }
+
+    fn answer(&mut self, query: LogQuery) {
+        let pk_slot = self.histories.len() - 1;
+        let wanted = |slot: usize| query.services.is_empty() || query.services.contains(&slot);
+        let mut records = Vec::new();
+        let mut dropped = 0;
+        for (slot, history) in self.histories.iter().enumerate() {
+            if !wanted(slot) {
+                continue;
+            }
+            dropped += history.dropped_lines;
+            let owner = (slot < pk_slot).then_some(slot);
+            for chunk in &history.chunks {
+                if query.since_ms.is_some_and(|s| chunk.ts_ms < s) {
+                    continue;
+                }
+                records.extend(records_of(owner, chunk));
+            }
+        }
+        // Histories are each in order; merge them by time (stable, so same-chunk order holds).
+        records.sort_by_key(|r| r.ts_ms);
+        if let Some(n) = query.tail {
+            let skip = records.len().saturating_sub(n);
+            records.drain(..skip);
+        }
+        if let Some(tx) = query.follow {
+            self.followers.push((query.services, tx));
+        }
+        // The asker may have given up waiting; nothing to do then.
+        let _ = query.reply.send(LogReply { records, dropped });
+    }
+}
+
+fn records_of(service: Option<ServiceId>, chunk: &Chunk) -> Vec<LogRecord> {
+    chunk
+        .data
+        .split_inclusive(|&b| b == b'\n')
+        .map(|line| LogRecord {
+            service,
+            kind: chunk.kind,
+            ts_ms: chunk.ts_ms,
+            line: String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(line)).into_owned(),
+        })
+        .collect()
+}
