@@ -6,9 +6,7 @@ mod support;
 
 use std::os::unix::fs::PermissionsExt;
 
-use support::{
-    Backend, DEADLINE, PidGuard, Project, is_alive, started_pids, wait_gone, wait_until,
-};
+use support::{Backend, DEADLINE, PidGuard, Project, is_alive, started_pids, wait_gone};
 
 const STACK: &str = r#"
 grace: 300ms
@@ -41,18 +39,6 @@ fn ps_json(p: &Project) -> serde_json::Value {
     let out = p.pk(&["ps", "--json"]).run();
     assert_eq!(out.code, 0, "{}", out.stderr);
     json(&out.stdout())
-}
-
-/// Polls `pk ps --json` until `pred` holds for it.
-fn wait_ps(
-    p: &Project,
-    what: &str,
-    pred: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    wait_until(DEADLINE, what, || {
-        let ps = ps_json(p);
-        pred(&ps).then_some(ps)
-    })
 }
 
 #[test]

@@ -18,6 +18,7 @@ pub mod leftovers;
 mod pgroup;
 mod shell;
 mod spawn;
+mod spawner;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -59,6 +60,16 @@ pub struct Containment {
     backend: Backend,
     /// Where to keep this run's `RunRecord` up to date (crash safety), with the config path.
     record: std::sync::Mutex<Option<(PathBuf, PathBuf)>>,
+    /// Threads that run `spawn_async`, started on first use.
+    spawner: std::sync::OnceLock<spawner::Spawner>,
+}
+
+/// A `SpawnSpec` that owns its data, to hand to another thread.
+#[derive(Debug, Clone)]
+pub struct OwnedSpawnSpec {
+    pub stages: Vec<Vec<String>>,
+    pub cwd: PathBuf,
+    pub env: BTreeMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -124,6 +135,7 @@ impl Containment {
             Ok(run) => Containment {
                 backend: Backend::Cgroup(run),
                 record: std::sync::Mutex::default(),
+                spawner: std::sync::OnceLock::new(),
             },
             Err(reason) => {
                 tracing::info!(%reason, "using process groups instead of cgroup v2");
@@ -140,6 +152,7 @@ impl Containment {
                 groups: Arc::default(),
             },
             record: std::sync::Mutex::default(),
+            spawner: std::sync::OnceLock::new(),
         }
     }
 
@@ -209,6 +222,30 @@ impl Containment {
             Backend::Cgroup(run) => Some(&run.dir),
             Backend::ProcessGroups { .. } => None,
         }
+    }
+
+    /// `spawn` on one of the containment's long-lived spawner threads, so the caller's runtime
+    /// worker is not blocked while the children fork and exec. Must be called within a tokio
+    /// runtime (the pool enters the one it is first used from).
+    pub async fn spawn_async(
+        self: &Arc<Self>,
+        leaf: String,
+        spec: OwnedSpawnSpec,
+    ) -> io::Result<Spawned> {
+        let this = Arc::clone(self);
+        self.spawner
+            .get_or_init(spawner::Spawner::start)
+            .run(move || {
+                this.spawn(
+                    &leaf,
+                    &SpawnSpec {
+                        stages: &spec.stages,
+                        cwd: &spec.cwd,
+                        env: &spec.env,
+                    },
+                )
+            })
+            .await
     }
 
     /// Spawns a tree in leaf `leaf` (a service name, or e.g. `api.shutdown`); the leaf is created

@@ -15,7 +15,7 @@ use crate::plan::{
     CommandSpec, Plan, ProbeCheck, ProbeSpec, RunSpec, ServiceId, ServiceSpec, StopSignal,
 };
 use crate::probe::{self, LogMatcher, ProbeContext, ReadyOutcome};
-use crate::process::{Containment, ProcessTree, SpawnSpec, shell_argv};
+use crate::process::{Containment, OwnedSpawnSpec, ProcessTree, SpawnSpec, shell_argv};
 
 /// How long output readers may keep going after the tree drained (an escaped process may
 /// hold the pipe open; it must not delay the exit).
@@ -94,14 +94,17 @@ async fn supervise(
         });
     };
     let stage_argv = stages(&spec.run);
-    let spawned = ctx.containment.spawn(
-        &spec.name,
-        &SpawnSpec {
-            stages: &stage_argv,
-            cwd: &spec.working_dir,
-            env: &spec.env,
-        },
-    );
+    let spawned = ctx
+        .containment
+        .spawn_async(
+            spec.name.clone(),
+            OwnedSpawnSpec {
+                stages: stage_argv.clone(),
+                cwd: spec.working_dir.clone(),
+                env: spec.env.clone(),
+            },
+        )
+        .await;
     let spawned = match spawned {
         Ok(s) => s,
         Err(e) => {
