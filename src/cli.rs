@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod attach;
 mod remote;
 
 use crate::control::{self, Op, WaitFor};
@@ -69,6 +70,12 @@ pub enum CliCommand {
         /// Override every service's shutdown grace, e.g. `10s`, `500ms`.
         #[arg(long, value_parser = parse_duration)]
         grace: Option<Duration>,
+    },
+    /// Open the dashboard on a running stack; quitting it leaves the stack running.
+    Attach {
+        /// Output kept per service, e.g. `8MiB`, `512K`.
+        #[arg(long, value_name = "SIZE", default_value = "8MiB", value_parser = crate::ui::tui::parse_size)]
+        history: usize,
     },
     /// The services of a running stack: state, pid, uptime, restarts, health, CPU, memory.
     Ps {
@@ -196,6 +203,16 @@ pub fn run(cli: Cli) -> i32 {
                 code => code,
             }
         }),
+        CliCommand::Attach { history } => {
+            use std::io::IsTerminal as _;
+            if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+                eprintln!("pk: attach needs a terminal (use `pk logs -F` or `pk ps` in scripts)");
+                return 2;
+            }
+            remote_call(cli.file.as_deref(), &cwd, |c| async move {
+                attach::attach(&c, history).await
+            })
+        }
         CliCommand::Ps { json } => remote_call(cli.file.as_deref(), &cwd, |c| async move {
             remote::ps(&c, json).await
         }),
@@ -227,7 +244,14 @@ pub fn run(cli: Cli) -> i32 {
         }),
         CliCommand::Restart { services } => {
             remote_call(cli.file.as_deref(), &cwd, |c| async move {
-                remote::act(&c, Op::Restart { services }).await
+                remote::act(
+                    &c,
+                    Op::Restart {
+                        services,
+                        dependents: false,
+                    },
+                )
+                .await
             })
         }
         CliCommand::Wait {
@@ -365,6 +389,14 @@ pub const DETACHED_ENV: &str = "PK_DETACHED";
 
 /// The dashboard when stdout and stdin are a terminal (and neither `--plain` nor detached),
 /// else the plain printer; None if the terminal cannot be set up (reported).
+/// The short name of a containment for the dashboard.
+pub fn containment_label(containment: &Containment) -> String {
+    match containment.kind() {
+        crate::process::ContainmentKind::Cgroup => "cgroup v2".into(),
+        crate::process::ContainmentKind::ProcessGroup => "process groups".into(),
+    }
+}
+
 fn start_renderer(
     plan: &Plan,
     opts: &UpOptions,
@@ -391,7 +423,8 @@ fn start_renderer(
     let config = tui::TuiConfig {
         stack: plan.name.clone(),
         names,
-        containment: Arc::clone(containment),
+        containment: Some(Arc::clone(containment)),
+        containment_label: containment_label(containment),
         history_bytes: opts.history,
         exit_now: {
             let containment = Arc::clone(containment);

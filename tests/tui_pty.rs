@@ -25,6 +25,11 @@ struct Pk {
 
 impl Pk {
     fn start(dir: &Path) -> Pk {
+        Pk::start_with(dir, &["up"])
+    }
+
+    /// `pk ARGS…` on a pseudo-terminal.
+    fn start_with(dir: &Path, args: &[&str]) -> Pk {
         let pty = native_pty_system()
             .openpty(PtySize {
                 rows: ROWS,
@@ -34,7 +39,7 @@ impl Pk {
             })
             .expect("openpty");
         let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_pk"));
-        cmd.arg("up");
+        cmd.args(args);
         cmd.cwd(dir);
         cmd.env("TERM", "xterm-256color");
         cmd.env_remove("PK_FILE");
@@ -239,4 +244,68 @@ fn a_flood_does_not_freeze_the_dashboard() {
         pk.contents()
     );
     assert!(!pk.screen.lock().unwrap().screen().alternate_screen());
+}
+
+/// `pk ARGS…` to completion (not on the pty); stdout and the exit code.
+fn pk(dir: &Path, args: &[&str]) -> (String, i32) {
+    #[expect(clippy::disallowed_methods, reason = "runs the binary under test")]
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pk"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("PK_FILE")
+        .output()
+        .expect("run pk");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+/// Stops a detached stack however the test ends.
+struct Down<'a>(&'a Path);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = pk(self.0, &["down", "--grace", "0s"]);
+    }
+}
+
+#[test]
+fn attach_shows_a_detached_stack_controls_it_and_quitting_leaves_it_running() {
+    let dir = stack(
+        r#"
+grace: 300ms
+services:
+  db:
+    command: "echo db ready; exec sleep 1000"
+  api:
+    command: "echo api ready; exec sleep 1000"
+    depends_on: [db]
+"#,
+    );
+    let _down = Down(dir.path());
+    let (out, code) = pk(dir.path(), &["up", "-d"]);
+    assert_eq!(code, 0, "{out}");
+    let mut attached = Pk::start_with(dir.path(), &["attach"]);
+    let screen = attached.wait_for("both services running", |s| {
+        row(s, "db").contains(&"running") && row(s, "api").contains(&"running")
+    });
+    let before = row(&screen, "db")[3].to_string();
+    // `r` restarts the selected service (db, the first row): its pid changes.
+    attached.send(b"r");
+    attached.wait_for("db with a new pid", |s| {
+        let cells = row(s, "db");
+        cells.contains(&"running") && cells.get(3).is_some_and(|pid| *pid != before)
+    });
+    attached.send(b"q");
+    assert_eq!(attached.wait_exit(DEADLINE), Some(0), "attach ends on q");
+    let (ps, code) = pk(dir.path(), &["ps"]);
+    assert_eq!(code, 0, "the stack is still running: {ps}");
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with("api") && l.contains("running")),
+        "{ps}"
+    );
+    let (_, code) = pk(dir.path(), &["down"]);
+    assert_eq!(code, 0);
 }

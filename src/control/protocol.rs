@@ -57,6 +57,9 @@ pub enum Op {
     },
     Restart {
         services: Vec<String>,
+        /// Restart what depends on them too, after them.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        dependents: bool,
     },
     /// Resolve once every named service meets `until` (or fail at once when it never will).
     Wait {

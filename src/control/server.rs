@@ -124,7 +124,7 @@ async fn handle(stream: UnixStream, ctx: ServerContext) -> std::io::Result<()> {
         Op::Logs { services, .. }
         | Op::Start { services }
         | Op::Stop { services }
-        | Op::Restart { services }
+        | Op::Restart { services, .. }
         | Op::Wait { services, .. } => match resolve(&ctx.plan, services) {
             Ok(ids) => ids,
             Err(msg) => return send(&mut write, &error(&msg)).await,
@@ -153,7 +153,7 @@ async fn handle(stream: UnixStream, ctx: ServerContext) -> std::io::Result<()> {
             }
             wait_for(&mut write, ctx, ids, WaitFor::Up, None, Some(before)).await
         }
-        Op::Restart { .. } => {
+        Op::Restart { dependents, .. } => {
             let before = runs(&ctx, &ids, true);
             for &service in &ids {
                 intent(
@@ -161,7 +161,7 @@ async fn handle(stream: UnixStream, ctx: ServerContext) -> std::io::Result<()> {
                     Intent::Restart {
                         service,
                         cause: None,
-                        dependents: false,
+                        dependents,
                     },
                 );
             }

@@ -23,7 +23,7 @@ use super::view;
 use crate::engine::{EngineHandle, Input, Intent, Snapshot};
 use crate::logs::{LogEvent, LogReceiver};
 use crate::metrics::{Sampler, Usage};
-use crate::process::{Containment, ContainmentKind};
+use crate::process::Containment;
 
 /// Shortest time between two frames (≤ 30 fps).
 const FRAME: Duration = Duration::from_millis(33);
@@ -37,7 +37,11 @@ const EPITAPH_LINES: usize = 20;
 pub struct TuiConfig {
     pub stack: String,
     pub names: Vec<String>,
-    pub containment: Arc<Containment>,
+    /// The run's containment, for CPU and memory; None when attached to a stack of another
+    /// process (`pk attach`), which shows `containment_label` only.
+    pub containment: Option<Arc<Containment>>,
+    /// `cgroup v2` or `process groups`.
+    pub containment_label: String,
     /// Byte budget of each service's history.
     pub history_bytes: usize,
     /// Third Ctrl-C: kill every tree and exit the process (the terminal is restored first).
@@ -117,15 +121,19 @@ async fn run(
 ) -> io::Result<Option<String>> {
     let backend = CrosstermBackend::new(BufWriter::with_capacity(1 << 16, io::stdout()));
     let mut term = Terminal::new(backend)?;
-    let containment = match config.containment.kind() {
-        ContainmentKind::Cgroup => "cgroup v2",
-        ContainmentKind::ProcessGroup => "process groups",
-    };
-    let mut app = App::new(&config.stack, config.names.clone(), containment);
+    let mut app = App::new(
+        &config.stack,
+        config.names.clone(),
+        &config.containment_label,
+    );
     app.utc_offset_s = local_utc_offset();
     let snap = engine.snapshots.borrow_and_update().clone();
     let mut sampler = Sampler::new();
-    let usage = sampler.sample(&config.containment, &snap);
+    let mut sample = |snap: &Snapshot| match &config.containment {
+        Some(c) => sampler.sample(c, snap),
+        None => vec![None; snap.services.len()],
+    };
+    let usage = sample(&snap);
     let mut state = Loop {
         app,
         store: LogStore::new(config.names.len(), config.history_bytes),
@@ -141,7 +149,7 @@ async fn run(
     loop {
         let now = Instant::now();
         if now >= next_sample {
-            state.usage = sampler.sample(&config.containment, &state.snap);
+            state.usage = sample(&state.snap);
             next_sample = now + SAMPLE_EVERY;
             state.dirty = true;
         }
