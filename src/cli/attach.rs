@@ -44,9 +44,11 @@ async fn run(config: &Path, history_bytes: usize) -> Result<(), ControlError> {
     };
     let names: Vec<String> = services.into_iter().map(|r| r.service.name).collect();
     let mut snapshots = Call::open(config, Op::Watch).await?;
-    let first = match snapshots.next().await? {
-        Some(Response::Snapshot { snapshot, .. }) => snapshot,
-        _ => return Err(ControlError::Protocol("no snapshot from the stack".into())),
+    let Some(Response::Snapshot {
+        snapshot: first, ..
+    }) = snapshots.next().await?
+    else {
+        return Err(ControlError::Protocol("no snapshot from the stack".into()));
     };
     let logs = Call::open(
         config,

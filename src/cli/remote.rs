@@ -1,16 +1,103 @@
 //! The commands that talk to a running stack over its control socket: `down`, `ps`, `logs`,
 //! `start`, `stop`, `restart`, `wait`.
 
-use std::io::Write;
-use std::path::Path;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::{CliCommand, block_on};
 use crate::control::{
     self, Call, ControlError, Failure, Op, PsRow, QUICK_TIMEOUT, Response, WaitFor,
 };
 use crate::engine::{fmt_duration, now_ms};
 use crate::logs::hub::RecordKind;
 use crate::ui::plain::PlainPrinter;
+
+/// Runs one of the commands that talk to a running stack.
+pub fn dispatch(command: CliCommand, file: Option<&Path>, cwd: &Path) -> i32 {
+    match command {
+        CliCommand::Down { grace } => remote_call(file, cwd, |c| async move {
+            let reaped = super::up::reap_leftovers(&c);
+            match down(&c, grace).await {
+                1 if reaped => 0,
+                code => code,
+            }
+        }),
+        CliCommand::Attach { history } => {
+            if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+                eprintln!("pk: attach needs a terminal (use `pk logs -F` or `pk ps` in scripts)");
+                return 2;
+            }
+            remote_call(file, cwd, |c| async move {
+                super::attach::attach(&c, history).await
+            })
+        }
+        CliCommand::Ps { json } => remote_call(file, cwd, |c| async move { ps(&c, json).await }),
+        CliCommand::Logs {
+            services,
+            follow,
+            tail,
+            since,
+            timestamps,
+            color,
+        } => {
+            let args = LogsArgs {
+                services,
+                follow,
+                tail,
+                since,
+                timestamps,
+                color: color.enabled(),
+            };
+            remote_call(file, cwd, |c| async move { logs(&c, args).await })
+        }
+        CliCommand::Start { services } => remote_call(file, cwd, |c| async move {
+            act(&c, Op::Start { services }).await
+        }),
+        CliCommand::Stop { services } => remote_call(file, cwd, |c| async move {
+            act(&c, Op::Stop { services }).await
+        }),
+        CliCommand::Restart { services } => remote_call(file, cwd, |c| async move {
+            act(
+                &c,
+                Op::Restart {
+                    services,
+                    dependents: false,
+                },
+            )
+            .await
+        }),
+        CliCommand::Wait {
+            services,
+            until,
+            timeout,
+        } => remote_call(file, cwd, |c| async move {
+            wait(&c, services, until, timeout).await
+        }),
+        CliCommand::Up { .. }
+        | CliCommand::Check
+        | CliCommand::Graph { .. }
+        | CliCommand::Schema => {
+            unreachable!("handled by cli::run")
+        }
+    }
+}
+
+/// Runs a client command against the stack of the config file found like `up` finds it (the
+/// file is not parsed: a broken config must not stop `pk down`).
+fn remote_call<F, Fut>(file: Option<&Path>, cwd: &Path, call: F) -> i32
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: Future<Output = i32>,
+{
+    match crate::plan::find_config(file, cwd) {
+        Ok(path) => block_on(call(path)),
+        Err(e) => {
+            eprint!("{}", e.render(std::io::stderr().is_terminal()));
+            2
+        }
+    }
+}
 
 /// Maps a control error to a message and `pk`'s exit code (1: nothing running, 2: other).
 fn fail(e: &ControlError) -> i32 {
