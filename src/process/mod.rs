@@ -258,9 +258,16 @@ impl Containment {
             Backend::Cgroup(run) => {
                 let dir = run.leaf(leaf)?;
                 let procs = open_procs(&dir)?;
-                let started = spawn::start(spec, &Placement::Cgroup { procs: &procs }, |_| {
-                    cgroup::kill_leaf(&dir);
-                })?;
+                let started = spawn::start(
+                    spec,
+                    &Placement::Cgroup {
+                        procs: &procs,
+                        path: &dir.join("cgroup.procs"),
+                    },
+                    |_| {
+                        cgroup::kill_leaf(&dir);
+                    },
+                )?;
                 Ok(ProcessTree::from_started(
                     started,
                     Scope::Cgroup { leaf: dir },

@@ -10,7 +10,9 @@
 use rustix::process::Signal;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::OnceLock;
 
 use rustix::pipe::{PipeFlags, pipe_with};
 use tokio::net::unix::pipe::Receiver;
@@ -20,9 +22,11 @@ use super::SpawnSpec;
 
 /// Where the stages go besides their new process group.
 pub(crate) enum Placement<'a> {
-    /// The leaf's `cgroup.procs`, opened by pk, written with `0` by each child before exec.
+    /// The leaf's `cgroup.procs` (its path, and opened by pk), written with `0` by each child
+    /// before it runs the service's program.
     Cgroup {
         procs: &'a OwnedFd,
+        path: &'a Path,
     },
     ProcessGroup,
 }
@@ -126,9 +130,27 @@ fn start_stage(
     group: Option<u32>,
     placement: &Placement<'_>,
 ) -> io::Result<Started> {
-    let mut command = Command::new(&argv[0]);
+    let mut command = if let Some(shim) = shim() {
+        // Through the shim std can use posix_spawn (no fork of pk): it has no pre_exec.
+        let program = resolve(&argv[0], spec)?;
+        let procs = match placement {
+            Placement::Cgroup { path, .. } => path.as_os_str(),
+            Placement::ProcessGroup => std::ffi::OsStr::new("-"),
+        };
+        let mut command = Command::new(shim);
+        command
+            .arg(procs)
+            .arg(std::process::id().to_string())
+            .arg(program)
+            .args(argv);
+        command
+    } else {
+        let mut command = Command::new(&argv[0]);
+        command.args(&argv[1..]);
+        in_child_before_exec(&mut command, placement);
+        command
+    };
     command
-        .args(&argv[1..])
         .env_clear()
         .envs(spec.env)
         .current_dir(spec.cwd)
@@ -138,6 +160,25 @@ fn start_stage(
         // A new group keeps the terminal's Ctrl-C away from the tree: pk decides what it gets.
         .process_group(group.map_or(0, |leader| i32::try_from(leader).expect("pids fit in i32")))
         .kill_on_drop(false);
+    let child = command.spawn().map_err(|error| {
+        io::Error::new(
+            error.kind(),
+            format!(
+                "cannot start `{}` in {}: {error}",
+                argv[0],
+                spec.cwd.display()
+            ),
+        )
+    })?;
+    let pid = child
+        .id()
+        .ok_or_else(|| io::Error::other("a just-spawned child has no pid"))?;
+    Ok(Started { pid, child })
+}
+
+/// The fallback without the shim (`fork` + `pre_exec`): the same steps the shim takes, run in
+/// the forked child before exec.
+fn in_child_before_exec(command: &mut Command, placement: &Placement<'_>) {
     let parent = rustix::process::getpid();
     // SAFETY: prctl(2) and getppid(2) are async-signal-safe; nothing allocates or locks.
     unsafe {
@@ -153,7 +194,7 @@ fn start_stage(
             Ok(())
         });
     }
-    if let Placement::Cgroup { procs } = placement {
+    if let Placement::Cgroup { procs, .. } = placement {
         let procs = procs.as_raw_fd();
         // SAFETY: the closure only calls write(2) on an fd that pk keeps open until `spawn`
         // returns; it allocates nothing and takes no lock, so it is async-signal-safe.
@@ -165,18 +206,58 @@ fn start_stage(
             });
         }
     }
-    let child = command.spawn().map_err(|error| {
+}
+
+/// Where `pk-spawn` is: `PK_SPAWN_SHIM` (`none` turns it off), else next to pk's executable (or
+/// one directory up, for test binaries in `target/*/deps`). None: spawn with fork and `pre_exec`.
+fn shim() -> Option<&'static Path> {
+    static SHIM: OnceLock<Option<PathBuf>> = OnceLock::new();
+    SHIM.get_or_init(|| {
+        if let Some(path) = std::env::var_os("PK_SPAWN_SHIM") {
+            return (path != "none").then(|| PathBuf::from(path));
+        }
+        let exe = std::env::current_exe().ok()?;
+        let dir = exe.parent()?;
+        [dir.join("pk-spawn"), dir.parent()?.join("pk-spawn")]
+            .into_iter()
+            .find(|p| p.is_file())
+    })
+    .as_deref()
+}
+
+/// The file the shim should exec for `program`: as given when it has a `/` (relative to the
+/// service's directory), else the first executable on the service's `PATH`. Resolving here
+/// keeps "no such program" a spawn error, as it is without the shim.
+fn resolve(program: &str, spec: &SpawnSpec<'_>) -> io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let not_found = |searched: &str| {
         io::Error::new(
-            error.kind(),
+            io::ErrorKind::NotFound,
             format!(
-                "cannot start `{}` in {}: {error}",
-                argv[0],
+                "cannot start `{program}` in {}: not found{searched}",
                 spec.cwd.display()
             ),
         )
-    })?;
-    let pid = child
-        .id()
-        .ok_or_else(|| io::Error::other("a just-spawned child has no pid"))?;
-    Ok(Started { pid, child })
+    };
+    if program.contains('/') {
+        let path = spec.cwd.join(program);
+        return if path.exists() {
+            Ok(path)
+        } else {
+            Err(not_found(""))
+        };
+    }
+    let path_var = spec
+        .env
+        .get("PATH")
+        .map_or("/usr/local/bin:/usr/bin:/bin", String::as_str);
+    path_var
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| spec.cwd.join(d).join(program))
+        .find(|p| executable(p))
+        .ok_or_else(|| not_found(" on PATH"))
 }
