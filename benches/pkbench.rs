@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 fn main() {
     let only: Option<String> = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     let pk = build_pk();
-    let scenarios: [(&str, Scenario); 7] = [
+    let scenarios: [(&str, Scenario); 8] = [
         ("startup", startup_200),
         ("startup-pgroup", startup_200_pgroup),
         ("teardown", teardown_200),
@@ -21,6 +21,7 @@ fn main() {
         ("flood", flood_1m),
         ("rss", rss_50),
         ("probes", probes_50),
+        ("ps", ps_200),
     ];
     for (name, run) in scenarios {
         if only.as_deref().is_some_and(|o| o != name) {
@@ -267,6 +268,49 @@ fn rss_50(pk: &Path) -> String {
     #[expect(clippy::cast_precision_loss, reason = "a size in MiB for display")]
     let mib = kib as f64 / 1024.0;
     format!("pk RSS with 50 idle services: {mib:.1} MiB (target ≤ 15 MiB)")
+}
+
+/// Wall time of `pk ps --json` (a whole process: start, connect, answer, print) against a
+/// stack of 200 running services; 20 calls.
+fn ps_200(pk: &Path) -> String {
+    let dir = stack(200, "", sleeper);
+    let mut child = spawn_pk(pk, dir.path(), Stdio::piped());
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    wait_for(&mut out, "* started (pid", 200);
+    let mut times: Vec<Duration> = (0..20)
+        .map(|_| {
+            let t = Instant::now();
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "the bench runs the client it measures"
+            )]
+            let ps = Command::new(pk)
+                .args(["ps", "--json"])
+                .current_dir(dir.path())
+                .stderr(Stdio::null())
+                .output()
+                .expect("pk ps");
+            let took = t.elapsed();
+            assert!(ps.status.success(), "pk ps failed");
+            assert_eq!(
+                String::from_utf8_lossy(&ps.stdout)
+                    .matches("\"state\": \"running\"")
+                    .count(),
+                200,
+                "every service in the answer"
+            );
+            took
+        })
+        .collect();
+    interrupt(&child);
+    std::io::copy(&mut out, &mut std::io::sink()).expect("drain");
+    child.wait().expect("wait");
+    times.sort();
+    format!(
+        "`pk ps --json` on 200 services: median {}, max {} over 20 calls (target ≤ 50 ms)",
+        ms(times[10]),
+        ms(times[19])
+    )
 }
 
 /// CPU time pk spends probing 50 services every 100 ms, over a fixed wall window.

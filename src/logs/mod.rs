@@ -17,7 +17,10 @@ use crate::probe::LogMatcher;
 
 /// Longest line kept whole; longer ones are cut.
 pub const MAX_LINE: usize = 64 * 1024;
-const READ_SIZE: usize = 64 * 1024;
+/// Reads start small (an idle service costs little memory) and double while they come back
+/// full, up to this (a flood is read in big chunks).
+const READ_MAX: usize = 64 * 1024;
+const READ_MIN: usize = 4 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
@@ -66,10 +69,11 @@ pub async fn pump<R: AsyncRead + Unpin>(
             data,
         });
     };
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_SIZE);
+    let mut buf: Vec<u8> = Vec::new();
+    let mut read_size = READ_MIN;
     loop {
         let start = buf.len();
-        buf.resize(start + READ_SIZE, 0);
+        buf.resize(start + read_size, 0);
         let n = match reader.read(&mut buf[start..]).await {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
@@ -80,6 +84,9 @@ pub async fn pump<R: AsyncRead + Unpin>(
             Err(_) => 0,
         };
         buf.truncate(start + n);
+        if n == read_size {
+            read_size = (read_size * 2).min(READ_MAX);
+        }
         if n == 0 {
             if !buf.is_empty() {
                 buf.push(b'\n');

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::sync::mpsc;
 
 /// Threads in the pool: spawns mostly wait for the child's exec, so more than the cores.
-const THREADS: usize = 8;
+const THREADS: usize = 4;
 
 type Job = Box<dyn FnOnce() + Send>;
 
