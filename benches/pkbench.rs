@@ -4,15 +4,17 @@
 //! line; docs/benchmarks.md records a run and the targets. Baselines that need a shell are
 //! measured in the same run so numbers are comparable on a busy machine.
 
+mod common;
+
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn main() {
     let only: Option<String> = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
-    let pk = build_pk();
+    let pk = common::build_pk();
     let scenarios: [(&str, Scenario); 8] = [
         ("startup", startup_200),
         ("startup-pgroup", startup_200_pgroup),
@@ -32,21 +34,6 @@ fn main() {
 }
 
 type Scenario = fn(&Path) -> String;
-
-fn build_pk() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "the bench builds the binary it measures"
-    )]
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--bin", "pk"])
-        .current_dir(root)
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "building pk failed");
-    root.join("target/release/pk")
-}
 
 /// A temp dir with a pk.yaml of `n` services made by `service(i)`.
 fn stack(n: usize, extra: &str, service: impl Fn(usize) -> String) -> tempfile::TempDir {

@@ -5,8 +5,10 @@
 //! `cargo bench --bench tui` (builds the release binary first); `cargo bench --bench tui --
 //! history` runs one scenario. docs/benchmarks.md records a run.
 
+mod common;
+
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,23 +25,8 @@ fn main() {
         ingest();
     }
     if only.as_deref().is_none_or(|o| o == "flood") {
-        flood(&build_pk());
+        flood(&common::build_pk());
     }
-}
-
-fn build_pk() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "the bench builds the binary it measures"
-    )]
-    let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--release", "--bin", "pk"])
-        .current_dir(root)
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "building pk failed");
-    root.join("target/release/pk")
 }
 
 fn vm_rss_kib() -> u64 {

@@ -5,15 +5,17 @@
 //! docs/benchmarks.md records a run. Watches are counted from the kernel's view
 //! (`/proc/<pk>/fdinfo/<inotify fd>`, one `inotify wd:` line per watch), not from pk's word.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 fn main() {
     let only: Option<String> = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
-    let pk = build_pk();
+    let pk = common::build_pk();
     let scenarios: [(&str, Scenario); 3] = [
         ("latency", |pk| latency(pk, Duration::from_millis(100))),
         ("latency", |pk| latency(pk, Duration::from_millis(200))),
@@ -28,21 +30,6 @@ fn main() {
 }
 
 type Scenario = fn(&Path) -> String;
-
-fn build_pk() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "the bench builds the binary it measures"
-    )]
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--bin", "pk"])
-        .current_dir(root)
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "building pk failed");
-    root.join("target/release/pk")
-}
 
 /// A running `pk up --watch --plain`; its output lines arrive with the time they were read.
 struct Pk {

@@ -63,6 +63,18 @@ impl Supervisor {
     }
 }
 
+/// Sends facts about `service`'s spawn `generation` to the engine.
+fn reporter(ctx: &Context, service: ServiceId, generation: u64) -> impl Fn(Report) + '_ {
+    move |report| {
+        // The engine outlives every supervisor and probe loop except during a forced exit.
+        let _ = ctx.inputs.send(Input::Report {
+            service,
+            generation,
+            report,
+        });
+    }
+}
+
 /// The argv of every stage of a service's run spec.
 pub fn stages(run: &RunSpec) -> Vec<Vec<String>> {
     match run {
@@ -85,14 +97,7 @@ async fn supervise(
     mut control: mpsc::UnboundedReceiver<Control>,
 ) {
     let spec = &ctx.plan.services[service];
-    let report = |report: Report| {
-        // The engine outlives every supervisor except during a forced exit.
-        let _ = ctx.inputs.send(Input::Report {
-            service,
-            generation,
-            report,
-        });
-    };
+    let report = reporter(&ctx, service, generation);
     let stage_argv = stages(&spec.run);
     let spawned = ctx
         .containment
@@ -181,14 +186,7 @@ async fn run_probes(
     alive_log: Option<Arc<LogMatcher>>,
 ) {
     let spec = &ctx.plan.services[service];
-    let report = |report: Report| {
-        // The engine outlives every probe loop except during a forced exit.
-        let _ = ctx.inputs.send(Input::Report {
-            service,
-            generation,
-            report,
-        });
-    };
+    let report = reporter(&ctx, service, generation);
     if let Some(ready) = &spec.ready {
         let pctx = ProbeContext {
             containment: Arc::clone(&ctx.containment),
