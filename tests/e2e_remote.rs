@@ -242,6 +242,9 @@ struct Detached<'a>(&'a Project);
 impl Drop for Detached<'_> {
     fn drop(&mut self) {
         let _ = self.0.pk(&["down", "--grace", "0s"]).run();
+        // A failed background run keeps its log next to the socket; the test is done with it.
+        let log = pk::control::socket_path(&self.0.config_path()).with_extension("log");
+        let _ = std::fs::remove_file(log);
     }
 }
 

@@ -70,6 +70,11 @@ pub fn reap_leftovers(config: &Path) -> bool {
     }
     match crate::process::leftovers::reap(&control::record_path(config)) {
         Ok(Some(r)) => {
+            let socket = control::socket_path(config);
+            if std::os::unix::net::UnixStream::connect(&socket).is_err() {
+                // The dead pk's socket; nobody answers on it any more.
+                let _ = std::fs::remove_file(&socket);
+            }
             eprintln!(
                 "pk: a previous pk (pid {}) for this config died without cleaning up; killed {} leftover {}",
                 r.owner,
@@ -245,6 +250,10 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
     let _ = log_tx.send(LogEvent::End);
     // The printer only fails if stdout is gone, and then there is nothing to report to.
     let _ = printer.join();
+    if detached && outcome.exit_code == 0 {
+        // A background run that ended well leaves no log behind; a failed one keeps it.
+        let _ = std::fs::remove_file(socket.with_extension("log"));
+    }
     outcome.exit_code
 }
 
