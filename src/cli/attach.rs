@@ -76,6 +76,7 @@ async fn run(config: &Path, history_bytes: usize) -> Result<(), ControlError> {
             containment: None,
             containment_label: label,
             history_bytes,
+            backlog: None,
             exit_now: Box::new(|| {
                 tui::restore_terminal();
                 std::process::exit(0);

@@ -95,6 +95,9 @@ pub fn reap_leftovers(config: &Path) -> bool {
     }
 }
 
+/// Output the dashboard may have queued before the hub sheds lines for it.
+const DASHBOARD_BACKLOG: usize = 16 * 1024 * 1024;
+
 /// Set in the environment of the background pk that `pk up -d` starts.
 pub const DETACHED_ENV: &str = "PK_DETACHED";
 
@@ -115,6 +118,7 @@ fn start_renderer(
     socket: &Path,
     ui_rx: crate::logs::LogReceiver,
     log_tx: &crate::logs::LogSender,
+    backlog: &crate::logs::Backlog,
 ) -> Option<Renderer> {
     let detached = std::env::var_os(DETACHED_ENV).is_some();
     let names: Vec<String> = plan.services.iter().map(|s| s.name.clone()).collect();
@@ -137,6 +141,7 @@ fn start_renderer(
         containment: Some(Arc::clone(containment)),
         containment_label: containment_label(containment),
         history_bytes: opts.history,
+        backlog: Some(backlog.clone()),
         exit_now: {
             let containment = Arc::clone(containment);
             let socket = socket.to_path_buf();
@@ -171,7 +176,16 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
     }
     let (ui_tx, ui_rx) = tokio::sync::mpsc::unbounded_channel();
     let (log_tx, log_rx) = tokio::sync::mpsc::unbounded_channel();
-    let renderer = start_renderer(&plan, &opts, &containment, &socket, ui_rx, &log_tx);
+    let backlog = crate::logs::Backlog::default();
+    let renderer = start_renderer(
+        &plan,
+        &opts,
+        &containment,
+        &socket,
+        ui_rx,
+        &log_tx,
+        &backlog,
+    );
     let Some(printer) = renderer else {
         containment.cleanup();
         containment.drop_record();
@@ -180,7 +194,13 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
         return 2;
     };
     let log_files = plan.services.iter().map(|s| s.log_file.clone()).collect();
-    let hub = crate::logs::hub::spawn(log_files, log_rx, ui_tx);
+    // The dashboard may lag under a flood and then sheds lines; the plain printer never does.
+    let lag = matches!(printer, Renderer::Pending(_)).then(|| crate::logs::hub::LaggingRenderer {
+        backlog,
+        budget: DASHBOARD_BACKLOG,
+    });
+    let gate = crate::logs::OutputGate::default();
+    let hub = crate::logs::hub::spawn(log_files, log_rx, gate.clone(), ui_tx, lag);
     // Sent first so the mechanism in use is the first thing a user sees.
     let _ = log_tx.send(LogEvent::Notice {
         service: None,
@@ -192,6 +212,7 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
         &selected,
         Arc::clone(&containment),
         log_tx.clone(),
+        gate,
     );
     let runtime = runtime.hold_open(detached);
     let printer = printer.attach(handle.clone());
@@ -217,20 +238,7 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
         hub,
         plan: Arc::clone(&plan),
         containment: Arc::clone(&containment),
-        metrics: {
-            let sampler = std::sync::Mutex::new(crate::metrics::Sampler::new());
-            let containment = Arc::clone(&containment);
-            Arc::new(move |snap: &crate::engine::Snapshot| {
-                let Ok(mut sampler) = sampler.lock() else {
-                    return vec![(None, None); snap.services.len()];
-                };
-                sampler
-                    .sample(&containment, snap)
-                    .into_iter()
-                    .map(|u| (u.map(|u| u.cpu_percent), u.map(|u| u.rss_bytes)))
-                    .collect()
-            })
-        },
+        metrics: ps_metrics(&containment),
     });
     let signals = tokio::spawn(forward_signals(
         handle,
@@ -255,6 +263,23 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
         let _ = std::fs::remove_file(socket.with_extension("log"));
     }
     outcome.exit_code
+}
+
+/// CPU and memory of every service's tree for `pk ps`, from one sampler (CPU % is the change
+/// since the previous call).
+fn ps_metrics(containment: &Arc<Containment>) -> Arc<control::MetricsFn> {
+    let sampler = std::sync::Mutex::new(crate::metrics::Sampler::new());
+    let containment = Arc::clone(containment);
+    Arc::new(move |snap: &crate::engine::Snapshot| {
+        let Ok(mut sampler) = sampler.lock() else {
+            return vec![(None, None); snap.services.len()];
+        };
+        sampler
+            .sample(&containment, snap)
+            .into_iter()
+            .map(|u| (u.map(|u| u.cpu_percent), u.map(|u| u.rss_bytes)))
+            .collect()
+    })
 }
 
 /// The third Ctrl-C: kill every tree, give the terminal back, exit at once.

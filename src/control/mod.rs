@@ -10,7 +10,7 @@ mod server;
 
 pub use client::{Call, QUICK_TIMEOUT, down};
 pub use protocol::{Failure, Op, PROTOCOL_VERSION, PsRow, Request, Response, WaitFor};
-pub use server::{Server, ServerContext};
+pub use server::{MetricsFn, Server, ServerContext};
 
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::snapshot::Snapshot;
 use super::step::{Effect, Engine, Input, Report};
-use crate::logs::{LogEvent, LogSender};
+use crate::logs::{LogEvent, LogSender, OutputGate, OutputSink};
 use crate::plan::{Plan, ServiceId};
 use crate::process::Containment;
 use crate::supervisor::{Context, Control, Supervisor};
@@ -45,6 +45,7 @@ impl Runtime {
         selected: &[bool],
         containment: Arc<Containment>,
         logs: LogSender,
+        gate: OutputGate,
     ) -> (Runtime, EngineHandle) {
         let (tx, rx) = mpsc::unbounded_channel();
         let seed = u64::from(std::process::id()) ^ 0x9e37_79b9_7f4a_7c15;
@@ -61,6 +62,10 @@ impl Runtime {
             plan,
             containment,
             inputs: tx.clone(),
+            output: OutputSink {
+                tx: logs.clone(),
+                gate,
+            },
             logs,
         });
         let runtime = Runtime {

@@ -99,7 +99,18 @@ impl History {
     }
 }
 
+/// A renderer that may lag: output beyond `budget` bytes in its queue is not sent to it.
+pub struct LaggingRenderer {
+    pub backlog: super::Backlog,
+    pub budget: usize,
+}
+
 struct Hub {
+    /// Given back the bytes of each output chunk once handled (flow control with the pumps).
+    gate: super::OutputGate,
+    lag: Option<LaggingRenderer>,
+    /// Per slot, lines not sent to a lagging renderer since it last caught up.
+    unshown: Vec<u64>,
     /// Per service, where its output is also kept (`log_file` / `log_dir`).
     files: Vec<Option<RotatingFile>>,
     /// Index `n` is service `n`; the last entry holds pk's own notices.
@@ -110,10 +121,19 @@ struct Hub {
 
 /// Starts the hub: events from `input` are recorded (and written to the services' log files,
 /// `files[service]`) and passed on to `ui` unchanged.
-pub fn spawn(files: Vec<Option<PathBuf>>, input: LogReceiver, ui: LogSender) -> HubHandle {
+pub fn spawn(
+    files: Vec<Option<PathBuf>>,
+    input: LogReceiver,
+    gate: super::OutputGate,
+    ui: LogSender,
+    lag: Option<LaggingRenderer>,
+) -> HubHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let services = files.len();
     let hub = Hub {
+        gate,
+        lag,
+        unshown: vec![0; services + 1],
         files: files
             .into_iter()
             .map(|f| f.map(RotatingFile::new))
@@ -192,8 +212,34 @@ impl Hub {
             });
         }
         self.write_file(slot, &chunk);
+        if chunk.kind != RecordKind::Notice {
+            self.gate.leave(chunk.data.len());
+        }
         if let Some(history) = self.histories.get_mut(slot) {
             history.push(chunk);
+        }
+        self.forward(slot, event);
+    }
+
+    /// Passes `event` on, unless the renderer lags past its budget: then an output chunk is
+    /// only counted, and said once the renderer has caught up.
+    fn forward(&mut self, slot: usize, event: LogEvent) {
+        if let (Some(lag), LogEvent::Output { data, .. }) = (&self.lag, &event) {
+            if lag.backlog.bytes() > lag.budget {
+                self.unshown[slot] += data.split(|&b| b == b'\n').count() as u64 - 1;
+                return;
+            }
+            lag.backlog.add(data.len());
+        }
+        if self.unshown[slot] > 0 {
+            let lines = std::mem::take(&mut self.unshown[slot]);
+            // The UI may be gone during exit; it then has nothing left to show.
+            let _ = self.ui.send(LogEvent::Notice {
+                service: (slot < self.unshown.len() - 1).then_some(slot),
+                text: format!(
+                    "… {lines} lines not shown here: the dashboard fell behind (`pk logs` has them)"
+                ),
+            });
         }
         // The UI may be gone during exit; it then has nothing left to show.
         let _ = self.ui.send(event);
@@ -265,4 +311,91 @@ fn records_of(service: Option<ServiceId>, chunk: &Chunk) -> Vec<LogRecord> {
             line: String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(line)).into_owned(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::sync::mpsc;
+
+    use super::{LaggingRenderer, LogQuery, spawn};
+    use crate::logs::{Backlog, LogEvent, OutputGate, Stream};
+
+    fn output(data: &str) -> LogEvent {
+        LogEvent::Output {
+            service: 0,
+            stream: Stream::Stdout,
+            data: data.as_bytes().to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lagging_renderer_gets_a_count_instead_of_the_lines() {
+        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        let (ui_tx, mut ui_rx) = mpsc::unbounded_channel();
+        let backlog = Backlog::default();
+        let lag = LaggingRenderer {
+            backlog: backlog.clone(),
+            budget: 10,
+        };
+        let hub = spawn(vec![None], in_rx, OutputGate::default(), ui_tx, Some(lag));
+        in_tx.send(output("first line\n")).unwrap();
+        let Some(LogEvent::Output { data, .. }) = ui_rx.recv().await else {
+            panic!("the first chunk is shown");
+        };
+        assert_eq!(data, b"first line\n");
+        assert_eq!(backlog.bytes(), 11, "not taken yet: over the budget of 10");
+        in_tx.send(output("a\nb\nc\n")).unwrap();
+        in_tx.send(output("d\n")).unwrap();
+        // Once the hub has handled `d` (it is in the history), the renderer catches up; the
+        // next line is shown after a count of what was shed.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (reply, _) = tokio::sync::oneshot::channel();
+            let query = LogQuery {
+                services: vec![0],
+                tail: None,
+                since_ms: None,
+                follow: None,
+                reply,
+            };
+            let records = hub.query(query).await.expect("hub answers").records;
+            if records.iter().any(|r| r.line == "d") {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the hub never handled `d`"
+            );
+            tokio::task::yield_now().await;
+        }
+        backlog.take(11);
+        in_tx.send(output("e\n")).unwrap();
+        let Some(LogEvent::Notice { text, .. }) = ui_rx.recv().await else {
+            panic!("a count of the shed lines");
+        };
+        assert!(text.starts_with("… 4 lines not shown here"), "{text}");
+        let Some(LogEvent::Output { data, .. }) = ui_rx.recv().await else {
+            panic!("then the line");
+        };
+        assert_eq!(data, b"e\n");
+    }
+
+    #[tokio::test]
+    async fn the_gate_holds_pumps_back_until_the_hub_has_caught_up() {
+        let gate = OutputGate::default();
+        gate.enter(crate::logs::OUTPUT_BUDGET).await;
+        let waiting = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.enter(1).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "over budget: the pump waits");
+        gate.leave(1);
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("released once the hub handled a byte")
+            .unwrap();
+    }
 }

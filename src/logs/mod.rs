@@ -47,6 +47,69 @@ pub enum LogEvent {
 }
 
 pub type LogSender = mpsc::UnboundedSender<LogEvent>;
+
+/// Bytes of output the hub may fall behind the pumps before they wait.
+pub const OUTPUT_BUDGET: usize = 16 * 1024 * 1024;
+
+/// Flow control between the output pumps and the hub: a pump takes permits for the bytes it
+/// sends, the hub gives them back once it has handled them. When the hub falls behind by
+/// `OUTPUT_BUDGET`, the pumps wait and the services block on their own pipes (the kernel's
+/// backpressure) instead of pk buffering without bound. Renderers never cause this: a lagging
+/// dashboard sheds lines (`Backlog`).
+#[derive(Debug, Clone)]
+pub struct OutputGate(Arc<tokio::sync::Semaphore>);
+
+impl Default for OutputGate {
+    fn default() -> Self {
+        OutputGate(Arc::new(tokio::sync::Semaphore::new(OUTPUT_BUDGET)))
+    }
+}
+
+impl OutputGate {
+    /// Waits until `bytes` more may be in flight to the hub.
+    pub async fn enter(&self, bytes: usize) {
+        let n = u32::try_from(bytes.min(OUTPUT_BUDGET)).unwrap_or(u32::MAX);
+        if let Ok(permit) = self.0.acquire_many(n).await {
+            // Given back by `leave` once the hub has handled the chunk.
+            permit.forget();
+        }
+    }
+
+    /// The hub has handled `bytes`.
+    pub fn leave(&self, bytes: usize) {
+        self.0.add_permits(bytes.min(OUTPUT_BUDGET));
+    }
+}
+
+/// Where output pumps send: the log channel, through the gate.
+#[derive(Debug, Clone)]
+pub struct OutputSink {
+    pub tx: LogSender,
+    pub gate: OutputGate,
+}
+
+/// Bytes of output handed to a renderer and not yet taken by it. The hub sheds lines (counted,
+/// and said) for a renderer that lags past its budget instead of queueing without bound; the
+/// history and log files still get every line.
+#[derive(Debug, Clone, Default)]
+pub struct Backlog(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Backlog {
+    pub fn add(&self, bytes: usize) {
+        self.0
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The renderer took `bytes` off its queue.
+    pub fn take(&self, bytes: usize) {
+        self.0
+            .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
 pub type LogReceiver = mpsc::UnboundedReceiver<LogEvent>;
 
 /// Forwards everything `reader` yields as line-aligned chunks until EOF; a last unterminated
@@ -55,15 +118,16 @@ pub async fn pump<R: AsyncRead + Unpin>(
     mut reader: R,
     service: ServiceId,
     stream: Stream,
-    sink: LogSender,
+    sink: OutputSink,
     taps: Vec<Arc<LogMatcher>>,
 ) {
-    let send = |data: Vec<u8>| {
+    let send = async |data: Vec<u8>| {
         for tap in &taps {
             tap.feed(&data);
         }
+        sink.gate.enter(data.len()).await;
         // The UI may be gone during exit; output is then dropped on purpose.
-        let _ = sink.send(LogEvent::Output {
+        let _ = sink.tx.send(LogEvent::Output {
             service,
             stream,
             data,
@@ -90,7 +154,7 @@ pub async fn pump<R: AsyncRead + Unpin>(
         if n == 0 {
             if !buf.is_empty() {
                 buf.push(b'\n');
-                send(std::mem::take(&mut buf));
+                send(std::mem::take(&mut buf)).await;
             }
             return;
         }
@@ -104,7 +168,7 @@ pub async fn pump<R: AsyncRead + Unpin>(
         };
         let rest = buf.split_off(cut);
         let chunk = std::mem::replace(&mut buf, rest);
-        send(chunk);
+        send(chunk).await;
     }
 }
 

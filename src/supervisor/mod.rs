@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::engine::{ExitInfo, ExitStatus, Input, Report};
-use crate::logs::{self, LogEvent, LogSender, Stream};
+use crate::logs::{self, LogEvent, LogSender, OutputSink, Stream};
 use crate::plan::{
     CommandSpec, Plan, ProbeCheck, ProbeSpec, RunSpec, ServiceId, ServiceSpec, StopSignal,
 };
@@ -39,6 +39,8 @@ pub struct Context {
     pub containment: Arc<Containment>,
     pub inputs: mpsc::UnboundedSender<Input>,
     pub logs: LogSender,
+    /// Where the output pumps send (the same channel as `logs`, with flow control).
+    pub output: OutputSink,
 }
 
 /// The runtime's handle on one supervisor task.
@@ -135,14 +137,14 @@ async fn supervise(
         spawned.stdout,
         service,
         Stream::Stdout,
-        ctx.logs.clone(),
+        ctx.output.clone(),
         taps.clone(),
     ));
     let err = tokio::spawn(logs::pump(
         spawned.stderr,
         service,
         Stream::Stderr,
-        ctx.logs.clone(),
+        ctx.output.clone(),
         taps,
     ));
     let probes = tokio::spawn(run_probes(
@@ -305,14 +307,14 @@ async fn run_shutdown_command(
                 sp.stdout,
                 service,
                 Stream::Stdout,
-                ctx.logs.clone(),
+                ctx.output.clone(),
                 Vec::new(),
             ));
             tokio::spawn(logs::pump(
                 sp.stderr,
                 service,
                 Stream::Stderr,
-                ctx.logs.clone(),
+                ctx.output.clone(),
                 Vec::new(),
             ));
             notice(format!("running shutdown command: {}", cmd.display()));

@@ -44,6 +44,8 @@ pub struct TuiConfig {
     pub containment_label: String,
     /// Byte budget of each service's history.
     pub history_bytes: usize,
+    /// Output queued for the dashboard and not yet taken (the hub sheds lines past a budget).
+    pub backlog: Option<crate::logs::Backlog>,
     /// Third Ctrl-C: kill every tree and exit the process (the terminal is restored first).
     pub exit_now: Box<dyn Fn() + Send>,
 }
@@ -204,7 +206,7 @@ async fn run(
             }
             event = logs.recv() => {
                 let Some(event) = event else { break };
-                if ingest(&mut state, event, &mut logs) {
+                if ingest(&mut state, event, &mut logs, config.backlog.as_ref()) {
                     break;
                 }
             }
@@ -246,7 +248,12 @@ fn on_event(
 
 /// Stores `first` and whatever else is queued (up to `MAX_BATCH` bytes of output) as one
 /// batch; true at the end of the stream.
-fn ingest(state: &mut Loop, first: LogEvent, logs: &mut LogReceiver) -> bool {
+fn ingest(
+    state: &mut Loop,
+    first: LogEvent,
+    logs: &mut LogReceiver,
+    backlog: Option<&crate::logs::Backlog>,
+) -> bool {
     let mut bytes = 0;
     let mut batch = vec![first];
     while bytes < MAX_BATCH {
@@ -261,6 +268,16 @@ fn ingest(state: &mut Loop, first: LogEvent, logs: &mut LogReceiver) -> bool {
         }
     }
     state.dirty = true;
+    if let Some(backlog) = backlog {
+        let taken: usize = batch
+            .iter()
+            .map(|e| match e {
+                LogEvent::Output { data, .. } => data.len(),
+                _ => 0,
+            })
+            .sum();
+        backlog.take(taken);
+    }
     state.store.ingest(batch, crate::engine::now_ms())
 }
 
