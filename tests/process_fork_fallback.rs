@@ -1,6 +1,6 @@
-//! The spawn path without the `pk-spawn` shim (`PK_SPAWN_SHIM=none`: fork and `pre_exec`), which
-//! pk uses when the shim is not installed next to it. Its own test binary, because the choice
-//! is made once per process.
+//! The portable spawn path (`PK_SPAWN=fork`: fork and `pre_exec`, as std does) instead of the
+//! vfork-style clone pk uses on Linux. Its own test binary, because the choice is made once per
+//! process.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,9 +23,9 @@ fn gone(pid: u32) -> bool {
 }
 
 #[tokio::test]
-async fn without_the_shim_trees_are_still_contained_and_stopped() {
+async fn with_fork_trees_are_still_contained_and_stopped() {
     // SAFETY: set before this binary's only test spawns anything; nothing else reads it.
-    unsafe { std::env::set_var("PK_SPAWN_SHIM", "none") };
+    unsafe { std::env::set_var("PK_SPAWN", "fork") };
     let containment = Containment::detect();
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("gc.pid");
@@ -44,7 +44,7 @@ async fn without_the_shim_trees_are_still_contained_and_stopped() {
                 env: &env,
             },
         )
-        .expect("spawn without the shim");
+        .expect("spawn with fork");
     let mut tree = spawned.tree;
     let deadline = Instant::now() + Duration::from_secs(10);
     let grandchild: u32 = loop {

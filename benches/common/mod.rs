@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-/// Builds `pk` and its spawn shim `pk-spawn` in release mode; returns the path of `pk`.
+/// Builds `pk` in release mode; returns its path.
 pub fn build_pk() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     #[expect(
@@ -10,15 +10,10 @@ pub fn build_pk() -> PathBuf {
         reason = "the bench builds the binary it measures"
     )]
     let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--release", "--bins"])
+        .args(["build", "--release", "--bin", "pk"])
         .current_dir(root)
         .status()
         .expect("cargo build");
     assert!(status.success(), "building pk failed");
-    let pk = root.join("target/release/pk");
-    assert!(
-        pk.with_file_name("pk-spawn").is_file(),
-        "pk-spawn must sit next to pk, or every spawn falls back to fork"
-    );
-    pk
+    root.join("target/release/pk")
 }

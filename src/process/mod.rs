@@ -19,6 +19,8 @@ mod pgroup;
 mod shell;
 mod spawn;
 mod spawner;
+#[cfg(target_os = "linux")]
+mod vfork;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -258,16 +260,9 @@ impl Containment {
             Backend::Cgroup(run) => {
                 let dir = run.leaf(leaf)?;
                 let procs = open_procs(&dir)?;
-                let started = spawn::start(
-                    spec,
-                    &Placement::Cgroup {
-                        procs: &procs,
-                        path: &dir.join("cgroup.procs"),
-                    },
-                    |_| {
-                        cgroup::kill_leaf(&dir);
-                    },
-                )?;
+                let started = spawn::start(spec, &Placement::Cgroup { procs: &procs }, |_| {
+                    cgroup::kill_leaf(&dir);
+                })?;
                 Ok(ProcessTree::from_started(
                     started,
                     Scope::Cgroup { leaf: dir },
@@ -355,7 +350,7 @@ enum Scope {
 #[derive(Debug)]
 struct Stage {
     pid: u32,
-    child: tokio::process::Child,
+    child: spawn::StageChild,
     status: Option<ExitStatus>,
 }
 

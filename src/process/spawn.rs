@@ -9,7 +9,7 @@
 
 use rustix::process::Signal;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
@@ -19,14 +19,13 @@ use tokio::net::unix::pipe::Receiver;
 use tokio::process::{Child, Command};
 
 use super::SpawnSpec;
+use super::vfork::dev_null;
 
 /// Where the stages go besides their new process group.
 pub(crate) enum Placement<'a> {
-    /// The leaf's `cgroup.procs` (its path, and opened by pk), written with `0` by each child
-    /// before it runs the service's program.
+    /// The leaf's `cgroup.procs`, opened by pk, written with `0` by each child before exec.
     Cgroup {
         procs: &'a OwnedFd,
-        path: &'a Path,
     },
     ProcessGroup,
 }
@@ -34,7 +33,30 @@ pub(crate) enum Placement<'a> {
 /// One started stage.
 pub(crate) struct Started {
     pub pid: u32,
-    pub child: Child,
+    pub child: StageChild,
+}
+
+/// A stage as pk's direct child, reaped by tokio (fork path) or through its pidfd.
+#[derive(Debug)]
+pub(crate) enum StageChild {
+    Tokio(Child),
+    Pidfd(super::vfork::PidfdChild),
+}
+
+impl StageChild {
+    pub async fn wait(&mut self) -> io::Result<std::process::ExitStatus> {
+        match self {
+            StageChild::Tokio(c) => c.wait().await,
+            StageChild::Pidfd(c) => c.wait().await,
+        }
+    }
+
+    pub fn try_wait(&mut self) -> io::Result<Option<std::process::ExitStatus>> {
+        match self {
+            StageChild::Tokio(c) => c.try_wait(),
+            StageChild::Pidfd(c) => c.try_wait(),
+        }
+    }
 }
 
 pub(crate) struct StartedTree {
@@ -98,7 +120,10 @@ fn start_all(
     let mut previous_read: Option<OwnedFd> = None;
     let last = spec.stages.len() - 1;
     for (index, argv) in spec.stages.iter().enumerate() {
-        let stdin = previous_read.take().map_or_else(Stdio::null, Stdio::from);
+        let input = match previous_read.take() {
+            Some(fd) => fd,
+            None => dev_null()?,
+        };
         let stdout_end = if index == last {
             stdout_write
                 .take()
@@ -108,55 +133,66 @@ fn start_all(
             previous_read = Some(read);
             write
         };
-        let pipes = (
-            stdin,
-            Stdio::from(stdout_end),
-            Stdio::from(stderr_write.try_clone()?),
-        );
+        let stdio = [input, stdout_end, stderr_write.try_clone()?];
         let pgid = stages.first().map(|stage| stage.pid);
-        stages.push(start_stage(argv, spec, pipes, pgid, placement)?);
+        stages.push(start_stage(argv, spec, stdio, pgid, placement)?);
     }
     Ok(())
+}
+
+/// Starts one stage: with `clone(CLONE_VM|CLONE_VFORK)` (no copy of pk; `vfork.rs`) unless
+/// `PK_SPAWN=fork` asks for the portable fork + `pre_exec` path. `stdio` is closed in pk once
+/// the child has it.
+fn start_stage(
+    argv: &[String],
+    spec: &SpawnSpec<'_>,
+    stdio: [OwnedFd; 3],
+    group: Option<u32>,
+    placement: &Placement<'_>,
+) -> io::Result<Started> {
+    if use_fork() {
+        return fork_stage(argv, spec, stdio, group, placement);
+    }
+    let program = resolve(&argv[0], spec)?;
+    let child = super::vfork::spawn(&super::vfork::Request {
+        program: &program,
+        argv,
+        env: spec.env,
+        cwd: spec.cwd,
+        stdio: [stdio[0].as_fd(), stdio[1].as_fd(), stdio[2].as_fd()],
+        pgid: group,
+        procs: match placement {
+            Placement::Cgroup { procs } => Some(procs.as_fd()),
+            Placement::ProcessGroup => None,
+        },
+    })?;
+    Ok(Started {
+        pid: child.pid(),
+        child: StageChild::Pidfd(child),
+    })
 }
 
 #[expect(
     clippy::disallowed_methods,
     reason = "process/ is the one place that spawns"
 )]
-fn start_stage(
+fn fork_stage(
     argv: &[String],
     spec: &SpawnSpec<'_>,
-    (stdin, stdout, stderr): (Stdio, Stdio, Stdio),
+    [stdin, stdout, stderr]: [OwnedFd; 3],
     group: Option<u32>,
     placement: &Placement<'_>,
 ) -> io::Result<Started> {
-    let mut command = if let Some(shim) = shim() {
-        // Through the shim std can use posix_spawn (no fork of pk): it has no pre_exec.
-        let program = resolve(&argv[0], spec)?;
-        let procs = match placement {
-            Placement::Cgroup { path, .. } => path.as_os_str(),
-            Placement::ProcessGroup => std::ffi::OsStr::new("-"),
-        };
-        let mut command = Command::new(shim);
-        command
-            .arg(procs)
-            .arg(std::process::id().to_string())
-            .arg(program)
-            .args(argv);
-        command
-    } else {
-        let mut command = Command::new(&argv[0]);
-        command.args(&argv[1..]);
-        in_child_before_exec(&mut command, placement);
-        command
-    };
+    let mut command = Command::new(&argv[0]);
+    command.args(&argv[1..]);
+    in_child_before_exec(&mut command, placement);
     command
         .env_clear()
         .envs(spec.env)
         .current_dir(spec.cwd)
-        .stdin(stdin)
-        .stdout(stdout)
-        .stderr(stderr)
+        .stdin(Stdio::from(stdin))
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
         // A new group keeps the terminal's Ctrl-C away from the tree: pk decides what it gets.
         .process_group(group.map_or(0, |leader| i32::try_from(leader).expect("pids fit in i32")))
         .kill_on_drop(false);
@@ -173,11 +209,14 @@ fn start_stage(
     let pid = child
         .id()
         .ok_or_else(|| io::Error::other("a just-spawned child has no pid"))?;
-    Ok(Started { pid, child })
+    Ok(Started {
+        pid,
+        child: StageChild::Tokio(child),
+    })
 }
 
-/// The fallback without the shim (`fork` + `pre_exec`): the same steps the shim takes, run in
-/// the forked child before exec.
+/// The fork path's steps in the child before exec (the vfork path does the same in
+/// `vfork::child_main`).
 fn in_child_before_exec(command: &mut Command, placement: &Placement<'_>) {
     let parent = rustix::process::getpid();
     // SAFETY: prctl(2) and getppid(2) are async-signal-safe; nothing allocates or locks.
@@ -208,26 +247,15 @@ fn in_child_before_exec(command: &mut Command, placement: &Placement<'_>) {
     }
 }
 
-/// Where `pk-spawn` is: `PK_SPAWN_SHIM` (`none` turns it off), else next to pk's executable (or
-/// one directory up, for test binaries in `target/*/deps`). None: spawn with fork and `pre_exec`.
-fn shim() -> Option<&'static Path> {
-    static SHIM: OnceLock<Option<PathBuf>> = OnceLock::new();
-    SHIM.get_or_init(|| {
-        if let Some(path) = std::env::var_os("PK_SPAWN_SHIM") {
-            return (path != "none").then(|| PathBuf::from(path));
-        }
-        let exe = std::env::current_exe().ok()?;
-        let dir = exe.parent()?;
-        [dir.join("pk-spawn"), dir.parent()?.join("pk-spawn")]
-            .into_iter()
-            .find(|p| p.is_file())
-    })
-    .as_deref()
+/// `PK_SPAWN=fork`: spawn with fork and `pre_exec` (what std does) instead of the vfork-style
+/// clone; read once per process.
+fn use_fork() -> bool {
+    static FORK: OnceLock<bool> = OnceLock::new();
+    *FORK.get_or_init(|| std::env::var_os("PK_SPAWN").is_some_and(|v| v == "fork"))
 }
 
-/// The file the shim should exec for `program`: as given when it has a `/` (relative to the
-/// service's directory), else the first executable on the service's `PATH`. Resolving here
-/// keeps "no such program" a spawn error, as it is without the shim.
+/// The file to exec for `program`: as given when it has a `/` (relative to the service's
+/// directory), else the first executable on the service's `PATH` (execve does no search).
 fn resolve(program: &str, spec: &SpawnSpec<'_>) -> io::Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let executable = |p: &Path| {

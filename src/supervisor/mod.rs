@@ -116,7 +116,7 @@ async fn supervise(
         Ok(s) => s,
         Err(e) => {
             report(Report::SpawnFailed {
-                error: format!("{}: {e}", stage_argv[0][0]),
+                error: e.to_string(),
             });
             return;
         }
