@@ -262,16 +262,18 @@ impl Drop for PidfdChild {
         if self.status.is_some() || matches!(self.try_wait(), Ok(Some(_))) {
             return;
         }
-        // Still running: reap it when it exits, so it does not stay a zombie.
+        // Still running: reap it when it exits, so it does not stay a zombie. The task holds
+        // no `PidfdChild` (whose drop would spawn again, forever, on a runtime shutting down).
         if let (Some(fd), Ok(rt)) = (self.pidfd.take(), tokio::runtime::Handle::try_current()) {
-            let mut rest = PidfdChild {
-                pid: self.pid,
-                pidfd: Some(fd),
-                status: None,
-            };
+            let pid = self.pid;
             rt.spawn(async move {
-                // Nothing is waiting for this status any more.
-                let _ = rest.wait().await;
+                // A pidfd reads as ready once the process has exited; then reap it.
+                if fd.readable().await.is_ok()
+                    && let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw)
+                {
+                    // Nobody is waiting for this status any more.
+                    let _ = rustix::process::waitpid(Some(pid), WaitOptions::NOHANG);
+                }
             });
         }
     }
