@@ -37,6 +37,7 @@ both_backends!(
     spawn_errors_are_reported,
     a_failed_pipeline_leaves_nothing_behind,
     a_simple_shell_command_runs_without_a_shell,
+    services_get_default_signal_dispositions,
 );
 
 async fn exit_status_is_reported(c: Guarded) {
@@ -351,4 +352,21 @@ async fn a_simple_shell_command_runs_without_a_shell(c: Guarded) {
     .await;
     let outcome = within("stop", spawned.tree.stop(TERM, LONG_GRACE)).await;
     assert_eq!(outcome.statuses[0].signal(), Some(TERM));
+}
+
+/// pk itself ignores SIGPIPE (Rust does) and handles SIGINT/SIGTERM; a service starts with the
+/// defaults: `yes | head` ends with `yes` killed by SIGPIPE, not failing on EPIPE.
+async fn services_get_default_signal_dispositions(c: Guarded) {
+    use std::os::unix::process::ExitStatusExt;
+    let stages = [argv(&["yes"]), argv(&["head", "-n", "1"])];
+    let mut spawned = spawn(&c, "sigpipe", &stages);
+    assert_eq!(read_all(spawned.stdout).await, "y\n");
+    let statuses = within("pipeline", spawned.tree.wait_stages()).await;
+    assert_eq!(
+        statuses[0].signal(),
+        Some(13),
+        "yes dies of SIGPIPE: {statuses:?}"
+    );
+    assert!(statuses[1].success());
+    drained(&mut spawned.tree).await;
 }

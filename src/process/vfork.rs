@@ -163,9 +163,11 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         // pk's handlers must not run here: back to the defaults, then pk's signal mask.
         for sig in 1..libc::SIGRTMAX() {
             let mut old: libc::sigaction = std::mem::zeroed();
+            // SIGPIPE too: Rust ignores it in pk, and a service must get the default, as std's
+            // Command gives it (`yes | head` ends quietly).
             if libc::sigaction(sig, std::ptr::null(), &raw mut old) == 0
                 && old.sa_sigaction != libc::SIG_DFL
-                && old.sa_sigaction != libc::SIG_IGN
+                && (old.sa_sigaction != libc::SIG_IGN || sig == libc::SIGPIPE)
             {
                 let mut dfl: libc::sigaction = std::mem::zeroed();
                 dfl.sa_sigaction = libc::SIG_DFL;
