@@ -199,9 +199,12 @@ fn dashboard_restarts_a_service_and_ctrl_c_restores_the_terminal() {
         "pk exits after Ctrl-C; screen:\n{}",
         pk.contents()
     );
-    let raw = pk.raw_output();
-    let left = raw.windows(8).any(|w| w == b"\x1b[?1049l");
-    assert!(left, "the alternate screen was left");
+    // pk has exited; its last bytes may still be on their way through the pty reader.
+    let deadline = Instant::now() + DEADLINE;
+    while !pk.raw_output().windows(8).any(|w| w == b"\x1b[?1049l") {
+        assert!(Instant::now() < deadline, "the alternate screen was left");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert!(!pk.screen.lock().unwrap().screen().alternate_screen());
     assert!(
         !alive(&idle_pid) && !alive(&ticker_pid),
