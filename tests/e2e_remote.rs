@@ -122,7 +122,8 @@ services:
         !follow.lines().iter().any(|l| l.starts_with("once")),
         "filtered to ticker"
     );
-    follow.interrupt();
+    // TERM, not INT: a shell's background job (and so this client) may ignore SIGINT.
+    follow.signal(rustix::process::Signal::TERM);
     follow.wait_exit(DEADLINE);
 }
 
