@@ -357,7 +357,8 @@ struct Stage {
 /// A running tree: its stages (pk's direct children) and whatever they started, contained.
 ///
 /// Dropping it does not stop it: the processes stay in the run's containment, which kills them
-/// on [`Containment::kill_all`] or its drop. Stages not yet reaped are reaped once they exit (by tokio, or by a task on their pidfd).
+/// on [`Containment::kill_all`] or its drop. Stages not yet reaped are reaped once they exit
+/// (by tokio, or by a task on their pidfd).
 #[derive(Debug)]
 pub struct ProcessTree {
     stages: Vec<Stage>,
