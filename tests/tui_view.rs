@@ -71,6 +71,7 @@ fn every_state() -> Snapshot {
         ],
         settled: false,
         shutting_down: false,
+        exit_code: 0,
     }
 }
 

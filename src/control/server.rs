@@ -494,15 +494,9 @@ async fn stream_until_settled(
             .collect();
         send_changes(write, Some(&last), &snap, &all).await?;
         if snap.settled {
-            let exit_code = i32::from(snap.services.iter().any(|s| {
-                matches!(
-                    s.state.as_str(),
-                    "exited" | "crashed" | "failed" | "skipped"
-                )
-            }));
             let done = Response::Done {
                 v: PROTOCOL_VERSION,
-                exit_code,
+                exit_code: snap.exit_code,
             };
             return send(write, &done).await;
         }

@@ -50,13 +50,7 @@ impl Runtime {
         let (tx, rx) = mpsc::unbounded_channel();
         let seed = u64::from(std::process::id()) ^ 0x9e37_79b9_7f4a_7c15;
         let engine = Engine::new(Arc::clone(&plan), selected, seed);
-        let snapshot = Arc::new(Snapshot::new(
-            &plan,
-            engine.services(),
-            false,
-            false,
-            Instant::now(),
-        ));
+        let snapshot = Arc::new(Snapshot::of(&engine, Instant::now()));
         let (snap_tx, snap_rx) = watch::channel(snapshot);
         let ctx = Arc::new(Context {
             plan,
@@ -189,13 +183,7 @@ impl Runtime {
     }
 
     fn publish(&self) {
-        let snap = Snapshot::new(
-            &self.ctx.plan,
-            self.engine.services(),
-            self.engine.settled(),
-            self.engine.shutting_down(),
-            Instant::now(),
-        );
+        let snap = Snapshot::of(&self.engine, Instant::now());
         self.snapshots.send_replace(Arc::new(snap));
     }
 }

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::state::{Phase, ServiceState};
-use crate::plan::Plan;
+use super::state::Phase;
+use super::step::Engine;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -17,6 +17,8 @@ pub struct Snapshot {
     /// Nothing is running, pending or due to restart.
     pub settled: bool,
     pub shutting_down: bool,
+    /// What `pk up` would exit with now (0 success or stopped on request, 1 a failure).
+    pub exit_code: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,13 +47,10 @@ pub struct ServiceSnapshot {
 }
 
 impl Snapshot {
-    pub fn new(
-        plan: &Plan,
-        states: &[ServiceState],
-        settled: bool,
-        shutting_down: bool,
-        now: Instant,
-    ) -> Snapshot {
+    /// The engine's state as of `now`.
+    pub fn of(engine: &Engine, now: Instant) -> Snapshot {
+        let plan = engine.plan();
+        let states = engine.services();
         let wall_now = SystemTime::now();
         let wall = |t: Instant| -> u64 {
             let at = if t <= now {
@@ -101,8 +100,9 @@ impl Snapshot {
             .collect();
         Snapshot {
             services,
-            settled,
-            shutting_down,
+            settled: engine.settled(),
+            shutting_down: engine.shutting_down(),
+            exit_code: engine.exit_code(),
         }
     }
 }

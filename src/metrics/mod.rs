@@ -250,6 +250,7 @@ mod tests {
             ],
             settled: false,
             shutting_down: false,
+            exit_code: 0,
         }
     }
 
