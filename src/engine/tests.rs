@@ -274,22 +274,27 @@ fn timer_after(fx: &[Effect]) -> Option<(u64, Duration)> {
     })
 }
 
+/// Service 0 runs, exits with `code`, and its restart timer fires; returns the backoff delay
+/// and asserts the restart was spawned.
+fn crash_and_restart(e: &mut Engine, code: i32, now: &mut Instant) -> Duration {
+    spawned(e, 0, *now);
+    let fx = exited(e, 0, code, *now);
+    let (epoch, after) = timer_after(&fx).expect("a restart timer");
+    *now += after;
+    let fx = e.step(Input::Timer { service: 0, epoch }, *now);
+    assert_eq!(spawns(&fx), vec![0]);
+    after
+}
+
 #[test]
 fn restarts_back_off_exponentially_with_jitter_up_to_the_cap() {
     let p = flaky(100);
     let mut e = engine(&p);
     let mut now = Instant::now();
     e.start(now);
-    let mut delays = Vec::new();
-    for _ in 0..6 {
-        spawned(&mut e, 0, now);
-        let fx = exited(&mut e, 0, 1, now);
-        let (epoch, after) = timer_after(&fx).expect("a restart timer");
-        delays.push(after);
-        now += after;
-        let fx = e.step(Input::Timer { service: 0, epoch }, now);
-        assert_eq!(spawns(&fx), vec![0]);
-    }
+    let delays: Vec<Duration> = (0..6)
+        .map(|_| crash_and_restart(&mut e, 1, &mut now))
+        .collect();
     for (i, d) in delays.iter().enumerate() {
         let base = Duration::from_millis(100 * (1 << i)).min(Duration::from_secs(1));
         assert!(
@@ -311,10 +316,7 @@ fn backoff_resets_after_the_service_stayed_up() {
     let mut now = Instant::now();
     e.start(now);
     for _ in 0..4 {
-        spawned(&mut e, 0, now);
-        let (epoch, after) = timer_after(&exited(&mut e, 0, 1, now)).unwrap();
-        now += after;
-        e.step(Input::Timer { service: 0, epoch }, now);
+        crash_and_restart(&mut e, 1, &mut now);
     }
     spawned(&mut e, 0, now);
     now += super::STABLE_AFTER;
@@ -332,10 +334,7 @@ fn restart_limit_ends_in_crashed() {
     let mut now = Instant::now();
     e.start(now);
     for _ in 0..2 {
-        spawned(&mut e, 0, now);
-        let (epoch, after) = timer_after(&exited(&mut e, 0, 7, now)).unwrap();
-        now += after;
-        e.step(Input::Timer { service: 0, epoch }, now);
+        crash_and_restart(&mut e, 7, &mut now);
     }
     spawned(&mut e, 0, now);
     let fx = exited(&mut e, 0, 7, now);
