@@ -17,16 +17,7 @@ fn service(name: &str, state: &str) -> ServiceSnapshot {
     ServiceSnapshot {
         name: name.into(),
         state: state.into(),
-        runs: 0,
-        pids: vec![],
-        restarts: 0,
-        last_exit: None,
-        reason: None,
-        waiting_for: None,
-        health: None,
-        started_at_ms: None,
-        restart_at_ms: None,
-        kill_at_ms: None,
+        ..ServiceSnapshot::default()
     }
 }
 
@@ -69,9 +60,7 @@ fn every_state() -> Snapshot {
         services: vec![
             db, api, web, probe, worker, queue, cron, mail, docs, migrate, old, extra,
         ],
-        settled: false,
-        shutting_down: false,
-        exit_code: 0,
+        ..Snapshot::default()
     }
 }
 

@@ -21,7 +21,7 @@ pub struct Snapshot {
     pub exit_code: i32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceSnapshot {
     pub name: String,
     /// `pending`, `starting`, `running`, `healthy`, `completed`, `exited`, `restarting`,

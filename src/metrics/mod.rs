@@ -224,33 +224,16 @@ mod tests {
                     state: "running".into(),
                     runs: 1,
                     pids: vec![pid],
-                    restarts: 0,
-                    last_exit: None,
-                    reason: None,
-                    waiting_for: None,
-                    health: None,
                     started_at_ms: Some(started_at_ms),
-                    restart_at_ms: None,
-                    kill_at_ms: None,
+                    ..ServiceSnapshot::default()
                 },
                 ServiceSnapshot {
                     name: "idle".into(),
                     state: "pending".into(),
-                    runs: 0,
-                    pids: vec![],
-                    restarts: 0,
-                    last_exit: None,
-                    reason: None,
-                    waiting_for: None,
-                    health: None,
-                    started_at_ms: None,
-                    restart_at_ms: None,
-                    kill_at_ms: None,
+                    ..ServiceSnapshot::default()
                 },
             ],
-            settled: false,
-            shutting_down: false,
-            exit_code: 0,
+            ..Snapshot::default()
         }
     }
 
