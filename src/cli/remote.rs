@@ -394,7 +394,10 @@ pub async fn up_detached(
     loop {
         match ps_data(config).await {
             Ok(_) => break,
-            Err(_) if tokio::time::Instant::now() < deadline && process_alive(pid) => {
+            Err(_)
+                if tokio::time::Instant::now() < deadline
+                    && crate::process::leftovers::is_running(pid) =>
+            {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Err(e) => {
@@ -415,11 +418,4 @@ pub async fn up_detached(
         println!("pk: every service is up; `pk ps`, `pk logs -F`, `pk down`");
     }
     code
-}
-
-fn process_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
-        !s.lines()
-            .any(|l| l.starts_with("State:") && l.contains('Z'))
-    })
 }

@@ -53,12 +53,16 @@ impl RunRecord {
             return false;
         };
         let ours = std::fs::read_to_string("/proc/self/comm").unwrap_or_default();
-        comm.trim() == ours.trim()
-            && std::fs::read_to_string(format!("/proc/{}/status", self.pid)).is_ok_and(|s| {
-                !s.lines()
-                    .any(|l| l.starts_with("State:") && l.contains('Z'))
-            })
+        comm.trim() == ours.trim() && is_running(self.pid)
     }
+}
+
+/// Whether `pid` is a live process (a zombie is not).
+pub fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+        !s.lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'))
+    })
 }
 
 /// What `reap` found and did.
