@@ -10,6 +10,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 mod attach;
+mod export;
+mod probe;
 mod remote;
 mod up;
 
@@ -134,6 +136,43 @@ pub enum CliCommand {
     },
     /// Print the JSON Schema of pk.yaml.
     Schema,
+    /// Run one readiness check (for scripts, CI and exported units); exit 0 when it passes,
+    /// 1 when it fails (naming what failed).
+    Probe {
+        /// `tcp HOST:PORT`, `http URL`, or `exec CMD…` (one word runs under `sh -c`, several
+        /// are an argv; put `--` before a command whose arguments start with `-`).
+        #[arg(required = true, num_args = 2.., value_name = "CHECK")]
+        check: Vec<String>,
+        /// http: accepted status codes (repeatable); default any 2xx or 3xx.
+        #[arg(long, value_name = "CODE")]
+        status: Vec<u16>,
+        /// Retry every --interval until the check passes or --deadline has passed.
+        #[arg(long, conflicts_with = "alive")]
+        wait: bool,
+        /// Liveness: check every --interval, exit 1 after --retries failures in a row.
+        #[arg(long)]
+        alive: bool,
+        #[arg(long, value_parser = parse_duration, default_value = "60s")]
+        deadline: Duration,
+        #[arg(long, value_parser = parse_duration, default_value = "1s")]
+        interval: Duration,
+        /// Bound of one attempt.
+        #[arg(long, value_parser = parse_duration, default_value = "1s")]
+        timeout: Duration,
+        #[arg(long, value_parser = parse_duration, default_value = "0s")]
+        initial_delay: Duration,
+        /// With --alive: failures in a row that count as dead.
+        #[arg(long, default_value_t = 3)]
+        retries: u32,
+        /// The service named in messages.
+        #[arg(long, default_value = "probe")]
+        name: String,
+    },
+    /// Write the stack out for another engine (systemd units, a Nomad job).
+    Export {
+        #[command(subcommand)]
+        target: export::ExportTarget,
+    },
 }
 
 /// Parses a human duration (`250ms`, `10s`, `1m30s`).
@@ -193,6 +232,33 @@ pub fn run(cli: Cli) -> i32 {
                 history,
             },
         ),
+        CliCommand::Probe {
+            check,
+            status,
+            wait,
+            alive,
+            deadline,
+            interval,
+            timeout,
+            initial_delay,
+            retries,
+            name,
+        } => probe::probe_command(
+            probe::ProbeArgs {
+                check,
+                status,
+                wait,
+                alive,
+                deadline,
+                interval,
+                timeout,
+                initial_delay,
+                retries,
+                name,
+            },
+            &cwd,
+        ),
+        CliCommand::Export { target } => export::export_command(target, cli.file.as_deref(), &cwd),
         command => remote::dispatch(command, cli.file.as_deref(), &cwd),
     }
 }

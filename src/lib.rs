@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod engine;
+pub mod export;
 pub mod logs;
 pub mod metrics;
 pub mod plan;

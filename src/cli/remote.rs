@@ -77,7 +77,9 @@ pub fn dispatch(command: CliCommand, file: Option<&Path>, cwd: &Path) -> i32 {
         CliCommand::Up { .. }
         | CliCommand::Check
         | CliCommand::Graph { .. }
-        | CliCommand::Schema => {
+        | CliCommand::Schema
+        | CliCommand::Probe { .. }
+        | CliCommand::Export { .. } => {
             unreachable!("handled by cli::run")
         }
     }

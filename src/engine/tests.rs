@@ -20,6 +20,7 @@ fn service(name: &str, deps: &[(ServiceId, Condition)]) -> ServiceSpec {
         run: RunSpec::Command(CommandSpec::Shell("true".into())),
         working_dir: PathBuf::from("/"),
         env: BTreeMap::new(),
+        env_source: crate::plan::EnvSource::default(),
         depends_on: deps
             .iter()
             .map(|&(service, condition)| Dependency {

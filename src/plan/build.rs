@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use super::graph;
 use super::{
-    Dependency, Plan, ProbeSpec, RestartSpec, RunSpec, ServiceId, ServiceSpec, ShutdownSpec,
-    StopSignal, WatchAction, WatchPath, WatchSpec,
+    Dependency, EnvSource, Plan, ProbeSpec, RestartSpec, RunSpec, ServiceId, ServiceSpec,
+    ShutdownSpec, StopSignal, WatchAction, WatchPath, WatchSpec,
 };
 use crate::config::diag::{Diag, did_you_mean, line_col};
 use crate::config::model::{self, Config, EnvMap, HumanDuration, Paths, Probe, Service};
@@ -270,6 +270,7 @@ impl Builder<'_> {
             let watch = service.watch.as_ref().map(|w| self.watch(service, w));
             let mut spec = self.service(service, depends_on, env);
             spec.watch = watch;
+            spec.env_source = self.env_source(service);
             specs.push(spec);
         }
         specs
@@ -299,6 +300,18 @@ impl Builder<'_> {
         ));
         apply(&mut env, &service.env);
         env
+    }
+
+    fn env_source(&self, service: &Service) -> EnvSource {
+        let files = (self.config.env_file.0.iter())
+            .chain(&service.env_file.0)
+            .map(|f| normalize(&self.base_dir.join(&f.value)))
+            .collect();
+        let vars = (self.config.env.0.iter())
+            .chain(&service.env.0)
+            .cloned()
+            .collect();
+        EnvSource { files, vars }
     }
 
     fn dependencies(
@@ -411,6 +424,7 @@ impl Builder<'_> {
             run,
             working_dir,
             env,
+            env_source: EnvSource::default(),
             depends_on,
             restart,
             shutdown,

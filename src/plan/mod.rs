@@ -41,6 +41,9 @@ pub struct ServiceSpec {
     /// The complete environment of the service's processes (inherited environment, env files
     /// and `env:` maps already merged; `null` values already removed).
     pub env: BTreeMap<String, String>,
+    /// The environment as the file declares it, for back ends (`export`) whose engine brings
+    /// its own inherited environment.
+    pub env_source: EnvSource,
     pub depends_on: Vec<Dependency>,
     pub restart: RestartSpec,
     pub shutdown: ShutdownSpec,
@@ -51,6 +54,15 @@ pub struct ServiceSpec {
     pub alive: Option<ProbeSpec>,
     /// `watch:`; only acted on with `pk up --watch`.
     pub watch: Option<WatchSpec>,
+}
+
+/// What pk.yaml itself says about a service's environment, before anything is inherited.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvSource {
+    /// Absolute `env_file` paths: the top-level ones, then the service's (later files win).
+    pub files: Vec<PathBuf>,
+    /// `env:` entries (interpolated): the top-level ones, then the service's; `None` unsets.
+    pub vars: Vec<(String, Option<String>)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -127,6 +127,18 @@ pub async fn until_ready(
     ctx: &ProbeContext,
     started: Instant,
 ) -> ReadyOutcome {
+    until_ready_noting(spec, service, ctx, started, |_| {}).await
+}
+
+/// `until_ready`, calling `failed` with the reason of each failed attempt (`pk probe --wait`
+/// reports progress with it).
+pub async fn until_ready_noting(
+    spec: &ProbeSpec,
+    service: &ServiceSpec,
+    ctx: &ProbeContext,
+    started: Instant,
+    mut failed: impl FnMut(&str),
+) -> ReadyOutcome {
     let deadline = spec.deadline.map(|d| started + d);
     tokio::time::sleep_until(started + spec.initial_delay).await;
     let mut last = String::from("no attempt finished");
@@ -137,7 +149,10 @@ pub async fn until_ready(
         }
         match check(spec, service, ctx).await {
             Ok(()) => return ReadyOutcome::Ready,
-            Err(reason) => last = reason,
+            Err(reason) => {
+                failed(&reason);
+                last = reason;
+            }
         }
         let next = match deadline {
             Some(d) => (attempt_start + spec.interval).min(d),

@@ -1,0 +1,225 @@
+//! `pk probe`: one `ready`-style check from the command line, once or until it passes.
+//!
+//! The check runs through `probe::check` / `probe::until_ready` / `probe::until_dead`, the
+//! code pk's own `ready` and `alive` probes use, so a failure reads exactly like one of pk's
+//! (`tcp 127.0.0.1:5432: refused`, `db not ready after 60s: …`). Exported systemd units and
+//! Nomad jobs call it; so can scripts and CI jobs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::values;
+use crate::plan::{
+    CommandSpec, ProbeCheck, ProbeSpec, RestartSpec, RunSpec, ServiceSpec, ShutdownSpec, StopSignal,
+};
+use crate::probe::{self, ProbeContext, ReadyOutcome};
+use crate::process::Containment;
+
+/// What `pk probe` was asked to do, as parsed by clap.
+#[derive(Debug, Clone)]
+pub struct ProbeArgs {
+    /// `[kind, target…]`: `tcp HOST:PORT`, `http URL`, `exec CMD…`.
+    pub check: Vec<String>,
+    pub status: Vec<u16>,
+    pub wait: bool,
+    pub alive: bool,
+    pub deadline: Duration,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub initial_delay: Duration,
+    pub retries: u32,
+    pub name: String,
+}
+
+/// Runs the probe; 0 when it passed, 1 when it failed, 2 for a check that does not parse.
+pub fn probe_command(args: ProbeArgs, cwd: &Path) -> i32 {
+    let check = match parse_check(&args.check, &args.status) {
+        Ok(check) => check,
+        Err((message, hint)) => {
+            eprintln!("pk probe: {message}");
+            if let Some(hint) = hint {
+                eprintln!("  help: {hint}");
+            }
+            return 2;
+        }
+    };
+    let spec = ProbeSpec {
+        check,
+        initial_delay: args.initial_delay,
+        interval: args.interval,
+        timeout: args.timeout,
+        retries: args.retries.max(1),
+        deadline: Some(args.deadline),
+    };
+    let subject = subject(&args.name, cwd);
+    super::block_on(async move {
+        let ctx = ProbeContext {
+            containment: Arc::new(Containment::detect()),
+            log: None,
+        };
+        let described = spec.check.describe();
+        let result = if args.alive {
+            let reason = probe::until_dead(&spec, &subject, &ctx).await;
+            Err(format!("{}: {reason}", args.name))
+        } else if args.wait {
+            let mut said = String::new();
+            // Each new reason once, so that a log shows what is awaited without a line per try.
+            let note = |reason: &str| {
+                if reason != said {
+                    eprintln!("pk probe: waiting: {reason}");
+                    reason.clone_into(&mut said);
+                }
+            };
+            let started = tokio::time::Instant::now();
+            match probe::until_ready_noting(&spec, &subject, &ctx, started, note).await {
+                ReadyOutcome::Ready => Ok(()),
+                ReadyOutcome::NotReady(reason) => Err(reason),
+            }
+        } else {
+            probe::check(&spec, &subject, &ctx).await
+        };
+        ctx.containment.cleanup();
+        match result {
+            Ok(()) => {
+                println!("{}: {described}: ok", args.name);
+                0
+            }
+            Err(reason) => {
+                eprintln!("pk probe: {reason}");
+                1
+            }
+        }
+    })
+}
+
+/// `tcp HOST:PORT`, `http URL`, or `exec CMD…` (one word runs under `sh -c`, several are an
+/// argv), parsed by the same functions that read probes in pk.yaml.
+fn parse_check(words: &[String], status: &[u16]) -> Result<ProbeCheck, values::Problem> {
+    let usage = || {
+        Some(
+            "write `tcp HOST:PORT`, `http URL` or `exec CMD…`, e.g. `pk probe tcp 127.0.0.1:5432`"
+                .to_owned(),
+        )
+    };
+    let Some((kind, rest)) = words.split_first() else {
+        return Err(("no check given".to_owned(), usage()));
+    };
+    if !status.is_empty() && kind != "http" {
+        return Err((
+            "`--status` applies only to an `http` check".to_owned(),
+            None,
+        ));
+    }
+    match (kind.as_str(), rest) {
+        ("tcp", [address]) => {
+            values::tcp_address(address).map(|address| ProbeCheck::Tcp { address })
+        }
+        ("http", [url]) => values::http_url(url).map(|t| ProbeCheck::Http {
+            host: t.host,
+            port: t.port,
+            path: t.path,
+            status: status.to_vec(),
+        }),
+        ("exec", [command]) => Ok(ProbeCheck::Exec(CommandSpec::Shell(command.clone()))),
+        ("exec", argv) if !argv.is_empty() => {
+            Ok(ProbeCheck::Exec(CommandSpec::Argv(argv.to_vec())))
+        }
+        ("tcp" | "http", _) => Err((
+            format!("`{kind}` takes exactly one target, got {}", rest.len()),
+            usage(),
+        )),
+        ("exec", _) => Err(("`exec` needs a command".to_owned(), usage())),
+        (other, _) => Err((
+            format!("`{other}` is not a check pk probe can run"),
+            if other == "log" {
+                Some(
+                    "a `log` check reads a service's output, which only a running pk sees"
+                        .to_owned(),
+                )
+            } else {
+                usage()
+            },
+        )),
+    }
+}
+
+/// The service an ad-hoc check runs for: named for messages, in this directory, with this
+/// process's environment (an exec check sees what a unit's `ExecStartPost=` would).
+fn subject(name: &str, cwd: &Path) -> ServiceSpec {
+    let env: BTreeMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    ServiceSpec {
+        name: name.to_owned(),
+        run: RunSpec::Command(CommandSpec::Argv(vec!["true".to_owned()])),
+        working_dir: cwd.to_path_buf(),
+        env,
+        env_source: crate::plan::EnvSource::default(),
+        depends_on: Vec::new(),
+        restart: RestartSpec::default(),
+        shutdown: ShutdownSpec {
+            signal: StopSignal::TERM,
+            grace: Duration::ZERO,
+            command: None,
+        },
+        disabled: false,
+        log_file: None,
+        ready: None,
+        alive: None,
+        watch: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_check;
+
+    fn words(text: &str) -> Vec<String> {
+        text.split(' ').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn checks_parse_like_pk_yaml_probes() {
+        let describe = |t: &str| parse_check(&words(t), &[]).map(|c| c.describe());
+        assert_eq!(
+            describe("tcp 127.0.0.1:5432").unwrap(),
+            "tcp 127.0.0.1:5432"
+        );
+        assert_eq!(
+            describe("http http://localhost:8080/health").unwrap(),
+            "http http://localhost:8080/health"
+        );
+        assert_eq!(
+            describe("exec pg_isready -q").unwrap(),
+            "exec pg_isready -q"
+        );
+        assert!(
+            describe("tcp 127.0.0.1")
+                .unwrap_err()
+                .0
+                .contains("port is missing")
+        );
+        assert!(
+            describe("http https://x/")
+                .unwrap_err()
+                .0
+                .contains("uses https")
+        );
+        assert!(
+            describe("log ready")
+                .unwrap_err()
+                .1
+                .unwrap()
+                .contains("running pk")
+        );
+        assert!(
+            describe("tcp a:1 b:2")
+                .unwrap_err()
+                .0
+                .contains("exactly one")
+        );
+        assert!(parse_check(&words("tcp a:1"), &[200]).is_err());
+    }
+}
