@@ -55,9 +55,9 @@ impl Reserved {
             assert!(raw >= 0, "socket: {}", std::io::Error::last_os_error());
             let fd = OwnedFd::from_raw_fd(raw);
             let mut addr: libc::sockaddr_in = std::mem::zeroed();
-            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_family = libc::sa_family_t::try_from(libc::AF_INET).unwrap();
             addr.sin_addr.s_addr = u32::from(Ipv4Addr::LOCALHOST).to_be();
-            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let len = libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_in>()).unwrap();
             let bound = libc::bind(raw, (&raw const addr).cast(), len);
             assert_eq!(bound, 0, "bind: {}", std::io::Error::last_os_error());
             let mut got: libc::sockaddr_in = std::mem::zeroed();

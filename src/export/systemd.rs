@@ -155,32 +155,7 @@ impl Writer<'_> {
             escape_value(&format!("{} {}", plan.name, service.name))
         );
         let _ = writeln!(text, "PartOf={}.target", unit_prefix(plan));
-        for dep in &service.depends_on {
-            let unit = service_unit(plan, dep.service);
-            let name = &plan.services[dep.service].name;
-            let note = match (dep.condition, dep.required) {
-                (Condition::Completed, _) => {
-                    format!(
-                        "{name}: completed (any exit code): start after it ran, whatever its result"
-                    )
-                }
-                (condition, false) => format!("{name}: {} (required: false)", condition.as_str()),
-                (condition, true) => format!("{name}: {}", condition.as_str()),
-            };
-            let _ = writeln!(text, "# depends on {note}");
-            let strong = dep.required && dep.condition != Condition::Completed;
-            let _ = writeln!(text, "{}={unit}", if strong { "Requires" } else { "Wants" });
-            let _ = writeln!(text, "After={unit}");
-            if dep.restart {
-                let _ = writeln!(text, "PartOf={unit}");
-            }
-            if dep.condition == Condition::Healthy && self.ready_argv(dep.service).is_none() {
-                out.warn(
-                    &service.name,
-                    format!("waits for `{name}` to be healthy, but its ready probe cannot be exported: it starts once `{name}` has started"),
-                );
-            }
-        }
+        self.dependencies(service, &mut text, out);
         let restarts = service.restart.policy != RestartPolicy::No;
         if restarts {
             let _ = writeln!(
@@ -225,7 +200,7 @@ impl Writer<'_> {
         if oneshot || service.ready.is_some() {
             text.push_str("TimeoutStartSec=infinity\n");
         }
-        self.restart(service, oneshot, &mut text, out);
+        Self::restart(service, oneshot, &mut text, out);
         if let Some(command) = &service.shutdown.command {
             let argv = anchor_program(super::command_argv(command), &service.working_dir);
             let _ = writeln!(text, "ExecStop={}", self.exec_line(&argv));
@@ -270,7 +245,38 @@ impl Writer<'_> {
         text
     }
 
-    fn restart(&self, service: &ServiceSpec, oneshot: bool, text: &mut String, out: &mut Export) {
+    /// `Requires=`/`Wants=` + `After=` (+ `PartOf=`) for each `depends_on` entry.
+    fn dependencies(&self, service: &ServiceSpec, text: &mut String, out: &mut Export) {
+        let plan = self.plan;
+        for dep in &service.depends_on {
+            let unit = service_unit(plan, dep.service);
+            let name = &plan.services[dep.service].name;
+            let note = match (dep.condition, dep.required) {
+                (Condition::Completed, _) => {
+                    format!(
+                        "{name}: completed (any exit code): start after it ran, whatever its result"
+                    )
+                }
+                (condition, false) => format!("{name}: {} (required: false)", condition.as_str()),
+                (condition, true) => format!("{name}: {}", condition.as_str()),
+            };
+            let _ = writeln!(text, "# depends on {note}");
+            let strong = dep.required && dep.condition != Condition::Completed;
+            let _ = writeln!(text, "{}={unit}", if strong { "Requires" } else { "Wants" });
+            let _ = writeln!(text, "After={unit}");
+            if dep.restart {
+                let _ = writeln!(text, "PartOf={unit}");
+            }
+            if dep.condition == Condition::Healthy && self.ready_argv(dep.service).is_none() {
+                out.warn(
+                    &service.name,
+                    format!("waits for `{name}` to be healthy, but its ready probe cannot be exported: it starts once `{name}` has started"),
+                );
+            }
+        }
+    }
+
+    fn restart(service: &ServiceSpec, oneshot: bool, text: &mut String, out: &mut Export) {
         let spec = &service.restart;
         let policy = match spec.policy {
             RestartPolicy::No => "no",
@@ -300,8 +306,12 @@ impl Writer<'_> {
 
     fn environment(&self, service: &ServiceSpec, text: &mut String, out: &mut Export) {
         let _ = writeln!(text, "WorkingDirectory={}", self.path(&service.working_dir));
-        for file in &service.env_source.files {
-            let _ = writeln!(text, "EnvironmentFile={}", self.path(file));
+        let files = &service.env_source.files;
+        for (i, file) in files.iter().enumerate() {
+            // A file listed twice (top level and service) is read once, in its last place.
+            if !files[i + 1..].contains(file) {
+                let _ = writeln!(text, "EnvironmentFile={}", self.path(file));
+            }
         }
         let mut last: Vec<(&str, Option<&str>)> = Vec::new();
         for (key, value) in &service.env_source.vars {
