@@ -11,11 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::values;
-use crate::plan::{
-    CommandSpec, ProbeCheck, ProbeSpec, RestartSpec, RunSpec, ServiceSpec, ShutdownSpec, StopSignal,
-};
+use crate::plan::{ProbeSpec, RestartSpec, RunSpec, ServiceSpec, ShutdownSpec};
 use crate::probe::{self, ProbeContext, ReadyOutcome};
 use crate::process::Containment;
+use crate::vocab::{CommandSpec, ProbeCheck, StopSignal};
 
 /// What `pk probe` was asked to do, as parsed by clap.
 #[derive(Debug, Clone)]

@@ -11,7 +11,8 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::plan::{CommandSpec, ProbeCheck, ProbeSpec, RunSpec};
+use crate::plan::{ProbeSpec, RunSpec};
+use crate::vocab::{CommandSpec, ProbeCheck};
 
 /// Something the target engine cannot do as pk does, for one service.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::{Export, ExportFile, ProbeMode, anchor_program, duration_arg, probe_argv, run_argv};
-use crate::plan::{Condition, Plan, RestartPolicy, ServiceId, ServiceSpec};
+use crate::plan::{Plan, ServiceSpec};
+use crate::vocab::{Condition, RestartPolicy, ServiceId};
 
 /// How to write the units.
 #[derive(Debug, Clone)]
