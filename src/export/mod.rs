@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::plan::{ProbeSpec, RunSpec};
-use crate::vocab::{CommandSpec, ProbeCheck};
+use crate::vocab::{CommandSpec, ProbeCheck, command_argv};
 
 /// Something the target engine cannot do as pk does, for one service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,9 +157,10 @@ pub fn shell_line(argv: &[String]) -> String {
         .join(" ")
 }
 
-/// The argv that runs a service's `command` or `pipeline` outside pk: a string under
-/// `/bin/sh -c`, an argv as it is, a pipeline under bash with `pipefail` (pk's exit rule:
-/// the last stage that failed decides; dash has no `pipefail`).
+/// The argv that runs a service's `command` or `pipeline` outside pk: a command exactly as pk
+/// runs it (`vocab::command_argv`: a string under `/bin/sh -c` unless it is a simple command),
+/// a pipeline under bash with `pipefail` (pk's exit rule: the last stage that failed decides;
+/// dash has no `pipefail`).
 pub fn run_argv(run: &RunSpec) -> Vec<String> {
     match run {
         RunSpec::Command(command) => command_argv(command),
@@ -173,14 +174,6 @@ pub fn run_argv(run: &RunSpec) -> Vec<String> {
                 line.join(" | "),
             ]
         }
-    }
-}
-
-/// A command as an argv: a string under `/bin/sh -c`, an argv unchanged.
-pub fn command_argv(command: &CommandSpec) -> Vec<String> {
-    match command {
-        CommandSpec::Shell(line) => vec!["/bin/sh".to_owned(), "-c".to_owned(), line.clone()],
-        CommandSpec::Argv(argv) => argv.clone(),
     }
 }
 

@@ -203,7 +203,7 @@ impl Writer<'_> {
         }
         Self::restart(service, oneshot, &mut text, out);
         if let Some(command) = &service.shutdown.command {
-            let argv = anchor_program(super::command_argv(command), &service.working_dir);
+            let argv = anchor_program(crate::vocab::command_argv(command), &service.working_dir);
             let _ = writeln!(text, "ExecStop={}", self.exec_line(&argv));
         }
         text.push_str("KillMode=control-group\n");
