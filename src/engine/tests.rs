@@ -34,6 +34,7 @@ fn service(name: &str, deps: &[(ServiceId, Condition)]) -> ServiceSpec {
             grace: Duration::from_secs(10),
             command: None,
         },
+        timeout: None,
         disabled: false,
         log_file: None,
         ready: None,
