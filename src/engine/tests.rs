@@ -690,3 +690,5 @@ fn restarts_requested_while_stopping_for_a_restart_are_merged() {
         "a later change restarts again"
     );
 }
+
+mod timeout;
