@@ -168,6 +168,7 @@ fn subject(name: &str, cwd: &Path) -> ServiceSpec {
         ready: None,
         alive: None,
         watch: None,
+        timeout: None,
     }
 }
 

@@ -198,7 +198,17 @@ impl Writer<'_> {
             }
             (None, _) => {}
         }
-        if oneshot || service.ready.is_some() {
+        match (oneshot, service.timeout) {
+            // A oneshot's run is its start: the start timeout bounds it.
+            (true, Some(limit)) => {
+                let _ = writeln!(text, "TimeoutStartSec={}", duration_arg(limit));
+            }
+            (false, Some(limit)) => {
+                let _ = writeln!(text, "RuntimeMaxSec={}", duration_arg(limit));
+            }
+            (_, None) => {}
+        }
+        if (oneshot && service.timeout.is_none()) || (!oneshot && service.ready.is_some()) {
             text.push_str("TimeoutStartSec=infinity\n");
         }
         Self::restart(service, oneshot, &mut text, out);
