@@ -171,46 +171,7 @@ impl Writer<'_> {
         }
 
         text.push_str("\n[Service]\n");
-        if oneshot {
-            text.push_str(
-                "# a dependent waits for it to complete\nType=oneshot\nRemainAfterExit=yes\n",
-            );
-        } else {
-            text.push_str("Type=exec\n");
-        }
-        let argv = anchor_program(run_argv(&service.run), &service.working_dir);
-        let _ = writeln!(text, "ExecStart={}", self.exec_line(&argv));
-        match (&service.ready, self.ready_argv(id)) {
-            (Some(_), Some(probe)) => {
-                text.push_str("# active only once the ready probe passed, as pk's `healthy`\n");
-                let _ = writeln!(text, "ExecStartPost={}", self.exec_line(&probe));
-            }
-            (Some(ready), None) => {
-                let _ = writeln!(
-                    text,
-                    "# ready probe `{}` not exported: it reads the service's output",
-                    ready.check.describe()
-                );
-                out.warn(
-                    &service.name,
-                    format!("ready probe `{}` reads the service's output, which only pk sees: not exported", ready.check.describe()),
-                );
-            }
-            (None, _) => {}
-        }
-        match (oneshot, service.timeout) {
-            // A oneshot's run is its start: the start timeout bounds it.
-            (true, Some(limit)) => {
-                let _ = writeln!(text, "TimeoutStartSec={}", duration_arg(limit));
-            }
-            (false, Some(limit)) => {
-                let _ = writeln!(text, "RuntimeMaxSec={}", duration_arg(limit));
-            }
-            (_, None) => {}
-        }
-        if (oneshot && service.timeout.is_none()) || (!oneshot && service.ready.is_some()) {
-            text.push_str("TimeoutStartSec=infinity\n");
-        }
+        self.start(id, oneshot, &mut text, out);
         Self::restart(service, oneshot, &mut text, out);
         if let Some(command) = &service.shutdown.command {
             let argv = anchor_program(crate::vocab::command_argv(command), &service.working_dir);
@@ -284,6 +245,51 @@ impl Writer<'_> {
                     format!("waits for `{name}` to be healthy, but its ready probe cannot be exported: it starts once `{name}` has started"),
                 );
             }
+        }
+    }
+
+    /// `Type=`, `ExecStart=`, the ready probe and the start/run time limits.
+    fn start(&self, id: ServiceId, oneshot: bool, text: &mut String, out: &mut Export) {
+        let service = &self.plan.services[id];
+        if oneshot {
+            text.push_str(
+                "# a dependent waits for it to complete\nType=oneshot\nRemainAfterExit=yes\n",
+            );
+        } else {
+            text.push_str("Type=exec\n");
+        }
+        let argv = anchor_program(run_argv(&service.run), &service.working_dir);
+        let _ = writeln!(text, "ExecStart={}", self.exec_line(&argv));
+        match (&service.ready, self.ready_argv(id)) {
+            (Some(_), Some(probe)) => {
+                text.push_str("# active only once the ready probe passed, as pk's `healthy`\n");
+                let _ = writeln!(text, "ExecStartPost={}", self.exec_line(&probe));
+            }
+            (Some(ready), None) => {
+                let _ = writeln!(
+                    text,
+                    "# ready probe `{}` not exported: it reads the service's output",
+                    ready.check.describe()
+                );
+                out.warn(
+                    &service.name,
+                    format!("ready probe `{}` reads the service's output, which only pk sees: not exported", ready.check.describe()),
+                );
+            }
+            (None, _) => {}
+        }
+        match (oneshot, service.timeout) {
+            // A oneshot's run is its start: the start timeout bounds it.
+            (true, Some(limit)) => {
+                let _ = writeln!(text, "TimeoutStartSec={}", duration_arg(limit));
+            }
+            (false, Some(limit)) => {
+                let _ = writeln!(text, "RuntimeMaxSec={}", duration_arg(limit));
+            }
+            (_, None) => {}
+        }
+        if (oneshot && service.timeout.is_none()) || (!oneshot && service.ready.is_some()) {
+            text.push_str("TimeoutStartSec=infinity\n");
         }
     }
 
