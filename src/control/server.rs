@@ -11,12 +11,12 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::protocol::{Failure, Op, PROTOCOL_VERSION, PsRow, Request, Response, WaitFor};
 use super::{ControlError, ensure_socket_dir, lock_path, socket_path};
 use crate::engine::{EngineHandle, Input, Intent, ServiceSnapshot, Snapshot};
-use crate::logs::hub::{HubHandle, LogQuery, LogRecord};
+use crate::logs::hub::{FOLLOWER_BUDGET, Follow, HubHandle, LogQuery, LogRecord, follow_channel};
 use crate::plan::{Plan, ServiceId};
 use crate::process::Containment;
 
@@ -393,7 +393,7 @@ async fn logs(
     since_ms: Option<u64>,
     follow: bool,
 ) -> std::io::Result<()> {
-    let (follow_tx, mut follow_rx) = mpsc::unbounded_channel();
+    let (follow_tx, mut follow_rx) = follow_channel(FOLLOWER_BUDGET);
     let (reply_tx, _) = oneshot::channel();
     let query = LogQuery {
         services: ids,
@@ -420,15 +420,29 @@ async fn logs(
     if !follow {
         return send(write, &ok(Vec::new())).await;
     }
-    while let Some(record) = follow_rx.recv().await {
+    while let Some(item) = follow_rx.recv().await {
         buf.clear();
-        encode(&mut buf, &log_line(&ctx.plan, &record))?;
-        while let Ok(more) = follow_rx.try_recv() {
-            encode(&mut buf, &log_line(&ctx.plan, &more))?;
+        encode(&mut buf, &followed(&ctx.plan, item))?;
+        // A batch per write, bounded so that a stalled client holds at most this much here.
+        while buf.len() < 256 * 1024 {
+            let Some(more) = follow_rx.try_recv() else {
+                break;
+            };
+            encode(&mut buf, &followed(&ctx.plan, more))?;
         }
         write.write_all(&buf).await?;
     }
     Ok(())
+}
+
+fn followed(plan: &Plan, item: Follow) -> Response {
+    match item {
+        Follow::Record(record) => log_line(plan, &record),
+        Follow::Shed(lines) => Response::Shed {
+            v: PROTOCOL_VERSION,
+            lines,
+        },
+    }
 }
 
 fn log_line(plan: &Plan, record: &LogRecord) -> Response {
