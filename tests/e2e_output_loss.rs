@@ -27,16 +27,18 @@ fn wait_code(child: &mut std::process::Child) -> i32 {
     }
 }
 
-fn pk(p: &Project) -> Command {
-    #[expect(clippy::disallowed_methods, reason = "runs the binary under test")]
+/// `pk up --plain` in `p` with its stdout going to `stdout`.
+fn pk(p: &Project, stdout: Stdio) -> std::process::Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pk"));
     cmd.args(["up", "--plain", "--color", "never"])
         .current_dir(p.path())
         .env_remove("PK_FILE")
         .env_remove("PK_CONTAINMENT")
         .stdin(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::piped());
-    cmd
+    #[expect(clippy::disallowed_methods, reason = "runs the binary under test")]
+    cmd.spawn().unwrap()
 }
 
 #[test]
@@ -44,7 +46,7 @@ fn a_closed_stdout_stops_the_stack_and_pk_exits_1_saying_why() {
     let p = Project::new(
         "services:\n  chatty:\n    command: \"while :; do echo tick; sleep 0.01; done\"\n",
     );
-    let mut child = pk(&p).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = pk(&p, Stdio::piped());
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut pids = Vec::new();
     let mut ticks = 0;
@@ -85,7 +87,7 @@ fn a_full_disk_is_said_on_stderr_and_pk_exits_1() {
         .write(true)
         .open("/dev/full")
         .unwrap();
-    let mut child = pk(&p).stdout(Stdio::from(full)).spawn().unwrap();
+    let mut child = pk(&p, Stdio::from(full));
     let code = wait_code(&mut child);
     let mut stderr = String::new();
     child
