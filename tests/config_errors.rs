@@ -243,3 +243,10 @@ fn deeply_nested_interpolation_is_an_error() {
         &text[..text.len().min(2000)]
     );
 }
+
+#[test]
+fn zero_run_timeout() {
+    insta::assert_snapshot!(errors(
+        "services:\n  migrate:\n    command: x\n    timeout: 0s\n"
+    ));
+}
