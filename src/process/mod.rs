@@ -19,7 +19,6 @@ pub mod guard;
 pub mod identity;
 pub mod leftovers;
 mod pgroup;
-mod shell;
 mod spawn;
 mod spawner;
 mod subreaper;
@@ -43,7 +42,6 @@ use self::cgroup::RunCgroup;
 pub use self::detach::spawn_detached;
 use self::escalate::Drainable;
 use self::pgroup::GroupRegistry;
-pub use self::shell::shell_argv;
 use self::spawn::Placement;
 
 /// Environment variable that forces the process-group fallback when set to `pgroup`.
