@@ -34,6 +34,7 @@ fn service(name: &str, deps: &[(ServiceId, Condition)]) -> ServiceSpec {
             grace: Duration::from_secs(10),
             command: None,
         },
+        timeout: None,
         disabled: false,
         log_file: None,
         ready: None,
@@ -689,3 +690,5 @@ fn restarts_requested_while_stopping_for_a_restart_are_merged() {
         "a later change restarts again"
     );
 }
+
+mod timeout;
