@@ -11,7 +11,7 @@ use crate::control;
 use crate::engine::{EngineHandle, Input, Intent, Runtime};
 use crate::logs::LogEvent;
 use crate::plan::{self, Plan};
-use crate::process::Containment;
+use crate::process::{Containment, WinSize};
 use crate::ui::plain::PlainPrinter;
 use crate::ui::{Renderer, tui};
 
@@ -111,6 +111,9 @@ pub fn containment_label(containment: &Containment) -> String {
 
 /// The dashboard when stdout and stdin are a terminal (and neither `--plain` nor detached),
 /// else the plain printer; None if the terminal cannot be set up (reported).
+///
+/// With it, the window size of `tty: true` services: the dashboard's log pane (which the
+/// dashboard keeps up to date), else pk's terminal size, else 120×24.
 fn start_renderer(
     plan: &Plan,
     opts: &UpOptions,
@@ -119,7 +122,7 @@ fn start_renderer(
     ui_rx: crate::logs::LogReceiver,
     log_tx: &crate::logs::LogSender,
     backlog: &crate::logs::Backlog,
-) -> Option<Renderer> {
+) -> Option<(Renderer, tokio::sync::watch::Receiver<WinSize>)> {
     let detached = std::env::var_os(DETACHED_ENV).is_some();
     let names: Vec<String> = plan.services.iter().map(|s| s.name.clone()).collect();
     let dashboard = !opts.plain
@@ -127,14 +130,21 @@ fn start_renderer(
         && std::io::stdout().is_terminal()
         && std::io::stdin().is_terminal();
     if !dashboard {
+        let size = WinSize::of_terminal(std::io::stdout()).unwrap_or(WinSize::DEFAULT);
         // Detached, stdout is pk's log file: lifecycle lines only; output stays in `pk logs`.
         let color = opts.color && !detached;
-        return Some(Renderer::Plain(
-            PlainPrinter::new(&names, color)
-                .notices_only(detached)
-                .spawn(ui_rx),
+        let printer = PlainPrinter::new(&names, color)
+            .terminal_output(plan.services.iter().map(|s| s.tty).collect())
+            .notices_only(detached)
+            .spawn(ui_rx);
+        return Some((
+            Renderer::Plain(printer),
+            tokio::sync::watch::channel(size).1,
         ));
     }
+    let (cols, rows) = crossterm::terminal::size().unwrap_or((120, 24));
+    let (pty_size, pty_sizes) =
+        tokio::sync::watch::channel(tui::log_pane_size(cols, rows, plan.services.len()));
     let config = tui::TuiConfig {
         stack: plan.name.clone(),
         names,
@@ -147,9 +157,10 @@ fn start_renderer(
             let socket = socket.to_path_buf();
             Box::new(move || exit_now(&containment, &socket))
         },
+        pty_size: Some(pty_size),
     };
     match tui::spawn(config, ui_rx, log_tx.clone()) {
-        Ok(pending) => Some(Renderer::Pending(pending)),
+        Ok(pending) => Some((Renderer::Pending(pending), pty_sizes)),
         Err(e) => {
             eprintln!("pk: cannot set up the terminal for the dashboard: {e} (try --plain)");
             None
@@ -186,7 +197,7 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
         &log_tx,
         &backlog,
     );
-    let Some(printer) = renderer else {
+    let Some((printer, pty_sizes)) = renderer else {
         containment.cleanup();
         containment.drop_record();
         // Best effort, as below.
@@ -214,7 +225,7 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
         log_tx.clone(),
         gate,
     );
-    let runtime = runtime.hold_open(detached);
+    let runtime = runtime.hold_open(detached).pty_size(pty_sizes);
     let printer = printer.attach(handle.clone());
     let watcher = if opts.watch {
         match crate::watch::start(&plan, &selected, handle.clone(), &log_tx) {

@@ -18,6 +18,9 @@ pub struct PlainPrinter {
     pk_notice: Vec<u8>,
     color: bool,
     notices_only: bool,
+    /// Per service: its output was made for a terminal (`tty: true`), so without colours its
+    /// escape sequences are removed.
+    terminal_output: Vec<bool>,
 }
 
 impl PlainPrinter {
@@ -46,7 +49,16 @@ impl PlainPrinter {
             pk_notice: pad("pk", '*', Some(250)),
             color,
             notices_only: false,
+            terminal_output: Vec::new(),
         }
+    }
+
+    /// Which services write for a terminal (`tty: true`): without colours, their lines are
+    /// printed as the dashboard shows them, every escape sequence removed.
+    #[must_use]
+    pub fn terminal_output(mut self, services: Vec<bool>) -> PlainPrinter {
+        self.terminal_output = services;
+        self
     }
 
     /// Print lifecycle lines only, not service output.
@@ -62,9 +74,16 @@ impl PlainPrinter {
             LogEvent::Output { .. } if self.notices_only => {}
             LogEvent::Output { service, data, .. } => {
                 let prefix = &self.prefixes[*service];
+                let strip = !self.color && self.terminal_output.get(*service) == Some(&true);
                 for line in data.split_inclusive(|&b| b == b'\n') {
                     out.extend_from_slice(prefix);
-                    out.extend_from_slice(line);
+                    if strip {
+                        let text = line.strip_suffix(b"\n").unwrap_or(line);
+                        out.extend_from_slice(crate::ui::tui::plain_text(text).as_bytes());
+                        out.push(b'\n');
+                    } else {
+                        out.extend_from_slice(line);
+                    }
                 }
             }
             LogEvent::Notice { service, text } => {
