@@ -264,3 +264,79 @@ fn the_fork_path_gives_a_terminal_too() {
     assert_eq!(out.code, 0, "{}\n{}", out.stdout(), out.stderr);
     output_at(&out.lines, "check", "True True");
 }
+
+/// What a terminal service writes, drawn by the dashboard's view (ratatui `TestBackend`): the
+/// bytes come from a real `ls --color=auto` on a pk pseudo-terminal, the colours it chose
+/// because it is on one are in the drawn cells.
+#[test]
+fn terminal_output_is_drawn_in_colour() {
+    use pk::engine::{ServiceSnapshot, Snapshot};
+    use pk::process::{Containment, SpawnSpec, WinSize};
+    use pk::ui::tui::{App, LogStore, draw};
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use ratatui::style::{Color, Modifier};
+    use tokio::io::AsyncReadExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("subdir")).unwrap();
+    std::fs::write(dir.path().join("file.txt"), "").unwrap();
+    let env = [
+        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        ("LS_COLORS", "di=01;34"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .into();
+    let stages = vec![vec!["ls".to_owned(), "--color=auto".to_owned()]];
+    let spec = SpawnSpec {
+        stages: &stages,
+        cwd: dir.path(),
+        env: &env,
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let output = rt.block_on(async {
+        let containment = Containment::detect();
+        let size = WinSize { rows: 10, cols: 60 };
+        let mut spawned = containment.spawn_on("ls", &spec, Some(size)).unwrap();
+        let mut bytes = Vec::new();
+        // The master reads EIO once the terminal's last holder is gone: the end of output.
+        let _ = tokio::time::timeout(DEADLINE, spawned.stdout.read_to_end(&mut bytes)).await;
+        spawned.tree.wait_drained().await;
+        bytes
+    });
+    assert!(output.contains(&0x1b), "ls coloured its output: {output:?}");
+
+    let mut store = LogStore::new(1, 1 << 20);
+    store.push_output(0, pk::logs::Stream::Stdout, &output, 0);
+    let snap = Snapshot {
+        services: vec![ServiceSnapshot {
+            name: "ls".into(),
+            state: pk::vocab::State::Completed,
+            ..ServiceSnapshot::default()
+        }],
+        ..Snapshot::default()
+    };
+    let mut app = App::new("tty", vec!["ls".into()], "cgroup v2");
+    app.size = ratatui::layout::Rect::new(0, 0, 60, 8);
+    let mut term = Terminal::new(TestBackend::new(60, 8)).unwrap();
+    term.draw(|f| draw(f, &app, &store, &snap, &[None], 0))
+        .unwrap();
+    insta::assert_snapshot!(term.backend());
+    let buf = term.backend().buffer();
+    let (x, y) = (0..buf.area.height)
+        .find_map(|y| {
+            let row: String = (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect();
+            let x = row.find("subdir")?;
+            Some((u16::try_from(row[..x].chars().count()).unwrap(), y))
+        })
+        .expect("subdir drawn");
+    let style = buf[(x, y)].style();
+    assert_eq!(style.fg, Some(Color::Indexed(4)), "{style:?}");
+    assert!(style.add_modifier.contains(Modifier::BOLD), "{style:?}");
+    let plain = buf[(0, y)].style();
+    assert_ne!(
+        plain.fg,
+        Some(Color::Indexed(4)),
+        "file.txt is not a directory"
+    );
+}
