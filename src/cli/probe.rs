@@ -169,6 +169,7 @@ fn subject(name: &str, cwd: &Path) -> ServiceSpec {
         alive: None,
         watch: None,
         timeout: None,
+        tty: false,
     }
 }
 
