@@ -12,12 +12,14 @@ pub mod diag;
 pub mod discover;
 pub mod envfile;
 pub mod interpolate;
+pub mod merge;
 pub mod model;
 pub mod node;
+pub mod procfile;
 pub mod read;
 pub mod values;
 
-pub use diag::{Diag, Span};
+pub use diag::{Diag, Sources, Span};
 pub use model::Config;
 
 /// The JSON Schema (draft-07) of pk.yaml, pretty-printed.
