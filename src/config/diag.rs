@@ -1,17 +1,13 @@
-//! Located diagnostics for config files and their deterministic miette rendering.
+//! Located diagnostics for pk.yaml and their deterministic miette rendering.
 //!
 //! Every check in `config` and `plan` pushes a `Diag` instead of returning early, so one run
 //! reports every problem. Rendering is the only place that knows about miette.
-//!
-//! Several files (`-f a -f b`, a Procfile and its `.env`) share one offset space: `Sources`
-//! gives each file its own range, so a `Span` alone says which file it points into and spans
-//! survive merging trees from different files.
 
 use std::fmt;
 
 use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, Severity};
 
-/// Byte range in the config sources (see `Sources`).
+/// Byte range in the config source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Span {
     pub offset: usize,
@@ -86,109 +82,6 @@ impl Diag {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = handler.render_report(&mut out, &report);
-        out
-    }
-}
-
-/// One file a span may point into.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceFile {
-    /// The file as shown in messages.
-    pub name: String,
-    pub text: String,
-    /// Offset of the file's first byte in the shared offset space.
-    pub base: usize,
-}
-
-/// The files of one load, each with its own range of offsets: file k's byte i is at
-/// `files[k].base + i`. Invariant: ranges do not overlap (one spare offset after each file, so
-/// that an empty span at a file's end still belongs to it).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Sources {
-    files: Vec<SourceFile>,
-}
-
-impl Sources {
-    /// Sources holding one file at base 0.
-    pub fn single(name: impl Into<String>, text: impl Into<String>) -> Sources {
-        let mut sources = Sources::default();
-        sources.add(name, text);
-        sources
-    }
-
-    /// Adds a file; returns the base to add to offsets within `text`.
-    pub fn add(&mut self, name: impl Into<String>, text: impl Into<String>) -> usize {
-        let base = self
-            .files
-            .last()
-            .map_or(0, |f| f.base + f.text.len() + 1);
-        self.files.push(SourceFile {
-            name: name.into(),
-            text: text.into(),
-            base,
-        });
-        base
-    }
-
-    pub fn files(&self) -> &[SourceFile] {
-        &self.files
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
-    }
-
-    /// The file holding `span` and the span relative to that file.
-    pub fn locate(&self, span: Span) -> Option<(&SourceFile, Span)> {
-        let file = self
-            .files
-            .iter()
-            .rev()
-            .find(|f| f.base <= span.offset && span.offset <= f.base + f.text.len())?;
-        Some((file, Span::new(span.offset - file.base, span.len)))
-    }
-
-    /// `name:line:col` of a span, for one-line messages.
-    pub fn position(&self, span: Span) -> Option<String> {
-        let (file, local) = self.locate(span)?;
-        let (line, col) = line_col(&file.text, local.offset);
-        Some(format!("{}:{line}:{col}", file.name))
-    }
-
-    /// Renders `diag`: each label against the file that holds it. Labels in other files than
-    /// the first label's are rendered as a note below it.
-    pub fn render(&self, diag: &Diag, color: bool) -> String {
-        if diag.labels.first().and_then(|(s, _)| self.locate(*s)).is_none() {
-            let only = self.files.first().filter(|_| self.files.len() == 1);
-            return diag.render(only.map(|f| (f.name.as_str(), f.text.as_str())), color);
-        }
-        let mut groups: Vec<(&SourceFile, Vec<(Span, String)>)> = Vec::new();
-        for (span, text) in &diag.labels {
-            let Some((file, local)) = self.locate(*span) else {
-                continue;
-            };
-            match groups.iter_mut().find(|(f, _)| f.base == file.base) {
-                Some((_, labels)) => labels.push((local, text.clone())),
-                None => groups.push((file, vec![(local, text.clone())])),
-            }
-        }
-        let mut out = String::new();
-        for (i, (file, labels)) in groups.into_iter().enumerate() {
-            let part = if i == 0 {
-                Diag {
-                    labels,
-                    ..diag.clone()
-                }
-            } else {
-                Diag {
-                    message: format!("{} (continued in {})", diag.message, file.name),
-                    labels,
-                    help: None,
-                    warning: diag.warning,
-                }
-            };
-            out.push_str(&part.render(Some((&file.name, &file.text)), color));
-        }
         out
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::diag::{Diag, Sources, Span};
+use super::diag::Diag;
 use super::model::Located;
 
 /// The variables of `path` (relative to `base_dir`) in file order, or a diagnostic located at
@@ -41,32 +41,6 @@ pub fn read(base_dir: &Path, path: &Located<String>) -> Result<Vec<(String, Stri
                         .help("lines look like `KEY=value`; `#` starts a comment"),
                 );
             }
-        }
-    }
-    Ok(vars)
-}
-
-/// The variables of the env file at `path` (shown as `shown`), which is added to `sources` so
-/// that a line that cannot be parsed is reported where it is.
-pub fn read_located(
-    path: &Path,
-    shown: &str,
-    sources: &mut Sources,
-) -> Result<Vec<(String, String)>, Diag> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Diag::error(format!("cannot read env file `{shown}`: {e}")))?;
-    let base = sources.add(shown, text.clone());
-    let mut vars = Vec::new();
-    for item in dotenvy::from_read_iter(text.as_bytes()) {
-        match item {
-            Ok(pair) => vars.push(pair),
-            Err(dotenvy::Error::LineParse(line, index)) => {
-                let at = text.find(line.as_str()).map_or(0, |o| o + index.min(line.len()));
-                return Err(Diag::error(format!("env file `{shown}`: cannot parse this line"))
-                    .label(Span::new(base + at, 1), "here")
-                    .help("lines look like `KEY=value`, `export KEY=value` or `KEY=\"quoted value\"`; `#` starts a comment"));
-            }
-            Err(e) => return Err(Diag::error(format!("env file `{shown}`: {e}"))),
         }
     }
     Ok(vars)

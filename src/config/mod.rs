@@ -9,6 +9,7 @@
 //! checks (`depends_on` targets, cycles, `healthy` without a probe) to the same list.
 
 pub mod diag;
+pub mod emit;
 pub mod discover;
 pub mod envfile;
 pub mod interpolate;
@@ -19,7 +20,7 @@ pub mod procfile;
 pub mod read;
 pub mod values;
 
-pub use diag::{Diag, Sources, Span};
+pub use diag::{Diag, Span};
 pub use model::Config;
 
 /// The JSON Schema (draft-07) of pk.yaml, pretty-printed.

@@ -53,18 +53,6 @@ impl Node {
         }
     }
 
-    fn shift(&mut self, base: usize) {
-        self.span.offset += base;
-        match &mut self.value {
-            Value::Seq(items) => items.iter_mut().for_each(|n| n.shift(base)),
-            Value::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
-                k.shift(base);
-                v.shift(base);
-            }),
-            _ => {}
-        }
-    }
-
     fn fill_raw(&mut self, source: &str) {
         match &mut self.value {
             Value::Seq(items) => items.iter_mut().for_each(|n| n.fill_raw(source)),
@@ -82,28 +70,15 @@ impl Node {
 
 /// Parses YAML into a node tree; a syntax error is one located diagnostic.
 pub fn parse(source: &str) -> Result<Node, Diag> {
-    parse_at(source, 0)
-}
-
-/// `parse` for a file whose offsets start at `base` in a `Sources` map: every span (also a
-/// syntax error's) is shifted by `base`.
-pub fn parse_at(source: &str, base: usize) -> Result<Node, Diag> {
     let options = serde_saphyr::options! { with_snippet: false };
     match serde_saphyr::from_str_with_options::<Option<Node>>(source, options) {
         Ok(Some(mut node)) => {
             node.fill_raw(source);
-            node.shift(base);
             Ok(node)
         }
         Ok(None) => Err(Diag::error("the config file is empty")
             .help("a pk.yaml needs at least a `services:` map, e.g.\nservices:\n  web:\n    command: python3 -m http.server")),
-        Err(err) => {
-            let mut diag = syntax_error(source, &err);
-            for (span, _) in &mut diag.labels {
-                span.offset += base;
-            }
-            Err(diag)
-        }
+        Err(err) => Err(syntax_error(source, &err)),
     }
 }
 

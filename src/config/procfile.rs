@@ -19,8 +19,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::diag::{Diag, Sources, Span};
-use super::envfile;
+use super::diag::{Diag, Span};
 use super::model::{Command, Config, EnvMap, Located, Service, Services};
 use super::values;
 use crate::plan::CommandSpec;
@@ -43,26 +42,24 @@ pub struct Procfile {
     pub port_base: u32,
 }
 
-/// Reads the Procfile at `path` (shown as `shown`; its text already in `sources` at `base`)
-/// and the `.env` beside it (added to `sources`). `env` is the inherited environment (for the
-/// `PORT` base). Returns the config only if there was no error; warnings come back either way.
+/// Reads the Procfile at `path` (shown as `shown`) with text `text`, and the `.env` beside it.
+/// `env` is the inherited environment (for the `PORT` base). Returns the config only if there
+/// was no error; warnings come back either way. Spans point into `text`.
 pub fn read(
     path: &Path,
     shown: &str,
     text: &str,
-    base: usize,
     env: &BTreeMap<String, String>,
-    sources: &mut Sources,
 ) -> (Option<Procfile>, Vec<Diag>) {
     let mut diags = Vec::new();
-    let services = parse(text, base, &mut diags);
+    let services = parse(text, 0, &mut diags);
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let dotenv_path = dir.join(DOTENV);
     let dotenv = if dotenv_path.is_file() {
         let shown = Path::new(shown)
             .parent()
             .map_or_else(|| DOTENV.to_owned(), |p| p.join(DOTENV).display().to_string());
-        match envfile::read_located(&dotenv_path, &shown, sources) {
+        match read_dotenv(&dotenv_path, &shown) {
             Ok(vars) => Some((shown, vars)),
             Err(d) => {
                 diags.push(d);
@@ -105,6 +102,29 @@ pub fn read(
         }),
         diags,
     )
+}
+
+/// The variables of `.env` (quotes, `export` prefix), or a diagnostic naming the line.
+fn read_dotenv(path: &Path, shown: &str) -> Result<Vec<(String, String)>, Diag> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Diag::error(format!("cannot read `{shown}`: {e}")))?;
+    let mut vars = Vec::new();
+    for item in dotenvy::from_read_iter(text.as_bytes()) {
+        match item {
+            Ok(pair) => vars.push(pair),
+            Err(dotenvy::Error::LineParse(line, index)) => {
+                let at = text.find(line.as_str()).map_or(0, |o| o + index.min(line.len()));
+                let (row, col) = super::diag::line_col(&text, at);
+                return Err(Diag::error(format!(
+                    "{shown}:{row}:{col}: cannot parse `{}`",
+                    line.trim_end()
+                ))
+                .help("lines look like `KEY=value`, `export KEY=value` or `KEY=\"quoted value\"`; `#` starts a comment"));
+            }
+            Err(e) => return Err(Diag::error(format!("{shown}: {e}"))),
+        }
+    }
+    Ok(vars)
 }
 
 /// `PORT` from `.env`, else from the environment, else 5000 (as foreman and honcho count).
@@ -214,6 +234,13 @@ fn parse(text: &str, base: usize, diags: &mut Vec<Diag>) -> Vec<(Located<String>
         );
     }
     services
+}
+
+/// Whether `path` names a Procfile: `Procfile`, or `Procfile.<anything>` (`Procfile.dev`).
+pub fn is_procfile(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n == "Procfile" || n.starts_with("Procfile."))
 }
 
 /// foreman's and honcho's process name: `[A-Za-z0-9_-]+`.

@@ -17,6 +17,11 @@ use crate::plan::{
 fn service(name: &str, deps: &[(ServiceId, Condition)]) -> ServiceSpec {
     ServiceSpec {
         name: name.into(),
+        group: name.into(),
+        replica: 0,
+        replicas: 1,
+        port: None,
+        exit_on_end: false,
         run: RunSpec::Command(CommandSpec::Shell("true".into())),
         working_dir: PathBuf::from("/"),
         env: BTreeMap::new(),
@@ -49,6 +54,7 @@ fn plan(services: Vec<ServiceSpec>) -> Arc<Plan> {
     Arc::new(Plan {
         name: "t".into(),
         config_path: PathBuf::from("/t/pk.yaml"),
+        files: vec![PathBuf::from("/t/pk.yaml")],
         base_dir: PathBuf::from("/t"),
         services,
         order,
