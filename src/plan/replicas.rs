@@ -75,18 +75,24 @@ pub(crate) fn expand(
             services.push(copy);
         }
     }
+    let declared_of = |id: ServiceId| ids.iter().position(|c| c.contains(&id));
     for (i, service) in services.iter().enumerate() {
         if let Some(other) = services[..i].iter().position(|s| s.name == service.name) {
-            let (a, b) = (&services[other], service);
-            let (copy, declared_id) = if a.replicas > 1 { (a, other) } else { (b, i) };
-            let declared_at = ids.iter().position(|c| c.contains(&declared_id));
+            let (copy, copy_id, plain_id) = if services[other].replicas > 1 {
+                (&services[other], other, i)
+            } else {
+                (service, i, other)
+            };
             let mut diag = Diag::error(format!(
                 "copy `{}` of `{}` has the name of another service",
                 copy.name, copy.group
             ))
             .help("rename the other service, or change the number of replicas");
-            if let Some(at) = declared_at.and_then(|d| spans.get(d)) {
+            if let Some(at) = declared_of(copy_id).and_then(|d| spans.get(d)) {
                 diag = diag.label(*at, format!("`{}` has {} replicas", copy.group, copy.replicas));
+            }
+            if let Some(at) = declared_of(plain_id).and_then(|d| spans.get(d)) {
+                diag = diag.label(*at, format!("`{}` is declared here", copy.name));
             }
             diags.push(diag);
         }
