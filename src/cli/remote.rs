@@ -77,7 +77,8 @@ pub fn dispatch(command: CliCommand, file: Option<&Path>, cwd: &Path) -> i32 {
         CliCommand::Up { .. }
         | CliCommand::Check
         | CliCommand::Graph { .. }
-        | CliCommand::Schema => {
+        | CliCommand::Schema
+        | CliCommand::Import { .. } => {
             unreachable!("handled by cli::run")
         }
     }

@@ -12,6 +12,7 @@ pub mod diag;
 pub mod emit;
 pub mod discover;
 pub mod envfile;
+pub mod import;
 pub mod interpolate;
 pub mod merge;
 pub mod model;

@@ -236,11 +236,15 @@ fn parse(text: &str, base: usize, diags: &mut Vec<Diag>) -> Vec<(Located<String>
     services
 }
 
-/// Whether `path` names a Procfile: `Procfile`, or `Procfile.<anything>` (`Procfile.dev`).
+/// Whether `path` is named like a Procfile: `Procfile`, `Procfile.dev`, `web.Procfile`,
+/// `app__Procfile.dev` (case-insensitive), but not `Procfile.yaml`-like YAML names.
 pub fn is_procfile(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n == "Procfile" || n.starts_with("Procfile."))
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let lower = name.to_ascii_lowercase();
+    let yaml = lower.ends_with(".yaml") || lower.ends_with(".yml") || lower.ends_with(".json");
+    !yaml && (lower.ends_with("procfile") || lower.contains("procfile."))
 }
 
 /// foreman's and honcho's process name: `[A-Za-z0-9_-]+`.

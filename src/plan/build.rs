@@ -16,7 +16,7 @@ use super::{
 };
 use crate::config::diag::{Diag, Span, did_you_mean, line_col};
 use crate::config::model::{self, Config, EnvMap, HumanDuration, Paths, Probe, Service};
-use crate::config::{discover, envfile, node, read};
+use crate::config::{discover, envfile, node, procfile, read};
 use crate::plan::Condition;
 
 const DEFAULT_GRACE: Duration = Duration::from_secs(10);
@@ -102,6 +102,11 @@ impl LoadError {
             summary,
             diagnostics: Diagnostics { file, diags },
         }
+    }
+
+    /// Problems found in one file (`name`, `text`) outside `load` (`pk import`).
+    pub fn with_source(name: &str, text: &str, diags: Vec<Diag>) -> LoadError {
+        LoadError::new(Some((name.to_owned(), text.to_owned())), diags)
     }
 
     /// Problems that point into no file (command-line arguments), all reported.
@@ -196,6 +201,13 @@ fn build(
         .parent()
         .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
 
+    if procfile::is_procfile(path) {
+        let (read, diags) = procfile::read(path, shown, source, env);
+        let Some(read) = read else {
+            return Err(LoadError::new(file, diags));
+        };
+        return finish(file, read.config, config_path, base_dir, env, &[], diags);
+    }
     let root = node::parse(source).map_err(|d| LoadError::new(file.clone(), vec![d]))?;
     let (top_files, mut diags) = read::top_env_files(&root, env);
     let top_file_vars = read_env_files(&base_dir, &top_files, &mut diags);
@@ -209,12 +221,25 @@ fn build(
         return Err(LoadError::new(file, diags));
     };
     config.env_file = top_files;
+    finish(file, config, config_path, base_dir, env, &top_file_vars, diags)
+}
 
+/// The checks every format shares (dependencies, cycles, paths) and the plan, with replicas
+/// expanded; every problem, the front end's and these, is reported at once.
+fn finish(
+    file: Option<(String, String)>,
+    config: Config,
+    config_path: PathBuf,
+    base_dir: PathBuf,
+    env: &BTreeMap<String, String>,
+    top_file_vars: &[(String, String)],
+    diags: Vec<Diag>,
+) -> Result<(Plan, Diagnostics), LoadError> {
     let mut builder = Builder {
         config: &config,
         base_dir: &base_dir,
         env,
-        top_file_vars: &top_file_vars,
+        top_file_vars,
         diags,
     };
     let declared = builder.services();
