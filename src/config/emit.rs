@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::model::{Command, Config, DependsOn, EnvMap, HumanDuration, Paths, Probe, Restart, Service, Watch, WatchAction};
-use crate::plan::{CommandSpec, Condition, ProbeCheck, RestartPolicy};
+use crate::vocab::{CommandSpec, Condition, ProbeCheck, RestartPolicy};
 
 /// A comment for the written file: at the top (`service` None) or above a service.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,7 +22,7 @@ use std::path::Path;
 use super::diag::{Diag, Span};
 use super::model::{Command, Config, EnvMap, Located, Service, Services};
 use super::values;
-use crate::plan::CommandSpec;
+use crate::vocab::CommandSpec;
 
 /// `PORT` of the first process when neither `.env` nor the environment sets one.
 pub const DEFAULT_PORT_BASE: u32 = 5000;

@@ -17,7 +17,7 @@ use super::{
 use crate::config::diag::{Diag, Span, did_you_mean, line_col};
 use crate::config::model::{self, Config, EnvMap, HumanDuration, Paths, Probe, Service};
 use crate::config::{discover, envfile, node, procfile, read};
-use crate::plan::Condition;
+use crate::vocab::Condition;
 
 const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(200);
