@@ -12,7 +12,7 @@ pub use build::{
     Diagnostics, LoadError, find_config, load, load_str, load_str_with_warnings, load_with_warnings,
 };
 pub use graph::{render_graph, select};
-pub use replicas::{replica_name, scale};
+pub use replicas::{CopyPosition, copy_positions, replica_name, scale};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -26,6 +26,53 @@ pub fn replica_name(group: &str, index: u32, count: u32) -> String {
     format!("{group}-{index:0width$}")
 }
 
+/// Where a name sits in a run of copies (for the dashboard's grouping).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyPosition {
+    First,
+    Middle,
+    Last,
+}
+
+/// For each name, its place in a run of consecutive copies named by `replica_name`
+/// (`web-0`, `web-1`, `web-2`), or None. Works from names alone, so `pk attach` can group
+/// what `pk ps` lists.
+pub fn copy_positions(names: &[String]) -> Vec<Option<CopyPosition>> {
+    let mut out = vec![None; names.len()];
+    let mut i = 0;
+    while i < names.len() {
+        let Some((group, _)) = names[i].rsplit_once('-') else {
+            i += 1;
+            continue;
+        };
+        let run = (i..names.len())
+            .take_while(|&j| names[j].rsplit_once('-').is_some_and(|(g, _)| g == group))
+            .count();
+        let count = (1..=run)
+            .rev()
+            .find(|&n| {
+                let n32 = u32::try_from(n).unwrap_or(u32::MAX);
+                (0..n).all(|k| {
+                    names[i + k] == replica_name(group, u32::try_from(k).unwrap_or(u32::MAX), n32)
+                })
+            })
+            .unwrap_or(0);
+        if count < 2 {
+            i += 1;
+            continue;
+        }
+        for k in 0..count {
+            out[i + k] = Some(match k {
+                0 => CopyPosition::First,
+                k if k + 1 == count => CopyPosition::Last,
+                _ => CopyPosition::Middle,
+            });
+        }
+        i += count;
+    }
+    out
+}
+
 /// `declared` (indexed by declared id, dependencies by declared id) with `counts[id]` copies
 /// each → the services of the plan and their start order (from `order`, the declared order).
 /// `spans[id]` locates the declared service for name clashes.
@@ -207,4 +254,31 @@ pub fn scale(plan: super::Plan, counts: &[(String, u32)]) -> Result<super::Plan,
         order,
         ..plan
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_positions_finds_runs_that_replica_name_makes() {
+        let mut names: Vec<String> = vec!["db".into()];
+        names.extend((0..3).map(|i| replica_name("web", i, 3)));
+        names.extend((0..10).map(|i| replica_name("w", i, 10)));
+        names.push("api-1".into());
+        names.push("api-2".into());
+        let p = copy_positions(&names);
+        assert_eq!(p[0], None);
+        assert_eq!(
+            p[1..4],
+            [
+                Some(CopyPosition::First),
+                Some(CopyPosition::Middle),
+                Some(CopyPosition::Last)
+            ]
+        );
+        assert_eq!(p[4], Some(CopyPosition::First));
+        assert_eq!(p[13], Some(CopyPosition::Last));
+        assert_eq!(p[14..], [None, None], "not numbered from 0: not copies");
+    }
 }
