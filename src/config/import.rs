@@ -30,6 +30,10 @@ pub fn procfile(
     else {
         return Err(diags);
     };
+    // The stack keeps its name (the Procfile's directory), wherever the pk.yaml is written.
+    config.name = std::fs::canonicalize(path)
+        .ok()
+        .and_then(|p| p.parent()?.file_name().map(|n| n.to_string_lossy().into_owned()));
     let mut notes = vec![Note::top(
         "foreman and honcho stop every process when one of them exits, and exit with its exit code: every service has `exit_on_end: true`.",
     )];
