@@ -30,11 +30,25 @@ fn one_process_ending_stops_the_rest_with_its_exit_code(backend: Backend) {
         .env("FOO", "from the shell")
         .run();
     let lines = &out.lines;
-    assert_eq!(out.code, 3, "pk exits with worker's code\n{}{}", out.stdout(), out.stderr);
+    assert_eq!(
+        out.code,
+        3,
+        "pk exits with worker's code\n{}{}",
+        out.stdout(),
+        out.stderr
+    );
     output_at(lines, "web", "web PORT=5000 FOO=a b BAR=single $x NAME=web");
     output_at(lines, "worker", "worker PORT=5100");
-    let ended = notice_at(lines, "worker", "exited 3; stopping the stack (exit_on_end)");
-    assert!(ended < notice_at(lines, "web", "stopped"), "{}", out.stdout());
+    let ended = notice_at(
+        lines,
+        "worker",
+        "exited 3; stopping the stack (exit_on_end)",
+    );
+    assert!(
+        ended < notice_at(lines, "web", "stopped"),
+        "{}",
+        out.stdout()
+    );
 }
 
 #[test]
@@ -44,14 +58,19 @@ fn scaled_copies_count_ports_up_from_their_type() {
         "web: echo \"$PC_PROC_NAME $PC_REPLICA_NUM $PORT\"; exec sleep 1000\nclock: echo \"clock $PORT\"; exec sleep 1000\n",
     ).file(".env", "PORT=7000\n");
     let mut up = p
-        .pk(&["-f", "Procfile", "up", "--plain", "--color", "never", "--scale", "web=2"])
+        .pk(&[
+            "-f", "Procfile", "up", "--plain", "--color", "never", "--scale", "web=2",
+        ])
         .spawn();
     let lines = up.wait_for_count("3 echoes", 3, |l| {
         is_output(l, "web-0", "web 0 7000")
             || is_output(l, "web-1", "web 1 7001")
             || is_output(l, "clock", "clock 7100")
     });
-    assert_eq!(lines.iter().filter(|l| l.contains("started (pid")).count(), 3);
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("started (pid")).count(),
+        3
+    );
     up.interrupt();
     assert_eq!(up.wait_exit(support::DEADLINE), 0, "stopped on request");
 }

@@ -28,8 +28,16 @@ services:
     support::output_at(lines, "web-0", "copy 0 of web");
     support::output_at(lines, "web-1", "copy 1 of web");
     let proxy = notice_at(lines, "proxy", "started");
-    assert!(notice_at(lines, "web-0", "completed") < proxy, "{}", out.stdout());
-    assert!(notice_at(lines, "web-1", "completed") < proxy, "{}", out.stdout());
+    assert!(
+        notice_at(lines, "web-0", "completed") < proxy,
+        "{}",
+        out.stdout()
+    );
+    assert!(
+        notice_at(lines, "web-1", "completed") < proxy,
+        "{}",
+        out.stdout()
+    );
 }
 
 const RUNNING: &str = r#"

@@ -60,7 +60,11 @@ fn every_real_procfile_checks_imports_and_keeps_its_graph() {
         })
         .collect();
     files.sort();
-    assert!(files.len() >= 20, "expected the Procfile corpus in {}", dir.display());
+    assert!(
+        files.len() >= 20,
+        "expected the Procfile corpus in {}",
+        dir.display()
+    );
     let out = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
     for file in &files {

@@ -63,7 +63,10 @@ fn a_dependent_waits_for_every_copy() {
 fn a_name_means_one_copy_or_every_copy() {
     let plan = load(STACK);
     assert_eq!(plan.service_ids("web").len(), 3);
-    assert_eq!(plan.service_ids("web-1"), vec![plan.service_id("web-1").unwrap()]);
+    assert_eq!(
+        plan.service_ids("web-1"),
+        vec![plan.service_id("web-1").unwrap()]
+    );
     assert!(plan.service_ids("web-7").is_empty());
     let wanted = select(&plan, &["web-1".into()]).unwrap();
     let on: Vec<&str> = plan

@@ -51,7 +51,11 @@ pub fn run(file: &Path, output: Option<&Path>, cwd: &Path) -> i32 {
                 .and_then(|mut f| f.write_all(yaml.as_bytes()));
             match written {
                 Ok(()) => {
-                    eprintln!("pk: wrote {}; check it with `pk -f {} check`", out.display(), out.display());
+                    eprintln!(
+                        "pk: wrote {}; check it with `pk -f {} check`",
+                        out.display(),
+                        out.display()
+                    );
                     0
                 }
                 Err(e) => {

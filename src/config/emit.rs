@@ -8,7 +8,10 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::model::{Command, Config, DependsOn, EnvMap, HumanDuration, Paths, Probe, Restart, Service, Watch, WatchAction};
+use super::model::{
+    Command, Config, DependsOn, EnvMap, HumanDuration, Paths, Probe, Restart, Service, Watch,
+    WatchAction,
+};
 use crate::vocab::{CommandSpec, Condition, ProbeCheck, RestartPolicy};
 
 /// A comment for the written file: at the top (`service` None) or above a service.
@@ -192,7 +195,11 @@ fn probe(out: &mut String, i: usize, name: &str, p: &Probe) {
             } else {
                 host.clone()
             };
-            line(out, j, &format!("http: {}", string(&format!("http://{host}:{port}{path}"))));
+            line(
+                out,
+                j,
+                &format!("http: {}", string(&format!("http://{host}:{port}{path}"))),
+            );
             if !status.is_empty() {
                 let codes: Vec<String> = status.iter().map(u16::to_string).collect();
                 line(out, j, &format!("status: [{}]", codes.join(", ")));
@@ -367,6 +374,9 @@ mod tests {
             text,
             "# from Procfile\n# top note\nservices:\n  # two\n  # lines\n  web:\n    command: \"puma -p $$PORT\"\n    env:\n      \"odd key\": \"x\"\n      \"yes\": \"y\"\n    replicas: 3\n    exit_on_end: true\n"
         );
-        assert_eq!(to_yaml(&reread(&text), &[], &[]), to_yaml(&config, &[], &[]));
+        assert_eq!(
+            to_yaml(&reread(&text), &[], &[]),
+            to_yaml(&config, &[], &[])
+        );
     }
 }

@@ -31,9 +31,11 @@ pub fn procfile(
         return Err(diags);
     };
     // The stack keeps its name (the Procfile's directory), wherever the pk.yaml is written.
-    config.name = std::fs::canonicalize(path)
-        .ok()
-        .and_then(|p| p.parent()?.file_name().map(|n| n.to_string_lossy().into_owned()));
+    config.name = std::fs::canonicalize(path).ok().and_then(|p| {
+        p.parent()?
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+    });
     let mut notes = vec![Note::top(
         "foreman and honcho stop every process when one of them exits, and exit with its exit code: every service has `exit_on_end: true`.",
     )];
@@ -56,10 +58,15 @@ pub fn procfile(
         let Some(port) = service.port.take() else {
             continue;
         };
-        service.env.0.push(("PORT".to_owned(), Some(port.to_string())));
+        service
+            .env
+            .0
+            .push(("PORT".to_owned(), Some(port.to_string())));
         notes.push(Note::service(
             service.name.value.clone(),
-            format!("PORT {port}: every copy under --scale gets it (foreman: {port}+N for copy N)."),
+            format!(
+                "PORT {port}: every copy under --scale gets it (foreman: {port}+N for copy N)."
+            ),
         ));
     }
     let header = [format!(
@@ -87,18 +94,14 @@ pub fn config(config: &Config, from: &str, warnings: &[Diag], notes: Vec<Note>) 
     emit::to_yaml(config, &header, &notes)
 }
 
-/// The service whose block holds `span`: the last one declared at or before it in the same
-/// file (services are contiguous in YAML maps).
+/// The service whose block holds `span`: the last one declared at or before it (services are
+/// contiguous in YAML maps).
 fn service_at(config: &Config, span: Span) -> Option<String> {
     config
         .services
         .0
         .iter()
-        .filter(|s| same_file(s.name.span, span) && s.name.span.offset <= span.offset)
+        .filter(|s| s.name.span.offset <= span.offset)
         .max_by_key(|s| s.name.span.offset)
         .map(|s| s.name.value.clone())
-}
-
-fn same_file(a: Span, b: Span) -> bool {
-    a == a && b == b
 }

@@ -118,7 +118,10 @@ mod tests {
 
     fn keys(node: &Node) -> Vec<&str> {
         match &node.value {
-            Value::Map(entries) => entries.iter().filter_map(|(k, _)| k.scalar_text()).collect(),
+            Value::Map(entries) => entries
+                .iter()
+                .filter_map(|(k, _)| k.scalar_text())
+                .collect(),
             _ => panic!("not a map"),
         }
     }
@@ -129,7 +132,10 @@ mod tests {
         let b = "services:\n  web:\n    command: b\n    env: {B: '3', C: null}\n    env_file: [z]\n  new:\n    command: n\n";
         let m = merged(a, b);
         assert_eq!(keys(get(&m, &["services"])), ["web", "db", "new"]);
-        assert_eq!(get(&m, &["services", "web", "command"]).scalar_text(), Some("b"));
+        assert_eq!(
+            get(&m, &["services", "web", "command"]).scalar_text(),
+            Some("b")
+        );
         let env = get(&m, &["services", "web", "env"]);
         assert_eq!(keys(env), ["A", "B", "C"]);
         assert_eq!(get(env, &["B"]).scalar_text(), Some("3"));
@@ -156,7 +162,8 @@ mod tests {
 
     #[test]
     fn a_probe_kind_replaces_the_earlier_check() {
-        let a = "services:\n  web:\n    command: a\n    ready: { tcp: '127.0.0.1:1', retries: 5 }\n";
+        let a =
+            "services:\n  web:\n    command: a\n    ready: { tcp: '127.0.0.1:1', retries: 5 }\n";
         let b = "services:\n  web:\n    ready: { http: 'http://127.0.0.1:1/' }\n";
         let m = merged(a, b);
         assert_eq!(

@@ -9,8 +9,8 @@
 //! checks (`depends_on` targets, cycles, `healthy` without a probe) to the same list.
 
 pub mod diag;
-pub mod emit;
 pub mod discover;
+pub mod emit;
 pub mod envfile;
 pub mod import;
 pub mod interpolate;

@@ -56,9 +56,10 @@ pub fn read(
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let dotenv_path = dir.join(DOTENV);
     let dotenv = if dotenv_path.is_file() {
-        let shown = Path::new(shown)
-            .parent()
-            .map_or_else(|| DOTENV.to_owned(), |p| p.join(DOTENV).display().to_string());
+        let shown = Path::new(shown).parent().map_or_else(
+            || DOTENV.to_owned(),
+            |p| p.join(DOTENV).display().to_string(),
+        );
         match read_dotenv(&dotenv_path, &shown) {
             Ok(vars) => Some((shown, vars)),
             Err(d) => {
@@ -70,14 +71,13 @@ pub fn read(
         None
     };
     let port_base = port_base(dotenv.as_ref().map(|(_, v)| v.as_slice()), env, &mut diags);
-    let mut config = Config::default();
-    config.env = EnvMap(
+    let env = EnvMap(
         dotenv
             .iter()
             .flat_map(|(_, vars)| vars.iter().map(|(k, v)| (k.clone(), Some(v.clone()))))
             .collect(),
     );
-    config.services = Services(
+    let services = Services(
         services
             .into_iter()
             .enumerate()
@@ -91,6 +91,11 @@ pub fn read(
             })
             .collect(),
     );
+    let config = Config {
+        env,
+        services,
+        ..Config::default()
+    };
     if diags.iter().any(|d| !d.warning) {
         return (None, diags);
     }
@@ -113,7 +118,9 @@ fn read_dotenv(path: &Path, shown: &str) -> Result<Vec<(String, String)>, Diag> 
         match item {
             Ok(pair) => vars.push(pair),
             Err(dotenvy::Error::LineParse(line, index)) => {
-                let at = text.find(line.as_str()).map_or(0, |o| o + index.min(line.len()));
+                let at = text
+                    .find(line.as_str())
+                    .map_or(0, |o| o + index.min(line.len()));
                 let (row, col) = super::diag::line_col(&text, at);
                 return Err(Diag::error(format!(
                     "{shown}:{row}:{col}: cannot parse `{}`",
@@ -190,11 +197,7 @@ fn parse(text: &str, base: usize, diags: &mut Vec<Diag>) -> Vec<(Located<String>
             diags.push(
                 Diag::error(format!("`{name}` is not a valid process name"))
                     .label(
-                        if name.is_empty() {
-                            at(0, 1)
-                        } else {
-                            name_span
-                        },
+                        if name.is_empty() { at(0, 1) } else { name_span },
                         "invalid name",
                     )
                     .help(help),
@@ -243,7 +246,9 @@ pub fn is_procfile(path: &Path) -> bool {
         return false;
     };
     let lower = name.to_ascii_lowercase();
-    let yaml = lower.ends_with(".yaml") || lower.ends_with(".yml") || lower.ends_with(".json");
+    let yaml = Path::new(&lower)
+        .extension()
+        .is_some_and(|e| e == "yaml" || e == "yml" || e == "json");
     !yaml && (lower.ends_with("procfile") || lower.contains("procfile."))
 }
 

@@ -10,7 +10,9 @@ use tokio::time::Instant;
 
 use super::state::{ExitInfo, Phase, ServiceState, StopReason};
 use crate::plan::Plan;
-use crate::vocab::{Condition, ExitStatus, RestartPolicy, ServiceId, State, StopSignal, fmt_duration};
+use crate::vocab::{
+    Condition, ExitStatus, RestartPolicy, ServiceId, State, StopSignal, fmt_duration,
+};
 
 /// A service that stayed up this long gets its backoff reset.
 pub const STABLE_AFTER: Duration = Duration::from_secs(30);

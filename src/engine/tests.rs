@@ -724,7 +724,11 @@ fn exit_on_end_stops_the_stack_with_that_service_s_code() {
     );
     exited(&mut e, 0, 143, now);
     assert!(e.settled());
-    assert_eq!(e.exit_code(), 3, "the code of the service that ended, not 1");
+    assert_eq!(
+        e.exit_code(),
+        3,
+        "the code of the service that ended, not 1"
+    );
 }
 
 #[test]

@@ -9,11 +9,11 @@ use std::io::IsTerminal;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use super::{graph, replicas};
 use super::{
     Dependency, Plan, ProbeSpec, RestartSpec, RunSpec, ServiceId, ServiceSpec, ShutdownSpec,
     StopSignal, WatchAction, WatchPath, WatchSpec,
 };
+use super::{graph, replicas};
 use crate::config::diag::{Diag, Span, did_you_mean, line_col};
 use crate::config::model::{self, Config, EnvMap, HumanDuration, Paths, Probe, Service};
 use crate::config::{discover, envfile, node, procfile, read};
@@ -206,7 +206,7 @@ fn build(
         let Some(read) = read else {
             return Err(LoadError::new(file, diags));
         };
-        return finish(file, read.config, config_path, base_dir, env, &[], diags);
+        return finish(file, &read.config, config_path, base_dir, env, &[], diags);
     }
     let root = node::parse(source).map_err(|d| LoadError::new(file.clone(), vec![d]))?;
     let (top_files, mut diags) = read::top_env_files(&root, env);
@@ -221,14 +221,22 @@ fn build(
         return Err(LoadError::new(file, diags));
     };
     config.env_file = top_files;
-    finish(file, config, config_path, base_dir, env, &top_file_vars, diags)
+    finish(
+        file,
+        &config,
+        config_path,
+        base_dir,
+        env,
+        &top_file_vars,
+        diags,
+    )
 }
 
 /// The checks every format shares (dependencies, cycles, paths) and the plan, with replicas
 /// expanded; every problem, the front end's and these, is reported at once.
 fn finish(
     file: Option<(String, String)>,
-    config: Config,
+    config: &Config,
     config_path: PathBuf,
     base_dir: PathBuf,
     env: &BTreeMap<String, String>,
@@ -236,7 +244,7 @@ fn finish(
     diags: Vec<Diag>,
 ) -> Result<(Plan, Diagnostics), LoadError> {
     let mut builder = Builder {
-        config: &config,
+        config,
         base_dir: &base_dir,
         env,
         top_file_vars,
@@ -244,8 +252,8 @@ fn finish(
     };
     let declared = builder.services();
     let mut diags = builder.diags;
-    let declared_order = graph::check_and_order(&config, &declared, &mut diags);
-    let (services, order) = expand_replicas(&config, declared, &declared_order, &mut diags);
+    let declared_order = graph::check_and_order(config, &declared, &mut diags);
+    let (services, order) = expand_replicas(config, &declared, &declared_order, &mut diags);
     if diags.iter().any(|d| !d.warning) {
         return Err(LoadError::new(file, diags));
     }
@@ -270,7 +278,7 @@ fn finish(
 /// key (or its name) for name clashes.
 fn expand_replicas(
     config: &Config,
-    declared: Vec<ServiceSpec>,
+    declared: &[ServiceSpec],
     order: &[ServiceId],
     diags: &mut Vec<Diag>,
 ) -> (Vec<ServiceSpec>, Vec<ServiceId>) {

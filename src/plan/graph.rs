@@ -192,7 +192,11 @@ fn dependency_note(plan: &Plan, dep: &super::Dependency) -> String {
     if dep.restart {
         notes.push("restart");
     }
-    format!("{} ({})", label(&plan.services[dep.service]), notes.join(", "))
+    format!(
+        "{} ({})",
+        label(&plan.services[dep.service]),
+        notes.join(", ")
+    )
 }
 
 /// A declared service in the graph: `web`, or `web ×3` for its copies (shown once).

@@ -77,7 +77,7 @@ pub fn copy_positions(names: &[String]) -> Vec<Option<CopyPosition>> {
 /// each → the services of the plan and their start order (from `order`, the declared order).
 /// `spans[id]` locates the declared service for name clashes.
 pub(crate) fn expand(
-    declared: Vec<ServiceSpec>,
+    declared: &[ServiceSpec],
     order: &[ServiceId],
     counts: &[u32],
     spans: &[Span],
@@ -136,7 +136,10 @@ pub(crate) fn expand(
             ))
             .help("rename the other service, or change the number of replicas");
             if let Some(at) = declared_of(copy_id).and_then(|d| spans.get(d)) {
-                diag = diag.label(*at, format!("`{}` has {} replicas", copy.group, copy.replicas));
+                diag = diag.label(
+                    *at,
+                    format!("`{}` has {} replicas", copy.group, copy.replicas),
+                );
             }
             if let Some(at) = declared_of(plain_id).and_then(|d| spans.get(d)) {
                 diag = diag.label(*at, format!("`{}` is declared here", copy.name));
@@ -144,22 +147,27 @@ pub(crate) fn expand(
             diags.push(diag);
         }
     }
-    let order = order.iter().flat_map(|&id| ids[id].iter().copied()).collect();
+    let order = order
+        .iter()
+        .flat_map(|&id| ids[id].iter().copied())
+        .collect();
     (services, order)
 }
 
 /// The plan's services collapsed to one per declared service (copy 0), with dependencies on
 /// any copy turned into one dependency on the declared service; and the declared order.
-pub(crate) fn collapse(services: &[ServiceSpec], order: &[ServiceId]) -> (Vec<ServiceSpec>, Vec<ServiceId>) {
+pub(crate) fn collapse(
+    services: &[ServiceSpec],
+    order: &[ServiceId],
+) -> (Vec<ServiceSpec>, Vec<ServiceId>) {
     let mut declared: Vec<ServiceSpec> = Vec::new();
     let mut group_of: Vec<ServiceId> = Vec::with_capacity(services.len());
     for service in services {
-        match declared.iter().position(|d| d.group == service.group) {
-            Some(g) => group_of.push(g),
-            None => {
-                group_of.push(declared.len());
-                declared.push(service.clone());
-            }
+        if let Some(g) = declared.iter().position(|d| d.group == service.group) {
+            group_of.push(g);
+        } else {
+            group_of.push(declared.len());
+            declared.push(service.clone());
         }
     }
     for spec in &mut declared {
@@ -245,7 +253,7 @@ pub fn scale(plan: super::Plan, counts: &[(String, u32)]) -> Result<super::Plan,
         }
         wanted[id] = *count;
     }
-    let (services, order) = expand(declared, &order, &wanted, &[], &mut diags);
+    let (services, order) = expand(&declared, &order, &wanted, &[], &mut diags);
     if !diags.is_empty() {
         return Err(LoadError::unlocated(diags));
     }

@@ -197,7 +197,11 @@ fn draw_table(
     }
     // Copies of a replicated service are grouped: `┌ web-0`, `├ web-1`, `└ web-2`.
     let copies = copy_positions(&app.names);
-    let tree = if copies.iter().any(Option::is_some) { 2 } else { 0 };
+    let tree = if copies.iter().any(Option::is_some) {
+        2
+    } else {
+        0
+    };
     let name_w = u16::try_from(app.names.iter().map(String::len).max().unwrap_or(4))
         .unwrap_or(20)
         .clamp(4, 24)
