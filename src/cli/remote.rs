@@ -78,7 +78,10 @@ pub fn dispatch(command: CliCommand, file: Option<&Path>, cwd: &Path) -> i32 {
         | CliCommand::Check
         | CliCommand::Graph { .. }
         | CliCommand::Schema
-        | CliCommand::Import { .. } => {
+        | CliCommand::Import { .. }
+        | CliCommand::Completions { .. }
+        | CliCommand::Man
+        | CliCommand::CompleteServices => {
             unreachable!("handled by cli::run")
         }
     }
