@@ -131,6 +131,9 @@ pub struct Service {
     /// Procfile only: `PORT` of the first copy (copy N gets `PORT + N`); not a pk.yaml key.
     #[schemars(skip)]
     pub port: Option<u32>,
+    /// Stop the service (its `shutdown` sequence) once it has run this long; it then ends
+    /// `timed out`, a failure (restart policies restart it like any failure).
+    pub timeout: Option<HumanDuration>,
     /// Where the `command`/`pipeline` key is (for "both or neither" errors).
     #[schemars(skip)]
     pub span: Span,

@@ -34,6 +34,7 @@ const SERVICE_KEYS: &[&str] = &[
     "log_file",
     "replicas",
     "exit_on_end",
+    "timeout",
 ];
 const READY_KEYS: &[&str] = &[
     "exec",
@@ -501,6 +502,16 @@ impl<'a> Reader<'a> {
                 "log_file" => service.log_file = self.string(value, &p),
                 "replicas" => service.replicas = self.replicas(value, &p),
                 "exit_on_end" => service.exit_on_end = self.bool(value, &p).unwrap_or(false),
+                "timeout" => {
+                    service.timeout = self.duration(value, &p);
+                    if service.timeout.is_some_and(|t| t.0.is_zero()) {
+                        self.diags.push(
+                            Diag::error(format!("`{p}` must be more than 0"))
+                                .label(value.span, "zero")
+                                .help("leave `timeout` out for no limit"),
+                        );
+                    }
+                }
                 _ => unreachable!("key checked against SERVICE_KEYS"),
             }
         }

@@ -39,6 +39,7 @@ fn service(name: &str, deps: &[(ServiceId, Condition)]) -> ServiceSpec {
             grace: Duration::from_secs(10),
             command: None,
         },
+        timeout: None,
         disabled: false,
         log_file: None,
         ready: None,
@@ -749,3 +750,4 @@ fn exit_on_end_waits_for_restarts_and_ignores_requested_stops() {
     assert!(!e.shutting_down(), "pk stop is not the service ending");
     assert_eq!(e.exit_code(), 0);
 }
+mod timeout;

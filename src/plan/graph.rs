@@ -11,6 +11,7 @@ use super::build::LoadError;
 use super::{Condition, Plan, ServiceId, ServiceSpec};
 use crate::config::Config;
 use crate::config::diag::{Diag, Span, did_you_mean};
+use crate::vocab::fmt_duration;
 
 /// Reports each dependency cycle (located at its `depends_on` entries) and returns a start order:
 /// dependencies first, ties broken by file order.
@@ -273,6 +274,9 @@ fn render_text(plan: &Plan) -> String {
         if !probes.is_empty() {
             let _ = write!(line, "  [{}]", probes.join("; "));
         }
+        if let Some(limit) = service.timeout {
+            let _ = write!(line, "  [timeout {}]", fmt_duration(limit));
+        }
         if service.disabled {
             line.push_str("  [disabled]");
         }
@@ -293,8 +297,12 @@ fn render_dot(plan: &Plan) -> String {
     );
     for service in shown(plan) {
         let mut attrs = Vec::new();
-        if service.replicas > 1 {
-            attrs.push(format!("label={}", quote(&label(service))));
+        let mut text = label(service);
+        if let Some(limit) = service.timeout {
+            text = format!("{text} (timeout {})", fmt_duration(limit));
+        }
+        if text != service.group {
+            attrs.push(format!("label={}", quote(&text)));
         }
         if service.disabled {
             attrs.push("style=dashed".to_owned());
