@@ -69,6 +69,10 @@ async fn env_is_exactly_the_given_map(c: Guarded) {
         .map(str::to_owned)
         .collect();
     lines.sort();
+    // Process groups add one variable: the run marker that identifies the run's processes.
+    if let Some(marker) = c.marker() {
+        env.insert(pk::process::identity::MARKER_ENV.into(), marker.into());
+    }
     let expected: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     assert_eq!(lines, expected);
 }
