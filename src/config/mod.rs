@@ -19,6 +19,7 @@ pub mod model;
 pub mod node;
 pub mod procfile;
 pub mod read;
+pub mod source;
 pub mod values;
 
 pub use diag::{Diag, Span};

@@ -153,18 +153,17 @@ pub fn load_with_warnings(
 ) -> Result<(Plan, Diagnostics), LoadError> {
     let pk_file = std::env::var_os("PK_FILE").map(PathBuf::from);
     let path = discover::find(explicit, pk_file.as_deref(), cwd).map_err(LoadError::single)?;
-    let source = std::fs::read_to_string(&path).map_err(|e| {
-        LoadError::single(
-            Diag::error(format!("cannot read {}: {e}", path.display()))
-                .help("check that the file exists and is readable"),
-        )
+    let shown = path
+        .strip_prefix(cwd)
+        .map_or_else(|_| path.clone(), Path::to_path_buf);
+    let source = crate::config::source::read_text(&path).map_err(|e| {
+        let name = shown.display().to_string();
+        let (diag, text) = e.diag(&name);
+        LoadError::new(text.map(|t| (name, t)), vec![diag])
     })?;
     let env: BTreeMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
-    let shown = path
-        .strip_prefix(cwd)
-        .map_or_else(|_| path.clone(), Path::to_path_buf);
     build(&source, &path, &shown.display().to_string(), &env)
 }
 
@@ -206,7 +205,15 @@ fn build(
         let Some(read) = read else {
             return Err(LoadError::new(file, diags));
         };
-        return finish(file, &read.config, config_path, base_dir, env, &[], diags);
+        let front = FrontEnd {
+            file,
+            config_path,
+            base_dir,
+            top_file_vars: &[],
+            invalid_ready: Vec::new(),
+            diags,
+        };
+        return finish(&read.config, front, env);
     }
     let root = node::parse(source).map_err(|d| LoadError::new(file.clone(), vec![d]))?;
     let (top_files, mut diags) = read::top_env_files(&root, env);
@@ -221,29 +228,45 @@ fn build(
         return Err(LoadError::new(file, diags));
     };
     config.env_file = top_files;
-    finish(
+    let read = FrontEnd {
         file,
-        &config,
         config_path,
         base_dir,
-        env,
-        &top_file_vars,
+        top_file_vars: &top_file_vars,
+        invalid_ready: std::mem::take(&mut reader.invalid_ready),
         diags,
-    )
+    };
+    finish(&config, read, env)
+}
+
+/// What a front end read besides the `Config`: where from, and what it found wrong so far.
+struct FrontEnd<'a> {
+    file: Option<(String, String)>,
+    config_path: PathBuf,
+    base_dir: PathBuf,
+    top_file_vars: &'a [(String, String)],
+    /// Services whose `ready` probe was reported invalid (dependents are not told again).
+    invalid_ready: Vec<String>,
+    diags: Vec<Diag>,
 }
 
 /// The checks every format shares (dependencies, cycles, paths) and the plan, with replicas
 /// expanded; every problem, the front end's and these, is reported at once.
 fn finish(
-    file: Option<(String, String)>,
     config: &Config,
-    config_path: PathBuf,
-    base_dir: PathBuf,
+    read: FrontEnd<'_>,
     env: &BTreeMap<String, String>,
-    top_file_vars: &[(String, String)],
-    diags: Vec<Diag>,
 ) -> Result<(Plan, Diagnostics), LoadError> {
+    let FrontEnd {
+        file,
+        config_path,
+        base_dir,
+        top_file_vars,
+        invalid_ready,
+        diags,
+    } = read;
     let mut builder = Builder {
+        invalid_ready,
         config,
         base_dir: &base_dir,
         env,
@@ -306,6 +329,8 @@ fn read_env_files(base_dir: &Path, files: &Paths, diags: &mut Vec<Diag>) -> Vec<
 }
 
 struct Builder<'a> {
+    /// Services whose invalid `ready` block was reported already.
+    invalid_ready: Vec<String>,
     config: &'a Config,
     base_dir: &'a Path,
     env: &'a BTreeMap<String, String>,
@@ -394,7 +419,10 @@ impl Builder<'_> {
                 continue;
             }
             let target_service = &self.config.services.0[target_id];
-            if dep.condition.value == Condition::Healthy && target_service.ready.is_none() {
+            if dep.condition.value == Condition::Healthy
+                && target_service.ready.is_none()
+                && !self.invalid_ready.contains(&target_service.name.value)
+            {
                 self.diags.push(
                     Diag::error(format!(
                         "service `{}` waits for `{target}` to be healthy, but `{target}` has no `ready` probe",

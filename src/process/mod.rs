@@ -54,6 +54,28 @@ pub enum ContainmentKind {
     ProcessGroup,
 }
 
+/// What a tree does for its service; each role has its own leaf (cgroup backend), so killing a
+/// probe's tree never touches the service's, or another service's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Service,
+    /// An `exec` probe attempt.
+    Probe,
+    /// The `shutdown.command`.
+    Shutdown,
+}
+
+/// The leaf for `service`'s trees in `role`: the one naming scheme (`db`, `db@probe`,
+/// `db@shutdown`; `@` is never part of a service name). See `cgroup::leaf_dir_name` for the
+/// directory it maps to.
+pub fn leaf_name(service: &str, role: Role) -> String {
+    match role {
+        Role::Service => service.to_owned(),
+        Role::Probe => format!("{service}@probe"),
+        Role::Shutdown => format!("{service}@shutdown"),
+    }
+}
+
 /// Per pk run: where service trees live. Share it as `Arc<Containment>`.
 ///
 /// Dropping it SIGKILLs whatever still runs in it ([`Containment::kill_all`]), waits up to
@@ -240,6 +262,13 @@ impl Containment {
     }
 
     /// The run cgroup's directory, when the cgroup backend is in use.
+    /// The cgroup directory of leaf `leaf` (see `leaf_name`), whether or not it exists yet;
+    /// None with process groups.
+    pub fn leaf_dir(&self, leaf: &str) -> Option<PathBuf> {
+        let run = self.run_cgroup()?;
+        cgroup::leaf_dir_name(leaf).ok().map(|name| run.join(name))
+    }
+
     pub fn run_cgroup(&self) -> Option<&Path> {
         match &self.backend {
             Backend::Cgroup(run) => Some(&run.dir),
@@ -271,8 +300,8 @@ impl Containment {
             .await
     }
 
-    /// Spawns a tree in leaf `leaf` (a service name, or e.g. `api.shutdown`); the leaf is created
-    /// on first use and reused afterwards. Must be called within a tokio runtime.
+    /// Spawns a tree in leaf `leaf` (a service name, or `leaf_name(service, role)`); the leaf is
+    /// created on first use and reused afterwards. Must be called within a tokio runtime.
     ///
     /// All stages share one process group (stage 0's) and, with cgroups, the leaf, which they
     /// enter before running anything. Stage 0's stdin is `/dev/null`.
