@@ -118,6 +118,9 @@ fn write_service(out: &mut String, s: &Service) {
     if let Some(w) = &s.watch {
         watch(out, i, w);
     }
+    if s.tty {
+        line(out, i, "tty: true");
+    }
     if let Some(t) = s.timeout {
         line(out, i, &format!("timeout: {}", duration(t.0)));
     }
