@@ -80,6 +80,7 @@ pub fn dispatch(command: CliCommand, file: Option<&Path>, cwd: &Path) -> i32 {
         | CliCommand::Schema
         | CliCommand::Probe { .. }
         | CliCommand::Export { .. }
+        | CliCommand::Import { .. }
         | CliCommand::Completions { .. }
         | CliCommand::Man
         | CliCommand::CompleteServices => {
