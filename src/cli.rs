@@ -12,8 +12,8 @@ use clap::{Parser, Subcommand};
 mod attach;
 pub mod completions;
 mod export;
-mod probe;
 mod import;
+mod probe;
 mod remote;
 mod up;
 

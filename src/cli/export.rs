@@ -18,6 +18,22 @@ pub enum ExportTarget {
         #[arg(short = 'o', long = "output", value_name = "DIR", default_value = ".")]
         output: PathBuf,
     },
+    /// A Nomad job (HCL2): one group, one task per service, lifecycle hooks for the order.
+    Nomad {
+        /// Write the job here instead of stdout.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// `raw_exec` runs the processes as pk would; `exec` isolates them (chroot).
+        #[arg(long, value_enum, default_value = "raw_exec")]
+        driver: NomadDriver,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum NomadDriver {
+    #[value(name = "raw_exec")]
+    RawExec,
+    Exec,
 }
 
 /// Runs an export; 0 when the files were written (warnings or not), 2 for config or I/O errors.
@@ -50,6 +66,39 @@ pub fn export_command(target: ExportTarget, file: Option<&Path>, cwd: &Path) -> 
                 "wrote {} units to {dir_shown}\nto install and start them:\n  {systemctl} link {dir_shown}/{prefix}*.service {dir_shown}/{prefix}.target\n  {systemctl} daemon-reload\n  {systemctl} start {prefix}.target\nto start them at {}: {systemctl} enable {prefix}.target\n",
                 result.files.len(),
                 if user { "login" } else { "boot" },
+            ));
+            0
+        }
+        ExportTarget::Nomad { output, driver } => {
+            let options = export::nomad::Options {
+                driver: match driver {
+                    NomadDriver::RawExec => export::nomad::Driver::RawExec,
+                    NomadDriver::Exec => export::nomad::Driver::Exec,
+                },
+                pk,
+            };
+            let result = export::nomad::export(&plan, &options);
+            for warning in &result.warnings {
+                eprintln!("pk export: warning: {warning}");
+            }
+            let text = result
+                .files
+                .iter()
+                .map(|f| f.text.as_str())
+                .collect::<String>();
+            let Some(output) = output else {
+                super::print_out(&text);
+                return 0;
+            };
+            let path = cwd.join(output);
+            if let Err(e) = std::fs::write(&path, text) {
+                eprintln!("pk export: cannot write {}: {e}", path.display());
+                return 2;
+            }
+            super::print_out(&format!(
+                "wrote {}\nto run it: nomad job run {}\n",
+                path.display(),
+                path.display()
             ));
             0
         }

@@ -170,6 +170,11 @@ fn subject(name: &str, cwd: &Path) -> ServiceSpec {
         watch: None,
         timeout: None,
         tty: false,
+        group: name.to_owned(),
+        replica: 0,
+        replicas: 1,
+        port: None,
+        exit_on_end: false,
     }
 }
 

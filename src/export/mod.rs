@@ -5,6 +5,7 @@
 //! Anything the target engine cannot express faithfully becomes a `Warning` naming the service
 //! and the reason, and a comment in the output; the export never stops for it.
 
+pub mod nomad;
 pub mod systemd;
 
 use std::fmt;
