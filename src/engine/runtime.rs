@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::snapshot::Snapshot;
@@ -23,6 +23,19 @@ use crate::vocab::ServiceId;
 pub struct EngineHandle {
     pub inputs: mpsc::UnboundedSender<Input>,
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
+}
+
+impl EngineHandle {
+    /// Resolves once every input this handle sent before has been applied and the resulting
+    /// snapshot published (at once when the engine is gone): after it, `snapshots` shows the
+    /// engine's verdict on those inputs, never an older state.
+    pub async fn sync(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.inputs.send(Input::Barrier(tx)).is_ok() {
+            // An error means the engine ended; nothing is pending then.
+            let _ = rx.await;
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,31 +108,43 @@ impl Runtime {
         let effects = self.engine.start(Instant::now());
         self.apply(effects);
         self.publish();
+        let mut barriers = Vec::new();
         while !self.done() {
             let Some(input) = self.inputs.recv().await else {
                 break;
             };
-            self.forget_ended(&input);
-            let effects = self.engine.step(input, Instant::now());
-            self.apply(effects);
+            self.take(input, &mut barriers);
             // Apply whatever else is already queued before publishing once.
             while let Ok(input) = self.inputs.try_recv() {
-                self.forget_ended(&input);
-                let effects = self.engine.step(input, Instant::now());
-                self.apply(effects);
+                self.take(input, &mut barriers);
             }
             self.publish();
+            for barrier in barriers.drain(..) {
+                // The waiter may have gone away; nothing to answer then.
+                let _ = barrier.send(());
+            }
         }
         RunOutcome {
             exit_code: self.engine.exit_code(),
         }
     }
 
+    /// Steps the engine with `input`, or keeps a barrier to answer after publishing.
+    fn take(&mut self, input: Input, barriers: &mut Vec<oneshot::Sender<()>>) {
+        if let Input::Barrier(tx) = input {
+            barriers.push(tx);
+            return;
+        }
+        self.forget_ended(&input);
+        let effects = self.engine.step(input, Instant::now());
+        self.apply(effects);
+    }
+
     fn forget_ended(&mut self, input: &Input) {
         if let Input::Report {
             service,
             generation,
-            report: Report::Exited { .. } | Report::SpawnFailed { .. },
+            report: Report::Exited { .. } | Report::SpawnFailed { .. } | Report::Cancelled,
         } = input
             && self
                 .supervisors
@@ -140,12 +165,13 @@ impl Runtime {
                     let sup = Supervisor::start(&self.ctx, service, generation);
                     self.supervisors.insert(service, sup);
                 }
+                // The deadline (`grace`) is the engine's timer, armed alongside.
                 Effect::Stop {
                     service,
                     generation,
                     signal,
-                    grace,
-                } => self.control(service, generation, Control::Stop { signal, grace }),
+                    ..
+                } => self.control(service, generation, Control::Stop { signal }),
                 Effect::Kill {
                     service,
                     generation,
@@ -186,5 +212,49 @@ impl Runtime {
     fn publish(&self) {
         let snap = Snapshot::of(&self.engine, Instant::now());
         self.snapshots.send_replace(Arc::new(snap));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::engine::Intent;
+    use crate::logs::LogEvent;
+
+    /// The runtime with real processes: a teardown that comes while a spawn is queued (the
+    /// supervisor task has not run yet) starts nothing. On a current-thread runtime the
+    /// supervisor runs only once the loop waits, after it has taken the teardown.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_teardown_before_the_spawn_starts_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = "services:\n  api:\n    command: 'echo started; exec sleep 1000'\n";
+        let plan = crate::plan::load_str(yaml, &dir.path().join("pk.yaml"), &BTreeMap::new())
+            .unwrap_or_else(|e| panic!("{}", e.render(false)));
+        let containment = Arc::new(Containment::detect());
+        let (logs, mut events) = mpsc::unbounded_channel();
+        let (runtime, handle) = Runtime::new(
+            Arc::new(plan),
+            &[true],
+            Arc::clone(&containment),
+            logs,
+            OutputGate::default(),
+        );
+        let shutdown = Input::Intent(Intent::Shutdown { grace: None });
+        handle.inputs.send(shutdown).unwrap();
+        let outcome = runtime.run().await;
+        assert_eq!(outcome.exit_code, 0);
+        let mut notices = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            if let LogEvent::Notice { text, .. } = event {
+                notices.push(text);
+            }
+        }
+        assert!(
+            !notices.iter().any(|n| n.starts_with("started")),
+            "{notices:?}"
+        );
+        assert!(notices.contains(&"not started (stopping)".to_owned()));
     }
 }

@@ -135,8 +135,11 @@ pub struct ServiceState {
     pub wait_announced: bool,
     /// What a pending service waits for: `db (healthy), migrate (completed_successfully)`.
     pub waiting_for: Option<String>,
-    /// When the current stop sequence began, and its grace.
+    /// When the current stop sequence began, and its grace: the deadline, armed as a timer,
+    /// at which the tree is killed.
     pub stopping: Option<(Instant, std::time::Duration)>,
+    /// The stop deadline passed and the tree was sent SIGKILL.
+    pub killed: bool,
     /// The service is to be stopped (teardown, `pk stop`) and not started again until a start.
     pub stop_wanted: bool,
     /// Why pk is stopping this service; decides where the drained tree lands.
@@ -179,6 +182,7 @@ impl ServiceState {
             wait_announced: false,
             waiting_for: None,
             stopping: None,
+            killed: false,
             stop_wanted: false,
             stop_reason: None,
         }

@@ -14,6 +14,8 @@ mod time;
 pub use command::{CommandSpec, command_argv, shell_argv};
 pub use exit::ExitStatus;
 pub use log_match::LogMatcher;
-pub use service::{Condition, ProbeCheck, RestartPolicy, ServiceId, State};
+pub use service::{
+    Condition, ProbeCheck, Progress, RestartPolicy, ServiceId, State, Verdict, meets,
+};
 pub use signal::{StopSignal, signal_name};
 pub use time::{fmt_duration, now_ms};
