@@ -321,7 +321,10 @@ enum Standing {
 }
 
 /// Judges a wait by the engine's own rule (`vocab::meets`): `until` names a condition.
-#[expect(clippy::match_same_arms, reason = "one arm per `until`, read as a table")]
+#[expect(
+    clippy::match_same_arms,
+    reason = "one arm per `until`, read as a table"
+)]
 fn standing(plan: &Plan, id: ServiceId, s: &ServiceSnapshot, until: WaitFor) -> Standing {
     let has_ready = plan.services[id].ready.is_some();
     if until == WaitFor::Healthy && !has_ready {
