@@ -330,7 +330,7 @@ fn standing(plan: &Plan, id: ServiceId, s: &ServiceSnapshot, until: WaitFor) -> 
     if until == WaitFor::Healthy && !has_ready {
         return Standing::Never(format!("{} has no `ready` probe", s.name));
     }
-    let ended = matches!(s.state, State::Completed | State::Exited);
+    let ended = matches!(s.state, State::Completed | State::Exited | State::TimedOut);
     let condition = match until {
         WaitFor::Started => Condition::Started,
         WaitFor::Healthy => Condition::Healthy,

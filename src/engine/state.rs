@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -64,6 +65,8 @@ pub enum Phase {
     Failed(String),
     /// A dependency it needs can never meet its condition.
     Skipped(String),
+    /// pk stopped it after it ran for `limit` (its `timeout:`), and no restart is coming.
+    TimedOut { limit: Duration, exit: ExitInfo },
 }
 
 impl Phase {
@@ -85,6 +88,7 @@ impl Phase {
                 | Phase::Crashed(_)
                 | Phase::Failed(_)
                 | Phase::Skipped(_)
+                | Phase::TimedOut { .. }
         )
     }
 
@@ -104,6 +108,7 @@ impl Phase {
             Phase::Crashed(_) => State::Crashed,
             Phase::Failed(_) => State::Failed,
             Phase::Skipped(_) => State::Skipped,
+            Phase::TimedOut { .. } => State::TimedOut,
         }
     }
 }
@@ -123,6 +128,8 @@ pub struct ServiceState {
     pub spawned: bool,
     pub pids: Vec<u32>,
     pub started_at: Option<Instant>,
+    /// When the current run reaches its `timeout:` (armed as a timer at spawn).
+    pub run_deadline: Option<Instant>,
     /// Some run of this service exited successfully.
     pub completed_ok: bool,
     pub restarts: u32,
@@ -137,7 +144,7 @@ pub struct ServiceState {
     pub waiting_for: Option<String>,
     /// When the current stop sequence began, and its grace: the deadline, armed as a timer,
     /// at which the tree is killed.
-    pub stopping: Option<(Instant, std::time::Duration)>,
+    pub stopping: Option<(Instant, Duration)>,
     /// The stop deadline passed and the tree was sent SIGKILL.
     pub killed: bool,
     /// The service is to be stopped (teardown, `pk stop`) and not started again until a start.
@@ -159,6 +166,8 @@ pub enum StopReason {
     Restart,
     /// A dependency it declared `restart: true` on is restarting (named): back to `pending`.
     Cascade(String),
+    /// It ran longer than its `timeout:` (this long): restarts per policy, else `timed out`.
+    TimedOut(Duration),
 }
 
 impl ServiceState {
@@ -174,6 +183,7 @@ impl ServiceState {
             spawned: false,
             pids: Vec::new(),
             started_at: None,
+            run_deadline: None,
             completed_ok: false,
             restarts: 0,
             restart_times: VecDeque::new(),

@@ -228,7 +228,9 @@ impl Engine {
     pub fn exit_code(&self) -> i32 {
         let failed = self.services.iter().any(|s| match &s.phase {
             Phase::Exited(e) => !e.success(),
-            Phase::Crashed(_) | Phase::Failed(_) | Phase::Skipped(_) => true,
+            Phase::Crashed(_) | Phase::Failed(_) | Phase::Skipped(_) | Phase::TimedOut { .. } => {
+                true
+            }
             _ => false,
         });
         i32::from(failed)
@@ -273,7 +275,10 @@ impl Engine {
                     self.cancel_unstarted(id, fx);
                     let s = &mut self.services[id];
                     if s.phase.is_live() {
-                        if !matches!(s.stop_reason, Some(StopReason::Failed(_))) {
+                        if !matches!(
+                            s.stop_reason,
+                            Some(StopReason::Failed(_) | StopReason::TimedOut(_))
+                        ) {
                             s.stop_reason = Some(StopReason::Requested);
                         }
                         s.phase = Phase::Stopping;
@@ -399,7 +404,8 @@ impl Engine {
                 | Phase::Stopped
                 | Phase::Crashed(_)
                 | Phase::Failed(_)
-                | Phase::Skipped(_) => true,
+                | Phase::Skipped(_)
+                | Phase::TimedOut { .. } => true,
                 _ => false,
             };
             if needs_run {
@@ -486,12 +492,22 @@ impl Engine {
         let has_ready = self.plan.services[id].ready.is_some();
         match report {
             Report::Spawned { pids } => {
+                let limit = self.plan.services[id].timeout;
                 let s = &mut self.services[id];
                 s.spawned = true;
                 s.started_at = Some(now);
                 s.pids = pids;
                 if s.phase == Phase::Starting && !has_ready {
                     s.phase = Phase::Running;
+                }
+                // The run limit counts from the spawn; the timer is this run's (its epoch).
+                s.run_deadline = limit.map(|after| now + after);
+                if let Some(after) = limit {
+                    fx.push(Effect::ArmTimer {
+                        service: id,
+                        epoch: s.epoch,
+                        after,
+                    });
                 }
                 // The supervisor printed `started (pid …)` itself, ahead of any output.
             }
@@ -551,8 +567,14 @@ impl Engine {
             s.completed_ok = true;
         }
         s.last_exit = Some(exit.clone());
+        s.run_deadline = None;
         let mut reason = s.stop_reason.take();
-        if s.stop_wanted && !matches!(reason, Some(StopReason::Failed(_))) {
+        if s.stop_wanted
+            && !matches!(
+                reason,
+                Some(StopReason::Failed(_) | StopReason::TimedOut(_))
+            )
+        {
             // A stop asked for meanwhile (teardown, `pk stop`) wins over a restart.
             reason = Some(StopReason::Requested);
         }
@@ -581,6 +603,22 @@ impl Engine {
                     s.phase = Phase::Failed(reason);
                 } else {
                     self.schedule_restart(id, &reason, exit, now, fx);
+                }
+            }
+            Some(StopReason::TimedOut(limit)) => {
+                let cause = format!("timed out after {}", fmt_duration(limit));
+                // A timeout is a failure: on-failure and always restart it.
+                if policy == RestartPolicy::No || self.teardown.is_some() || s.stop_wanted {
+                    let text = if killed {
+                        let grace = self.stop_params(id).1;
+                        format!("{cause} (killed after {} grace)", fmt_duration(grace))
+                    } else {
+                        cause
+                    };
+                    self.services[id].phase = Phase::TimedOut { limit, exit };
+                    fx.push(notice(id, text));
+                } else {
+                    self.schedule_restart(id, &cause, exit, now, fx);
                 }
             }
             None => {
@@ -710,7 +748,9 @@ impl Engine {
         });
     }
 
-    /// A restart's backoff ended (back to pending), or a stop's deadline passed (SIGKILL the
+    /// A timer of the current epoch fired; the phase says which: a restart's backoff ended
+    /// (`restarting` → `pending`), a live run reached its `timeout:` (stopped through its
+    /// shutdown sequence, landing in `timed out`), or a stop's deadline passed (SIGKILL the
     /// tree, whether its shutdown command or its stop signal was still at work).
     fn on_timer(&mut self, id: ServiceId, epoch: u64, fx: &mut Vec<Effect>) {
         let s = &mut self.services[id];
@@ -728,6 +768,16 @@ impl Engine {
                     service: id,
                     generation: s.generation,
                 });
+            }
+            Phase::Starting | Phase::Running | Phase::Healthy if s.run_deadline.is_some() => {
+                let Some(limit) = self.plan.services[id].timeout else {
+                    return;
+                };
+                fx.push(notice(
+                    id,
+                    format!("timeout {} reached", fmt_duration(limit)),
+                ));
+                self.stop_service(id, StopReason::TimedOut(limit), fx);
             }
             _ => {}
         }
@@ -862,6 +912,9 @@ impl Engine {
             (Phase::Crashed(e), _) => format!("{name} crashed ({e})"),
             (Phase::Exited(e), Condition::Healthy) => format!("{name} {e} before it was healthy"),
             (Phase::Exited(e), _) => format!("{name} {e}"),
+            (Phase::TimedOut { limit, .. }, _) => {
+                format!("{name} timed out after {}", fmt_duration(*limit))
+            }
             (phase, _) => format!("{name} is {}", phase.state()),
         }
     }

@@ -34,6 +34,7 @@ fn service(name: &str, deps: &[(ServiceId, Condition)]) -> ServiceSpec {
             grace: Duration::from_secs(10),
             command: None,
         },
+        timeout: None,
         disabled: false,
         log_file: None,
         ready: None,
@@ -814,3 +815,4 @@ fn a_stop_that_reaches_the_supervisor_before_the_spawn_ends_stopped() {
     assert_eq!(e.service(0).phase, Phase::Stopped);
     assert!(e.settled());
 }
+mod timeout;
