@@ -7,6 +7,7 @@
 mod command;
 mod exit;
 mod log_match;
+mod palette;
 mod service;
 mod signal;
 mod time;
@@ -17,5 +18,6 @@ pub use log_match::LogMatcher;
 pub use service::{
     Condition, ProbeCheck, Progress, RestartPolicy, ServiceId, State, Verdict, meets,
 };
-pub use signal::{StopSignal, signal_name};
+pub use palette::service_colour;
+pub use signal::{StopSignal, signal_name, stop_signals};
 pub use time::{fmt_duration, now_ms};
