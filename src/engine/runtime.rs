@@ -11,11 +11,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::snapshot::Snapshot;
-use super::step::{Effect, Engine, Input, Report};
+use super::step::{Effect, Engine, Input};
 use crate::logs::{LogEvent, LogSender, OutputGate, OutputSink};
 use crate::plan::Plan;
 use crate::process::Containment;
-use crate::supervisor::{Context, Control, Supervisor};
+use crate::supervisor::{Context, Control, Report, Supervisor};
 use crate::vocab::ServiceId;
 
 /// What other tasks hold to talk to a running engine.
@@ -47,6 +47,8 @@ pub struct Runtime {
     engine: Engine,
     ctx: Arc<Context>,
     inputs: mpsc::UnboundedReceiver<Input>,
+    /// Where armed timers send `Input::Timer`.
+    timers: mpsc::UnboundedSender<Input>,
     supervisors: HashMap<ServiceId, Supervisor>,
     snapshots: watch::Sender<Arc<Snapshot>>,
     /// Keep running once everything has settled, until a teardown (a detached stack).
@@ -69,7 +71,18 @@ impl Runtime {
         let ctx = Arc::new(Context {
             plan,
             containment,
-            inputs: tx.clone(),
+            report: {
+                let tx = tx.clone();
+                Box::new(move |service, generation, report| {
+                    // The engine outlives every supervisor and probe loop except during a
+                    // forced exit.
+                    let _ = tx.send(Input::Report {
+                        service,
+                        generation,
+                        report,
+                    });
+                })
+            },
             output: OutputSink {
                 tx: logs.clone(),
                 gate,
@@ -79,6 +92,7 @@ impl Runtime {
         let runtime = Runtime {
             engine,
             ctx,
+            timers: tx.clone(),
             inputs: rx,
             supervisors: HashMap::new(),
             snapshots: snap_tx,
@@ -186,7 +200,7 @@ impl Runtime {
                     epoch,
                     after,
                 } => {
-                    let tx = self.ctx.inputs.clone();
+                    let tx = self.timers.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(after).await;
                         // The engine may have exited meanwhile; the timer is moot then.

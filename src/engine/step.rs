@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::state::{ExitInfo, Phase, ServiceState, StopReason};
+use super::state::{Phase, ServiceState, StopReason};
 use crate::plan::Plan;
+use crate::supervisor::Report;
 use crate::vocab::{
-    Condition, Progress, RestartPolicy, ServiceId, State, StopSignal, Verdict, fmt_duration, meets,
+    Condition, ExitInfo, Progress, RestartPolicy, ServiceId, State, StopSignal, Verdict,
+    fmt_duration, meets,
 };
 
 /// A service that stayed up this long gets its backoff reset.
@@ -66,32 +68,6 @@ pub enum Intent {
         service: ServiceId,
         signal: StopSignal,
         cause: Option<String>,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Report {
-    Spawned {
-        pids: Vec<u32>,
-    },
-    SpawnFailed {
-        error: String,
-    },
-    /// A stop reached the supervisor before it spawned anything: there is no tree.
-    Cancelled,
-    /// The `ready` probe passed.
-    Ready,
-    /// The `ready` probe did not pass before its deadline.
-    NotReady {
-        reason: String,
-    },
-    /// The `alive` probe failed `retries` times in a row.
-    Unhealthy {
-        reason: String,
-    },
-    /// The whole tree has ended.
-    Exited {
-        exit: ExitInfo,
     },
 }
 

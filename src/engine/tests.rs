@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::state::{ExitInfo, Phase};
-use super::step::{Effect, Engine, Input, Intent, Report};
+use super::state::Phase;
+use super::step::{Effect, Engine, Input, Intent};
 use crate::plan::{Dependency, Plan, RestartSpec, RunSpec, ServiceSpec, ShutdownSpec};
-use crate::vocab::ExitStatus;
+use crate::supervisor::Report;
 use crate::vocab::{CommandSpec, Condition, RestartPolicy, ServiceId, StopSignal};
+use crate::vocab::{ExitInfo, ExitStatus};
 
 fn service(name: &str, deps: &[(ServiceId, Condition)]) -> ServiceSpec {
     ServiceSpec {

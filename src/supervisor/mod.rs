@@ -10,18 +10,47 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::engine::{ExitInfo, Input, Report};
 use crate::logs::{self, LogEvent, LogSender, OutputSink, Stream};
 use crate::plan::{Plan, ProbeSpec, RunSpec, ServiceSpec};
 use crate::probe::{self, ProbeContext, ReadyOutcome};
 use crate::process::{Containment, OwnedSpawnSpec, ProcessTree, SpawnSpec};
 use crate::vocab::{
-    CommandSpec, ExitStatus, LogMatcher, ProbeCheck, ServiceId, StopSignal, command_argv,
+    CommandSpec, ExitInfo, ExitStatus, LogMatcher, ProbeCheck, ServiceId, StopSignal, command_argv,
 };
 
 /// How long output readers may keep going after the tree drained (an escaped process may
 /// hold the pipe open; it must not delay the exit).
 const OUTPUT_DRAIN: Duration = Duration::from_millis(200);
+
+/// A fact a supervisor (or its probe loop) reports about its spawn generation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Report {
+    Spawned {
+        pids: Vec<u32>,
+    },
+    SpawnFailed {
+        error: String,
+    },
+    /// A stop reached the supervisor before it spawned anything: there is no tree.
+    Cancelled,
+    /// The `ready` probe passed.
+    Ready,
+    /// The `ready` probe did not pass before its deadline.
+    NotReady {
+        reason: String,
+    },
+    /// The `alive` probe failed `retries` times in a row.
+    Unhealthy {
+        reason: String,
+    },
+    /// The whole tree has ended.
+    Exited {
+        exit: ExitInfo,
+    },
+}
+
+/// Where supervisors send their reports: `(service, generation, report)`.
+pub type ReportFn = dyn Fn(ServiceId, u64, Report) + Send + Sync;
 
 /// A request from the runtime to a supervisor.
 #[derive(Debug, Clone, Copy)]
@@ -39,7 +68,8 @@ pub enum Control {
 pub struct Context {
     pub plan: Arc<Plan>,
     pub containment: Arc<Containment>,
-    pub inputs: mpsc::UnboundedSender<Input>,
+    /// Delivers reports to the engine (in order with everything else it is told).
+    pub report: Box<ReportFn>,
     pub logs: LogSender,
     /// Where the output pumps send (the same channel as `logs`, with flow control).
     pub output: OutputSink,
@@ -70,12 +100,7 @@ impl Supervisor {
 /// Sends facts about `service`'s spawn `generation` to the engine.
 fn reporter(ctx: &Context, service: ServiceId, generation: u64) -> impl Fn(Report) + '_ {
     move |report| {
-        // The engine outlives every supervisor and probe loop except during a forced exit.
-        let _ = ctx.inputs.send(Input::Report {
-            service,
-            generation,
-            report,
-        });
+        (ctx.report)(service, generation, report);
     }
 }
 

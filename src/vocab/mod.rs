@@ -13,11 +13,11 @@ mod signal;
 mod time;
 
 pub use command::{CommandSpec, command_argv, shell_argv};
-pub use exit::ExitStatus;
+pub use exit::{ExitInfo, ExitStatus};
 pub use log_match::LogMatcher;
+pub use palette::service_colour;
 pub use service::{
     Condition, ProbeCheck, Progress, RestartPolicy, ServiceId, State, Verdict, meets,
 };
-pub use palette::service_colour;
 pub use signal::{StopSignal, signal_name, stop_signals};
 pub use time::{fmt_duration, now_ms};

@@ -65,7 +65,9 @@ mod tests {
         let names: Vec<&str> = stop_signals().map(|s| s.name).collect();
         assert_eq!(
             names,
-            ["TERM", "INT", "HUP", "QUIT", "KILL", "USR1", "USR2", "ALRM", "WINCH"]
+            [
+                "TERM", "INT", "HUP", "QUIT", "KILL", "USR1", "USR2", "ALRM", "WINCH"
+            ]
         );
         let numbers: std::collections::HashSet<i32> = SIGNALS.iter().map(|s| s.1).collect();
         assert_eq!(numbers.len(), SIGNALS.len(), "one name per number");
