@@ -11,12 +11,13 @@ use clap::{Parser, Subcommand};
 
 mod attach;
 pub mod completions;
+mod import;
 mod remote;
 mod up;
 
 pub use up::{DETACHED_ENV, UpOptions, containment_label};
 
-use crate::control::WaitFor;
+use crate::control::{Op, WaitFor};
 use crate::plan::{self, Plan};
 use crate::ui::ColorChoice;
 
@@ -63,6 +64,10 @@ pub enum CliCommand {
         /// Dashboard: output kept per service (older lines are dropped), e.g. `8MiB`, `512K`.
         #[arg(long, value_name = "SIZE", default_value = "8MiB", value_parser = crate::ui::tui::parse_size)]
         history: usize,
+        /// Run this many copies of services, e.g. `--scale web=3,worker=2` (overrides
+        /// `replicas:`); copy N of `web` is `web-N`.
+        #[arg(long, value_name = "NAME=N", value_delimiter = ',', value_parser = parse_scale)]
+        scale: Vec<(String, u32)>,
     },
     /// Stop a running stack (dependents first) and wait until everything has stopped.
     Down {
@@ -137,6 +142,15 @@ pub enum CliCommand {
     },
     /// Print the JSON Schema of pk.yaml.
     Schema,
+    /// Translate a Procfile or process-compose file into pk.yaml, with a comment wherever the
+    /// meaning changed or a key was dropped.
+    Import {
+        /// The file to translate.
+        file: PathBuf,
+        /// Write here instead of to stdout (refuses to overwrite an existing file).
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Print a shell completion script (service names complete from the config).
     Completions {
         #[arg(value_enum)]
@@ -147,6 +161,18 @@ pub enum CliCommand {
     /// The service names of the config, one a line: what the completion scripts call.
     #[command(name = "__complete-services", hide = true)]
     CompleteServices,
+}
+
+/// `NAME=N` of `--scale`.
+fn parse_scale(text: &str) -> Result<(String, u32), String> {
+    let (name, count) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not NAME=N, e.g. web=3"))?;
+    let count = count
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{count}` in `{text}` is not a whole number"))?;
+    Ok((name.trim().to_owned(), count))
 }
 
 impl Cli {
@@ -166,9 +192,49 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from(d).map_err(|_| format!("`{text}` is negative"))
 }
 
+/// Where pk's own diagnostics go (`tracing` events from containment, cgroups, the watcher):
+/// stderr, as `pk: warn: …` lines, filtered by `PK_LOG` (default `warn`: warnings and errors
+/// always reach the user; `PK_LOG=debug` shows more, `PK_LOG=off` nothing). On the dashboard,
+/// stderr is captured into pk's own log lines; detached, it goes to `<socket>.log`.
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("PK_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    // A second call (tests calling `run` twice) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .event_format(PkFormat)
+        .try_init();
+}
+
+/// `pk: <level>: <message> <fields>`.
+struct PkFormat;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for PkFormat
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = event.metadata().level().as_str().to_ascii_lowercase();
+        write!(writer, "pk: {level}: ")?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
 /// Runs the command line; returns the process exit code.
+#[expect(clippy::too_many_lines, reason = "one arm per command, no catch-all")]
 pub fn run(cli: Cli) -> i32 {
+    init_logging();
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let file = cli.file.as_deref();
     match cli.command {
         CliCommand::Schema => {
             print_out(&crate::config::schema());
@@ -212,6 +278,7 @@ pub fn run(cli: Cli) -> i32 {
             watch,
             no_watch,
             history,
+            scale,
         } => up::up_command(
             cli.file.as_deref(),
             &cwd,
@@ -223,9 +290,69 @@ pub fn run(cli: Cli) -> i32 {
                 timeout,
                 watch: watch && !no_watch,
                 history,
+                scale,
             },
         ),
-        command => remote::dispatch(command, cli.file.as_deref(), &cwd),
+        CliCommand::Down { grace } => remote::remote_call(file, &cwd, |c| async move {
+            let reaped = up::reap_leftovers(&c);
+            match remote::down(&c, grace).await {
+                1 if reaped => 0,
+                code => code,
+            }
+        }),
+        CliCommand::Attach { history } => {
+            if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+                eprintln!("pk: attach needs a terminal (use `pk logs -F` or `pk ps` in scripts)");
+                return 2;
+            }
+            remote::remote_call(
+                file,
+                &cwd,
+                |c| async move { attach::attach(&c, history).await },
+            )
+        }
+        CliCommand::Ps { json } => {
+            remote::remote_call(file, &cwd, |c| async move { remote::ps(&c, json).await })
+        }
+        CliCommand::Logs {
+            services,
+            follow,
+            tail,
+            since,
+            timestamps,
+            color,
+        } => {
+            let args = remote::LogsArgs {
+                services,
+                follow,
+                tail,
+                since,
+                timestamps,
+                color: color.enabled(),
+            };
+            remote::remote_call(file, &cwd, |c| async move { remote::logs(&c, args).await })
+        }
+        CliCommand::Start { services } => remote::remote_call(file, &cwd, |c| async move {
+            remote::act(&c, Op::Start { services }).await
+        }),
+        CliCommand::Stop { services } => remote::remote_call(file, &cwd, |c| async move {
+            remote::act(&c, Op::Stop { services }).await
+        }),
+        CliCommand::Restart { services } => remote::remote_call(file, &cwd, |c| async move {
+            let op = Op::Restart {
+                services,
+                dependents: false,
+            };
+            remote::act(&c, op).await
+        }),
+        CliCommand::Wait {
+            services,
+            until,
+            timeout,
+        } => remote::remote_call(file, &cwd, |c| async move {
+            remote::wait(&c, services, until, timeout).await
+        }),
+        CliCommand::Import { file: path, output } => import::run(&path, output.as_deref(), &cwd),
     }
 }
 

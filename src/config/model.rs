@@ -10,7 +10,7 @@ use std::time::Duration;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 
 use super::diag::Span;
-use super::values::{CONDITIONS, SIGNALS};
+use super::values::CONDITIONS;
 use crate::vocab::{CommandSpec, Condition, ProbeCheck, RestartPolicy, StopSignal};
 
 /// A value and where it is written in pk.yaml.
@@ -108,6 +108,8 @@ pub struct Service {
     /// Readiness probe: gates dependents waiting for `healthy`.
     pub ready: Option<Probe>,
     /// Liveness probe: a service that stops answering is restarted.
+    #[serde(default)]
+    #[schemars(schema_with = "alive_schema")]
     pub alive: Option<Probe>,
     /// `no` (default), `on-failure`, `always`, or the long form.
     pub restart: Option<Restart>,
@@ -118,6 +120,19 @@ pub struct Service {
     pub disabled: bool,
     /// Restart the service when files change (with `pk up --watch`).
     pub watch: Option<Watch>,
+    /// Run this many copies, each its own contained tree, named `NAME-N` (N from 0, zero-padded
+    /// to the width of the count; one replica keeps the plain name) with `PC_PROC_NAME` and
+    /// `PC_REPLICA_NUM` in its environment. A dependency on the service waits for every copy.
+    /// Default 1.
+    #[schemars(range(min = 1, max = 1000))]
+    pub replicas: Option<Located<u32>>,
+    /// When this service ends for good (it exits and its `restart` policy does not start it
+    /// again), stop the stack and exit pk with the service's exit code.
+    #[serde(default)]
+    pub exit_on_end: bool,
+    /// Procfile only: `PORT` of the first copy (copy N gets `PORT + N`); not a pk.yaml key.
+    #[schemars(skip)]
+    pub port: Option<u32>,
     /// Stop the service (its `shutdown` sequence) once it has run this long; it then ends
     /// `timed out`, a failure (restart policies restart it like any failure).
     pub timeout: Option<HumanDuration>,
@@ -272,6 +287,18 @@ impl JsonSchema for DependsOn {
     }
 }
 
+/// The schema of `alive`: a `Probe` without `deadline` (which only `ready` has).
+fn alive_schema(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = Probe::json_schema(generator);
+    if let Some(props) = schema
+        .get_mut("properties")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        props.remove("deadline");
+    }
+    schema
+}
+
 /// A readiness or liveness probe: exactly one of `exec`, `http`, `tcp`, `log`.
 #[derive(Debug, Clone, JsonSchema)]
 #[schemars(deny_unknown_fields)]
@@ -403,9 +430,8 @@ impl JsonSchema for Signal {
         "Signal".into()
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        let names: Vec<String> = SIGNALS
-            .iter()
-            .flat_map(|(n, _)| [(*n).to_owned(), format!("SIG{n}")])
+        let names: Vec<String> = crate::vocab::stop_signals()
+            .flat_map(|s| [s.name.to_owned(), format!("SIG{}", s.name)])
             .collect();
         json_schema!({ "type": "string", "enum": names })
     }

@@ -25,8 +25,8 @@ fn shorten(text: &str, max: usize) -> String {
     }
 }
 
-const TOP_KEYS: &[&str] = &["name", "grace", "env", "env_file", "log_dir", "services"];
-const SERVICE_KEYS: &[&str] = &[
+pub const TOP_KEYS: &[&str] = &["name", "grace", "env", "env_file", "log_dir", "services"];
+pub const SERVICE_KEYS: &[&str] = &[
     "command",
     "pipeline",
     "working_dir",
@@ -40,10 +40,12 @@ const SERVICE_KEYS: &[&str] = &[
     "disabled",
     "watch",
     "log_file",
+    "replicas",
+    "exit_on_end",
     "timeout",
     "tty",
 ];
-const READY_KEYS: &[&str] = &[
+pub const READY_KEYS: &[&str] = &[
     "exec",
     "http",
     "tcp",
@@ -55,7 +57,7 @@ const READY_KEYS: &[&str] = &[
     "deadline",
     "status",
 ];
-const ALIVE_KEYS: &[&str] = &[
+pub const ALIVE_KEYS: &[&str] = &[
     "exec",
     "http",
     "tcp",
@@ -67,16 +69,31 @@ const ALIVE_KEYS: &[&str] = &[
     "status",
 ];
 const PROBE_KINDS: &[&str] = &["exec", "http", "tcp", "log"];
-const DEPENDENCY_KEYS: &[&str] = &["condition", "required", "restart"];
-const RESTART_KEYS: &[&str] = &["policy", "max", "window", "backoff"];
-const BACKOFF_KEYS: &[&str] = &["initial", "max"];
-const SHUTDOWN_KEYS: &[&str] = &["signal", "grace", "command"];
-const WATCH_KEYS: &[&str] = &[
+pub const DEPENDENCY_KEYS: &[&str] = &["condition", "required", "restart"];
+pub const RESTART_KEYS: &[&str] = &["policy", "max", "window", "backoff"];
+pub const BACKOFF_KEYS: &[&str] = &["initial", "max"];
+pub const SHUTDOWN_KEYS: &[&str] = &["signal", "grace", "command"];
+pub const WATCH_KEYS: &[&str] = &[
     "paths",
     "ignore",
     "debounce",
     "action",
     "restart_dependents",
+];
+
+/// Every map the reader walks and the keys it accepts there, by schema path (`alive` is the
+/// `alive` property of a service): the schema must describe exactly these
+/// (`tests/config_schema.rs`).
+pub const ACCEPTED_KEYS: &[(&str, &[&str])] = &[
+    ("", TOP_KEYS),
+    ("services.*", SERVICE_KEYS),
+    ("services.*.ready", READY_KEYS),
+    ("services.*.alive", ALIVE_KEYS),
+    ("services.*.depends_on.*", DEPENDENCY_KEYS),
+    ("services.*.restart", RESTART_KEYS),
+    ("services.*.restart.backoff", BACKOFF_KEYS),
+    ("services.*.shutdown", SHUTDOWN_KEYS),
+    ("services.*.watch", WATCH_KEYS),
 ];
 
 /// The walker's state: interpolation variables and the diagnostics found so far.
@@ -528,6 +545,8 @@ impl<'a> Reader<'a> {
                 "disabled" => service.disabled = self.bool(value, &p).unwrap_or(false),
                 "watch" => service.watch = self.watch(value, &p),
                 "log_file" => service.log_file = self.string(value, &p),
+                "replicas" => service.replicas = self.replicas(value, &p),
+                "exit_on_end" => service.exit_on_end = self.bool(value, &p).unwrap_or(false),
                 "tty" => service.tty = self.bool(value, &p).unwrap_or(false),
                 "timeout" => {
                     service.timeout = self.duration(value, &p);
@@ -569,6 +588,26 @@ impl<'a> Reader<'a> {
             );
         }
         Some(service)
+    }
+
+    /// `replicas`: a whole number from 1 to `values::MAX_REPLICAS`.
+    fn replicas(&mut self, node: &Node, path: &str) -> Option<Located<u32>> {
+        let n = self.u32(node, path)?;
+        if n == 0 || n > values::MAX_REPLICAS {
+            self.diags.push(
+                Diag::error(format!(
+                    "`{path}` must be between 1 and {}",
+                    values::MAX_REPLICAS
+                ))
+                .label(node.span, "out of range")
+                .help("to keep a service from starting, use `disabled: true`"),
+            );
+            return None;
+        }
+        Some(Located {
+            value: n,
+            span: node.span,
+        })
     }
 
     fn pipeline(&mut self, node: &Node, path: &str) -> Option<Vec<Vec<String>>> {
