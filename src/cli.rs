@@ -26,9 +26,11 @@ use crate::ui::ColorChoice;
     about = "A declarative process orchestrator for local development stacks"
 )]
 pub struct Cli {
-    /// The config file (default: `$PK_FILE`, else pk.yaml / pk.yml in this or a parent directory).
+    /// The config file; repeat to merge several of one format in order (default: `$PK_FILE`,
+    /// else pk.yaml / pk.yml in this or a parent directory, else process-compose.yaml (+ its
+    /// override file) or a Procfile in this directory).
     #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
-    pub file: Option<PathBuf>,
+    pub file: Vec<PathBuf>,
     #[command(subcommand)]
     pub command: CliCommand,
 }
@@ -153,7 +155,7 @@ pub fn run(cli: Cli) -> i32 {
             print_out(&crate::config::schema());
             0
         }
-        CliCommand::Check => match load(cli.file.as_deref(), &cwd) {
+        CliCommand::Check => match load(&cli.file, &cwd) {
             Ok(plan) => {
                 print_out(&format!(
                     "{}: ok ({} services)\n",
@@ -164,7 +166,7 @@ pub fn run(cli: Cli) -> i32 {
             }
             Err(code) => code,
         },
-        CliCommand::Graph { dot } => match load(cli.file.as_deref(), &cwd) {
+        CliCommand::Graph { dot } => match load(&cli.file, &cwd) {
             Ok(plan) => {
                 print_out(&plan::render_graph(&plan, dot));
                 0
@@ -181,7 +183,7 @@ pub fn run(cli: Cli) -> i32 {
             no_watch,
             history,
         } => up::up_command(
-            cli.file.as_deref(),
+            &cli.file,
             &cwd,
             services,
             UpOptions {
@@ -193,7 +195,7 @@ pub fn run(cli: Cli) -> i32 {
                 history,
             },
         ),
-        command => remote::dispatch(command, cli.file.as_deref(), &cwd),
+        command => remote::dispatch(command, &cli.file, &cwd),
     }
 }
 
@@ -219,7 +221,7 @@ pub(crate) fn block_on<F: Future<Output = i32>>(fut: F) -> i32 {
     }
 }
 
-pub(crate) fn load(file: Option<&Path>, cwd: &Path) -> Result<Plan, i32> {
+pub(crate) fn load(file: &[PathBuf], cwd: &Path) -> Result<Plan, i32> {
     plan::load(file, cwd).map_err(|e| {
         eprint!("{}", e.render(std::io::stderr().is_terminal()));
         2

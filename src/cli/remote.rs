@@ -14,7 +14,7 @@ use crate::logs::hub::RecordKind;
 use crate::ui::plain::PlainPrinter;
 
 /// Runs one of the commands that talk to a running stack.
-pub fn dispatch(command: CliCommand, file: Option<&Path>, cwd: &Path) -> i32 {
+pub fn dispatch(command: CliCommand, file: &[PathBuf], cwd: &Path) -> i32 {
     match command {
         CliCommand::Down { grace } => remote_call(file, cwd, |c| async move {
             let reaped = super::up::reap_leftovers(&c);
@@ -85,7 +85,7 @@ pub fn dispatch(command: CliCommand, file: Option<&Path>, cwd: &Path) -> i32 {
 
 /// Runs a client command against the stack of the config file found like `up` finds it (the
 /// file is not parsed: a broken config must not stop `pk down`).
-fn remote_call<F, Fut>(file: Option<&Path>, cwd: &Path, call: F) -> i32
+fn remote_call<F, Fut>(file: &[PathBuf], cwd: &Path, call: F) -> i32
 where
     F: FnOnce(PathBuf) -> Fut,
     Fut: Future<Output = i32>,

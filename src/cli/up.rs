@@ -29,7 +29,7 @@ pub struct UpOptions {
 }
 
 /// `pk up`: load, select, then run in the foreground or start in the background.
-pub fn up_command(file: Option<&Path>, cwd: &Path, services: Vec<String>, opts: UpOptions) -> i32 {
+pub fn up_command(file: &[PathBuf], cwd: &Path, services: Vec<String>, opts: UpOptions) -> i32 {
     let plan = match load(file, cwd) {
         Ok(p) => p,
         Err(code) => return code,

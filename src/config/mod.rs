@@ -8,10 +8,12 @@
 //! located `Diag` for each problem instead of stopping. `plan::build` adds the cross-reference
 //! checks (`depends_on` targets, cycles, `healthy` without a probe) to the same list.
 
+pub mod compose;
 pub mod diag;
 pub mod discover;
 pub mod envfile;
 pub mod interpolate;
+pub mod load;
 pub mod model;
 pub mod node;
 pub mod read;

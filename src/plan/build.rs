@@ -14,19 +14,21 @@ use super::{
     Dependency, Plan, ProbeSpec, RestartSpec, RunSpec, ServiceId, ServiceSpec, ShutdownSpec,
     StopSignal, WatchAction, WatchPath, WatchSpec,
 };
-use crate::config::diag::{Diag, did_you_mean, line_col};
-use crate::config::model::{self, Config, EnvMap, HumanDuration, Paths, Probe, Service};
-use crate::config::{discover, envfile, node, read};
+use crate::config::diag::{Diag, Source, did_you_mean, line_col};
+use crate::config::load::{self, read_env_files};
+use crate::config::model::{self, Config, EnvMap, HumanDuration, Probe, Service};
+use crate::config::{discover, read};
 use crate::plan::Condition;
 
 const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(200);
 
-/// Diagnostics about one config file, rendered against its source.
+/// Diagnostics about the config files of one load, each rendered against its own file.
 #[derive(Debug, Clone, Default)]
 pub struct Diagnostics {
-    /// The file as shown in messages, and its text (absent for "no file found" and the like).
-    file: Option<(String, String)>,
+    /// The files as shown in messages, with their text; spans index this list (empty for "no
+    /// file found" and the like).
+    files: Vec<Source>,
     diags: Vec<Diag>,
 }
 
@@ -45,12 +47,16 @@ impl Diagnostics {
             .iter()
             .map(|d| {
                 let kind = if d.warning { "warning" } else { "error" };
-                match (&self.file, d.labels.first()) {
-                    (Some((name, text)), Some((span, _))) => {
-                        let (line, col) = line_col(text, span.offset);
-                        format!("{name}:{line}:{col}: {kind}: {}", d.message)
+                let located = d.labels.first().and_then(|(span, _)| {
+                    let file = self.files.get(usize::from(span.file))?;
+                    Some((file, span))
+                });
+                match located {
+                    Some((file, span)) => {
+                        let (line, col) = line_col(&file.text, span.offset);
+                        format!("{}:{line}:{col}: {kind}: {}", file.name, d.message)
                     }
-                    _ => format!("{kind}: {}", d.message),
+                    None => format!("{kind}: {}", d.message),
                 }
             })
             .collect()
@@ -58,21 +64,28 @@ impl Diagnostics {
 
     /// Every diagnostic with `file:line:col`, snippet and hint; colour only if `color`.
     pub fn render(&self, color: bool) -> String {
-        let source = self
-            .file
-            .as_ref()
-            .map(|(name, text)| (name.as_str(), text.as_str()));
         let mut out = String::new();
         for diag in &self.diags {
-            out.push_str(&diag.render(source, color));
+            out.push_str(&diag.render_in(&self.files, color));
             out.push('\n');
         }
         let errors = self.diags.iter().filter(|d| !d.warning).count();
         if errors > 1 {
-            let name = self.file.as_ref().map_or("the config", |(n, _)| n.as_str());
-            let _ = writeln!(out, "{errors} errors in {name}");
+            let _ = writeln!(out, "{errors} errors in {}", files_name(&self.files));
         }
         out
+    }
+}
+
+/// `pk.yaml`, `a.yaml and b.yaml`, or `the config`.
+fn files_name(files: &[Source]) -> String {
+    match files {
+        [] => "the config".to_owned(),
+        [one] => one.name.clone(),
+        [rest @ .., last] => {
+            let names: Vec<&str> = rest.iter().map(|s| s.name.as_str()).collect();
+            format!("{} and {}", names.join(", "), last.name)
+        }
     }
 }
 
@@ -85,27 +98,23 @@ pub struct LoadError {
 }
 
 impl LoadError {
-    fn new(file: Option<(String, String)>, mut diags: Vec<Diag>) -> LoadError {
-        // Document order; diagnostics without a location first.
-        diags.sort_by_key(|d| d.labels.first().map(|(s, _)| s.offset));
+    fn new(files: Vec<Source>, mut diags: Vec<Diag>) -> LoadError {
+        // Document order (file by file); diagnostics without a location first.
+        diags.sort_by_key(|d| d.labels.first().map(|(s, _)| (s.file, s.offset)));
         diags.dedup();
         let errors: Vec<&Diag> = diags.iter().filter(|d| !d.warning).collect();
         let summary = match errors.as_slice() {
             [one] => one.message.clone(),
-            many => format!(
-                "{} errors in {}",
-                many.len(),
-                file.as_ref().map_or("the config", |(n, _)| n.as_str())
-            ),
+            many => format!("{} errors in {}", many.len(), files_name(&files)),
         };
         LoadError {
             summary,
-            diagnostics: Diagnostics { file, diags },
+            diagnostics: Diagnostics { files, diags },
         }
     }
 
     pub(crate) fn single(diag: Diag) -> LoadError {
-        LoadError::new(None, vec![diag])
+        LoadError::new(Vec::new(), vec![diag])
     }
 
     /// Every diagnostic, rendered with `file:line:col`, snippet and hint.
@@ -118,9 +127,9 @@ impl LoadError {
     }
 }
 
-/// Finds the config (`explicit`, else `PK_FILE`, else pk.yaml/pk.yml walking up from `cwd`)
-/// and builds the plan with the process environment. Warnings go to stderr.
-pub fn load(explicit: Option<&Path>, cwd: &Path) -> Result<Plan, LoadError> {
+/// Finds the config files (`explicit` (`-f`, repeatable), else `PK_FILE`, else discovery from
+/// `cwd`) and builds the plan with the process environment. Warnings go to stderr.
+pub fn load(explicit: &[PathBuf], cwd: &Path) -> Result<Plan, LoadError> {
     let (plan, warnings) = load_with_warnings(explicit, cwd)?;
     if !warnings.is_empty() {
         eprint!("{}", warnings.render(std::io::stderr().is_terminal()));
@@ -128,34 +137,40 @@ pub fn load(explicit: Option<&Path>, cwd: &Path) -> Result<Plan, LoadError> {
     Ok(plan)
 }
 
-/// The canonical path of the config file `load` would read (`explicit`, else `PK_FILE`, else
-/// pk.yaml/pk.yml walking up from `cwd`), without reading it.
-pub fn find_config(explicit: Option<&Path>, cwd: &Path) -> Result<PathBuf, LoadError> {
+/// The canonical path of the (first) config file `load` would read, without reading it; it
+/// names the stack for `pk down`, `pk ps` and the like.
+pub fn find_config(explicit: &[PathBuf], cwd: &Path) -> Result<PathBuf, LoadError> {
     let pk_file = std::env::var_os("PK_FILE").map(PathBuf::from);
-    let path = discover::find(explicit, pk_file.as_deref(), cwd).map_err(LoadError::single)?;
+    let paths = discover::find(explicit, pk_file.as_deref(), cwd).map_err(LoadError::single)?;
+    let path = paths[0].clone();
     Ok(std::fs::canonicalize(&path).unwrap_or(path))
 }
 
-/// `load`, returning the warnings (unset variables) instead of printing them.
+/// `load`, returning the warnings instead of printing them.
 pub fn load_with_warnings(
-    explicit: Option<&Path>,
+    explicit: &[PathBuf],
     cwd: &Path,
 ) -> Result<(Plan, Diagnostics), LoadError> {
-    let pk_file = std::env::var_os("PK_FILE").map(PathBuf::from);
-    let path = discover::find(explicit, pk_file.as_deref(), cwd).map_err(LoadError::single)?;
-    let source = std::fs::read_to_string(&path).map_err(|e| {
-        LoadError::single(
-            Diag::error(format!("cannot read {}: {e}", path.display()))
-                .help("check that the file exists and is readable"),
-        )
-    })?;
     let env: BTreeMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
-    let shown = path
-        .strip_prefix(cwd)
-        .map_or_else(|_| path.clone(), Path::to_path_buf);
-    build(&source, &path, &shown.display().to_string(), &env)
+    load_with_env(explicit, cwd, &env)
+}
+
+/// `load_with_warnings` with `env` as the whole inherited environment (`PK_FILE` read from it).
+pub fn load_with_env(
+    explicit: &[PathBuf],
+    cwd: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<(Plan, Diagnostics), LoadError> {
+    let pk_file = env.get("PK_FILE").map(PathBuf::from);
+    let paths = discover::find(explicit, pk_file.as_deref(), cwd).map_err(LoadError::single)?;
+    let files = paths
+        .iter()
+        .map(|p| load::File::read(p, cwd))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(LoadError::single)?;
+    build(files, cwd, env)
 }
 
 /// Builds the plan from YAML text as if read from `path`, with `env` as the inherited
@@ -174,36 +189,51 @@ pub fn load_str_with_warnings(
     path: &Path,
     env: &BTreeMap<String, String>,
 ) -> Result<(Plan, Diagnostics), LoadError> {
-    build(source, path, &path.display().to_string(), env)
+    let cwd = path.parent().unwrap_or(Path::new("/"));
+    load_strs_with_warnings(&[(path, source)], cwd, env)
+}
+
+/// Several files given as text (merged in order, like `-f a -f b`), run from `cwd`.
+pub fn load_strs_with_warnings(
+    files: &[(&Path, &str)],
+    cwd: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<(Plan, Diagnostics), LoadError> {
+    let files = files
+        .iter()
+        .map(|(path, text)| load::File {
+            path: path.to_path_buf(),
+            source: Source {
+                name: path.display().to_string(),
+                text: (*text).to_owned(),
+            },
+        })
+        .collect();
+    build(files, cwd, env)
 }
 
 fn build(
-    source: &str,
-    path: &Path,
-    shown: &str,
+    files: Vec<load::File>,
+    cwd: &Path,
     env: &BTreeMap<String, String>,
 ) -> Result<(Plan, Diagnostics), LoadError> {
-    let file = Some((shown.to_owned(), source.to_owned()));
-    let config_path = std::fs::canonicalize(path)
-        .or_else(|_| std::path::absolute(path))
-        .unwrap_or_else(|_| path.to_path_buf());
-    let base_dir = config_path
-        .parent()
-        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
-
-    let root = node::parse(source).map_err(|d| LoadError::new(file.clone(), vec![d]))?;
-    let (top_files, mut diags) = read::top_env_files(&root, env);
-    let top_file_vars = read_env_files(&base_dir, &top_files, &mut diags);
-    let mut vars: BTreeMap<String, String> = top_file_vars.iter().cloned().collect();
-    vars.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
-
-    let mut reader = read::Reader::new(&vars);
-    let config = reader.config(&root);
-    diags.append(&mut reader.diags);
-    let Some(mut config) = config else {
-        return Err(LoadError::new(file, diags));
+    let path = files.first().map(|f| f.path.clone()).unwrap_or_default();
+    let config_path = std::fs::canonicalize(&path)
+        .or_else(|_| std::path::absolute(&path))
+        .unwrap_or_else(|_| path.clone());
+    let loaded = load::load(files, cwd, env);
+    let load::Loaded {
+        sources,
+        config,
+        top_file_vars,
+        diags,
+        base_dir,
+        ..
+    } = loaded;
+    let base_dir = std::fs::canonicalize(&base_dir).unwrap_or(base_dir);
+    let Some(config) = config else {
+        return Err(LoadError::new(sources, diags));
     };
-    config.env_file = top_files;
 
     let mut builder = Builder {
         config: &config,
@@ -216,7 +246,7 @@ fn build(
     let mut diags = builder.diags;
     let order = graph::check_and_order(&config, &services, &mut diags);
     if diags.iter().any(|d| !d.warning) {
-        return Err(LoadError::new(file, diags));
+        return Err(LoadError::new(sources, diags));
     }
     let name = config.name.clone().unwrap_or_else(|| {
         base_dir
@@ -230,19 +260,8 @@ fn build(
         services,
         order,
     };
-    let LoadError { diagnostics, .. } = LoadError::new(file, diags);
+    let LoadError { diagnostics, .. } = LoadError::new(sources, diags);
     Ok((plan, diagnostics))
-}
-
-fn read_env_files(base_dir: &Path, files: &Paths, diags: &mut Vec<Diag>) -> Vec<(String, String)> {
-    let mut vars = Vec::new();
-    for file in &files.0 {
-        match envfile::read(base_dir, file) {
-            Ok(mut v) => vars.append(&mut v),
-            Err(d) => diags.push(d),
-        }
-    }
-    vars
 }
 
 struct Builder<'a> {
@@ -262,11 +281,17 @@ impl Builder<'_> {
             .iter()
             .map(|s| s.name.value.as_str())
             .collect();
-        let base_env = self.base_env();
+        let base_env = self.base_env(true);
+        let without_files = self.base_env(false);
         let mut specs = Vec::new();
         for (id, service) in self.config.services.0.iter().enumerate() {
             let depends_on = self.dependencies(id, service, &names);
-            let env = self.service_env(&base_env, service);
+            let base = if service.dotenv_disabled {
+                &without_files
+            } else {
+                &base_env
+            };
+            let env = self.service_env(base, service);
             let watch = service.watch.as_ref().map(|w| self.watch(service, w));
             let mut spec = self.service(service, depends_on, env);
             spec.watch = watch;
@@ -275,10 +300,11 @@ impl Builder<'_> {
         specs
     }
 
-    /// inherited ← top-level `env_file` (only variables not inherited) ← top-level env.
-    fn base_env(&self) -> BTreeMap<String, String> {
+    /// inherited ← top-level `env_file` (only variables not inherited; left out without
+    /// `with_files`) ← top-level env.
+    fn base_env(&self, with_files: bool) -> BTreeMap<String, String> {
         let mut env = self.env.clone();
-        for (k, v) in self.top_file_vars {
+        for (k, v) in self.top_file_vars.iter().filter(|_| with_files) {
             env.entry(k.clone()).or_insert_with(|| v.clone());
         }
         apply(&mut env, &self.config.env);

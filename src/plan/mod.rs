@@ -8,7 +8,8 @@ mod build;
 mod graph;
 
 pub use build::{
-    Diagnostics, LoadError, find_config, load, load_str, load_str_with_warnings, load_with_warnings,
+    Diagnostics, LoadError, find_config, load, load_str, load_str_with_warnings,
+    load_strs_with_warnings, load_with_env, load_with_warnings,
 };
 pub use graph::{render_graph, select};
 
@@ -23,7 +24,7 @@ pub type ServiceId = usize;
 pub struct Plan {
     /// `name:` from the file, else the config directory's name.
     pub name: String,
-    /// Canonical path of the config file.
+    /// Canonical path of the (first) config file; it names the stack.
     pub config_path: PathBuf,
     /// Directory of the config file; relative paths resolve against it.
     pub base_dir: PathBuf,
