@@ -7,7 +7,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use pk::process::{SpawnSpec, shell_argv};
+use pk::process::SpawnSpec;
+use pk::vocab::shell_argv;
 use process_support::{
     Guarded, Lines, PidGuard, argv, base_env, cgroup_of, drained, is_gone, is_zombie,
     live_with_argv, poll_until, process_group_of, read_all, sh, spawn, within,

@@ -11,7 +11,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 
 use super::diag::Span;
 use super::values::{CONDITIONS, SIGNALS};
-use crate::plan::{CommandSpec, Condition, ProbeCheck, RestartPolicy, StopSignal};
+use crate::vocab::{CommandSpec, Condition, ProbeCheck, RestartPolicy, StopSignal};
 
 /// A value and where it is written in pk.yaml.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use super::model::{
 };
 use super::node::{Node, Value};
 use super::values;
-use crate::plan::{CommandSpec, Condition, ProbeCheck, RestartPolicy};
+use crate::vocab::{CommandSpec, Condition, ProbeCheck, RestartPolicy};
 
 const TOP_KEYS: &[&str] = &["name", "grace", "env", "env_file", "log_dir", "services"];
 const SERVICE_KEYS: &[&str] = &[

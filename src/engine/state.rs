@@ -5,36 +5,7 @@ use std::fmt;
 
 use tokio::time::Instant;
 
-/// How a service's process tree ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
-    Code(i32),
-    Signal(i32),
-}
-
-impl ExitStatus {
-    pub fn success(self) -> bool {
-        self == ExitStatus::Code(0)
-    }
-
-    pub fn from_std(status: std::process::ExitStatus) -> ExitStatus {
-        use std::os::unix::process::ExitStatusExt;
-        match (status.code(), status.signal()) {
-            (Some(code), _) => ExitStatus::Code(code),
-            (None, Some(sig)) => ExitStatus::Signal(sig),
-            (None, None) => ExitStatus::Code(-1),
-        }
-    }
-}
-
-impl fmt::Display for ExitStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            ExitStatus::Code(c) => write!(f, "exited {c}"),
-            ExitStatus::Signal(s) => write!(f, "killed by {}", signal_name(s)),
-        }
-    }
-}
+use crate::vocab::{ExitStatus, State};
 
 /// An exit with, for pipelines, the stage that decided it (pipefail).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,25 +35,6 @@ impl fmt::Display for ExitInfo {
         }
         write!(f, "{}", self.status)
     }
-}
-
-pub fn signal_name(sig: i32) -> String {
-    let name = match sig {
-        1 => "HUP",
-        2 => "INT",
-        3 => "QUIT",
-        4 => "ILL",
-        6 => "ABRT",
-        9 => "KILL",
-        10 => "USR1",
-        11 => "SEGV",
-        12 => "USR2",
-        13 => "PIPE",
-        14 => "ALRM",
-        15 => "TERM",
-        _ => return format!("signal {sig}"),
-    };
-    format!("SIG{name}")
 }
 
 /// Where a service is in its life. See DESIGN.md §3.
@@ -136,22 +88,22 @@ impl Phase {
         )
     }
 
-    /// The short state word shown by `pk ps` and the UI.
-    pub fn label(&self) -> &'static str {
+    /// The public state this phase shows as (`pk ps`, the UI, the protocol).
+    pub fn state(&self) -> State {
         match self {
-            Phase::Inactive => "inactive",
-            Phase::Pending => "pending",
-            Phase::Starting => "starting",
-            Phase::Running => "running",
-            Phase::Healthy => "healthy",
-            Phase::Exited(e) if e.success() => "completed",
-            Phase::Exited(_) => "exited",
-            Phase::Restarting { .. } => "restarting",
-            Phase::Stopping => "stopping",
-            Phase::Stopped => "stopped",
-            Phase::Crashed(_) => "crashed",
-            Phase::Failed(_) => "failed",
-            Phase::Skipped(_) => "skipped",
+            Phase::Inactive => State::Inactive,
+            Phase::Pending => State::Pending,
+            Phase::Starting => State::Starting,
+            Phase::Running => State::Running,
+            Phase::Healthy => State::Healthy,
+            Phase::Exited(e) if e.success() => State::Completed,
+            Phase::Exited(_) => State::Exited,
+            Phase::Restarting { .. } => State::Restarting,
+            Phase::Stopping => State::Stopping,
+            Phase::Stopped => State::Stopped,
+            Phase::Crashed(_) => State::Crashed,
+            Phase::Failed(_) => State::Failed,
+            Phase::Skipped(_) => State::Skipped,
         }
     }
 }

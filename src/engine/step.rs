@@ -9,7 +9,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::state::{ExitInfo, Phase, ServiceState, StopReason};
-use crate::plan::{Condition, Plan, RestartPolicy, ServiceId, StopSignal};
+use crate::plan::Plan;
+use crate::vocab::{Condition, RestartPolicy, ServiceId, State, StopSignal, fmt_duration};
 
 /// A service that stayed up this long gets its backoff reset.
 pub const STABLE_AFTER: Duration = Duration::from_secs(30);
@@ -456,7 +457,7 @@ impl Engine {
                 let s = &mut self.services[id];
                 if s.phase == Phase::Starting {
                     s.phase = Phase::Healthy;
-                    fx.push(notice(id, "healthy".into()));
+                    fx.push(notice(id, State::Healthy.label().into()));
                 }
             }
             Report::NotReady { reason } => {
@@ -505,7 +506,7 @@ impl Engine {
                     let grace = self.stop_params(id).1;
                     format!("killed after {} grace", fmt_duration(grace))
                 } else {
-                    "stopped".to_string()
+                    State::Stopped.label().to_string()
                 };
                 fx.push(notice(id, text));
             }
@@ -536,7 +537,7 @@ impl Engine {
                     self.schedule_restart(id, &exit.to_string(), exit, now, fx);
                 } else {
                     let text = if exit.success() {
-                        "completed".to_string()
+                        State::Completed.label().to_string()
                     } else {
                         exit.to_string()
                     };
@@ -802,24 +803,4 @@ fn jitter(base: Duration, rng: &mut u64) -> Duration {
     )]
     let unit = (*rng % 10_000) as f64 / 10_000.0;
     base.mul_f64(0.8 + 0.4 * unit)
-}
-
-/// `250ms`, `1.5s`, `10s`, `1m30s`.
-pub fn fmt_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        if ms % 1000 == 0 {
-            format!("{}s", ms / 1000)
-        } else {
-            format!("{:.1}s", d.as_secs_f64())
-        }
-    } else {
-        let secs = d.as_secs();
-        match (secs / 60, secs % 60) {
-            (m, 0) => format!("{m}m"),
-            (m, s) => format!("{m}m{s}s"),
-        }
-    }
 }

@@ -18,7 +18,7 @@ use crate::config::diag::{Diag, Source, did_you_mean, line_col};
 use crate::config::load::{self, read_env_files};
 use crate::config::model::{self, Config, EnvMap, HumanDuration, Probe, Service};
 use crate::config::{discover, read};
-use crate::plan::Condition;
+use crate::vocab::Condition;
 
 const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(200);

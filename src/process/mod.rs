@@ -16,7 +16,6 @@ mod detach;
 mod escalate;
 pub mod leftovers;
 mod pgroup;
-mod shell;
 mod spawn;
 mod spawner;
 #[cfg(target_os = "linux")]
@@ -39,7 +38,6 @@ use self::cgroup::RunCgroup;
 pub use self::detach::spawn_detached;
 use self::escalate::Drainable;
 use self::pgroup::GroupRegistry;
-pub use self::shell::shell_argv;
 use self::spawn::Placement;
 
 /// Environment variable that forces the process-group fallback when set to `pgroup`.

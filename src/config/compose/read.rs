@@ -19,7 +19,7 @@ use super::super::node::{Node, Value};
 use super::super::values;
 use super::merge;
 use super::template;
-use crate::plan::{CommandSpec, Condition, ProbeCheck, RestartPolicy};
+use crate::vocab::{CommandSpec, Condition, ProbeCheck, RestartPolicy};
 
 const TOP_KEYS: &[&str] = &[
     "version",
