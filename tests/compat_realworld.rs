@@ -31,7 +31,7 @@ const REJECTED: &[(&str, &[&str])] = &[
     (
         "GregorStocks__ramekin__compose_base.yaml",
         &[
-            "GregorStocks__ramekin__compose_base.yaml:15:15: error: `processes.server.readiness_probe.http_get.port` is empty (a variable it names is not set?)",
+            "GregorStocks__ramekin__compose_base.yaml:15:13: error: `processes.server.readiness_probe.http_get.port` is empty (a variable it names is not set?)",
         ],
     ),
     // With UI_PORT unset, `https://localhost:${UI_PORT} --output-dir` is invalid YAML after
@@ -47,15 +47,21 @@ const REJECTED: &[(&str, &[&str])] = &[
     (
         "airslie__renalware-core__process-compose.yml",
         &[
-            "airslie__renalware-core__process-compose.yml:13:7: error: service `web` depends on `postgresql`, which is not a service",
+            "airslie__renalware-core__process-compose.yml:11:7: error: service `web` depends on `postgresql`, which is not a service",
         ],
     ),
 ];
 
-fn realworld() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/realworld");
+/// `<repo>/../shared/realworld` (a worktree one level deeper, `/work/wt/<name>`, looks one
+/// level further up).
+pub fn realworld() -> Option<PathBuf> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = repo.join("../shared/realworld");
+    let worktree = repo.join("../../shared/realworld");
     if dir.is_dir() {
         Some(dir)
+    } else if worktree.is_dir() {
+        Some(worktree)
     } else {
         eprintln!(
             "\n\n!!!! SKIPPED: {} is absent; the real-world compatibility files are not checked !!!!\n",

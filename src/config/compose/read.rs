@@ -524,6 +524,7 @@ impl<'a> Reader<'a> {
             let Some(service) = services.iter().find(|s| s.name.value == target) else {
                 continue;
             };
+            let target_span = service.name.span;
             let has_line = matches!(
                 service.ready.as_ref().map(|p| &p.check.0),
                 Some(ProbeCheck::Log(_))
@@ -534,9 +535,13 @@ impl<'a> Reader<'a> {
                         "`process_log_ready` waits for `{target}`'s `ready_log_line`, but it has none"
                     ))
                     .label(span, "needs a ready_log_line")
-                    .label(service.name.span, format!("`{target}` is declared here"))
+                    .label(target_span, format!("`{target}` is declared here"))
                     .help(format!("add `ready_log_line: …` to {target}, or wait for `process_started`")),
                 );
+                // Reported once: the dependency is dropped so that no second error follows.
+                for s in &mut services {
+                    s.depends_on.0.retain(|d| d.condition.span != span);
+                }
             }
         }
         Services(services)
@@ -1038,7 +1043,10 @@ impl<'a> Reader<'a> {
             );
             return None;
         };
-        let port_text = self.string(port_node, &join(path, "port"))?;
+        let port_text = match port_node.value {
+            Value::Null => String::new(),
+            _ => self.string(port_node, &join(path, "port"))?,
+        };
         let Some(port) = port_text.trim().parse::<u16>().ok().filter(|p| *p != 0) else {
             let why = if port_text.trim().is_empty() {
                 "is empty (a variable it names is not set?)".to_owned()
