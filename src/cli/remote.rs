@@ -77,7 +77,10 @@ pub fn dispatch(command: CliCommand, file: &[PathBuf], cwd: &Path) -> i32 {
         CliCommand::Up { .. }
         | CliCommand::Check
         | CliCommand::Graph { .. }
-        | CliCommand::Schema => {
+        | CliCommand::Schema
+        | CliCommand::Completions { .. }
+        | CliCommand::Man
+        | CliCommand::CompleteServices => {
             unreachable!("handled by cli::run")
         }
     }
