@@ -56,6 +56,10 @@ pub enum CliCommand {
         /// With -d: how long to wait for the services to come up.
         #[arg(long, value_parser = parse_duration, default_value = "60s", requires = "detach")]
         timeout: Duration,
+        /// Only the services in this namespace (repeatable; process-compose's `namespace:`);
+        /// dependencies on services outside it are not waited for.
+        #[arg(short = 'n', long = "namespace", value_name = "NS")]
+        namespace: Vec<String>,
         /// Restart (or signal) services whose `watch:` paths change.
         #[arg(long, overrides_with = "no_watch")]
         watch: bool,
@@ -206,6 +210,7 @@ pub fn run(cli: Cli) -> i32 {
             watch,
             no_watch,
             history,
+            namespace,
         } => up::up_command(
             &cli.file,
             &cwd,
@@ -217,6 +222,7 @@ pub fn run(cli: Cli) -> i32 {
                 timeout,
                 watch: watch && !no_watch,
                 history,
+                namespaces: namespace,
             },
         ),
         command => remote::dispatch(command, &cli.file, &cwd),

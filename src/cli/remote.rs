@@ -361,6 +361,7 @@ pub async fn logs(config: &Path, args: LogsArgs) -> i32 {
 /// service is up (0), or says which did not (1).
 pub async fn up_detached(
     config: &Path,
+    files: &[PathBuf],
     requested: Vec<String>,
     names: Vec<String>,
     timeout: Duration,
@@ -380,12 +381,11 @@ pub async fn up_detached(
         eprintln!("pk: pk is already running for {}", config.display());
         return 2;
     }
-    let mut args = vec![
-        "-f".to_string(),
-        config.display().to_string(),
-        "up".into(),
-        "--plain".into(),
-    ];
+    let mut args: Vec<String> = files
+        .iter()
+        .flat_map(|f| ["-f".to_owned(), f.display().to_string()])
+        .collect();
+    args.extend(["up".into(), "--plain".into()]);
     args.extend(requested);
     let pid = match crate::process::spawn_detached(&exe, &args, &[(super::DETACHED_ENV, "1")], &log)
     {

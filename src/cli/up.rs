@@ -26,6 +26,8 @@ pub struct UpOptions {
     pub watch: bool,
     /// The dashboard's history budget per service.
     pub history: usize,
+    /// `-n`: only the services in these namespaces.
+    pub namespaces: Vec<String>,
 }
 
 /// `pk up`: load, select, then run in the foreground or start in the background.
@@ -33,6 +35,17 @@ pub fn up_command(file: &[PathBuf], cwd: &Path, services: Vec<String>, opts: UpO
     let plan = match load(file, cwd) {
         Ok(p) => p,
         Err(code) => return code,
+    };
+    let plan = if opts.namespaces.is_empty() {
+        plan
+    } else {
+        match plan::only_namespaces(&plan, &opts.namespaces) {
+            Ok(p) => p,
+            Err(e) => {
+                eprint!("{}", e.render(std::io::stderr().is_terminal()));
+                return 2;
+            }
+        }
     };
     let selected = match plan::select(&plan, &services) {
         Ok(s) => s,
@@ -53,8 +66,19 @@ pub fn up_command(file: &[PathBuf], cwd: &Path, services: Vec<String>, opts: UpO
         if opts.watch {
             args.push("--watch".into());
         }
+        for ns in &opts.namespaces {
+            args.extend(["-n".to_owned(), ns.clone()]);
+        }
+        let files = match plan::find_configs(file, cwd) {
+            Ok(f) => f,
+            Err(e) => {
+                eprint!("{}", e.render(std::io::stderr().is_terminal()));
+                return 2;
+            }
+        };
         return block_on(remote::up_detached(
             &plan.config_path,
+            &files,
             args,
             names,
             opts.timeout,

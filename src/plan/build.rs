@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use super::graph;
 use super::{
-    Dependency, Plan, ProbeSpec, RestartSpec, RunSpec, ServiceId, ServiceSpec, ShutdownSpec,
-    StopSignal, WatchAction, WatchPath, WatchSpec,
+    Dependency, ExitRules, Plan, ProbeSpec, RestartSpec, RunSpec, ServiceId, ServiceSpec,
+    ShutdownSpec, StopSignal, WatchAction, WatchPath, WatchSpec,
 };
 use crate::config::diag::{Diag, Source, did_you_mean, line_col};
 use crate::config::load::{self, read_env_files};
@@ -146,6 +146,16 @@ pub fn find_config(explicit: &[PathBuf], cwd: &Path) -> Result<PathBuf, LoadErro
     Ok(std::fs::canonicalize(&path).unwrap_or(path))
 }
 
+/// Every config file `load` would read (canonical, in merge order), without reading them.
+pub fn find_configs(explicit: &[PathBuf], cwd: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let pk_file = std::env::var_os("PK_FILE").map(PathBuf::from);
+    let paths = discover::find(explicit, pk_file.as_deref(), cwd).map_err(LoadError::single)?;
+    Ok(paths
+        .into_iter()
+        .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
+        .collect())
+}
+
 /// `load`, returning the warnings instead of printing them.
 pub fn load_with_warnings(
     explicit: &[PathBuf],
@@ -223,12 +233,12 @@ fn build(
         .unwrap_or_else(|_| path.clone());
     let loaded = load::load(files, cwd, env);
     let load::Loaded {
+        format,
         sources,
         config,
         top_file_vars,
         diags,
         base_dir,
-        ..
     } = loaded;
     let base_dir = std::fs::canonicalize(&base_dir).unwrap_or(base_dir);
     let Some(config) = config else {
@@ -258,6 +268,10 @@ fn build(
         config_path,
         base_dir,
         services,
+        exit_rules: match format {
+            load::Format::ProcessCompose => ExitRules::ProcessCompose,
+            load::Format::Pk | load::Format::Procfile => ExitRules::Pk,
+        },
         order,
     };
     let LoadError { diagnostics, .. } = LoadError::new(sources, diags);
@@ -448,6 +462,9 @@ impl Builder<'_> {
                 .map(|p| probe(p, Some(Duration::from_secs(60)))),
             alive: service.alive.as_ref().map(|p| probe(p, None)),
             watch: None,
+            success_codes: service.success_exit_codes.clone(),
+            namespaces: service.namespaces.clone(),
+            ends_stack: service.ends_stack,
         }
     }
 
