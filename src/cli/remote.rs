@@ -244,19 +244,21 @@ pub fn render_ps(resp: &Response, now_ms: u64) -> String {
 fn ps_row(row: &PsRow, now_ms: u64) -> [String; 9] {
     let s = &row.service;
     let dash = || "-".to_string();
-    let state = match (&s.waiting_for, s.restart_at_ms, s.kill_at_ms) {
-        (Some(w), _, _) => format!("{} ({w})", s.state),
-        (_, Some(at), _) => format!(
-            "{} in {}",
-            s.state,
-            fmt_duration(Duration::from_millis(at.saturating_sub(now_ms)))
-        ),
-        (_, _, Some(at)) => format!(
-            "{} (kill in {})",
-            s.state,
-            fmt_duration(Duration::from_millis(at.saturating_sub(now_ms)))
-        ),
-        _ => s.state.to_string(),
+    let left = |at: u64| fmt_duration(Duration::from_millis(at.saturating_sub(now_ms)));
+    let state = match (
+        &s.waiting_for,
+        s.restart_at_ms,
+        s.kill_at_ms,
+        s.timeout_at_ms,
+    ) {
+        (Some(w), _, _, _) => format!("{} ({w})", s.state),
+        (_, Some(at), _, _) => format!("{} in {}", s.state, left(at)),
+        (_, _, Some(at), _) => format!("{} (kill in {})", s.state, left(at)),
+        (_, _, _, Some(at)) => format!("{} (timeout in {})", s.state, left(at)),
+        _ => match &s.reason {
+            Some(reason) if s.state == State::TimedOut => reason.clone(),
+            _ => s.state.to_string(),
+        },
     };
     [
         s.name.clone(),

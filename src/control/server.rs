@@ -330,7 +330,10 @@ fn verdict(plan: &Plan, id: ServiceId, s: &ServiceSnapshot, until: WaitFor) -> V
             Verdict::Never(format!("{} has no `ready` probe", s.name))
         }
         (WaitFor::Healthy | WaitFor::Up, State::Healthy)
-        | (WaitFor::Started, State::Running | State::Healthy | State::Completed | State::Exited)
+        | (
+            WaitFor::Started,
+            State::Running | State::Healthy | State::Completed | State::Exited | State::TimedOut,
+        )
         | (WaitFor::Up, State::Running | State::Completed)
         | (WaitFor::Completed, State::Completed) => Verdict::Met,
         (WaitFor::Started, State::Starting) if !s.pids.is_empty() => Verdict::Met,
@@ -341,6 +344,7 @@ fn verdict(plan: &Plan, id: ServiceId, s: &ServiceSnapshot, until: WaitFor) -> V
             | State::Stopped
             | State::Crashed
             | State::Exited
+            | State::TimedOut
             | State::Inactive,
         ) => Verdict::Never(why()),
         _ => Verdict::Pending,

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::state::Phase;
 use super::step::Engine;
-use crate::vocab::State;
+use crate::vocab::{State, fmt_duration};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -43,6 +43,9 @@ pub struct ServiceSnapshot {
     pub restart_at_ms: Option<u64>,
     /// When the stop sequence escalates to SIGKILL (state `stopping`).
     pub kill_at_ms: Option<u64>,
+    /// When a running service reaches its `timeout:` and is stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_at_ms: Option<u64>,
 }
 
 impl Snapshot {
@@ -74,6 +77,9 @@ impl Snapshot {
                 reason: match &s.phase {
                     Phase::Skipped(r) | Phase::Failed(r) => Some(r.clone()),
                     Phase::Crashed(e) => Some(e.to_string()),
+                    Phase::TimedOut { limit, .. } => {
+                        Some(format!("timed out after {}", fmt_duration(*limit)))
+                    }
                     _ => None,
                 },
                 waiting_for: match s.phase {
@@ -95,6 +101,10 @@ impl Snapshot {
                     (Phase::Stopping, Some((since, grace))) => Some(wall(since + grace)),
                     _ => None,
                 },
+                timeout_at_ms: s
+                    .run_deadline
+                    .filter(|_| s.phase.is_live() && s.phase != Phase::Stopping)
+                    .map(wall),
             })
             .collect();
         Snapshot {

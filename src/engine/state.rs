@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -75,6 +76,8 @@ pub enum Phase {
     Failed(String),
     /// A dependency it needs can never meet its condition.
     Skipped(String),
+    /// pk stopped it after it ran for `limit` (its `timeout:`), and no restart is coming.
+    TimedOut { limit: Duration, exit: ExitInfo },
 }
 
 impl Phase {
@@ -96,6 +99,7 @@ impl Phase {
                 | Phase::Crashed(_)
                 | Phase::Failed(_)
                 | Phase::Skipped(_)
+                | Phase::TimedOut { .. }
         )
     }
 
@@ -115,6 +119,7 @@ impl Phase {
             Phase::Crashed(_) => State::Crashed,
             Phase::Failed(_) => State::Failed,
             Phase::Skipped(_) => State::Skipped,
+            Phase::TimedOut { .. } => State::TimedOut,
         }
     }
 }
@@ -134,6 +139,8 @@ pub struct ServiceState {
     pub spawned: bool,
     pub pids: Vec<u32>,
     pub started_at: Option<Instant>,
+    /// When the current run reaches its `timeout:` (armed as a timer at spawn).
+    pub run_deadline: Option<Instant>,
     /// Some run of this service exited successfully.
     pub completed_ok: bool,
     pub restarts: u32,
@@ -147,7 +154,7 @@ pub struct ServiceState {
     /// What a pending service waits for: `db (healthy), migrate (completed_successfully)`.
     pub waiting_for: Option<String>,
     /// When the current stop sequence began, and its grace.
-    pub stopping: Option<(Instant, std::time::Duration)>,
+    pub stopping: Option<(Instant, Duration)>,
     /// The service is to be stopped (teardown, `pk stop`) and not started again until a start.
     pub stop_wanted: bool,
     /// Why pk is stopping this service; decides where the drained tree lands.
@@ -167,6 +174,8 @@ pub enum StopReason {
     Restart,
     /// A dependency it declared `restart: true` on is restarting (named): back to `pending`.
     Cascade(String),
+    /// It ran longer than its `timeout:` (this long): restarts per policy, else `timed out`.
+    TimedOut(Duration),
 }
 
 impl ServiceState {
@@ -182,6 +191,7 @@ impl ServiceState {
             spawned: false,
             pids: Vec::new(),
             started_at: None,
+            run_deadline: None,
             completed_ok: false,
             restarts: 0,
             restart_times: VecDeque::new(),

@@ -267,7 +267,9 @@ impl Engine {
         }
         let failed = self.services.iter().any(|s| match &s.phase {
             Phase::Exited(e) => !e.success(),
-            Phase::Crashed(_) | Phase::Failed(_) | Phase::Skipped(_) => true,
+            Phase::Crashed(_) | Phase::Failed(_) | Phase::Skipped(_) | Phase::TimedOut { .. } => {
+                true
+            }
             _ => false,
         });
         i32::from(failed)
@@ -310,7 +312,10 @@ impl Engine {
                     self.cancel_unstarted(id, fx);
                     let s = &mut self.services[id];
                     if s.phase.is_live() {
-                        if !matches!(s.stop_reason, Some(StopReason::Failed(_))) {
+                        if !matches!(
+                            s.stop_reason,
+                            Some(StopReason::Failed(_) | StopReason::TimedOut(_))
+                        ) {
                             s.stop_reason = Some(StopReason::Requested);
                         }
                         s.phase = Phase::Stopping;
@@ -404,7 +409,8 @@ impl Engine {
                 | Phase::Stopped
                 | Phase::Crashed(_)
                 | Phase::Failed(_)
-                | Phase::Skipped(_) => true,
+                | Phase::Skipped(_)
+                | Phase::TimedOut { .. } => true,
                 _ => false,
             };
             if needs_run {
@@ -491,12 +497,22 @@ impl Engine {
         let has_ready = self.plan.services[id].ready.is_some();
         match report {
             Report::Spawned { pids } => {
+                let limit = self.plan.services[id].timeout;
                 let s = &mut self.services[id];
                 s.spawned = true;
                 s.started_at = Some(now);
                 s.pids = pids;
                 if s.phase == Phase::Starting && !has_ready {
                     s.phase = Phase::Running;
+                }
+                // The run limit counts from the spawn; the timer is this run's (its epoch).
+                s.run_deadline = limit.map(|after| now + after);
+                if let Some(after) = limit {
+                    fx.push(Effect::ArmTimer {
+                        service: id,
+                        epoch: s.epoch,
+                        after,
+                    });
                 }
                 // The supervisor printed `started (pid …)` itself, ahead of any output.
             }
@@ -549,8 +565,14 @@ impl Engine {
             s.completed_ok = true;
         }
         s.last_exit = Some(exit.clone());
+        s.run_deadline = None;
         let mut reason = s.stop_reason.take();
-        if s.stop_wanted && !matches!(reason, Some(StopReason::Failed(_))) {
+        if s.stop_wanted
+            && !matches!(
+                reason,
+                Some(StopReason::Failed(_) | StopReason::TimedOut(_))
+            )
+        {
             // A stop asked for meanwhile (teardown, `pk stop`) wins over a restart.
             reason = Some(StopReason::Requested);
         }
@@ -580,6 +602,22 @@ impl Engine {
                     s.phase = Phase::Failed(reason);
                 } else {
                     self.schedule_restart(id, &reason, exit, now, fx);
+                }
+            }
+            Some(StopReason::TimedOut(limit)) => {
+                let cause = format!("timed out after {}", fmt_duration(limit));
+                // A timeout is a failure: on-failure and always restart it.
+                if policy == RestartPolicy::No || self.teardown.is_some() || s.stop_wanted {
+                    let text = if killed {
+                        let grace = self.stop_params(id).1;
+                        format!("{cause} (killed after {} grace)", fmt_duration(grace))
+                    } else {
+                        cause
+                    };
+                    self.services[id].phase = Phase::TimedOut { limit, exit };
+                    fx.push(notice(id, text));
+                } else {
+                    self.schedule_restart(id, &cause, exit, now, fx);
                 }
             }
             None => {
@@ -709,11 +747,30 @@ impl Engine {
         });
     }
 
-    fn on_timer(&mut self, id: ServiceId, epoch: u64, _fx: &mut [Effect]) {
+    /// A timer of the current epoch fired; the phase says which: a restart's backoff ended
+    /// (`restarting` → `pending`), or a live run reached its `timeout:` (stopped through its
+    /// shutdown sequence, landing in `timed out`).
+    fn on_timer(&mut self, id: ServiceId, epoch: u64, fx: &mut Vec<Effect>) {
         let s = &mut self.services[id];
-        if s.epoch == epoch && matches!(s.phase, Phase::Restarting { .. }) {
-            s.phase = Phase::Pending;
-            s.wait_announced = false;
+        if s.epoch != epoch {
+            return;
+        }
+        match s.phase {
+            Phase::Restarting { .. } => {
+                s.phase = Phase::Pending;
+                s.wait_announced = false;
+            }
+            Phase::Starting | Phase::Running | Phase::Healthy if s.run_deadline.is_some() => {
+                let Some(limit) = self.plan.services[id].timeout else {
+                    return;
+                };
+                fx.push(notice(
+                    id,
+                    format!("timeout {} reached", fmt_duration(limit)),
+                ));
+                self.stop_service(id, StopReason::TimedOut(limit), fx);
+            }
+            _ => {}
         }
     }
 
@@ -830,12 +887,18 @@ impl Engine {
             (Phase::Skipped(_), _) => never_started("was skipped"),
             (Phase::Stopped, _) => never_started("was stopped"),
             (Phase::Inactive, _) => never_started("is not part of this run"),
-            (Phase::Crashed(_) | Phase::Exited(_), Condition::Completed)
-            | (Phase::Exited(_), Condition::Started) => Gate::Met,
+            (
+                Phase::Crashed(_) | Phase::Exited(_) | Phase::TimedOut { .. },
+                Condition::Completed,
+            )
+            | (Phase::Exited(_) | Phase::TimedOut { .. }, Condition::Started) => Gate::Met,
             (Phase::Crashed(e), _) => Gate::Never(format!("{name} crashed ({e})")),
             (_, Condition::CompletedSuccessfully) if s.completed_ok => Gate::Met,
             (Phase::Exited(e), Condition::CompletedSuccessfully) => {
                 Gate::Never(format!("{name} {e}"))
+            }
+            (Phase::TimedOut { limit, .. }, _) => {
+                Gate::Never(format!("{name} timed out after {}", fmt_duration(*limit)))
             }
             (Phase::Exited(e), Condition::Healthy) => {
                 Gate::Never(format!("{name} {e} before it was healthy"))

@@ -34,6 +34,7 @@ fn service(name: &str, deps: &[(ServiceId, Condition)]) -> ServiceSpec {
             grace: Duration::from_secs(10),
             command: None,
         },
+        timeout: None,
         disabled: false,
         log_file: None,
         ready: None,
@@ -793,3 +794,5 @@ fn process_compose_rules_exit_zero_unless_a_service_ends_the_stack() {
     assert!(e.settled());
     assert_eq!(e.exit_code(), 1);
 }
+
+mod timeout;

@@ -454,6 +454,7 @@ impl Builder<'_> {
             depends_on,
             restart,
             shutdown,
+            timeout: service.timeout.map(|t| t.0),
             disabled: service.disabled,
             log_file,
             ready: service

@@ -48,6 +48,8 @@ pub struct ServiceSpec {
     pub depends_on: Vec<Dependency>,
     pub restart: RestartSpec,
     pub shutdown: ShutdownSpec,
+    /// `timeout:`: how long a run may last before pk stops it (it then ends `timed out`).
+    pub timeout: Option<Duration>,
     pub disabled: bool,
     /// Where the service's output is also kept (rotated), if anywhere.
     pub log_file: Option<PathBuf>,

@@ -73,7 +73,7 @@ impl ProbeCheck {
 /// The state of a service as `pk ps`, the dashboard and the control protocol show it.
 ///
 /// The engine's `Phase` carries more (exit details, timers); `State` is its public face. The
-/// serde names are the protocol's state words and equal `label()`.
+/// serde names are the protocol's state words: `label()` with `_` for a space (`timed_out`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
@@ -104,11 +104,13 @@ pub enum State {
     Failed,
     /// A required dependency can never meet its condition.
     Skipped,
+    /// Stopped by pk because it ran longer than its `timeout:` (a failure).
+    TimedOut,
 }
 
 impl State {
     /// Every state, in the order the dashboard counts them.
-    pub const ALL: [State; 13] = [
+    pub const ALL: [State; 14] = [
         State::Running,
         State::Healthy,
         State::Starting,
@@ -120,6 +122,7 @@ impl State {
         State::Stopped,
         State::Crashed,
         State::Failed,
+        State::TimedOut,
         State::Skipped,
         State::Inactive,
     ];
@@ -140,6 +143,7 @@ impl State {
             State::Crashed => "crashed",
             State::Failed => "failed",
             State::Skipped => "skipped",
+            State::TimedOut => "timed out",
         }
     }
 
@@ -154,11 +158,11 @@ impl State {
     }
 
     /// Ended without success and nothing more will happen: `failed`, `crashed`, `exited`,
-    /// `skipped`.
+    /// `timed out`, `skipped`.
     pub fn is_failure(self) -> bool {
         matches!(
             self,
-            State::Failed | State::Crashed | State::Exited | State::Skipped
+            State::Failed | State::Crashed | State::Exited | State::TimedOut | State::Skipped
         )
     }
 }
@@ -177,7 +181,7 @@ mod tests {
     fn serde_names_are_the_labels() {
         for state in State::ALL {
             let json = serde_json::to_string(&state).unwrap();
-            assert_eq!(json, format!("\"{}\"", state.label()));
+            assert_eq!(json, format!("\"{}\"", state.label().replace(' ', "_")));
             assert_eq!(serde_json::from_str::<State>(&json).unwrap(), state);
         }
     }

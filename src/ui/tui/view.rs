@@ -100,7 +100,7 @@ fn state_look(state: State) -> (&'static str, Style) {
         State::Stopping => ("◍", s.fg(Color::Magenta)),
         State::Stopped => ("■", s.fg(Color::DarkGray)),
         State::Crashed => ("✖", s.fg(Color::Red).add_modifier(Modifier::BOLD)),
-        State::Failed => ("✖", s.fg(Color::Red)),
+        State::Failed | State::TimedOut => ("✖", s.fg(Color::Red)),
         State::Skipped => ("⊘", s.fg(Color::DarkGray)),
         State::Inactive => ("·", s.fg(Color::DarkGray)),
     }
