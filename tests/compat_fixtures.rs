@@ -163,7 +163,7 @@ fn transitive_skip_and_exit_0() {
 fn circular_is_refused_and_non_circular_loads() {
     let Some(root) = fixtures() else { return };
     let circular = root.join("fixtures-code/process-compose-circular.yaml");
-    let err = pk::plan::load(&[circular.clone()], &root).unwrap_err();
+    let err = pk::plan::load(&[circular], &root).unwrap_err();
     assert!(err.to_string().contains("dependency cycle"), "{err}");
     let non = root.join("fixtures-code/process-compose-non-circular.yaml");
     pk::plan::load(&[non], &root).unwrap();
