@@ -155,6 +155,14 @@ pub enum CliCommand {
     CompleteServices,
 }
 
+impl Cli {
+    /// Whether this command runs a stack in this process (`pk up` without `-d`; the background
+    /// pk that `-d` starts runs it): such a pk gets a crash guard.
+    pub fn runs_a_stack(&self) -> bool {
+        matches!(self.command, CliCommand::Up { detach: false, .. })
+    }
+}
+
 /// Parses a human duration (`250ms`, `10s`, `1m30s`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let d: jiff::SignedDuration = text

@@ -69,6 +69,10 @@ async fn env_is_exactly_the_given_map(c: Guarded) {
         .map(str::to_owned)
         .collect();
     lines.sort();
+    // Process groups add one variable: the run marker that identifies the run's processes.
+    if let Some(marker) = c.marker() {
+        env.insert(pk::process::identity::MARKER_ENV.into(), marker.into());
+    }
     let expected: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     assert_eq!(lines, expected);
 }
@@ -146,7 +150,7 @@ async fn pipeline_stages_share_one_group_and_leaf(c: Guarded) {
     }
     if let (Some(leaf), Some(run)) = (spawned.tree.cgroup(), c.run_cgroup()) {
         assert!(leaf.starts_with(run));
-        assert_eq!(leaf.file_name().unwrap(), "pipe.shared");
+        assert_eq!(leaf.file_name().unwrap(), "pipe.shared@service");
         for &pid in &pids {
             let path = cgroup_of(pid).unwrap();
             assert!(

@@ -103,10 +103,10 @@ pub fn reap_leftovers(config: &Path) -> bool {
                 "pk: a previous pk (pid {}) for this config died without cleaning up; killed {} leftover {}",
                 r.owner,
                 r.killed,
-                if r.cgroup.is_some() {
-                    "processes"
+                if r.killed == 1 {
+                    "process"
                 } else {
-                    "process groups"
+                    "processes"
                 }
             );
             true
@@ -133,6 +133,45 @@ pub fn containment_label(containment: &Containment) -> String {
     }
 }
 
+/// What a renderer is fed from and reports to.
+struct RendererIo {
+    ui_rx: crate::logs::LogReceiver,
+    /// The dashboard's own notices go back through the hub.
+    log_tx: crate::logs::LogSender,
+    /// The dashboard's queue, for the hub to shed from.
+    backlog: crate::logs::Backlog,
+    /// The plain printer gives written output bytes back here.
+    gate: crate::logs::OutputGate,
+    /// The plain printer could not write stdout.
+    failed: tokio::sync::oneshot::Sender<()>,
+}
+
+/// The dashboard may lag under a flood and then sheds lines; the plain printer never does: the
+/// pumps wait for it.
+fn ui_budget(renderer: &Renderer, backlog: crate::logs::Backlog) -> crate::logs::hub::UiBudget {
+    use crate::logs::hub::{LaggingRenderer, UiBudget};
+    if matches!(renderer, Renderer::Pending(_)) {
+        UiBudget::Lagging(LaggingRenderer {
+            backlog,
+            budget: DASHBOARD_BACKLOG,
+        })
+    } else {
+        UiBudget::Printer
+    }
+}
+
+/// Services never run unseen: once the plain printer could not write stdout, stop the stack.
+fn stop_when_output_lost(engine: EngineHandle, lost: tokio::sync::oneshot::Receiver<()>) {
+    tokio::spawn(async move {
+        if lost.await.is_ok() {
+            // The engine only stops listening once everything has stopped.
+            let _ = engine
+                .inputs
+                .send(Input::Intent(Intent::Shutdown { grace: None }));
+        }
+    });
+}
+
 /// The dashboard when stdout and stdin are a terminal (and neither `--plain` nor detached),
 /// else the plain printer; None if the terminal cannot be set up (reported).
 fn start_renderer(
@@ -140,10 +179,15 @@ fn start_renderer(
     opts: &UpOptions,
     containment: &Arc<Containment>,
     socket: &Path,
-    ui_rx: crate::logs::LogReceiver,
-    log_tx: &crate::logs::LogSender,
-    backlog: &crate::logs::Backlog,
+    io: RendererIo,
 ) -> Option<Renderer> {
+    let RendererIo {
+        ui_rx,
+        log_tx,
+        backlog,
+        gate,
+        failed,
+    } = io;
     let detached = std::env::var_os(DETACHED_ENV).is_some();
     let names: Vec<String> = plan.services.iter().map(|s| s.name.clone()).collect();
     let dashboard = !opts.plain
@@ -156,7 +200,8 @@ fn start_renderer(
         return Some(Renderer::Plain(
             PlainPrinter::new(&names, color)
                 .notices_only(detached)
-                .spawn(ui_rx),
+                .terminal(std::io::stdout().is_terminal())
+                .spawn(ui_rx, gate, failed),
         ));
     }
     let config = tui::TuiConfig {
@@ -172,7 +217,7 @@ fn start_renderer(
             Box::new(move || exit_now(&containment, &socket))
         },
     };
-    match tui::spawn(config, ui_rx, log_tx.clone()) {
+    match tui::spawn(config, ui_rx, log_tx) {
         Ok(pending) => Some(Renderer::Pending(pending)),
         Err(e) => {
             eprintln!("pk: cannot set up the terminal for the dashboard: {e} (try --plain)");
@@ -193,38 +238,27 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
     reap_leftovers(&plan.config_path);
     let socket = server.path().to_path_buf();
     let containment = Arc::new(Containment::detect());
-    if let Err(e) =
-        containment.keep_record(&control::record_path(&plan.config_path), &plan.config_path)
-    {
-        eprintln!("pk: cannot write the run record (crash recovery will not work): {e}");
-    }
+    keep_crash_records(&containment, &plan.config_path, &socket);
     let (ui_tx, ui_rx) = tokio::sync::mpsc::unbounded_channel();
     let (log_tx, log_rx) = tokio::sync::mpsc::unbounded_channel();
     let backlog = crate::logs::Backlog::default();
-    let renderer = start_renderer(
-        &plan,
-        &opts,
-        &containment,
-        &socket,
+    let gate = crate::logs::OutputGate::default();
+    let (output_failed, output_lost) = tokio::sync::oneshot::channel();
+    let io = RendererIo {
         ui_rx,
-        &log_tx,
-        &backlog,
-    );
+        log_tx: log_tx.clone(),
+        backlog: backlog.clone(),
+        gate: gate.clone(),
+        failed: output_failed,
+    };
+    let renderer = start_renderer(&plan, &opts, &containment, &socket, io);
     let Some(printer) = renderer else {
-        containment.cleanup();
-        containment.drop_record();
-        // Best effort, as below.
-        let _ = std::fs::remove_file(&socket);
+        clean_up(&containment, &socket);
         return 2;
     };
     let log_files = plan.services.iter().map(|s| s.log_file.clone()).collect();
-    // The dashboard may lag under a flood and then sheds lines; the plain printer never does.
-    let lag = matches!(printer, Renderer::Pending(_)).then(|| crate::logs::hub::LaggingRenderer {
-        backlog,
-        budget: DASHBOARD_BACKLOG,
-    });
-    let gate = crate::logs::OutputGate::default();
-    let hub = crate::logs::hub::spawn(log_files, log_rx, gate.clone(), ui_tx, lag);
+    let budget = ui_budget(&printer, backlog);
+    let hub = crate::logs::hub::spawn(log_files, log_rx, gate.clone(), ui_tx, budget);
     // Sent first so the mechanism in use is the first thing a user sees.
     let _ = log_tx.send(LogEvent::Notice {
         service: None,
@@ -240,15 +274,15 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
     );
     let runtime = runtime.hold_open(detached);
     let printer = printer.attach(handle.clone());
+    if !detached {
+        stop_when_output_lost(handle.clone(), output_lost);
+    }
     let watcher = if opts.watch {
         match crate::watch::start(&plan, &selected, handle.clone(), &log_tx) {
             Ok(w) => w,
             Err(e) => {
                 eprintln!("pk: {e}");
-                containment.cleanup();
-                containment.drop_record();
-                // Best effort, as below.
-                let _ = std::fs::remove_file(&socket);
+                clean_up(&containment, &socket);
                 let _ = log_tx.send(LogEvent::End);
                 let _ = printer.join();
                 return 2;
@@ -270,23 +304,63 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
         socket.clone(),
     ));
     let outcome = runtime.run().await;
+    stop_escapees(&plan, &containment, &log_tx).await;
     drop(watcher);
     signals.abort();
     serving.abort();
     // Every tree has drained by now; this only guards against a bug leaving one behind.
     containment.kill_all();
-    containment.cleanup();
-    containment.drop_record();
-    // Best effort: a leftover socket file is detected as stale by the next `pk up`.
-    let _ = std::fs::remove_file(&socket);
+    clean_up(&containment, &socket);
     let _ = log_tx.send(LogEvent::End);
-    // The printer only fails if stdout is gone, and then there is nothing to report to.
-    let _ = printer.join();
-    if detached && outcome.exit_code == 0 {
+    // The printer has said on stderr what went wrong; the exit code says output was lost.
+    let exit_code = match printer.join() {
+        Err(_) if outcome.exit_code == 0 => 1,
+        _ => outcome.exit_code,
+    };
+    if detached && exit_code == 0 {
         // A background run that ended well leaves no log behind; a failed one keeps it.
         let _ = std::fs::remove_file(socket.with_extension("log"));
     }
-    outcome.exit_code
+    exit_code
+}
+
+/// Removes what this run created: its cgroups, run record and socket file.
+fn clean_up(containment: &Containment, socket: &Path) {
+    containment.cleanup();
+    containment.drop_record();
+    // Best effort: a leftover socket file is detected as stale by the next `pk up`.
+    let _ = std::fs::remove_file(socket);
+}
+
+/// Before anything is spawned: the run record, and what pk's guard must clean if pk dies.
+fn keep_crash_records(containment: &Containment, config: &Path, socket: &Path) {
+    crate::process::guard::note_socket(socket);
+    if let Err(e) = containment.keep_record(&control::record_path(config), config) {
+        eprintln!("pk: cannot write the run record (crash recovery will not work): {e}");
+    }
+}
+
+/// Process groups: what left its service's group (pk adopted it as a child subreaper, or it
+/// carries the run marker) is stopped last, with the longest grace of the stack, and said so.
+async fn stop_escapees(plan: &Plan, containment: &Containment, log_tx: &crate::logs::LogSender) {
+    let grace = plan
+        .services
+        .iter()
+        .map(|s| s.shutdown.grace)
+        .max()
+        .unwrap_or_default();
+    let escaped = containment.stop_escapees(grace).await;
+    if escaped > 0 {
+        // The printer is still attached here; a failed send means it is gone already.
+        let _ = log_tx.send(LogEvent::Notice {
+            service: None,
+            text: format!(
+                "stopped {escaped} {} that had left {} service's process group",
+                if escaped == 1 { "process" } else { "processes" },
+                if escaped == 1 { "its" } else { "their" },
+            ),
+        });
+    }
 }
 
 /// CPU and memory of every service's tree for `pk ps`, from one sampler (CPU % is the change
@@ -313,6 +387,7 @@ fn exit_now(containment: &Containment, socket: &Path) -> ! {
     containment.cleanup();
     containment.drop_record();
     let _ = std::fs::remove_file(socket);
+    crate::process::guard::dismiss();
     eprintln!("pk: exiting now; every service tree was killed");
     std::process::exit(130);
 }

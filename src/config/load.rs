@@ -70,6 +70,9 @@ pub struct Loaded {
     pub diags: Vec<Diag>,
     /// Relative paths left in `config` resolve against this directory.
     pub base_dir: PathBuf,
+    /// Services whose invalid `ready` block was reported already (no second error for a
+    /// `healthy` dependency on them).
+    pub invalid_ready: Vec<String>,
 }
 
 /// Reads `files` (all of one format) into a `Config`, with `env` as the inherited environment
@@ -95,6 +98,7 @@ pub fn load(files: Vec<File>, cwd: &Path, env: &BTreeMap<String, String>) -> Loa
         top_file_vars: Vec::new(),
         diags,
         base_dir: base_dir.clone(),
+        invalid_ready: Vec::new(),
     };
     if !diags.is_empty() {
         return failed(Format::Pk, diags);
@@ -239,6 +243,7 @@ fn read_pk(file: &File, base_dir: &Path, env: &BTreeMap<String, String>) -> Load
         top_file_vars: Vec::new(),
         diags: Vec::new(),
         base_dir: base_dir.to_path_buf(),
+        invalid_ready: Vec::new(),
     };
     let root = match node::parse(&file.source.text) {
         Ok(root) => root,
@@ -260,6 +265,7 @@ fn read_pk(file: &File, base_dir: &Path, env: &BTreeMap<String, String>) -> Load
     });
     loaded.top_file_vars = top_file_vars;
     loaded.diags = diags;
+    loaded.invalid_ready = std::mem::take(&mut reader.invalid_ready);
     loaded
 }
 

@@ -17,6 +17,7 @@ pub mod load;
 pub mod model;
 pub mod node;
 pub mod read;
+pub mod source;
 pub mod values;
 
 pub use diag::{Diag, Span};

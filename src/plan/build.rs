@@ -175,11 +175,23 @@ pub fn load_with_env(
 ) -> Result<(Plan, Diagnostics), LoadError> {
     let pk_file = env.get("PK_FILE").map(PathBuf::from);
     let paths = discover::find(explicit, pk_file.as_deref(), cwd).map_err(LoadError::single)?;
-    let files = paths
-        .iter()
-        .map(|p| load::File::read(p, cwd))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(LoadError::single)?;
+    let mut files = Vec::with_capacity(paths.len());
+    for path in &paths {
+        let shown = path.strip_prefix(cwd).unwrap_or(path).display().to_string();
+        match crate::config::source::read_text(path) {
+            Ok(text) => files.push(load::File {
+                path: path.clone(),
+                source: Source { name: shown, text },
+            }),
+            Err(e) => {
+                let (diag, text) = e.diag(&shown);
+                let sources = text
+                    .map(|text| vec![Source { name: shown, text }])
+                    .unwrap_or_default();
+                return Err(LoadError::new(sources, vec![diag]));
+            }
+        }
+    }
     build(files, cwd, env)
 }
 
@@ -239,6 +251,7 @@ fn build(
         top_file_vars,
         diags,
         base_dir,
+        invalid_ready,
     } = loaded;
     let base_dir = std::fs::canonicalize(&base_dir).unwrap_or(base_dir);
     let Some(config) = config else {
@@ -246,6 +259,7 @@ fn build(
     };
 
     let mut builder = Builder {
+        invalid_ready,
         config: &config,
         base_dir: &base_dir,
         env,
@@ -279,6 +293,8 @@ fn build(
 }
 
 struct Builder<'a> {
+    /// Services whose invalid `ready` block was reported already.
+    invalid_ready: Vec<String>,
     config: &'a Config,
     base_dir: &'a Path,
     env: &'a BTreeMap<String, String>,
@@ -374,7 +390,10 @@ impl Builder<'_> {
                 continue;
             }
             let target_service = &self.config.services.0[target_id];
-            if dep.condition.value == Condition::Healthy && target_service.ready.is_none() {
+            if dep.condition.value == Condition::Healthy
+                && target_service.ready.is_none()
+                && !self.invalid_ready.contains(&target_service.name.value)
+            {
                 self.diags.push(
                     Diag::error(format!(
                         "service `{}` waits for `{target}` to be healthy, but `{target}` has no `ready` probe",

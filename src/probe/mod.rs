@@ -72,7 +72,7 @@ async fn exec(
     let spawned = ctx
         .containment
         .spawn(
-            &format!("{}.probe", service.name),
+            &crate::process::leaf_name(&service.name, crate::process::Role::Probe),
             &SpawnSpec {
                 stages: &stages,
                 cwd: &service.working_dir,

@@ -280,7 +280,7 @@ async fn run_shutdown_command(
     grace: Duration,
 ) {
     let argv = vec![command_argv(cmd)];
-    let leaf = format!("{}.shutdown", spec.name);
+    let leaf = crate::process::leaf_name(&spec.name, crate::process::Role::Shutdown);
     let notice = |text: String| {
         let _ = ctx.logs.send(LogEvent::Notice {
             service: Some(service),

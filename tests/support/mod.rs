@@ -179,6 +179,8 @@ impl Project {
             dir: self.dir.path().to_path_buf(),
             args: args.iter().map(|&a| a.to_owned()).collect(),
             env,
+            own_group: false,
+            program: None,
         }
     }
 
@@ -193,6 +195,9 @@ pub struct Invocation {
     dir: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    own_group: bool,
+    /// Runs this instead of pk (e.g. a wrapper that then runs pk).
+    program: Option<String>,
 }
 
 impl Invocation {
@@ -202,6 +207,8 @@ impl Invocation {
             dir: dir.to_path_buf(),
             args: args.iter().map(|&a| a.to_owned()).collect(),
             env: vec![("PYTHON".to_owned(), python().to_owned())],
+            own_group: false,
+            program: None,
         }
     }
 
@@ -215,9 +222,21 @@ impl Invocation {
         self
     }
 
+    /// Runs `program` instead of pk (with the same directory and environment).
+    pub fn program(mut self, program: &str) -> Invocation {
+        self.program = Some(program.to_owned());
+        self
+    }
+
+    /// Runs pk as the leader of a new process group (so a test can signal the whole group).
+    pub fn own_group(mut self) -> Invocation {
+        self.own_group = true;
+        self
+    }
+
     /// Starts pk in the background; its stdout lines are collected as they come.
     pub fn spawn(self) -> Running {
-        let mut cmd = Command::new(pk_bin());
+        let mut cmd = Command::new(self.program.clone().map_or_else(pk_bin, PathBuf::from));
         cmd.args(&self.args)
             .current_dir(&self.dir)
             .env_remove("PK_FILE")
@@ -228,6 +247,9 @@ impl Invocation {
             .stderr(Stdio::piped());
         for (k, v) in &self.env {
             cmd.env(k, v);
+        }
+        if self.own_group {
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         }
         #[expect(clippy::disallowed_methods, reason = "runs the binary under test")]
         let mut child = cmd.spawn().expect("spawn pk");
@@ -409,6 +431,14 @@ impl Running {
         code
     }
 
+    /// The exit code if pk has exited (and its output ended), else None at once.
+    pub fn try_exit(&mut self) -> Option<i32> {
+        if self.code.is_none() && self.alive() {
+            return None;
+        }
+        Some(self.wait_exit(DEADLINE))
+    }
+
     /// Joins the output threads; an escaped process that holds pk's stdout open must not hang
     /// the test, so it gives up at `end`.
     fn join_readers(&mut self, end: Instant) {
@@ -524,6 +554,24 @@ impl Drop for PidGuard {
             }
         }
     }
+}
+
+/// The crash guard pk `pk` forked (a child named `pk-guard`), if any.
+pub fn guard_of(pk: u32) -> Option<u32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pk}/task")).ok()?;
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|children| {
+            children
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .find(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/comm"))
+                .is_ok_and(|comm| comm.trim() == "pk-guard")
+        })
 }
 
 /// Whether `pid` exists and is not a zombie.

@@ -141,6 +141,14 @@ pub fn expand(
                 );
                 String::new()
             }
+            Err(InterpolateError::TooDeep) => {
+                diags.push(
+                    Diag::error("variable defaults are nested too deeply")
+                        .label(span, "expanded before the file is parsed")
+                        .help("nest `${A:-${B:-…}}` defaults at most a few levels deep"),
+                );
+                String::new()
+            }
             Err(InterpolateError::Invalid { text: form }) => {
                 diags.push(
                     Diag::error(format!("invalid variable reference `{form}`"))

@@ -62,6 +62,7 @@ pub fn load(files: Vec<File>, cwd: &Path, env: &BTreeMap<String, String>) -> Loa
         top_file_vars: dotenv,
         diags: loader.diags,
         base_dir,
+        invalid_ready: Vec::new(),
     }
 }
 

@@ -12,6 +12,7 @@ mod run;
 mod terminal;
 mod view;
 
+pub use ansi::neutralise;
 pub use app::{App, Outcome};
 pub use history::{DEFAULT_HISTORY_BYTES, LogStore};
 pub use run::{PendingTui, TuiConfig, spawn};
