@@ -250,3 +250,10 @@ fn zero_run_timeout() {
         "services:\n  migrate:\n    command: x\n    timeout: 0s\n"
     ));
 }
+
+#[test]
+fn tty_with_a_pipeline() {
+    insta::assert_snapshot!(errors(
+        "services:\n  logs:\n    pipeline: [[tail, -F, a.log], [grep, ERROR]]\n    tty: true\n"
+    ));
+}

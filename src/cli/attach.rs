@@ -81,6 +81,7 @@ async fn run(config: &Path, history_bytes: usize) -> Result<(), ControlError> {
                 tui::restore_terminal();
                 std::process::exit(0);
             }),
+            pty_size: None,
         },
         log_rx,
         log_tx.clone(),

@@ -11,7 +11,7 @@ use crate::control;
 use crate::engine::{EngineHandle, Input, Intent, Runtime};
 use crate::logs::LogEvent;
 use crate::plan::{self, Plan};
-use crate::process::Containment;
+use crate::process::{Containment, WinSize};
 use crate::ui::plain::PlainPrinter;
 use crate::ui::{Renderer, tui};
 
@@ -174,13 +174,16 @@ fn stop_when_output_lost(engine: EngineHandle, lost: tokio::sync::oneshot::Recei
 
 /// The dashboard when stdout and stdin are a terminal (and neither `--plain` nor detached),
 /// else the plain printer; None if the terminal cannot be set up (reported).
+///
+/// With it, the window size of `tty: true` services: the dashboard's log pane (which the
+/// dashboard keeps up to date), else pk's terminal size, else 120×24.
 fn start_renderer(
     plan: &Plan,
     opts: &UpOptions,
     containment: &Arc<Containment>,
     socket: &Path,
     io: RendererIo,
-) -> Option<Renderer> {
+) -> Option<(Renderer, tokio::sync::watch::Receiver<WinSize>)> {
     let RendererIo {
         ui_rx,
         log_tx,
@@ -195,15 +198,22 @@ fn start_renderer(
         && std::io::stdout().is_terminal()
         && std::io::stdin().is_terminal();
     if !dashboard {
+        let size = WinSize::of_terminal(std::io::stdout()).unwrap_or(WinSize::DEFAULT);
         // Detached, stdout is pk's log file: lifecycle lines only; output stays in `pk logs`.
         let color = opts.color && !detached;
-        return Some(Renderer::Plain(
-            PlainPrinter::new(&names, color)
-                .notices_only(detached)
-                .terminal(std::io::stdout().is_terminal())
-                .spawn(ui_rx, gate, failed),
+        let printer = PlainPrinter::new(&names, color)
+            .terminal_output(plan.services.iter().map(|s| s.tty).collect())
+            .notices_only(detached)
+            .terminal(std::io::stdout().is_terminal())
+            .spawn(ui_rx, gate, failed);
+        return Some((
+            Renderer::Plain(printer),
+            tokio::sync::watch::channel(size).1,
         ));
     }
+    let (cols, rows) = crossterm::terminal::size().unwrap_or((120, 24));
+    let (pty_size, pty_sizes) =
+        tokio::sync::watch::channel(tui::log_pane_size(cols, rows, plan.services.len()));
     let config = tui::TuiConfig {
         stack: plan.name.clone(),
         names,
@@ -216,9 +226,10 @@ fn start_renderer(
             let socket = socket.to_path_buf();
             Box::new(move || exit_now(&containment, &socket))
         },
+        pty_size: Some(pty_size),
     };
     match tui::spawn(config, ui_rx, log_tx) {
-        Ok(pending) => Some(Renderer::Pending(pending)),
+        Ok(pending) => Some((Renderer::Pending(pending), pty_sizes)),
         Err(e) => {
             eprintln!("pk: cannot set up the terminal for the dashboard: {e} (try --plain)");
             None
@@ -252,7 +263,7 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
         failed: output_failed,
     };
     let renderer = start_renderer(&plan, &opts, &containment, &socket, io);
-    let Some(printer) = renderer else {
+    let Some((printer, pty_sizes)) = renderer else {
         clean_up(&containment, &socket);
         return 2;
     };
@@ -272,7 +283,7 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
         log_tx.clone(),
         gate,
     );
-    let runtime = runtime.hold_open(detached);
+    let runtime = runtime.hold_open(detached).pty_size(pty_sizes);
     let printer = printer.attach(handle.clone());
     if !detached {
         stop_when_output_lost(handle.clone(), output_lost);

@@ -41,6 +41,7 @@ const SERVICE_KEYS: &[&str] = &[
     "watch",
     "log_file",
     "timeout",
+    "tty",
 ];
 const READY_KEYS: &[&str] = &[
     "exec",
@@ -527,6 +528,7 @@ impl<'a> Reader<'a> {
                 "disabled" => service.disabled = self.bool(value, &p).unwrap_or(false),
                 "watch" => service.watch = self.watch(value, &p),
                 "log_file" => service.log_file = self.string(value, &p),
+                "tty" => service.tty = self.bool(value, &p).unwrap_or(false),
                 "timeout" => {
                     service.timeout = self.duration(value, &p);
                     if service.timeout.is_some_and(|t| t.0.is_zero()) {
@@ -553,6 +555,18 @@ impl<'a> Reader<'a> {
                     .help("add `command: …` (a string for `sh -c`, or a list for an argv) or a `pipeline`"),
             ),
             _ => {}
+        }
+        if let (true, Some(t), Some(p)) = (
+            service.tty,
+            fields.key_span("tty"),
+            fields.key_span("pipeline"),
+        ) {
+            self.diags.push(
+                Diag::error(format!("service `{}` has `tty: true` and a `pipeline`", service.name.value))
+                    .label(t, "a terminal")
+                    .label(p, "for several programs")
+                    .help("a terminal runs one program: use `command` (e.g. `command: a | b` runs both under `sh -c`)"),
+            );
         }
         Some(service)
     }

@@ -474,6 +474,7 @@ impl Builder<'_> {
             restart,
             shutdown,
             timeout: service.timeout.map(|t| t.0),
+            tty: service.tty,
             disabled: service.disabled,
             log_file,
             ready: service

@@ -6,7 +6,8 @@
 //! - a tree has ended only when every stage is reaped AND its cgroup leaf is empty (or, in the
 //!   fallback, its process group is gone) — never because its stdout closed;
 //! - every tree gets its own process group (led by stage 0), so the terminal's Ctrl-C reaches
-//!   pk only and never the services directly;
+//!   pk only and never the services directly; a tree on a pseudo-terminal (`tty`) is one stage
+//!   in a session of its own, whose leader leads the group;
 //! - one live tree per cgroup leaf: signal/kill/drain act on the whole leaf;
 //! - the mechanism in use is always reportable through [`Containment::describe`];
 //! - with process groups, every stage gets the run marker (`PK_RUN_ID`, see `identity`) in its
@@ -19,6 +20,7 @@ pub mod guard;
 pub mod identity;
 pub mod leftovers;
 mod pgroup;
+mod pty;
 mod spawn;
 mod spawner;
 mod subreaper;
@@ -42,6 +44,7 @@ use self::cgroup::RunCgroup;
 pub use self::detach::spawn_detached;
 use self::escalate::Drainable;
 use self::pgroup::GroupRegistry;
+pub use self::pty::{Pty, WinSize};
 use self::spawn::Placement;
 
 /// Environment variable that forces the process-group fallback when set to `pgroup`.
@@ -96,6 +99,8 @@ pub struct OwnedSpawnSpec {
     pub stages: Vec<Vec<String>>,
     pub cwd: PathBuf,
     pub env: BTreeMap<String, String>,
+    /// Run the (single) stage on a new pseudo-terminal of this size (`tty: true`).
+    pub tty: Option<WinSize>,
 }
 
 #[derive(Debug)]
@@ -125,8 +130,11 @@ pub struct Spawned {
     pub tree: ProcessTree,
     /// The last stage's stdout.
     pub stdout: Receiver,
-    /// The stderr of every stage, one shared pipe.
+    /// The stderr of every stage, one shared pipe. A tree on a terminal writes its stderr to
+    /// the terminal (read through `stdout`); this pipe then ends at once.
     pub stderr: Receiver,
+    /// The tree's terminal, when it runs on one (`tty`): for its window size.
+    pub pty: Option<Pty>,
 }
 
 /// The result of [`ProcessTree::stop`].
@@ -288,13 +296,14 @@ impl Containment {
         self.spawner
             .get_or_init(spawner::Spawner::start)
             .run(move || {
-                this.spawn(
+                this.spawn_on(
                     &leaf,
                     &SpawnSpec {
                         stages: &spec.stages,
                         cwd: &spec.cwd,
                         env: &spec.env,
                     },
+                    spec.tty,
                 )
             })
             .await
@@ -306,13 +315,26 @@ impl Containment {
     /// All stages share one process group (stage 0's) and, with cgroups, the leaf, which they
     /// enter before running anything. Stage 0's stdin is `/dev/null`.
     pub fn spawn(&self, leaf: &str, spec: &SpawnSpec<'_>) -> io::Result<Spawned> {
+        self.spawn_on(leaf, spec, None)
+    }
+
+    /// [`Containment::spawn`], the single stage on a new pseudo-terminal of size `tty` when
+    /// given: in its own session, with the terminal as its controlling terminal, stdin, stdout
+    /// and stderr (read through `Spawned::stdout`). Contained like any other tree: the session
+    /// leader leads the tree's process group.
+    pub fn spawn_on(
+        &self,
+        leaf: &str,
+        spec: &SpawnSpec<'_>,
+        tty: Option<WinSize>,
+    ) -> io::Result<Spawned> {
         match &self.backend {
             Backend::Cgroup(run) => {
                 let dir = run.leaf(leaf)?;
                 let procs = open_procs(&dir)?;
                 let started = subreaper::spawning(
                     || {
-                        spawn::start(spec, &Placement::Cgroup { procs: &procs }, |_| {
+                        spawn::start(spec, &Placement::Cgroup { procs: &procs }, tty, |_| {
                             cgroup::kill_leaf(&dir);
                         })
                     },
@@ -329,7 +351,7 @@ impl Containment {
                 let spec = &SpawnSpec { env: &env, ..*spec };
                 let started = subreaper::spawning(
                     || {
-                        spawn::start(spec, &Placement::ProcessGroup, |pgid| {
+                        spawn::start(spec, &Placement::ProcessGroup, tty, |pgid| {
                             if let Err(error) = pgroup::signal_group(pid_of(pgid), Signal::KILL) {
                                 tracing::error!(pgid, %error, "cannot kill a half-started pipeline");
                             }
@@ -552,6 +574,7 @@ impl ProcessTree {
             tree,
             stdout: started.stdout,
             stderr: started.stderr,
+            pty: started.pty,
         }
     }
 

@@ -29,6 +29,8 @@ struct ChildArgs {
     stdio: [RawFd; 3],
     /// The process group to join; 0: a new one led by the child.
     pgid: libc::pid_t,
+    /// A new session instead, with stdin (a terminal) as its controlling terminal.
+    session: bool,
     /// The leaf's `cgroup.procs`, or -1.
     procs: RawFd,
     parent: libc::pid_t,
@@ -44,7 +46,7 @@ pub(crate) struct Request<'a> {
     pub env: &'a std::collections::BTreeMap<String, String>,
     pub cwd: &'a Path,
     pub stdio: [BorrowedFd<'a>; 3],
-    pub pgid: Option<u32>,
+    pub group: super::spawn::Group,
     pub procs: Option<BorrowedFd<'a>>,
 }
 
@@ -81,9 +83,11 @@ pub(crate) fn spawn(req: &Request<'_>) -> io::Result<PidfdChild> {
             req.stdio[1].as_raw_fd(),
             req.stdio[2].as_raw_fd(),
         ],
-        pgid: req
-            .pgid
-            .map_or(0, |p| libc::pid_t::try_from(p).unwrap_or(0)),
+        pgid: match req.group {
+            super::spawn::Group::Join(p) => libc::pid_t::try_from(p).unwrap_or(0),
+            super::spawn::Group::New | super::spawn::Group::Session => 0,
+        },
+        session: req.group == super::spawn::Group::Session,
         procs: req.procs.map_or(-1, |p| p.as_raw_fd()),
         parent: libc::pid_t::try_from(std::process::id()).unwrap_or(0),
         error: err_write.as_raw_fd(),
@@ -186,7 +190,12 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         if a.procs >= 0 && libc::write(a.procs, b"0".as_ptr().cast(), 1) != 1 {
             fail(a);
         }
-        if libc::setpgid(0, a.pgid) != 0 {
+        if a.session {
+            // A terminal service: its own session (and process group), see below.
+            if libc::setsid() < 0 {
+                fail(a);
+            }
+        } else if libc::setpgid(0, a.pgid) != 0 {
             fail(a);
         }
         for (target, &fd) in a.stdio.iter().enumerate() {
@@ -205,6 +214,11 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
             if !ok {
                 fail(a);
             }
+        }
+        // A terminal service: stdin, now the terminal's slave, becomes the session's
+        // controlling terminal.
+        if a.session && libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+            fail(a);
         }
         if libc::chdir(a.cwd.as_ptr()) != 0 {
             fail(a);

@@ -25,6 +25,9 @@ pub struct PlainPrinter {
     pk_notice: Vec<u8>,
     color: bool,
     notices_only: bool,
+    /// Per service: its output was made for a terminal (`tty: true`), so without colours its
+    /// escape sequences are removed.
+    terminal_output: Vec<bool>,
     /// Drop escape sequences other than colours (the output goes to a terminal).
     neutralise: bool,
 }
@@ -55,8 +58,17 @@ impl PlainPrinter {
             pk_notice: pad("pk", '*', Some(250)),
             color,
             notices_only: false,
+            terminal_output: Vec::new(),
             neutralise: false,
         }
+    }
+
+    /// Which services write for a terminal (`tty: true`): without colours, their lines are
+    /// printed as the dashboard shows them, every escape sequence removed.
+    #[must_use]
+    pub fn terminal_output(mut self, services: Vec<bool>) -> PlainPrinter {
+        self.terminal_output = services;
+        self
     }
 
     /// The output goes to a terminal: drop a service's escape sequences other than colours.
@@ -79,9 +91,14 @@ impl PlainPrinter {
             LogEvent::Output { .. } if self.notices_only => {}
             LogEvent::Output { service, data, .. } => {
                 let prefix = &self.prefixes[*service];
+                let strip = !self.color && self.terminal_output.get(*service) == Some(&true);
                 for line in data.split_inclusive(|&b| b == b'\n') {
                     out.extend_from_slice(prefix);
-                    if self.neutralise {
+                    if strip {
+                        let text = line.strip_suffix(b"\n").unwrap_or(line);
+                        out.extend_from_slice(crate::ui::tui::plain_text(text).as_bytes());
+                        out.push(b'\n');
+                    } else if self.neutralise {
                         crate::ui::tui::neutralise(line.strip_suffix(b"\n").unwrap_or(line), out);
                         out.push(b'\n');
                     } else {
