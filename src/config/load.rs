@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use super::diag::{Diag, Source, Span};
 use super::model::{Config, Paths};
 use super::node::{self, Node, Value};
-use super::{compose, envfile, read};
+use super::{compose, envfile, procfile, read};
 
 /// One config file of a load: where it is (absolute) and its text.
 #[derive(Debug, Clone)]
@@ -126,12 +126,23 @@ pub fn load(files: Vec<File>, cwd: &Path, env: &BTreeMap<String, String>) -> Loa
         }
         Format::ProcessCompose => compose::load(files, cwd, env),
         Format::Procfile => {
-            let diag = Diag::error(format!(
-                "`{}` is a Procfile, which pk cannot read yet",
-                files[0].source.name
-            ))
-            .help("write a pk.yaml for now");
-            failed(format, vec![diag])
+            if files.len() > 1 {
+                let diag = Diag::error("several Procfiles cannot be merged")
+                    .help("give one Procfile with -f");
+                return failed(format, vec![diag]);
+            }
+            let file = &files[0];
+            let (read, diags) =
+                procfile::read(&file.path, &file.source.name, &file.source.text, env);
+            Loaded {
+                format,
+                sources,
+                config: read.map(|r| r.config),
+                top_file_vars: Vec::new(),
+                diags,
+                base_dir,
+                invalid_ready: Vec::new(),
+            }
         }
     }
 }
@@ -153,7 +164,11 @@ pub fn detect(path: &Path, text: &str) -> Result<Format, Diag> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let lower = name.to_ascii_lowercase();
-    if lower == "procfile" || lower.starts_with("procfile.") || lower.ends_with(".procfile") {
+    if procfile::is_procfile(path)
+        || lower == "procfile"
+        || lower.starts_with("procfile.")
+        || lower.ends_with(".procfile")
+    {
         return Ok(Format::Procfile);
     }
     if super::discover::FILE_NAMES.contains(&lower.as_str()) {

@@ -11,11 +11,15 @@
 pub mod compose;
 pub mod diag;
 pub mod discover;
+pub mod emit;
 pub mod envfile;
+pub mod import;
 pub mod interpolate;
 pub mod load;
+pub mod merge;
 pub mod model;
 pub mod node;
+pub mod procfile;
 pub mod read;
 pub mod source;
 pub mod values;

@@ -9,12 +9,12 @@ use std::io::IsTerminal;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use super::graph;
 use super::{
     Dependency, ExitRules, Plan, ProbeSpec, RestartSpec, RunSpec, ServiceId, ServiceSpec,
     ShutdownSpec, StopSignal, WatchAction, WatchPath, WatchSpec,
 };
-use crate::config::diag::{Diag, Source, did_you_mean, line_col};
+use super::{graph, replicas};
+use crate::config::diag::{Diag, Source, Span, did_you_mean, line_col};
 use crate::config::load::{self, read_env_files};
 use crate::config::model::{self, Config, EnvMap, HumanDuration, Probe, Service};
 use crate::config::{discover, read};
@@ -111,6 +111,22 @@ impl LoadError {
             summary,
             diagnostics: Diagnostics { files, diags },
         }
+    }
+
+    /// Problems found in one file (`name`, `text`) outside `load` (`pk import`).
+    pub fn with_source(name: &str, text: &str, diags: Vec<Diag>) -> LoadError {
+        LoadError::new(
+            vec![Source {
+                name: name.to_owned(),
+                text: text.to_owned(),
+            }],
+            diags,
+        )
+    }
+
+    /// Problems that point into no file (command-line arguments), all reported.
+    pub(crate) fn unlocated(diags: Vec<Diag>) -> LoadError {
+        LoadError::new(Vec::new(), diags)
     }
 
     pub(crate) fn single(diag: Diag) -> LoadError {
@@ -257,7 +273,6 @@ fn build(
     let Some(config) = config else {
         return Err(LoadError::new(sources, diags));
     };
-
     let mut builder = Builder {
         invalid_ready,
         config: &config,
@@ -266,9 +281,10 @@ fn build(
         top_file_vars: &top_file_vars,
         diags,
     };
-    let services = builder.services();
+    let declared = builder.services();
     let mut diags = builder.diags;
-    let order = graph::check_and_order(&config, &services, &mut diags);
+    let declared_order = graph::check_and_order(&config, &declared, &mut diags);
+    let (services, order) = expand_replicas(&config, &declared, &declared_order, &mut diags);
     if diags.iter().any(|d| !d.warning) {
         return Err(LoadError::new(sources, diags));
     }
@@ -279,6 +295,7 @@ fn build(
     });
     let plan = Plan {
         name,
+        files: vec![config_path.clone()],
         config_path,
         base_dir,
         services,
@@ -290,6 +307,26 @@ fn build(
     };
     let LoadError { diagnostics, .. } = LoadError::new(sources, diags);
     Ok((plan, diagnostics))
+}
+
+/// Each declared service as `replicas` copies (`plan::replicas`), located at its `replicas`
+/// key (or its name) for name clashes.
+fn expand_replicas(
+    config: &Config,
+    declared: &[ServiceSpec],
+    order: &[ServiceId],
+    diags: &mut Vec<Diag>,
+) -> (Vec<ServiceSpec>, Vec<ServiceId>) {
+    let services = &config.services.0;
+    let counts: Vec<u32> = services
+        .iter()
+        .map(|s| s.replicas.as_ref().map_or(1, |r| r.value))
+        .collect();
+    let spans: Vec<Span> = services
+        .iter()
+        .map(|s| s.replicas.as_ref().map_or(s.name.span, |r| r.span))
+        .collect();
+    replicas::expand(declared, order, &counts, &spans, diags)
 }
 
 struct Builder<'a> {
@@ -467,6 +504,11 @@ impl Builder<'_> {
         );
         ServiceSpec {
             name: service.name.value.clone(),
+            group: service.name.value.clone(),
+            replica: 0,
+            replicas: 1,
+            port: service.port,
+            exit_on_end: service.exit_on_end,
             run,
             working_dir,
             env,
