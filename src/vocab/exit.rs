@@ -34,3 +34,44 @@ impl fmt::Display for ExitStatus {
         }
     }
 }
+
+/// An exit with, for pipelines, the stage that decided it (pipefail).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub status: ExitStatus,
+    /// `(index from 1, program)` of the pipeline stage whose status this is.
+    pub stage: Option<(usize, String)>,
+    /// A non-zero code the service lists as success (`success_codes`); set by the engine.
+    pub allowed: bool,
+}
+
+impl ExitInfo {
+    pub fn new(status: ExitStatus) -> ExitInfo {
+        ExitInfo {
+            status,
+            stage: None,
+            allowed: false,
+        }
+    }
+
+    pub fn success(&self) -> bool {
+        self.status.success() || self.allowed
+    }
+
+    /// The code a shell would report: the exit code, or 128 + the signal.
+    pub fn code(&self) -> i32 {
+        match self.status {
+            ExitStatus::Code(c) => c,
+            ExitStatus::Signal(n) => 128 + n,
+        }
+    }
+}
+
+impl fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((n, prog)) = &self.stage {
+            write!(f, "stage {n} ({prog}) ")?;
+        }
+        write!(f, "{}", self.status)
+    }
+}

@@ -1136,16 +1136,13 @@ impl<'a> Reader<'a> {
             match key {
                 "signal" => {
                     let number = self.int(value, &p)?;
-                    let found = values::SIGNALS
-                        .iter()
-                        .find(|(_, n)| i64::from(*n) == number)
-                        .and_then(|(name, _)| values::signal(name).ok());
+                    let found =
+                        crate::vocab::stop_signals().find(|s| i64::from(s.number) == number);
                     if let Some(sig) = found {
                         shutdown.signal = Some(Signal(sig));
                     } else {
-                        let known: Vec<String> = values::SIGNALS
-                            .iter()
-                            .map(|(n, v)| format!("{v} ({n})"))
+                        let known: Vec<String> = crate::vocab::stop_signals()
+                            .map(|s| format!("{} ({})", s.number, s.name))
                             .collect();
                         self.diags.push(
                             Diag::error(format!(
