@@ -37,7 +37,7 @@ pub enum NomadDriver {
 }
 
 /// Runs an export; 0 when the files were written (warnings or not), 2 for config or I/O errors.
-pub fn export_command(target: ExportTarget, file: Option<&Path>, cwd: &Path) -> i32 {
+pub fn export_command(target: ExportTarget, file: &[PathBuf], cwd: &Path) -> i32 {
     let plan = match super::load(file, cwd) {
         Ok(plan) => plan,
         Err(code) => return code,

@@ -175,6 +175,9 @@ fn subject(name: &str, cwd: &Path) -> ServiceSpec {
         replicas: 1,
         port: None,
         exit_on_end: false,
+        success_codes: Vec::new(),
+        namespaces: Vec::new(),
+        ends_stack: crate::plan::EndsStack::default(),
     }
 }
 

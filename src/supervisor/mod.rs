@@ -455,6 +455,7 @@ pub fn pipefail(stages: &[Vec<String>], statuses: &[std::process::ExitStatus]) -
                     .cloned()
                     .unwrap_or_default(),
             )),
+            allowed: false,
         },
     }
 }
