@@ -60,6 +60,13 @@ pub fn up_command(file: Option<&Path>, cwd: &Path, services: Vec<String>, opts: 
             opts.timeout,
         ));
     }
+    // Before anything holds descriptors or threads: ~3 descriptors per service.
+    if let Err(e) = crate::process::raise_fd_limit() {
+        eprintln!("pk: cannot raise the open-file limit (many services may not start): {e}");
+    }
+    // From this (the main) thread, which lives as long as pk: every service's parent-death
+    // signal follows it. Forked while pk holds few descriptors and no other thread.
+    crate::process::start_spawner();
     block_on(up(plan, selected, opts))
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::plan::{ProbeCheck, ProbeSpec, ServiceSpec};
-use crate::process::{Containment, SpawnSpec};
+use crate::process::{Containment, OwnedSpawnSpec};
 
 /// What an attempt needs besides the check itself.
 pub struct ProbeContext {
@@ -71,16 +71,18 @@ async fn exec(
     ctx: &ProbeContext,
 ) -> Result<(), String> {
     let stages = vec![crate::supervisor::command_argv(cmd)];
+    // On the containment's spawner, like every service: never on this runtime worker.
     let spawned = ctx
         .containment
-        .spawn(
-            &format!("{}.probe", service.name),
-            &SpawnSpec {
-                stages: &stages,
-                cwd: &service.working_dir,
-                env: &service.env,
+        .spawn_async(
+            format!("{}.probe", service.name),
+            OwnedSpawnSpec {
+                stages,
+                cwd: service.working_dir.clone(),
+                env: service.env.clone(),
             },
         )
+        .await
         .map_err(|e| format!("exec {}: {e}", cmd.display()))?;
     let mut tree = spawned.tree;
     let waited = tokio::time::timeout(timeout, tree.wait_stages()).await;

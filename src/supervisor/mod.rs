@@ -15,7 +15,7 @@ use crate::plan::{
     CommandSpec, Plan, ProbeCheck, ProbeSpec, RunSpec, ServiceId, ServiceSpec, StopSignal,
 };
 use crate::probe::{self, LogMatcher, ProbeContext, ReadyOutcome};
-use crate::process::{Containment, OwnedSpawnSpec, ProcessTree, SpawnSpec, shell_argv};
+use crate::process::{Containment, OwnedSpawnSpec, ProcessTree, shell_argv};
 
 /// How long output readers may keep going after the tree drained (an escaped process may
 /// hold the pipe open; it must not delay the exit).
@@ -293,14 +293,19 @@ async fn run_shutdown_command(
             text,
         });
     };
-    match ctx.containment.spawn(
-        &leaf,
-        &SpawnSpec {
-            stages: &argv,
-            cwd: &spec.working_dir,
-            env: &spec.env,
-        },
-    ) {
+    // On the containment's spawner, like every service: never on this runtime worker.
+    let spawned = ctx
+        .containment
+        .spawn_async(
+            leaf,
+            OwnedSpawnSpec {
+                stages: argv,
+                cwd: spec.working_dir.clone(),
+                env: spec.env.clone(),
+            },
+        )
+        .await;
+    match spawned {
         Ok(sp) => {
             let mut tree = sp.tree;
             tokio::spawn(logs::pump(

@@ -166,6 +166,7 @@ impl Project {
             dir: self.dir.path().to_path_buf(),
             args: args.iter().map(|&a| a.to_owned()).collect(),
             env,
+            nofile: None,
         }
     }
 
@@ -180,6 +181,8 @@ pub struct Invocation {
     dir: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// The soft `RLIMIT_NOFILE` pk starts with (the hard limit stays).
+    nofile: Option<u64>,
 }
 
 impl Invocation {
@@ -190,6 +193,12 @@ impl Invocation {
 
     pub fn env(mut self, key: &str, value: &str) -> Invocation {
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Starts pk with a soft open-file limit of `soft` (the hard limit unchanged).
+    pub fn nofile(mut self, soft: u64) -> Invocation {
+        self.nofile = Some(soft);
         self
     }
 
@@ -206,6 +215,26 @@ impl Invocation {
             .stderr(Stdio::piped());
         for (k, v) in &self.env {
             cmd.env(k, v);
+        }
+        if let Some(soft) = self.nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: getrlimit/setrlimit are async-signal-safe; nothing allocates.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let mut limit = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    limit.rlim_cur = soft.min(limit.rlim_max);
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         #[expect(clippy::disallowed_methods, reason = "runs the binary under test")]
         let mut child = cmd.spawn().expect("spawn pk");
