@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 mod attach;
+pub mod completions;
 mod remote;
 mod up;
 
@@ -38,6 +39,7 @@ pub enum CliCommand {
     /// Start the stack (or the named services and what they depend on).
     Up {
         /// Services to start; default: every service that is not `disabled`.
+        #[arg(value_name = completions::SERVICE)]
         services: Vec<String>,
         /// Prefixed log lines on stdout instead of the dashboard.
         #[arg(long)]
@@ -83,6 +85,7 @@ pub enum CliCommand {
     /// Output of a running stack (history, then with -F what comes next).
     Logs {
         /// Services to show; default: all.
+        #[arg(value_name = completions::SERVICE)]
         services: Vec<String>,
         /// Keep printing new lines.
         #[arg(short = 'F', long)]
@@ -101,22 +104,22 @@ pub enum CliCommand {
     },
     /// Start services of a running stack (and what they depend on); returns when they are up.
     Start {
-        #[arg(required = true)]
+        #[arg(required = true, value_name = completions::SERVICE)]
         services: Vec<String>,
     },
     /// Stop services of a running stack (after what depends on them); returns when stopped.
     Stop {
-        #[arg(required = true)]
+        #[arg(required = true, value_name = completions::SERVICE)]
         services: Vec<String>,
     },
     /// Restart services of a running stack; returns when they are up again.
     Restart {
-        #[arg(required = true)]
+        #[arg(required = true, value_name = completions::SERVICE)]
         services: Vec<String>,
     },
     /// Wait until services of a running stack reach a condition (for scripts and CI).
     Wait {
-        #[arg(required = true)]
+        #[arg(required = true, value_name = completions::SERVICE)]
         services: Vec<String>,
         /// The condition: started, healthy, completed, or up (what `pk up -d` waits for).
         #[arg(long = "for", value_enum, default_value = "up")]
@@ -134,6 +137,24 @@ pub enum CliCommand {
     },
     /// Print the JSON Schema of pk.yaml.
     Schema,
+    /// Print a shell completion script (service names complete from the config).
+    Completions {
+        #[arg(value_enum)]
+        shell: completions::Shell,
+    },
+    /// Print pk's man page (roff; `pk man | man -l -`).
+    Man,
+    /// The service names of the config, one a line: what the completion scripts call.
+    #[command(name = "__complete-services", hide = true)]
+    CompleteServices,
+}
+
+impl Cli {
+    /// Whether this command runs a stack in this process (`pk up` without `-d`; the background
+    /// pk that `-d` starts runs it): such a pk gets a crash guard.
+    pub fn runs_a_stack(&self) -> bool {
+        matches!(self.command, CliCommand::Up { detach: false, .. })
+    }
 }
 
 /// Parses a human duration (`250ms`, `10s`, `1m30s`).
@@ -153,6 +174,17 @@ pub fn run(cli: Cli) -> i32 {
             print_out(&crate::config::schema());
             0
         }
+        CliCommand::Completions { shell } => {
+            print_out(&completions::script(shell));
+            0
+        }
+        CliCommand::Man => {
+            use std::io::Write;
+            // A closed pipe (`pk man | head`) is not an error worth reporting.
+            let _ = std::io::stdout().lock().write_all(&completions::man_page());
+            0
+        }
+        CliCommand::CompleteServices => completions::complete_services(cli.file.as_deref(), &cwd),
         CliCommand::Check => match load(cli.file.as_deref(), &cwd) {
             Ok(plan) => {
                 print_out(&format!(

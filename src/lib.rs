@@ -14,4 +14,5 @@ pub mod probe;
 pub mod process;
 pub mod supervisor;
 pub mod ui;
+pub mod vocab;
 pub mod watch;

@@ -174,3 +174,10 @@ fn missing_file() {
         .render(false);
     insta::assert_snapshot!(explicit.replace(&dir_text, "[DIR]"));
 }
+
+#[test]
+fn zero_run_timeout() {
+    insta::assert_snapshot!(errors(
+        "services:\n  migrate:\n    command: x\n    timeout: 0s\n"
+    ));
+}

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pk::plan::{
-    CommandSpec, Condition, Plan, ProbeCheck, RestartPolicy, RunSpec, ServiceSpec, StopSignal,
-    load_str, load_str_with_warnings, render_graph, select,
+    Plan, RunSpec, ServiceSpec, load_str, load_str_with_warnings, render_graph, select,
 };
+use pk::vocab::{CommandSpec, Condition, ProbeCheck, RestartPolicy, StopSignal};
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs

@@ -65,6 +65,7 @@ services:
   migrate:
     command: "true"
     depends_on: { db: healthy }
+    timeout: 5m
   api:
     command: "true"
     depends_on: { migrate: completed_successfully, db: started }
@@ -78,7 +79,7 @@ fn pk_graph_prints_the_dag_as_text() {
         out.stdout(),
         "shop: 3 services in start order
   1. db       [ready: tcp 127.0.0.1:1]
-  2. migrate  ← db (healthy)
+  2. migrate  ← db (healthy)  [timeout 5m]
   3. api      ← migrate (completed_successfully), db (started)
 "
     );
@@ -92,6 +93,7 @@ fn pk_graph_dot_prints_graphviz() {
     assert!(dot.starts_with("digraph \"shop\" {\n"), "{dot}");
     assert!(dot.ends_with("}\n"), "{dot}");
     for edge in [
+        "\"migrate\" [label=\"migrate (timeout 5m)\"];",
         "\"migrate\" -> \"db\" [label=\"healthy\"];",
         "\"api\" -> \"migrate\" [label=\"completed_successfully\"];",
         "\"api\" -> \"db\";",

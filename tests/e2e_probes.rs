@@ -132,7 +132,8 @@ services:
     ready: {{ http: "http://127.0.0.1:{good}/", interval: 50ms }}
   bad:
     command: ["$PYTHON", unavailable.py, "{unavailable}"]
-    ready: {{ http: "http://127.0.0.1:{unavailable}/health", interval: 50ms, deadline: 1s }}
+    # 3s: python must be serving before the deadline even on a loaded machine.
+    ready: {{ http: "http://127.0.0.1:{unavailable}/health", interval: 50ms, deadline: 3s }}
   accepts_503:
     command: ["$PYTHON", unavailable.py, "{port}"]
     ready: {{ http: "http://127.0.0.1:{port}/", interval: 50ms, status: [503] }}
@@ -151,11 +152,11 @@ services:
     up.wait_notice("after_bad", "skipped: ");
     let lines = finish_failed(up);
     notice_at(&lines, "accepts_503", "healthy");
-    notice_at(&lines, "bad", "failed: bad not ready after 1s: http 503");
+    notice_at(&lines, "bad", "failed: bad not ready after 3s: http 503");
     notice_at(
         &lines,
         "after_bad",
-        "skipped: bad failed (bad not ready after 1s: http 503)",
+        "skipped: bad failed (bad not ready after 3s: http 503)",
     );
 }
 

@@ -368,6 +368,10 @@ fn after_pk_is_killed_pk_down_kills_the_leftovers(backend: Backend) {
     let grandchild = p.read_pid("grandchild.pid");
     guard.add(grandchild);
     guard.add(child);
+    // The fallback: pk's crash guard is killed first, so nothing cleans up until `pk down`.
+    let crash_guard = support::guard_of(up.pid()).expect("pk's guard");
+    guard.add(crash_guard);
+    kill_now(crash_guard);
     up.signal(rustix::process::Signal::KILL);
     up.wait_exit(DEADLINE);
     wait_gone(child, "the direct child (parent-death signal)");
@@ -393,6 +397,10 @@ fn pk_up_cleans_up_after_a_killed_pk_before_starting() {
     first.wait_notice("svc", "started (pid");
     let grandchild = p.read_pid("gc.pid");
     guard.add(grandchild);
+    // The fallback: pk's crash guard is killed first, so nothing cleans up until `pk up`.
+    let crash_guard = support::guard_of(first.pid()).expect("pk's guard");
+    guard.add(crash_guard);
+    kill_now(crash_guard);
     first.signal(rustix::process::Signal::KILL);
     first.wait_exit(DEADLINE);
     std::fs::remove_file(p.path().join("gc.pid")).unwrap();
@@ -406,8 +414,15 @@ fn pk_up_cleans_up_after_a_killed_pk_before_starting() {
     assert!(
         second
             .stderr
-            .contains("died without cleaning up; killed 1 leftover processes"),
+            .contains("died without cleaning up; killed 1 leftover process"),
         "{}",
         second.stderr
     );
+}
+
+/// SIGKILLs `pid` and waits until it is gone.
+fn kill_now(pid: u32) {
+    let raw = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
+    let _ = rustix::process::kill_process(raw, rustix::process::Signal::KILL);
+    wait_gone(pid, "the killed process");
 }

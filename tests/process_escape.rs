@@ -1,5 +1,6 @@
-//! Processes that leave their session or double-fork: caught by the cgroup backend, out of reach
-//! of the process-group fallback (its documented limit).
+//! Processes that leave their session or double-fork: caught by the cgroup backend (the leaf
+//! holds them) and by the process-group fallback (pk is a child subreaper, so an orphaned
+//! escapee is reparented to it, and every process of the run carries the run marker).
 
 mod process_support;
 
@@ -92,25 +93,43 @@ async fn cgroup_kill_all_reaches_escapees() {
     assert!(is_gone(escapee));
 }
 
-/// The fallback's known limit: a process that called `setsid` left the group, so neither
-/// `stop` nor `kill_all` reaches it. The tree still ends (its group is gone).
+/// The fallback contains escapees too: the `setsid` grandchild and the double-forked daemon
+/// left the group, but `kill_all` still reaches them (adopted orphans, marked with the run's
+/// `PK_RUN_ID`). The tree itself ends through its group as before.
 #[tokio::test]
-async fn pgroup_setsid_escapees_are_the_known_limit() {
+async fn pgroup_kill_all_reaches_setsid_and_double_forked_escapees() {
     let c = process_support::pgroup();
-    let mut spawned = spawn(&c, "escape", &[sh("setsid sleep 1000 & echo $!; wait")]);
-    let escapee = Lines::new(spawned.stdout).pid().await;
-    let _escapees = PidGuard(vec![escapee]);
+    let script = "setsid sleep 1000 & echo $!; python3 -c \"$DAEMON\"; wait";
+    let stages = [sh(script)];
+    let env = env_with_daemon();
+    let spec = SpawnSpec {
+        stages: &stages,
+        cwd: Path::new("/"),
+        env: &env,
+    };
+    let mut spawned = c.spawn("escape", &spec).expect("spawn");
+    let mut out = Lines::new(spawned.stdout);
+    let setsid_child = out.pid().await;
+    let daemon = out.pid().await;
+    let _escapees = PidGuard(vec![setsid_child, daemon]);
     poll_until("the grandchild to call setsid", || {
-        session_of(escapee) == Some(escapee)
+        session_of(setsid_child) == Some(setsid_child)
     })
     .await;
+    let leader = spawned.tree.pids()[0];
+    assert_ne!(
+        session_of(daemon),
+        session_of(leader),
+        "the daemon left the session"
+    );
     let outcome = within("stop", spawned.tree.stop(TERM, Duration::from_secs(10))).await;
     assert!(!outcome.killed);
     assert!(spawned.tree.is_drained());
-    c.kill_all();
     assert!(
-        !is_gone(escapee),
-        "process groups cannot see setsid escapees"
+        !is_gone(setsid_child) && !is_gone(daemon),
+        "TERM to the group did not reach them"
     );
-    // `_escapees` kills it by pid.
+    c.kill_all();
+    poll_until("the setsid grandchild to die", || is_gone(setsid_child)).await;
+    poll_until("the double-forked daemon to die", || is_gone(daemon)).await;
 }

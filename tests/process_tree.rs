@@ -7,7 +7,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use pk::process::{SpawnSpec, shell_argv};
+use pk::process::SpawnSpec;
+use pk::vocab::shell_argv;
 use process_support::{
     Guarded, Lines, PidGuard, argv, base_env, cgroup_of, drained, is_gone, is_zombie,
     live_with_argv, poll_until, process_group_of, read_all, sh, spawn, within,
@@ -69,6 +70,10 @@ async fn env_is_exactly_the_given_map(c: Guarded) {
         .map(str::to_owned)
         .collect();
     lines.sort();
+    // Process groups add one variable: the run marker that identifies the run's processes.
+    if let Some(marker) = c.marker() {
+        env.insert(pk::process::identity::MARKER_ENV.into(), marker.into());
+    }
     let expected: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     assert_eq!(lines, expected);
 }

@@ -6,6 +6,7 @@ use pk::engine::{Intent, ServiceSnapshot, Snapshot};
 use pk::logs::Stream;
 use pk::metrics::Usage;
 use pk::ui::tui::{App, LogStore, Outcome, draw};
+use pk::vocab::State;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::layout::Rect;
@@ -13,10 +14,10 @@ use ratatui::layout::Rect;
 /// A fixed "now": 2026-01-01 12:00:00 UTC.
 const NOW: u64 = 1_767_268_800_000;
 
-fn service(name: &str, state: &str) -> ServiceSnapshot {
+fn service(name: &str, state: State) -> ServiceSnapshot {
     ServiceSnapshot {
         name: name.into(),
-        state: state.into(),
+        state,
         ..ServiceSnapshot::default()
     }
 }
@@ -29,33 +30,33 @@ fn live(mut s: ServiceSnapshot, pid: u32, up_ms: u64) -> ServiceSnapshot {
 
 /// One service in every state the engine publishes.
 fn every_state() -> Snapshot {
-    let mut db = live(service("db", "healthy"), 101, 3_723_000);
-    db.health = Some("healthy".into());
-    let mut api = live(service("api", "running"), 102, 65_000);
+    let mut db = live(service("db", State::Healthy), 101, 3_723_000);
+    db.health = Some(State::Healthy);
+    let mut api = live(service("api", State::Running), 102, 65_000);
     api.restarts = 2;
     api.last_exit = Some("exited 1".into());
-    let mut web = service("web", "pending");
+    let mut web = service("web", State::Pending);
     web.waiting_for = Some("api (healthy)".into());
-    let mut probe = live(service("probe", "starting"), 103, 1_500);
-    probe.health = Some("starting".into());
-    let mut worker = service("worker", "restarting");
+    let mut probe = live(service("probe", State::Starting), 103, 1_500);
+    probe.health = Some(State::Starting);
+    let mut worker = service("worker", State::Restarting);
     worker.restart_at_ms = Some(NOW + 3_200);
     worker.restarts = 4;
     worker.last_exit = Some("killed by SEGV".into());
-    let mut queue = live(service("queue", "stopping"), 104, 90_000);
+    let mut queue = live(service("queue", State::Stopping), 104, 90_000);
     queue.kill_at_ms = Some(NOW + 4_500);
-    let mut cron = service("cron", "crashed");
+    let mut cron = service("cron", State::Crashed);
     cron.reason = Some("restarted 5 times within 1m".into());
     cron.last_exit = Some("exited 2".into());
-    let mut mail = service("mail", "failed");
+    let mut mail = service("mail", State::Failed);
     mail.reason = Some("ready deadline passed (30s)".into());
-    let mut docs = service("docs", "skipped");
+    let mut docs = service("docs", State::Skipped);
     docs.reason = Some("mail failed".into());
-    let mut migrate = service("migrate", "completed");
+    let mut migrate = service("migrate", State::Completed);
     migrate.last_exit = Some("exited 0".into());
-    let mut old = service("old", "stopped");
+    let mut old = service("old", State::Stopped);
     old.last_exit = Some("killed by KILL".into());
-    let extra = service("extra", "inactive");
+    let extra = service("extra", State::Inactive);
     Snapshot {
         services: vec![
             db, api, web, probe, worker, queue, cron, mail, docs, migrate, old, extra,

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pk::plan::{StopSignal, WatchAction, WatchPath, WatchSpec, load_str};
+use pk::plan::{WatchAction, WatchPath, WatchSpec, load_str};
+use pk::vocab::StopSignal;
 
 fn watch_of(yaml: &str) -> WatchSpec {
     let plan = load_str(yaml, Path::new("/project/pk.yaml"), &BTreeMap::new())

@@ -9,9 +9,9 @@ use super::{CliCommand, block_on};
 use crate::control::{
     self, Call, ControlError, Failure, Op, PsRow, QUICK_TIMEOUT, Response, WaitFor,
 };
-use crate::engine::{fmt_duration, now_ms};
 use crate::logs::hub::RecordKind;
 use crate::ui::plain::PlainPrinter;
+use crate::vocab::{State, fmt_duration, now_ms};
 
 /// Runs one of the commands that talk to a running stack.
 pub fn dispatch(command: CliCommand, file: Option<&Path>, cwd: &Path) -> i32 {
@@ -77,7 +77,10 @@ pub fn dispatch(command: CliCommand, file: Option<&Path>, cwd: &Path) -> i32 {
         CliCommand::Up { .. }
         | CliCommand::Check
         | CliCommand::Graph { .. }
-        | CliCommand::Schema => {
+        | CliCommand::Schema
+        | CliCommand::Completions { .. }
+        | CliCommand::Man
+        | CliCommand::CompleteServices => {
             unreachable!("handled by cli::run")
         }
     }
@@ -216,7 +219,10 @@ pub fn render_ps(resp: &Response, now_ms: u64) -> String {
         ]
         .map(String::from),
     ];
-    for row in services.iter().filter(|r| r.service.state != "inactive") {
+    for row in services
+        .iter()
+        .filter(|r| r.service.state != State::Inactive)
+    {
         rows.push(ps_row(row, now_ms));
     }
     let widths: Vec<usize> = (0..rows[0].len())
@@ -238,19 +244,21 @@ pub fn render_ps(resp: &Response, now_ms: u64) -> String {
 fn ps_row(row: &PsRow, now_ms: u64) -> [String; 9] {
     let s = &row.service;
     let dash = || "-".to_string();
-    let state = match (&s.waiting_for, s.restart_at_ms, s.kill_at_ms) {
-        (Some(w), _, _) => format!("{} ({w})", s.state),
-        (_, Some(at), _) => format!(
-            "{} in {}",
-            s.state,
-            fmt_duration(Duration::from_millis(at.saturating_sub(now_ms)))
-        ),
-        (_, _, Some(at)) => format!(
-            "{} (kill in {})",
-            s.state,
-            fmt_duration(Duration::from_millis(at.saturating_sub(now_ms)))
-        ),
-        _ => s.state.clone(),
+    let left = |at: u64| fmt_duration(Duration::from_millis(at.saturating_sub(now_ms)));
+    let state = match (
+        &s.waiting_for,
+        s.restart_at_ms,
+        s.kill_at_ms,
+        s.timeout_at_ms,
+    ) {
+        (Some(w), _, _, _) => format!("{} ({w})", s.state),
+        (_, Some(at), _, _) => format!("{} in {}", s.state, left(at)),
+        (_, _, Some(at), _) => format!("{} (kill in {})", s.state, left(at)),
+        (_, _, _, Some(at)) => format!("{} (timeout in {})", s.state, left(at)),
+        _ => match &s.reason {
+            Some(reason) if s.state == State::TimedOut => reason.clone(),
+            _ => s.state.to_string(),
+        },
     };
     [
         s.name.clone(),
@@ -261,7 +269,7 @@ fn ps_row(row: &PsRow, now_ms: u64) -> [String; 9] {
         }),
         s.restarts.to_string(),
         s.last_exit.clone().unwrap_or_else(dash),
-        s.health.clone().unwrap_or_else(dash),
+        s.health.map_or_else(dash, |h| h.to_string()),
         row.cpu_percent.map_or_else(dash, |c| format!("{c:.1}%")),
         row.memory_bytes.map_or_else(dash, human_bytes),
     ]

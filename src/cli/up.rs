@@ -60,13 +60,6 @@ pub fn up_command(file: Option<&Path>, cwd: &Path, services: Vec<String>, opts: 
             opts.timeout,
         ));
     }
-    // Before anything holds descriptors or threads: ~3 descriptors per service.
-    if let Err(e) = crate::process::raise_fd_limit() {
-        eprintln!("pk: cannot raise the open-file limit (many services may not start): {e}");
-    }
-    // From this (the main) thread, which lives as long as pk: every service's parent-death
-    // signal follows it. Forked while pk holds few descriptors and no other thread.
-    crate::process::start_spawner();
     block_on(up(plan, selected, opts))
 }
 
@@ -86,10 +79,10 @@ pub fn reap_leftovers(config: &Path) -> bool {
                 "pk: a previous pk (pid {}) for this config died without cleaning up; killed {} leftover {}",
                 r.owner,
                 r.killed,
-                if r.cgroup.is_some() {
-                    "processes"
+                if r.killed == 1 {
+                    "process"
                 } else {
-                    "process groups"
+                    "processes"
                 }
             );
             true
@@ -176,11 +169,7 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
     reap_leftovers(&plan.config_path);
     let socket = server.path().to_path_buf();
     let containment = Arc::new(Containment::detect());
-    if let Err(e) =
-        containment.keep_record(&control::record_path(&plan.config_path), &plan.config_path)
-    {
-        eprintln!("pk: cannot write the run record (crash recovery will not work): {e}");
-    }
+    keep_crash_records(&containment, &plan.config_path, &socket);
     let (ui_tx, ui_rx) = tokio::sync::mpsc::unbounded_channel();
     let (log_tx, log_rx) = tokio::sync::mpsc::unbounded_channel();
     let backlog = crate::logs::Backlog::default();
@@ -253,6 +242,7 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
         socket.clone(),
     ));
     let outcome = runtime.run().await;
+    stop_escapees(&plan, &containment, &log_tx).await;
     drop(watcher);
     signals.abort();
     serving.abort();
@@ -270,6 +260,37 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
         let _ = std::fs::remove_file(socket.with_extension("log"));
     }
     outcome.exit_code
+}
+
+/// Before anything is spawned: the run record, and what pk's guard must clean if pk dies.
+fn keep_crash_records(containment: &Containment, config: &Path, socket: &Path) {
+    crate::process::guard::note_socket(socket);
+    if let Err(e) = containment.keep_record(&control::record_path(config), config) {
+        eprintln!("pk: cannot write the run record (crash recovery will not work): {e}");
+    }
+}
+
+/// Process groups: what left its service's group (pk adopted it as a child subreaper, or it
+/// carries the run marker) is stopped last, with the longest grace of the stack, and said so.
+async fn stop_escapees(plan: &Plan, containment: &Containment, log_tx: &crate::logs::LogSender) {
+    let grace = plan
+        .services
+        .iter()
+        .map(|s| s.shutdown.grace)
+        .max()
+        .unwrap_or_default();
+    let escaped = containment.stop_escapees(grace).await;
+    if escaped > 0 {
+        // The printer is still attached here; a failed send means it is gone already.
+        let _ = log_tx.send(LogEvent::Notice {
+            service: None,
+            text: format!(
+                "stopped {escaped} {} that had left {} service's process group",
+                if escaped == 1 { "process" } else { "processes" },
+                if escaped == 1 { "its" } else { "their" },
+            ),
+        });
+    }
 }
 
 /// CPU and memory of every service's tree for `pk ps`, from one sampler (CPU % is the change
@@ -296,6 +317,7 @@ fn exit_now(containment: &Containment, socket: &Path) -> ! {
     containment.cleanup();
     containment.drop_record();
     let _ = std::fs::remove_file(socket);
+    crate::process::guard::dismiss();
     eprintln!("pk: exiting now; every service tree was killed");
     std::process::exit(130);
 }

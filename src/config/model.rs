@@ -11,7 +11,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 
 use super::diag::Span;
 use super::values::{CONDITIONS, SIGNALS};
-use crate::plan::{CommandSpec, Condition, ProbeCheck, RestartPolicy, StopSignal};
+use crate::vocab::{CommandSpec, Condition, ProbeCheck, RestartPolicy, StopSignal};
 
 /// A value and where it is written in pk.yaml.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -118,6 +118,9 @@ pub struct Service {
     pub disabled: bool,
     /// Restart the service when files change (with `pk up --watch`).
     pub watch: Option<Watch>,
+    /// Stop the service (its `shutdown` sequence) once it has run this long; it then ends
+    /// `timed out`, a failure (restart policies restart it like any failure).
+    pub timeout: Option<HumanDuration>,
     /// Where the `command`/`pipeline` key is (for "both or neither" errors).
     #[schemars(skip)]
     pub span: Span,

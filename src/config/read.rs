@@ -15,7 +15,7 @@ use super::model::{
 };
 use super::node::{Node, Value};
 use super::values;
-use crate::plan::{CommandSpec, Condition, ProbeCheck, RestartPolicy};
+use crate::vocab::{CommandSpec, Condition, ProbeCheck, RestartPolicy};
 
 const TOP_KEYS: &[&str] = &["name", "grace", "env", "env_file", "log_dir", "services"];
 const SERVICE_KEYS: &[&str] = &[
@@ -32,6 +32,7 @@ const SERVICE_KEYS: &[&str] = &[
     "disabled",
     "watch",
     "log_file",
+    "timeout",
 ];
 const READY_KEYS: &[&str] = &[
     "exec",
@@ -497,6 +498,16 @@ impl<'a> Reader<'a> {
                 "disabled" => service.disabled = self.bool(value, &p).unwrap_or(false),
                 "watch" => service.watch = self.watch(value, &p),
                 "log_file" => service.log_file = self.string(value, &p),
+                "timeout" => {
+                    service.timeout = self.duration(value, &p);
+                    if service.timeout.is_some_and(|t| t.0.is_zero()) {
+                        self.diags.push(
+                            Diag::error(format!("`{p}` must be more than 0"))
+                                .label(value.span, "zero")
+                                .help("leave `timeout` out for no limit"),
+                        );
+                    }
+                }
                 _ => unreachable!("key checked against SERVICE_KEYS"),
             }
         }

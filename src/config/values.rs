@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::plan::{Condition, RestartPolicy, StopSignal};
+use crate::vocab::{Condition, RestartPolicy, StopSignal};
 
 /// `(message, hint)` for a value that does not parse.
 pub type Problem = (String, Option<String>);

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{ServiceSnapshot, Snapshot};
 use crate::logs::hub::RecordKind;
+use crate::vocab::State;
 
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -101,7 +102,7 @@ pub enum Response {
     State {
         v: u32,
         service: String,
-        state: String,
+        state: State,
     },
     /// A line of output or a lifecycle line (`service` None: pk itself).
     Log {
@@ -141,6 +142,6 @@ pub enum Response {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     pub service: String,
-    pub state: String,
+    pub state: State,
     pub reason: String,
 }

@@ -17,8 +17,9 @@ use super::protocol::{Failure, Op, PROTOCOL_VERSION, PsRow, Request, Response, W
 use super::{ControlError, ensure_socket_dir, socket_path};
 use crate::engine::{EngineHandle, Input, Intent, ServiceSnapshot, Snapshot};
 use crate::logs::hub::{HubHandle, LogQuery, LogRecord};
-use crate::plan::{Plan, ServiceId};
+use crate::plan::Plan;
 use crate::process::Containment;
+use crate::vocab::{ServiceId, State};
 
 /// A request must arrive this soon after connecting.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -224,7 +225,7 @@ fn runs(ctx: &ServerContext, ids: &[ServiceId], even_live: bool) -> Vec<Option<u
     ids.iter()
         .map(|&id| {
             let s = &snap.services[id];
-            let live = matches!(s.state.as_str(), "starting" | "running" | "healthy");
+            let live = s.state.is_up();
             (even_live || !live).then_some(s.runs)
         })
         .collect()
@@ -322,20 +323,30 @@ fn verdict(plan: &Plan, id: ServiceId, s: &ServiceSnapshot, until: WaitFor) -> V
         s.reason
             .clone()
             .or_else(|| s.last_exit.clone())
-            .unwrap_or_else(|| s.state.clone())
+            .unwrap_or_else(|| s.state.to_string())
     };
-    match (until, s.state.as_str()) {
+    match (until, s.state) {
         (WaitFor::Healthy, _) if !has_ready => {
             Verdict::Never(format!("{} has no `ready` probe", s.name))
         }
-        (WaitFor::Healthy | WaitFor::Up, "healthy")
-        | (WaitFor::Started, "running" | "healthy" | "completed" | "exited")
-        | (WaitFor::Up, "running" | "completed")
-        | (WaitFor::Completed, "completed") => Verdict::Met,
-        (WaitFor::Started, "starting") if !s.pids.is_empty() => Verdict::Met,
-        (_, "failed" | "skipped" | "stopped" | "crashed" | "exited" | "inactive") => {
-            Verdict::Never(why())
-        }
+        (WaitFor::Healthy | WaitFor::Up, State::Healthy)
+        | (
+            WaitFor::Started,
+            State::Running | State::Healthy | State::Completed | State::Exited | State::TimedOut,
+        )
+        | (WaitFor::Up, State::Running | State::Completed)
+        | (WaitFor::Completed, State::Completed) => Verdict::Met,
+        (WaitFor::Started, State::Starting) if !s.pids.is_empty() => Verdict::Met,
+        (
+            _,
+            State::Failed
+            | State::Skipped
+            | State::Stopped
+            | State::Crashed
+            | State::Exited
+            | State::TimedOut
+            | State::Inactive,
+        ) => Verdict::Never(why()),
         _ => Verdict::Pending,
     }
 }
@@ -363,7 +374,7 @@ async fn wait_for(
                 .as_ref()
                 .and_then(|f| f[i])
                 .is_some_and(|before| s.runs <= before);
-            if stale && !matches!(s.state.as_str(), "skipped" | "failed") {
+            if stale && !matches!(s.state, State::Skipped | State::Failed) {
                 pending = true;
                 continue;
             }
@@ -372,7 +383,7 @@ async fn wait_for(
                 Verdict::Pending => pending = true,
                 Verdict::Never(reason) => failed.push(Failure {
                     service: s.name.clone(),
-                    state: s.state.clone(),
+                    state: s.state,
                     reason,
                 }),
             }
@@ -398,7 +409,7 @@ async fn wait_for(
                         Verdict::Met => None,
                         _ => Some(Failure {
                             service: s.name.clone(),
-                            state: s.state.clone(),
+                            state: s.state,
                             reason: s.waiting_for.as_ref().map_or_else(
                                 || "timed out".to_string(),
                                 |w| format!("timed out waiting for {w}"),
@@ -422,12 +433,7 @@ async fn wait_stopped(
     loop {
         let snap = Arc::clone(&ctx.engine.snapshots.borrow_and_update());
         send_changes(write, last.as_deref(), &snap, &ids).await?;
-        let live = ids.iter().any(|&id| {
-            matches!(
-                snap.services[id].state.as_str(),
-                "pending" | "starting" | "running" | "healthy" | "stopping" | "restarting"
-            )
-        });
+        let live = ids.iter().any(|&id| snap.services[id].state.is_active());
         if !live {
             return send(write, &ok(Vec::new())).await;
         }
@@ -451,7 +457,7 @@ async fn send_changes(
             let msg = Response::State {
                 v: PROTOCOL_VERSION,
                 service: s.name.clone(),
-                state: s.state.clone(),
+                state: s.state,
             };
             send(write, &msg).await?;
         }
@@ -490,7 +496,7 @@ async fn stream_until_settled(
         }
         let snap = Arc::clone(&engine.snapshots.borrow_and_update());
         let all: Vec<ServiceId> = (0..snap.services.len())
-            .filter(|&i| snap.services[i].state != "inactive")
+            .filter(|&i| snap.services[i].state != State::Inactive)
             .collect();
         send_changes(write, Some(&last), &snap, &all).await?;
         if snap.settled {

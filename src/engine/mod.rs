@@ -10,9 +10,9 @@ mod state;
 mod step;
 
 pub use runtime::{EngineHandle, RunOutcome, Runtime};
-pub use snapshot::{ServiceSnapshot, Snapshot, now_ms};
-pub use state::{ExitInfo, ExitStatus, Phase, ServiceState, StopReason, signal_name};
-pub use step::{Effect, Engine, Input, Intent, Report, STABLE_AFTER, fmt_duration};
+pub use snapshot::{ServiceSnapshot, Snapshot};
+pub use state::{ExitInfo, Phase, ServiceState, StopReason};
+pub use step::{Effect, Engine, Input, Intent, Report, STABLE_AFTER};
 
 #[cfg(test)]
 mod tests;

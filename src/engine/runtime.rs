@@ -13,9 +13,10 @@ use tokio::time::Instant;
 use super::snapshot::Snapshot;
 use super::step::{Effect, Engine, Input, Report};
 use crate::logs::{LogEvent, LogSender, OutputGate, OutputSink};
-use crate::plan::{Plan, ServiceId};
+use crate::plan::Plan;
 use crate::process::Containment;
 use crate::supervisor::{Context, Control, Supervisor};
+use crate::vocab::ServiceId;
 
 /// What other tasks hold to talk to a running engine.
 #[derive(Clone)]

@@ -3,13 +3,14 @@
 //! Times are wall-clock milliseconds since the Unix epoch so that snapshots can cross the
 //! control socket and be compared with a client's clock.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::state::Phase;
 use super::step::Engine;
+use crate::vocab::{State, fmt_duration};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -24,9 +25,7 @@ pub struct Snapshot {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceSnapshot {
     pub name: String,
-    /// `pending`, `starting`, `running`, `healthy`, `completed`, `exited`, `restarting`,
-    /// `stopping`, `stopped`, `crashed`, `failed`, `skipped` or `inactive`.
-    pub state: String,
+    pub state: State,
     /// Spawns so far in this run (a restart makes it grow).
     pub runs: u64,
     pub pids: Vec<u32>,
@@ -37,13 +36,16 @@ pub struct ServiceSnapshot {
     /// What a pending service waits for: `db (healthy)`.
     pub waiting_for: Option<String>,
     /// `starting` until the `ready` probe passes, then `healthy`; None without a probe.
-    pub health: Option<String>,
+    pub health: Option<State>,
     /// When the current run was spawned.
     pub started_at_ms: Option<u64>,
     /// When a restart is due (state `restarting`).
     pub restart_at_ms: Option<u64>,
     /// When the stop sequence escalates to SIGKILL (state `stopping`).
     pub kill_at_ms: Option<u64>,
+    /// When a running service reaches its `timeout:` and is stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_at_ms: Option<u64>,
 }
 
 impl Snapshot {
@@ -67,7 +69,7 @@ impl Snapshot {
             .zip(states)
             .map(|(spec, s)| ServiceSnapshot {
                 name: spec.name.clone(),
-                state: s.phase.label().to_string(),
+                state: s.phase.state(),
                 runs: s.generation,
                 pids: s.pids.clone(),
                 restarts: s.restarts,
@@ -75,6 +77,9 @@ impl Snapshot {
                 reason: match &s.phase {
                     Phase::Skipped(r) | Phase::Failed(r) => Some(r.clone()),
                     Phase::Crashed(e) => Some(e.to_string()),
+                    Phase::TimedOut { limit, .. } => {
+                        Some(format!("timed out after {}", fmt_duration(*limit)))
+                    }
                     _ => None,
                 },
                 waiting_for: match s.phase {
@@ -83,8 +88,8 @@ impl Snapshot {
                 },
                 health: match &s.phase {
                     _ if spec.ready.is_none() => None,
-                    Phase::Healthy => Some("healthy".to_string()),
-                    Phase::Starting => Some("starting".to_string()),
+                    Phase::Healthy => Some(State::Healthy),
+                    Phase::Starting => Some(State::Starting),
                     _ => None,
                 },
                 started_at_ms: s.started_at.filter(|_| s.phase.is_live()).map(wall),
@@ -96,6 +101,10 @@ impl Snapshot {
                     (Phase::Stopping, Some((since, grace))) => Some(wall(since + grace)),
                     _ => None,
                 },
+                timeout_at_ms: s
+                    .run_deadline
+                    .filter(|_| s.phase.is_live() && s.phase != Phase::Stopping)
+                    .map(wall),
             })
             .collect();
         Snapshot {
@@ -105,14 +114,4 @@ impl Snapshot {
             exit_code: engine.exit_code(),
         }
     }
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_millis()
-        .try_into()
-        .unwrap_or(u64::MAX)
 }

@@ -2,39 +2,11 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// How a service's process tree ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
-    Code(i32),
-    Signal(i32),
-}
-
-impl ExitStatus {
-    pub fn success(self) -> bool {
-        self == ExitStatus::Code(0)
-    }
-
-    pub fn from_std(status: std::process::ExitStatus) -> ExitStatus {
-        use std::os::unix::process::ExitStatusExt;
-        match (status.code(), status.signal()) {
-            (Some(code), _) => ExitStatus::Code(code),
-            (None, Some(sig)) => ExitStatus::Signal(sig),
-            (None, None) => ExitStatus::Code(-1),
-        }
-    }
-}
-
-impl fmt::Display for ExitStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            ExitStatus::Code(c) => write!(f, "exited {c}"),
-            ExitStatus::Signal(s) => write!(f, "killed by {}", signal_name(s)),
-        }
-    }
-}
+use crate::vocab::{ExitStatus, State};
 
 /// An exit with, for pipelines, the stage that decided it (pipefail).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,25 +38,6 @@ impl fmt::Display for ExitInfo {
     }
 }
 
-pub fn signal_name(sig: i32) -> String {
-    let name = match sig {
-        1 => "HUP",
-        2 => "INT",
-        3 => "QUIT",
-        4 => "ILL",
-        6 => "ABRT",
-        9 => "KILL",
-        10 => "USR1",
-        11 => "SEGV",
-        12 => "USR2",
-        13 => "PIPE",
-        14 => "ALRM",
-        15 => "TERM",
-        _ => return format!("signal {sig}"),
-    };
-    format!("SIG{name}")
-}
-
 /// Where a service is in its life. See DESIGN.md §3.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Phase {
@@ -112,6 +65,8 @@ pub enum Phase {
     Failed(String),
     /// A dependency it needs can never meet its condition.
     Skipped(String),
+    /// pk stopped it after it ran for `limit` (its `timeout:`), and no restart is coming.
+    TimedOut { limit: Duration, exit: ExitInfo },
 }
 
 impl Phase {
@@ -133,25 +88,27 @@ impl Phase {
                 | Phase::Crashed(_)
                 | Phase::Failed(_)
                 | Phase::Skipped(_)
+                | Phase::TimedOut { .. }
         )
     }
 
-    /// The short state word shown by `pk ps` and the UI.
-    pub fn label(&self) -> &'static str {
+    /// The public state this phase shows as (`pk ps`, the UI, the protocol).
+    pub fn state(&self) -> State {
         match self {
-            Phase::Inactive => "inactive",
-            Phase::Pending => "pending",
-            Phase::Starting => "starting",
-            Phase::Running => "running",
-            Phase::Healthy => "healthy",
-            Phase::Exited(e) if e.success() => "completed",
-            Phase::Exited(_) => "exited",
-            Phase::Restarting { .. } => "restarting",
-            Phase::Stopping => "stopping",
-            Phase::Stopped => "stopped",
-            Phase::Crashed(_) => "crashed",
-            Phase::Failed(_) => "failed",
-            Phase::Skipped(_) => "skipped",
+            Phase::Inactive => State::Inactive,
+            Phase::Pending => State::Pending,
+            Phase::Starting => State::Starting,
+            Phase::Running => State::Running,
+            Phase::Healthy => State::Healthy,
+            Phase::Exited(e) if e.success() => State::Completed,
+            Phase::Exited(_) => State::Exited,
+            Phase::Restarting { .. } => State::Restarting,
+            Phase::Stopping => State::Stopping,
+            Phase::Stopped => State::Stopped,
+            Phase::Crashed(_) => State::Crashed,
+            Phase::Failed(_) => State::Failed,
+            Phase::Skipped(_) => State::Skipped,
+            Phase::TimedOut { .. } => State::TimedOut,
         }
     }
 }
@@ -171,6 +128,8 @@ pub struct ServiceState {
     pub spawned: bool,
     pub pids: Vec<u32>,
     pub started_at: Option<Instant>,
+    /// When the current run reaches its `timeout:` (armed as a timer at spawn).
+    pub run_deadline: Option<Instant>,
     /// Some run of this service exited successfully.
     pub completed_ok: bool,
     pub restarts: u32,
@@ -184,7 +143,7 @@ pub struct ServiceState {
     /// What a pending service waits for: `db (healthy), migrate (completed_successfully)`.
     pub waiting_for: Option<String>,
     /// When the current stop sequence began, and its grace.
-    pub stopping: Option<(Instant, std::time::Duration)>,
+    pub stopping: Option<(Instant, Duration)>,
     /// The service is to be stopped (teardown, `pk stop`) and not started again until a start.
     pub stop_wanted: bool,
     /// Why pk is stopping this service; decides where the drained tree lands.
@@ -204,6 +163,8 @@ pub enum StopReason {
     Restart,
     /// A dependency it declared `restart: true` on is restarting (named): back to `pending`.
     Cascade(String),
+    /// It ran longer than its `timeout:` (this long): restarts per policy, else `timed out`.
+    TimedOut(Duration),
 }
 
 impl ServiceState {
@@ -219,6 +180,7 @@ impl ServiceState {
             spawned: false,
             pids: Vec::new(),
             started_at: None,
+            run_deadline: None,
             completed_ok: false,
             restarts: 0,
             restart_times: VecDeque::new(),

@@ -9,7 +9,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::state::{ExitInfo, Phase, ServiceState, StopReason};
-use crate::plan::{Condition, Plan, RestartPolicy, ServiceId, StopSignal};
+use crate::plan::Plan;
+use crate::vocab::{Condition, RestartPolicy, ServiceId, State, StopSignal, fmt_duration};
 
 /// A service that stayed up this long gets its backoff reset.
 pub const STABLE_AFTER: Duration = Duration::from_secs(30);
@@ -214,7 +215,9 @@ impl Engine {
     pub fn exit_code(&self) -> i32 {
         let failed = self.services.iter().any(|s| match &s.phase {
             Phase::Exited(e) => !e.success(),
-            Phase::Crashed(_) | Phase::Failed(_) | Phase::Skipped(_) => true,
+            Phase::Crashed(_) | Phase::Failed(_) | Phase::Skipped(_) | Phase::TimedOut { .. } => {
+                true
+            }
             _ => false,
         });
         i32::from(failed)
@@ -257,7 +260,10 @@ impl Engine {
                     self.cancel_unstarted(id, fx);
                     let s = &mut self.services[id];
                     if s.phase.is_live() {
-                        if !matches!(s.stop_reason, Some(StopReason::Failed(_))) {
+                        if !matches!(
+                            s.stop_reason,
+                            Some(StopReason::Failed(_) | StopReason::TimedOut(_))
+                        ) {
                             s.stop_reason = Some(StopReason::Requested);
                         }
                         s.phase = Phase::Stopping;
@@ -351,7 +357,8 @@ impl Engine {
                 | Phase::Stopped
                 | Phase::Crashed(_)
                 | Phase::Failed(_)
-                | Phase::Skipped(_) => true,
+                | Phase::Skipped(_)
+                | Phase::TimedOut { .. } => true,
                 _ => false,
             };
             if needs_run {
@@ -438,12 +445,22 @@ impl Engine {
         let has_ready = self.plan.services[id].ready.is_some();
         match report {
             Report::Spawned { pids } => {
+                let limit = self.plan.services[id].timeout;
                 let s = &mut self.services[id];
                 s.spawned = true;
                 s.started_at = Some(now);
                 s.pids = pids;
                 if s.phase == Phase::Starting && !has_ready {
                     s.phase = Phase::Running;
+                }
+                // The run limit counts from the spawn; the timer is this run's (its epoch).
+                s.run_deadline = limit.map(|after| now + after);
+                if let Some(after) = limit {
+                    fx.push(Effect::ArmTimer {
+                        service: id,
+                        epoch: s.epoch,
+                        after,
+                    });
                 }
                 // The supervisor printed `started (pid …)` itself, ahead of any output.
             }
@@ -456,7 +473,7 @@ impl Engine {
                 let s = &mut self.services[id];
                 if s.phase == Phase::Starting {
                     s.phase = Phase::Healthy;
-                    fx.push(notice(id, "healthy".into()));
+                    fx.push(notice(id, State::Healthy.label().into()));
                 }
             }
             Report::NotReady { reason } => {
@@ -493,8 +510,14 @@ impl Engine {
             s.completed_ok = true;
         }
         s.last_exit = Some(exit.clone());
+        s.run_deadline = None;
         let mut reason = s.stop_reason.take();
-        if s.stop_wanted && !matches!(reason, Some(StopReason::Failed(_))) {
+        if s.stop_wanted
+            && !matches!(
+                reason,
+                Some(StopReason::Failed(_) | StopReason::TimedOut(_))
+            )
+        {
             // A stop asked for meanwhile (teardown, `pk stop`) wins over a restart.
             reason = Some(StopReason::Requested);
         }
@@ -505,7 +528,7 @@ impl Engine {
                     let grace = self.stop_params(id).1;
                     format!("killed after {} grace", fmt_duration(grace))
                 } else {
-                    "stopped".to_string()
+                    State::Stopped.label().to_string()
                 };
                 fx.push(notice(id, text));
             }
@@ -526,6 +549,22 @@ impl Engine {
                     self.schedule_restart(id, &reason, exit, now, fx);
                 }
             }
+            Some(StopReason::TimedOut(limit)) => {
+                let cause = format!("timed out after {}", fmt_duration(limit));
+                // A timeout is a failure: on-failure and always restart it.
+                if policy == RestartPolicy::No || self.teardown.is_some() || s.stop_wanted {
+                    let text = if killed {
+                        let grace = self.stop_params(id).1;
+                        format!("{cause} (killed after {} grace)", fmt_duration(grace))
+                    } else {
+                        cause
+                    };
+                    self.services[id].phase = Phase::TimedOut { limit, exit };
+                    fx.push(notice(id, text));
+                } else {
+                    self.schedule_restart(id, &cause, exit, now, fx);
+                }
+            }
             None => {
                 let wants_restart = match policy {
                     RestartPolicy::No => false,
@@ -536,7 +575,7 @@ impl Engine {
                     self.schedule_restart(id, &exit.to_string(), exit, now, fx);
                 } else {
                     let text = if exit.success() {
-                        "completed".to_string()
+                        State::Completed.label().to_string()
                     } else {
                         exit.to_string()
                     };
@@ -645,11 +684,30 @@ impl Engine {
         });
     }
 
-    fn on_timer(&mut self, id: ServiceId, epoch: u64, _fx: &mut [Effect]) {
+    /// A timer of the current epoch fired; the phase says which: a restart's backoff ended
+    /// (`restarting` → `pending`), or a live run reached its `timeout:` (stopped through its
+    /// shutdown sequence, landing in `timed out`).
+    fn on_timer(&mut self, id: ServiceId, epoch: u64, fx: &mut Vec<Effect>) {
         let s = &mut self.services[id];
-        if s.epoch == epoch && matches!(s.phase, Phase::Restarting { .. }) {
-            s.phase = Phase::Pending;
-            s.wait_announced = false;
+        if s.epoch != epoch {
+            return;
+        }
+        match s.phase {
+            Phase::Restarting { .. } => {
+                s.phase = Phase::Pending;
+                s.wait_announced = false;
+            }
+            Phase::Starting | Phase::Running | Phase::Healthy if s.run_deadline.is_some() => {
+                let Some(limit) = self.plan.services[id].timeout else {
+                    return;
+                };
+                fx.push(notice(
+                    id,
+                    format!("timeout {} reached", fmt_duration(limit)),
+                ));
+                self.stop_service(id, StopReason::TimedOut(limit), fx);
+            }
+            _ => {}
         }
     }
 
@@ -766,12 +824,18 @@ impl Engine {
             (Phase::Skipped(_), _) => never_started("was skipped"),
             (Phase::Stopped, _) => never_started("was stopped"),
             (Phase::Inactive, _) => never_started("is not part of this run"),
-            (Phase::Crashed(_) | Phase::Exited(_), Condition::Completed)
-            | (Phase::Exited(_), Condition::Started) => Gate::Met,
+            (
+                Phase::Crashed(_) | Phase::Exited(_) | Phase::TimedOut { .. },
+                Condition::Completed,
+            )
+            | (Phase::Exited(_) | Phase::TimedOut { .. }, Condition::Started) => Gate::Met,
             (Phase::Crashed(e), _) => Gate::Never(format!("{name} crashed ({e})")),
             (_, Condition::CompletedSuccessfully) if s.completed_ok => Gate::Met,
             (Phase::Exited(e), Condition::CompletedSuccessfully) => {
                 Gate::Never(format!("{name} {e}"))
+            }
+            (Phase::TimedOut { limit, .. }, _) => {
+                Gate::Never(format!("{name} timed out after {}", fmt_duration(*limit)))
             }
             (Phase::Exited(e), Condition::Healthy) => {
                 Gate::Never(format!("{name} {e} before it was healthy"))
@@ -802,24 +866,4 @@ fn jitter(base: Duration, rng: &mut u64) -> Duration {
     )]
     let unit = (*rng % 10_000) as f64 / 10_000.0;
     base.mul_f64(0.8 + 0.4 * unit)
-}
-
-/// `250ms`, `1.5s`, `10s`, `1m30s`.
-pub fn fmt_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        if ms % 1000 == 0 {
-            format!("{}s", ms / 1000)
-        } else {
-            format!("{:.1}s", d.as_secs_f64())
-        }
-    } else {
-        let secs = d.as_secs();
-        match (secs / 60, secs % 60) {
-            (m, 0) => format!("{m}m"),
-            (m, s) => format!("{m}m{s}s"),
-        }
-    }
 }

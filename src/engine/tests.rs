@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::state::{ExitInfo, ExitStatus, Phase};
+use super::state::{ExitInfo, Phase};
 use super::step::{Effect, Engine, Input, Intent, Report};
-use crate::plan::{
-    CommandSpec, Condition, Dependency, Plan, RestartPolicy, RestartSpec, RunSpec, ServiceId,
-    ServiceSpec, ShutdownSpec, StopSignal,
-};
+use crate::plan::{Dependency, Plan, RestartSpec, RunSpec, ServiceSpec, ShutdownSpec};
+use crate::vocab::ExitStatus;
+use crate::vocab::{CommandSpec, Condition, RestartPolicy, ServiceId, StopSignal};
 
 fn service(name: &str, deps: &[(ServiceId, Condition)]) -> ServiceSpec {
     ServiceSpec {
@@ -35,6 +34,7 @@ fn service(name: &str, deps: &[(ServiceId, Condition)]) -> ServiceSpec {
             grace: Duration::from_secs(10),
             command: None,
         },
+        timeout: None,
         disabled: false,
         log_file: None,
         ready: None,
@@ -409,7 +409,7 @@ fn spawn_failure_fails_the_service_and_skips_dependents() {
 
 fn with_ready(mut s: ServiceSpec) -> ServiceSpec {
     s.ready = Some(crate::plan::ProbeSpec {
-        check: crate::plan::ProbeCheck::Tcp {
+        check: crate::vocab::ProbeCheck::Tcp {
             address: "127.0.0.1:1".into(),
         },
         initial_delay: Duration::ZERO,
@@ -690,3 +690,5 @@ fn restarts_requested_while_stopping_for_a_restart_are_merged() {
         "a later change restarts again"
     );
 }
+
+mod timeout;

@@ -13,8 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::file::RotatingFile;
 use super::{LogEvent, LogReceiver, LogSender, Stream};
-use crate::engine::now_ms;
-use crate::plan::ServiceId;
+use crate::vocab::{ServiceId, now_ms};
 
 /// Bytes of history kept per service (and for pk's own notices).
 pub const HISTORY_BYTES: usize = 4 * 1024 * 1024;

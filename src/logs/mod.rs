@@ -12,8 +12,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
-use crate::plan::ServiceId;
-use crate::probe::LogMatcher;
+use crate::vocab::{LogMatcher, ServiceId};
 
 /// Longest line kept whole; longer ones are cut.
 pub const MAX_LINE: usize = 64 * 1024;

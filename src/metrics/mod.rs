@@ -60,7 +60,7 @@ impl Sampler {
     /// One entry per service of `snapshot`, None for a service with no live tree.
     pub fn sample(&mut self, containment: &Containment, snapshot: &Snapshot) -> Vec<Option<Usage>> {
         let now = Instant::now();
-        let now_ms = crate::engine::now_ms();
+        let now_ms = crate::vocab::now_ms();
         let groups = match containment.kind() {
             ContainmentKind::ProcessGroup => Some(self.process_groups()),
             ContainmentKind::Cgroup => None,
@@ -194,6 +194,7 @@ fn parse_rss(status: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vocab::State;
 
     #[test]
     fn stat_fields_are_counted_after_the_command_name() {
@@ -221,7 +222,7 @@ mod tests {
             services: vec![
                 ServiceSnapshot {
                     name: "me".into(),
-                    state: "running".into(),
+                    state: State::Running,
                     runs: 1,
                     pids: vec![pid],
                     started_at_ms: Some(started_at_ms),
@@ -229,7 +230,7 @@ mod tests {
                 },
                 ServiceSnapshot {
                     name: "idle".into(),
-                    state: "pending".into(),
+                    state: State::Pending,
                     ..ServiceSnapshot::default()
                 },
             ],
@@ -240,7 +241,7 @@ mod tests {
     #[test]
     fn samples_a_real_process_tree() {
         let containment = Containment::process_groups("test");
-        let snap = snapshot_of(std::process::id(), crate::engine::now_ms() - 1000);
+        let snap = snapshot_of(std::process::id(), crate::vocab::now_ms() - 1000);
         let mut sampler = Sampler::new();
         let first = sampler.sample(&containment, &snap);
         assert_eq!(first.len(), 2);

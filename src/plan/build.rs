@@ -17,7 +17,7 @@ use super::{
 use crate::config::diag::{Diag, did_you_mean, line_col};
 use crate::config::model::{self, Config, EnvMap, HumanDuration, Paths, Probe, Service};
 use crate::config::{discover, envfile, node, read};
-use crate::plan::Condition;
+use crate::vocab::Condition;
 
 const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(200);
@@ -414,6 +414,7 @@ impl Builder<'_> {
             depends_on,
             restart,
             shutdown,
+            timeout: service.timeout.map(|t| t.0),
             disabled: service.disabled,
             log_file,
             ready: service

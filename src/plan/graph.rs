@@ -11,6 +11,7 @@ use super::build::LoadError;
 use super::{Condition, Plan, ServiceId, ServiceSpec};
 use crate::config::Config;
 use crate::config::diag::{Diag, Span, did_you_mean};
+use crate::vocab::fmt_duration;
 
 /// Reports each dependency cycle (located at its `depends_on` entries) and returns a start order:
 /// dependencies first, ties broken by file order.
@@ -237,6 +238,9 @@ fn render_text(plan: &Plan) -> String {
         if !probes.is_empty() {
             let _ = write!(line, "  [{}]", probes.join("; "));
         }
+        if let Some(limit) = service.timeout {
+            let _ = write!(line, "  [timeout {}]", fmt_duration(limit));
+        }
         if service.disabled {
             line.push_str("  [disabled]");
         }
@@ -257,12 +261,20 @@ fn render_dot(plan: &Plan) -> String {
     );
     for &id in &plan.order {
         let service = &plan.services[id];
-        let style = if service.disabled {
-            " [style=dashed]"
+        let mut attrs = Vec::new();
+        if let Some(limit) = service.timeout {
+            let label = format!("{} (timeout {})", service.name, fmt_duration(limit));
+            attrs.push(format!("label={}", quote(&label)));
+        }
+        if service.disabled {
+            attrs.push("style=dashed".to_owned());
+        }
+        let attrs = if attrs.is_empty() {
+            String::new()
         } else {
-            ""
+            format!(" [{}]", attrs.join(", "))
         };
-        let _ = writeln!(out, "  {}{style};", quote(&service.name));
+        let _ = writeln!(out, "  {}{attrs};", quote(&service.name));
     }
     for &id in &plan.order {
         let service = &plan.services[id];

@@ -16,8 +16,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Index of a service in `Plan::services`.
-pub type ServiceId = usize;
+use crate::vocab::{CommandSpec, Condition, ProbeCheck, RestartPolicy, ServiceId, StopSignal};
 
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -44,6 +43,8 @@ pub struct ServiceSpec {
     pub depends_on: Vec<Dependency>,
     pub restart: RestartSpec,
     pub shutdown: ShutdownSpec,
+    /// `timeout:`: how long a run may last before pk stops it (it then ends `timed out`).
+    pub timeout: Option<Duration>,
     pub disabled: bool,
     /// Where the service's output is also kept (rotated), if anywhere.
     pub log_file: Option<PathBuf>,
@@ -60,24 +61,6 @@ pub enum RunSpec {
     Pipeline(Vec<Vec<String>>),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CommandSpec {
-    /// Run under `sh -c`.
-    Shell(String),
-    /// An argv, no shell. Never empty.
-    Argv(Vec<String>),
-}
-
-impl CommandSpec {
-    /// A short human form for lifecycle lines.
-    pub fn display(&self) -> String {
-        match self {
-            CommandSpec::Shell(s) => s.clone(),
-            CommandSpec::Argv(v) => v.join(" "),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dependency {
     pub service: ServiceId,
@@ -86,32 +69,6 @@ pub struct Dependency {
     pub required: bool,
     /// `restart: true`: restarting the dependency restarts this service after it.
     pub restart: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Condition {
-    Started,
-    Healthy,
-    Completed,
-    CompletedSuccessfully,
-}
-
-impl Condition {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Condition::Started => "started",
-            Condition::Healthy => "healthy",
-            Condition::Completed => "completed",
-            Condition::CompletedSuccessfully => "completed_successfully",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RestartPolicy {
-    No,
-    OnFailure,
-    Always,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,24 +91,6 @@ impl Default for RestartSpec {
             backoff_max: Duration::from_secs(30),
         }
     }
-}
-
-/// A signal by number and canonical name (`TERM`, not `SIGTERM`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StopSignal {
-    pub number: i32,
-    pub name: &'static str,
-}
-
-impl StopSignal {
-    pub const TERM: StopSignal = StopSignal {
-        number: 15,
-        name: "TERM",
-    };
-    pub const KILL: StopSignal = StopSignal {
-        number: 9,
-        name: "KILL",
-    };
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,38 +141,6 @@ pub struct ProbeSpec {
     pub retries: u32,
     /// `ready` only: after this long without a pass the service has failed to start.
     pub deadline: Option<Duration>,
-}
-
-#[derive(Debug, Clone)]
-pub enum ProbeCheck {
-    Exec(CommandSpec),
-    Http {
-        host: String,
-        port: u16,
-        /// Path and query, starting with `/`.
-        path: String,
-        /// Accepted statuses; empty means any 2xx or 3xx.
-        status: Vec<u16>,
-    },
-    /// `host:port` as written; resolved at probe time.
-    Tcp {
-        address: String,
-    },
-    Log(regex::Regex),
-}
-
-impl ProbeCheck {
-    /// `tcp 127.0.0.1:5432`, `http http://127.0.0.1:8080/health`, `exec ./check.sh`, `log /ready/`.
-    pub fn describe(&self) -> String {
-        match self {
-            ProbeCheck::Tcp { address } => format!("tcp {address}"),
-            ProbeCheck::Http {
-                host, port, path, ..
-            } => format!("http http://{host}:{port}{path}"),
-            ProbeCheck::Exec(cmd) => format!("exec {}", cmd.display()),
-            ProbeCheck::Log(re) => format!("log /{}/", re.as_str()),
-        }
-    }
 }
 
 impl Plan {

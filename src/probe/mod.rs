@@ -6,17 +6,15 @@
 //! killed when the attempt ends.
 
 mod http;
-mod log_match;
-
-pub use log_match::LogMatcher;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::plan::{ProbeCheck, ProbeSpec, ServiceSpec};
+use crate::plan::{ProbeSpec, ServiceSpec};
 use crate::process::{Containment, OwnedSpawnSpec};
+use crate::vocab::{CommandSpec, ExitStatus, LogMatcher, ProbeCheck, command_argv, fmt_duration};
 
 /// What an attempt needs besides the check itself.
 pub struct ProbeContext {
@@ -59,18 +57,18 @@ pub async fn check(
         Err(_) => Err(format!(
             "{} timed out after {}",
             spec.check.describe(),
-            crate::engine::fmt_duration(spec.timeout)
+            fmt_duration(spec.timeout)
         )),
     }
 }
 
 async fn exec(
-    cmd: &crate::plan::CommandSpec,
+    cmd: &CommandSpec,
     timeout: Duration,
     service: &ServiceSpec,
     ctx: &ProbeContext,
 ) -> Result<(), String> {
-    let stages = vec![crate::supervisor::command_argv(cmd)];
+    let stages = vec![command_argv(cmd)];
     // On the containment's spawner, like every service: never on this runtime worker.
     let spawned = ctx
         .containment
@@ -93,10 +91,10 @@ async fn exec(
         Err(_) => Err(format!(
             "exec {} timed out after {}",
             cmd.display(),
-            crate::engine::fmt_duration(timeout)
+            fmt_duration(timeout)
         )),
         Ok(statuses) => {
-            let status = crate::engine::ExitStatus::from_std(statuses[0]);
+            let status = ExitStatus::from_std(statuses[0]);
             if status.success() {
                 Ok(())
             } else {
@@ -158,7 +156,7 @@ pub async fn until_ready(
     ReadyOutcome::NotReady(format!(
         "{} not ready after {}: {last}",
         service.name,
-        crate::engine::fmt_duration(after)
+        fmt_duration(after)
     ))
 }
 

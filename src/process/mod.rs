@@ -9,17 +9,20 @@
 //!   pk only and never the services directly;
 //! - one live tree per cgroup leaf: signal/kill/drain act on the whole leaf;
 //! - the mechanism in use is always reportable through [`Containment::describe`];
-//! - pk is not a subreaper: it reaps only its direct children (the stages).
+//! - with process groups, every stage gets the run marker (`PK_RUN_ID`, see `identity`) in its
+//!   environment, and each group is told to the guard and the run record as it starts.
 
 mod cgroup;
 mod detach;
 mod escalate;
+pub mod guard;
+pub mod identity;
 pub mod leftovers;
 mod pgroup;
 mod pool;
-mod shell;
 mod spawn;
 mod spawner;
+mod subreaper;
 #[cfg(target_os = "linux")]
 mod vfork;
 
@@ -40,7 +43,6 @@ use self::cgroup::RunCgroup;
 pub use self::detach::spawn_detached;
 use self::escalate::Drainable;
 use self::pgroup::GroupRegistry;
-pub use self::shell::shell_argv;
 use self::spawn::Placement;
 pub use self::spawner::{spawner_pid, start as start_spawner};
 pub use self::vfork::raise_fd_limit;
@@ -83,6 +85,8 @@ enum Backend {
     ProcessGroups {
         reason: String,
         groups: Arc<GroupRegistry>,
+        /// `PK_RUN_ID` of this run's processes.
+        marker: String,
     },
 }
 
@@ -151,19 +155,27 @@ impl Containment {
 
     /// Process groups only; `reason` says why (shown by [`Containment::describe`]).
     pub fn process_groups(reason: &str) -> Containment {
+        subreaper::enable();
         Containment {
             backend: Backend::ProcessGroups {
                 reason: reason.to_owned(),
                 groups: Arc::default(),
+                marker: identity::new_marker(),
             },
             record: std::sync::Mutex::default(),
             spawner: std::sync::OnceLock::new(),
         }
     }
 
-    /// Keeps a `RunRecord` of this run at `path` (written now, rewritten whenever a new
-    /// process group is spawned) so that a later pk can clean up if this one is killed with SIGKILL.
+    /// Keeps a `RunRecord` of this run at `path` (written now, before anything is spawned, and
+    /// rewritten whenever a new process group is spawned) so that a later pk can clean up if
+    /// this one is killed with SIGKILL, and tells pk's guard (if any) what to clean.
     pub fn keep_record(&self, path: &Path, config: &Path) -> io::Result<()> {
+        match &self.backend {
+            Backend::Cgroup(run) => guard::note(guard::Note::Cgroup(&run.dir)),
+            Backend::ProcessGroups { marker, .. } => guard::note(guard::Note::Marker(marker)),
+        }
+        guard::note(guard::Note::Record(path));
         *self
             .record
             .lock()
@@ -185,8 +197,9 @@ impl Containment {
         }
     }
 
-    /// The process groups spawned so far and not known gone (process-group backend).
-    pub fn process_groups_spawned(&self) -> Vec<i32> {
+    /// The process groups spawned so far and not known gone, with their leaders' start times
+    /// (process-group backend).
+    pub fn process_groups_spawned(&self) -> Vec<(i32, u64)> {
         match &self.backend {
             Backend::Cgroup(_) => Vec::new(),
             Backend::ProcessGroups { groups, .. } => groups.snapshot(),
@@ -202,6 +215,14 @@ impl Containment {
             && let Err(error) = leftovers::RunRecord::of(self, config).write(path)
         {
             tracing::warn!(path = %path.display(), %error, "cannot update the run record");
+        }
+    }
+
+    /// The value of `PK_RUN_ID` in every process of this run (process-group backend).
+    pub fn marker(&self) -> Option<&str> {
+        match &self.backend {
+            Backend::Cgroup(_) => None,
+            Backend::ProcessGroups { marker, .. } => Some(marker),
         }
     }
 
@@ -263,22 +284,37 @@ impl Containment {
             Backend::Cgroup(run) => {
                 let dir = run.leaf(leaf)?;
                 let procs = open_procs(&dir)?;
-                let started = spawn::start(spec, &Placement::Cgroup { procs: &procs }, |_| {
-                    cgroup::kill_leaf(&dir);
-                })?;
+                let started = subreaper::spawning(
+                    || {
+                        spawn::start(spec, &Placement::Cgroup { procs: &procs }, |_| {
+                            cgroup::kill_leaf(&dir);
+                        })
+                    },
+                    started_pids,
+                )?;
                 Ok(ProcessTree::from_started(
                     started,
                     Scope::Cgroup { leaf: dir },
                 ))
             }
-            Backend::ProcessGroups { groups, .. } => {
-                let started = spawn::start(spec, &Placement::ProcessGroup, |pgid| {
-                    if let Err(error) = pgroup::signal_group(pid_of(pgid), Signal::KILL) {
-                        tracing::error!(pgid, %error, "cannot kill a half-started pipeline");
-                    }
-                })?;
+            Backend::ProcessGroups { groups, marker, .. } => {
+                let mut env = spec.env.clone();
+                env.insert(identity::MARKER_ENV.to_owned(), marker.clone());
+                let spec = &SpawnSpec { env: &env, ..*spec };
+                let started = subreaper::spawning(
+                    || {
+                        spawn::start(spec, &Placement::ProcessGroup, |pgid| {
+                            if let Err(error) = pgroup::signal_group(pid_of(pgid), Signal::KILL) {
+                                tracing::error!(pgid, %error, "cannot kill a half-started pipeline");
+                            }
+                        })
+                    },
+                    started_pids,
+                )?;
                 let pgid = pid_of(started.stages[0].pid);
-                groups.insert(pgid);
+                // The leader is unreaped, so its stat is there even if it already exited.
+                let start = identity::start_time(pgid.as_raw_nonzero().get()).unwrap_or(0);
+                groups.insert(pgid, start);
                 self.update_record();
                 let scope = Scope::ProcessGroup {
                     pgid,
@@ -294,8 +330,64 @@ impl Containment {
     pub fn kill_all(&self) {
         match &self.backend {
             Backend::Cgroup(run) => run.kill_all(),
-            Backend::ProcessGroups { groups, .. } => groups.kill_all(),
+            Backend::ProcessGroups { groups, marker, .. } => {
+                groups.kill_all();
+                for (pid, start) in escapees(marker, false) {
+                    if identity::is_same_live(pid, start) {
+                        // ESRCH: it exited meanwhile.
+                        let _ = rustix::process::kill_process(pid_of_raw(pid), Signal::KILL);
+                    }
+                }
+            }
         }
+    }
+
+    /// Teardown, once every service has stopped (process-group backend): processes of the
+    /// run that left their service's group (adopted orphans, and anything else carrying the
+    /// run marker) get SIGTERM, up to `grace` to exit, then SIGKILL. Returns how many there
+    /// were. Under cgroups nothing escapes a stopped service's leaf: returns 0.
+    pub async fn stop_escapees(&self, grace: Duration) -> usize {
+        let Backend::ProcessGroups { marker, .. } = &self.backend else {
+            return 0;
+        };
+        let mut stopped = std::collections::BTreeSet::new();
+        // A killed escapee's own children are adopted next: a few rounds.
+        for _ in 0..4 {
+            let targets = escapees(marker, true);
+            if targets.is_empty() {
+                break;
+            }
+            for &(pid, start) in &targets {
+                let signal = if stopped.insert((pid, start)) {
+                    Signal::TERM
+                } else {
+                    Signal::KILL
+                };
+                if identity::is_same_live(pid, start) {
+                    let _ = rustix::process::kill_process(pid_of_raw(pid), signal);
+                }
+            }
+            let alive = || {
+                subreaper::sweep();
+                targets
+                    .iter()
+                    .any(|&(pid, start)| identity::is_same_live(pid, start))
+            };
+            let deadline = tokio::time::Instant::now() + grace;
+            while alive() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            for &(pid, start) in &targets {
+                if identity::is_same_live(pid, start) {
+                    let _ = rustix::process::kill_process(pid_of_raw(pid), Signal::KILL);
+                }
+            }
+            let deadline = tokio::time::Instant::now() + KILL_SETTLE;
+            while alive() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        stopped.len()
     }
 
     /// Removes the leaves and the run cgroup, best effort: one still holding processes stays
@@ -305,6 +397,41 @@ impl Containment {
             run.remove();
         }
     }
+}
+
+/// How long [`Containment::stop_escapees`] waits for escapees killed with SIGKILL to go.
+const KILL_SETTLE: Duration = Duration::from_secs(2);
+
+/// The processes of the run marked `marker` that may be outside any service's process group:
+/// adopted orphans that carry the marker (with `unmarked`, also those that carry none: in pk,
+/// which runs one stack, every orphan it adopted comes from that stack), and every process of
+/// pk's uid that carries it. Excludes pk and its guard.
+fn escapees(marker: &str, unmarked: bool) -> Vec<(i32, u64)> {
+    let mut found: BTreeMap<i32, u64> = subreaper::sweep()
+        .into_iter()
+        .filter(|&(pid, _)| match identity::marker_of(pid) {
+            Some(m) => m == marker,
+            None => unmarked,
+        })
+        .collect();
+    let guard = guard::pid().and_then(|p| i32::try_from(p).ok());
+    for (pid, st) in identity::own_processes() {
+        if Some(pid) != guard && identity::carries_marker(pid, marker) {
+            found.insert(pid, st.start);
+        }
+    }
+    found.into_iter().collect()
+}
+
+fn started_pids(started: &io::Result<spawn::StartedTree>) -> Vec<u32> {
+    started
+        .as_ref()
+        .map(|tree| tree.stages.iter().map(|stage| stage.pid).collect())
+        .unwrap_or_default()
+}
+
+fn pid_of_raw(raw: i32) -> Pid {
+    Pid::from_raw(raw).expect("a live process has a positive pid")
 }
 
 /// How long dropping a [`Containment`] waits for killed processes to leave the run cgroup.

@@ -2,10 +2,11 @@
 //! spawned so that `kill_all` can reach every one of them.
 //!
 //! Invariants: a group leaves the registry only once `killpg(pgid, 0)` said ESRCH, and is never
-//! signalled again after that (its number could be reused). A process that called `setsid`
-//! has left its group: this backend cannot see it (the known limit of the fallback).
+//! signalled again after that (its number could be reused). Every insert and removal is told to
+//! pk's guard. A process that called `setsid` has left its group: the run marker and pk's child
+//! subreaper role find it instead (`subreaper.rs`).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Mutex, PoisonError};
 
@@ -28,31 +29,38 @@ pub(crate) fn is_gone(pgid: Pid) -> bool {
 /// The groups of one run that are not yet known to be gone.
 #[derive(Debug, Default)]
 pub(crate) struct GroupRegistry {
-    live: Mutex<BTreeSet<i32>>,
+    /// pgid → its leader's start time.
+    live: Mutex<BTreeMap<i32, u64>>,
 }
 
 impl GroupRegistry {
-    fn live(&self) -> std::sync::MutexGuard<'_, BTreeSet<i32>> {
+    fn live(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, u64>> {
         // The set stays consistent even if a holder panicked: every update is one insert/remove.
         self.live.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn insert(&self, pgid: Pid) {
-        self.live().insert(pgid.as_raw_nonzero().get());
+    /// Registers group `pgid` whose leader started at `start` (clock ticks after boot).
+    pub fn insert(&self, pgid: Pid, start: u64) {
+        let pgid = pgid.as_raw_nonzero().get();
+        self.live().insert(pgid, start);
+        super::guard::note(super::guard::Note::Group { pgid, start });
     }
 
-    /// The groups not yet known to be gone.
-    pub fn snapshot(&self) -> Vec<i32> {
-        self.live().iter().copied().collect()
+    /// The groups not yet known to be gone, with their leaders' start times.
+    pub fn snapshot(&self) -> Vec<(i32, u64)> {
+        self.live().iter().map(|(&g, &s)| (g, s)).collect()
     }
 
     pub fn remove(&self, pgid: Pid) {
-        self.live().remove(&pgid.as_raw_nonzero().get());
+        let pgid = pgid.as_raw_nonzero().get();
+        if self.live().remove(&pgid).is_some() {
+            super::guard::note(super::guard::Note::GroupGone(pgid));
+        }
     }
 
     /// SIGKILLs every registered group, forgetting those that turn out to be gone.
     pub fn kill_all(&self) {
-        self.live().retain(|&raw| {
+        self.live().retain(|&raw, _| {
             let Some(pgid) = Pid::from_raw(raw) else {
                 return false;
             };

@@ -16,7 +16,8 @@
 //! - the spawner's own loop never allocates or locks (it may be forked from a multi-threaded
 //!   process): buffers are made before the fork, everything after is raw syscalls;
 //! - its descriptor table is /dev/null on 0-2, its socket on 3, and the request's descriptors
-//!   while one is served; its signal handlers are the defaults (a service inherits them);
+//!   while one is served; its signal handlers are the defaults (a service inherits them); it
+//!   leads its own process group in pk's session, out of reach of the terminal's Ctrl-C;
 //! - it ends when pk closes the socket, or with pk (parent-death signal).
 
 use std::ffi::{c_char, c_int};
@@ -75,6 +76,11 @@ pub(crate) fn shared() -> Option<&'static Spawner> {
 /// The pid of the process-wide spawner, if one runs (for tests and benchmarks).
 pub fn spawner_pid() -> Option<u32> {
     shared().map(Spawner::pid)
+}
+
+/// The spawner's pid if one was started (never starts one).
+pub(crate) fn started_pid() -> Option<i32> {
+    SHARED.get()?.as_ref().map(|spawner| spawner.pid)
 }
 
 /// Why a request could not be served by the spawner (spawn in-process instead).
@@ -389,6 +395,9 @@ unsafe fn serve(sock: RawFd, dev_null: RawFd, buffers: &mut Buffers) -> ! {
         if libc::getppid() != buffers.parent {
             libc::_exit(0);
         }
+        // Its own process group: the terminal's Ctrl-C (sent to pk's group) must not end it.
+        // Not its own session: a service joins a group, which must be in pk's session.
+        libc::setpgid(0, 0);
         // Default handlers: the services inherit them (pk's handlers are not theirs).
         for sig in vfork::every_signal() {
             let mut dfl: libc::sigaction = std::mem::zeroed();

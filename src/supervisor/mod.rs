@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::engine::{ExitInfo, ExitStatus, Input, Report};
+use crate::engine::{ExitInfo, Input, Report};
 use crate::logs::{self, LogEvent, LogSender, OutputSink, Stream};
-use crate::plan::{
-    CommandSpec, Plan, ProbeCheck, ProbeSpec, RunSpec, ServiceId, ServiceSpec, StopSignal,
+use crate::plan::{Plan, ProbeSpec, RunSpec, ServiceSpec};
+use crate::probe::{self, ProbeContext, ReadyOutcome};
+use crate::process::{Containment, OwnedSpawnSpec, ProcessTree};
+use crate::vocab::{
+    CommandSpec, ExitStatus, LogMatcher, ProbeCheck, ServiceId, StopSignal, command_argv,
 };
-use crate::probe::{self, LogMatcher, ProbeContext, ReadyOutcome};
-use crate::process::{Containment, OwnedSpawnSpec, ProcessTree, shell_argv};
 
 /// How long output readers may keep going after the tree drained (an escaped process may
 /// hold the pipe open; it must not delay the exit).
@@ -82,13 +83,6 @@ pub fn stages(run: &RunSpec) -> Vec<Vec<String>> {
     match run {
         RunSpec::Command(cmd) => vec![command_argv(cmd)],
         RunSpec::Pipeline(stages) => stages.clone(),
-    }
-}
-
-pub fn command_argv(cmd: &CommandSpec) -> Vec<String> {
-    match cmd {
-        CommandSpec::Shell(s) => shell_argv(s),
-        CommandSpec::Argv(v) => v.clone(),
     }
 }
 

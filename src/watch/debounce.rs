@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
-use crate::plan::ServiceId;
+use crate::vocab::ServiceId;
 
 /// Distinct paths remembered per batch; beyond that they are only counted.
 const MAX_PATHS: usize = 10_000;

@@ -20,7 +20,8 @@ use tokio::sync::mpsc;
 
 use crate::engine::{EngineHandle, Input, Intent};
 use crate::logs::{LogEvent, LogSender};
-use crate::plan::{Plan, ServiceId, WatchAction};
+use crate::plan::{Plan, WatchAction};
+use crate::vocab::{ServiceId, State};
 use debounce::{Batch, Change, Debouncer};
 use filter::ServiceFilter;
 use tree::Tree;
@@ -230,10 +231,15 @@ fn fire(plan: &Plan, engine: &EngineHandle, service: ServiceId, batch: &Batch) {
     };
     {
         let snapshot = engine.snapshots.borrow();
-        let state = snapshot.services.get(service).map(|s| s.state.as_str());
+        let state = snapshot.services.get(service).map(|s| s.state);
         // `stopping`: a restart under way already sees these changes, and a `pk stop` under
         // way must not be turned into a restart.
-        if snapshot.shutting_down || matches!(state, Some("stopped" | "stopping" | "inactive")) {
+        if snapshot.shutting_down
+            || matches!(
+                state,
+                Some(State::Stopped | State::Stopping | State::Inactive)
+            )
+        {
             return;
         }
     }

@@ -17,7 +17,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::WatchError;
 use super::debounce::Change;
 use super::filter::{IgnoreFiles, ServiceFilter, is_ignore_file};
-use crate::plan::ServiceId;
+use crate::vocab::ServiceId;
 
 pub struct Tree<W> {
     watcher: W,

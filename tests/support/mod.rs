@@ -166,6 +166,8 @@ impl Project {
             dir: self.dir.path().to_path_buf(),
             args: args.iter().map(|&a| a.to_owned()).collect(),
             env,
+            own_group: false,
+            program: None,
             nofile: None,
         }
     }
@@ -181,6 +183,9 @@ pub struct Invocation {
     dir: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    own_group: bool,
+    /// Runs this instead of pk (e.g. a wrapper that then runs pk).
+    program: Option<String>,
     /// The soft `RLIMIT_NOFILE` pk starts with (the hard limit stays).
     nofile: Option<u64>,
 }
@@ -202,9 +207,21 @@ impl Invocation {
         self
     }
 
+    /// Runs `program` instead of pk (with the same directory and environment).
+    pub fn program(mut self, program: &str) -> Invocation {
+        self.program = Some(program.to_owned());
+        self
+    }
+
+    /// Runs pk as the leader of a new process group (so a test can signal the whole group).
+    pub fn own_group(mut self) -> Invocation {
+        self.own_group = true;
+        self
+    }
+
     /// Starts pk in the background; its stdout lines are collected as they come.
     pub fn spawn(self) -> Running {
-        let mut cmd = Command::new(pk_bin());
+        let mut cmd = Command::new(self.program.clone().map_or_else(pk_bin, PathBuf::from));
         cmd.args(&self.args)
             .current_dir(&self.dir)
             .env_remove("PK_FILE")
@@ -235,6 +252,9 @@ impl Invocation {
                     Ok(())
                 });
             }
+        }
+        if self.own_group {
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         }
         #[expect(clippy::disallowed_methods, reason = "runs the binary under test")]
         let mut child = cmd.spawn().expect("spawn pk");
@@ -531,6 +551,24 @@ impl Drop for PidGuard {
             }
         }
     }
+}
+
+/// The crash guard pk `pk` forked (a child named `pk-guard`), if any.
+pub fn guard_of(pk: u32) -> Option<u32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pk}/task")).ok()?;
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|children| {
+            children
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .find(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/comm"))
+                .is_ok_and(|comm| comm.trim() == "pk-guard")
+        })
 }
 
 /// Whether `pid` exists and is not a zombie.

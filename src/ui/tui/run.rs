@@ -158,7 +158,7 @@ async fn run(
         if state.dirty && now >= next_frame {
             let size = term.size()?;
             state.app.size = ratatui::layout::Rect::new(0, 0, size.width, size.height);
-            let now_ms = crate::engine::now_ms();
+            let now_ms = crate::vocab::now_ms();
             term.draw(|f| {
                 view::draw(
                     f,
@@ -278,7 +278,7 @@ fn ingest(
             .sum();
         backlog.take(taken);
     }
-    state.store.ingest(batch, crate::engine::now_ms())
+    state.store.ingest(batch, crate::vocab::now_ms())
 }
 
 /// Seconds east of UTC here, from the `TZ`/`/etc/localtime` rules (0 if unknown).

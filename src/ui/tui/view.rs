@@ -17,6 +17,7 @@ use super::history::{LineKind, LogLine, LogStore};
 use super::logview::{Query, Scope};
 use crate::engine::{ServiceSnapshot, Snapshot};
 use crate::metrics::Usage;
+use crate::vocab::State;
 
 /// Stable per-service colours, the same as the plain printer's.
 const PALETTE: [u8; 10] = [33, 172, 35, 170, 38, 166, 70, 134, 31, 178];
@@ -86,22 +87,22 @@ pub fn draw(
     }
 }
 
-fn state_look(state: &str) -> (&'static str, Style) {
+fn state_look(state: State) -> (&'static str, Style) {
     let s = Style::default();
     match state {
-        "pending" => ("◌", s.fg(Color::Gray)),
-        "starting" => ("◐", s.fg(Color::Yellow)),
-        "running" => ("●", s.fg(Color::Green)),
-        "healthy" => ("●", s.fg(Color::Green).add_modifier(Modifier::BOLD)),
-        "completed" => ("✔", s.fg(Color::Green)),
-        "exited" => ("■", s.fg(Color::Gray)),
-        "restarting" => ("↻", s.fg(Color::Yellow)),
-        "stopping" => ("◍", s.fg(Color::Magenta)),
-        "stopped" => ("■", s.fg(Color::DarkGray)),
-        "crashed" => ("✖", s.fg(Color::Red).add_modifier(Modifier::BOLD)),
-        "failed" => ("✖", s.fg(Color::Red)),
-        "skipped" => ("⊘", s.fg(Color::DarkGray)),
-        _ => ("·", s.fg(Color::DarkGray)),
+        State::Pending => ("◌", s.fg(Color::Gray)),
+        State::Starting => ("◐", s.fg(Color::Yellow)),
+        State::Running => ("●", s.fg(Color::Green)),
+        State::Healthy => ("●", s.fg(Color::Green).add_modifier(Modifier::BOLD)),
+        State::Completed => ("✔", s.fg(Color::Green)),
+        State::Exited => ("■", s.fg(Color::Gray)),
+        State::Restarting => ("↻", s.fg(Color::Yellow)),
+        State::Stopping => ("◍", s.fg(Color::Magenta)),
+        State::Stopped => ("■", s.fg(Color::DarkGray)),
+        State::Crashed => ("✖", s.fg(Color::Red).add_modifier(Modifier::BOLD)),
+        State::Failed | State::TimedOut => ("✖", s.fg(Color::Red)),
+        State::Skipped => ("⊘", s.fg(Color::DarkGray)),
+        State::Inactive => ("·", s.fg(Color::DarkGray)),
     }
 }
 
@@ -138,17 +139,17 @@ pub fn fmt_bytes(bytes: u64) -> String {
 
 /// What a service waits for, why it failed, or how long until something happens.
 fn note(s: &ServiceSnapshot, now_ms: u64) -> String {
-    match s.state.as_str() {
-        "pending" => s
+    match s.state {
+        State::Pending => s
             .waiting_for
             .as_ref()
             .map(|w| format!("waiting for {w}"))
             .unwrap_or_default(),
-        "restarting" => s
+        State::Restarting => s
             .restart_at_ms
             .map(|at| format!("in {}", fmt_countdown(at.saturating_sub(now_ms))))
             .unwrap_or_default(),
-        "stopping" => match s.kill_at_ms {
+        State::Stopping => match s.kill_at_ms {
             Some(at) if at > now_ms => format!("grace {} left", fmt_countdown(at - now_ms)),
             Some(_) => "killing".to_owned(),
             None => String::new(),
@@ -223,7 +224,7 @@ fn draw_table(
         .take(usize::from(area.height.saturating_sub(1)))
         .map(|(i, s)| {
             let selected = i == app.selected && !app.merged;
-            let (symbol, look) = state_look(&s.state);
+            let (symbol, look) = state_look(s.state);
             let marker = if selected { "▶ " } else { "  " };
             let mut cells = vec![
                 Line::from(vec![
@@ -246,7 +247,7 @@ fn draw_table(
                         .unwrap_or_default(),
                     Column::Mem => u.map(|u| fmt_bytes(u.rss_bytes)).unwrap_or_default(),
                     Column::Exit => s.last_exit.clone().unwrap_or_default(),
-                    Column::Health => s.health.clone().unwrap_or_default(),
+                    Column::Health => s.health.map(|h| h.to_string()).unwrap_or_default(),
                 };
                 cells.push(Line::raw(text));
             }
@@ -500,22 +501,6 @@ pub fn group_digits(n: u64) -> String {
     out
 }
 
-const STATE_ORDER: [&str; 13] = [
-    "running",
-    "healthy",
-    "starting",
-    "pending",
-    "restarting",
-    "stopping",
-    "completed",
-    "exited",
-    "stopped",
-    "crashed",
-    "failed",
-    "skipped",
-    "inactive",
-];
-
 fn draw_status(frame: &mut Frame<'_>, area: Rect, app: &App, snap: &Snapshot) {
     if area.height == 0 {
         return;
@@ -549,9 +534,9 @@ fn draw_status(frame: &mut Frame<'_>, area: Rect, app: &App, snap: &Snapshot) {
         ));
     }
     // Counts by state, spelled out when the line has room, else symbols only.
-    let counts: Vec<(&str, usize)> = STATE_ORDER
-        .iter()
-        .map(|&state| {
+    let counts: Vec<(State, usize)> = State::ALL
+        .into_iter()
+        .map(|state| {
             (
                 state,
                 snap.services.iter().filter(|s| s.state == state).count(),
@@ -561,7 +546,7 @@ fn draw_status(frame: &mut Frame<'_>, area: Rect, app: &App, snap: &Snapshot) {
         .collect();
     let long: usize = counts
         .iter()
-        .map(|(s, n)| s.len() + n.to_string().len() + 4)
+        .map(|(s, n)| s.label().len() + n.to_string().len() + 4)
         .sum();
     let spelled = long + app.stack.len() + 80 <= usize::from(area.width);
     for (state, n) in counts {
@@ -654,11 +639,7 @@ fn draw_help(frame: &mut Frame<'_>, size: Rect) {
 pub fn epitaph(snap: &Snapshot, store: &LogStore, lines: usize) -> String {
     let mut out = String::new();
     for (i, s) in snap.services.iter().enumerate() {
-        if !matches!(
-            s.state.as_str(),
-            "failed" | "crashed" | "exited" | "skipped"
-        ) || (s.state == "exited" && s.last_exit.as_deref() == Some("exited 0"))
-        {
+        if !s.state.is_failure() {
             continue;
         }
         let why = s

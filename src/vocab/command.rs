@@ -1,5 +1,5 @@
-//! `shell_argv`: turns a command string into an argv, skipping the shell when it would add
-//! nothing but an extra process.
+//! Commands as written (`CommandSpec`) and their argv: `shell_argv` skips the shell when it
+//! would add nothing but an extra process.
 //!
 //! Invariant: the shortcut is taken only when running the words directly is indistinguishable
 //! from `sh -c` running them — plain words of a conservative character set, and a first word
@@ -15,6 +15,33 @@ const SHELL_WORDS: &[&str] = &[
     "test", "then", "times", "trap", "true", "type", "ulimit", "umask", "unalias", "unset",
     "until", "wait", "while",
 ];
+
+/// A command as written in the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandSpec {
+    /// Run under `sh -c`.
+    Shell(String),
+    /// An argv, no shell. Never empty.
+    Argv(Vec<String>),
+}
+
+impl CommandSpec {
+    /// A short human form for lifecycle lines.
+    pub fn display(&self) -> String {
+        match self {
+            CommandSpec::Shell(s) => s.clone(),
+            CommandSpec::Argv(v) => v.join(" "),
+        }
+    }
+}
+
+/// The argv that runs `cmd`.
+pub fn command_argv(cmd: &CommandSpec) -> Vec<String> {
+    match cmd {
+        CommandSpec::Shell(s) => shell_argv(s),
+        CommandSpec::Argv(v) => v.clone(),
+    }
+}
 
 /// `sh -c CMD` as an argv, or CMD's words when CMD is a simple command.
 ///

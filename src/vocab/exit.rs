@@ -1,0 +1,36 @@
+//! How a process ended.
+
+use std::fmt;
+
+use super::signal::signal_name;
+
+/// How a service's process tree (or one process) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+impl ExitStatus {
+    pub fn success(self) -> bool {
+        self == ExitStatus::Code(0)
+    }
+
+    pub fn from_std(status: std::process::ExitStatus) -> ExitStatus {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(code), _) => ExitStatus::Code(code),
+            (None, Some(sig)) => ExitStatus::Signal(sig),
+            (None, None) => ExitStatus::Code(-1),
+        }
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ExitStatus::Code(c) => write!(f, "exited {c}"),
+            ExitStatus::Signal(s) => write!(f, "killed by {}", signal_name(s)),
+        }
+    }
+}

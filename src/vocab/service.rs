@@ -1,0 +1,188 @@
+//! What a service is called by, what it waits for, and what state it is in.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::command::CommandSpec;
+
+/// Index of a service in `Plan::services`.
+pub type ServiceId = usize;
+
+/// What a dependent waits for (`depends_on: { db: healthy }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Condition {
+    Started,
+    Healthy,
+    Completed,
+    CompletedSuccessfully,
+}
+
+impl Condition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::Started => "started",
+            Condition::Healthy => "healthy",
+            Condition::Completed => "completed",
+            Condition::CompletedSuccessfully => "completed_successfully",
+        }
+    }
+}
+
+/// `restart:` policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    No,
+    OnFailure,
+    Always,
+}
+
+/// What one attempt of a `ready` or `alive` probe checks.
+#[derive(Debug, Clone)]
+pub enum ProbeCheck {
+    Exec(CommandSpec),
+    Http {
+        host: String,
+        port: u16,
+        /// Path and query, starting with `/`.
+        path: String,
+        /// Accepted statuses; empty means any 2xx or 3xx.
+        status: Vec<u16>,
+    },
+    /// `host:port` as written; resolved at probe time.
+    Tcp {
+        address: String,
+    },
+    Log(regex::Regex),
+}
+
+impl ProbeCheck {
+    /// `tcp 127.0.0.1:5432`, `http http://127.0.0.1:8080/health`, `exec ./check.sh`, `log /ready/`.
+    pub fn describe(&self) -> String {
+        match self {
+            ProbeCheck::Tcp { address } => format!("tcp {address}"),
+            ProbeCheck::Http {
+                host, port, path, ..
+            } => format!("http http://{host}:{port}{path}"),
+            ProbeCheck::Exec(cmd) => format!("exec {}", cmd.display()),
+            ProbeCheck::Log(re) => format!("log /{}/", re.as_str()),
+        }
+    }
+}
+
+/// The state of a service as `pk ps`, the dashboard and the control protocol show it.
+///
+/// The engine's `Phase` carries more (exit details, timers); `State` is its public face. The
+/// serde names are the protocol's state words: `label()` with `_` for a space (`timed_out`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Not part of this run (not selected).
+    #[default]
+    Inactive,
+    /// Waiting on its dependencies.
+    Pending,
+    /// Spawned (or being spawned); its `ready` probe has not passed yet.
+    Starting,
+    /// Spawned, no `ready` probe.
+    Running,
+    /// Its `ready` probe passed.
+    Healthy,
+    /// Exited 0 for good.
+    Completed,
+    /// Exited non-zero (or by a signal) for good.
+    Exited,
+    /// Ended; a restart is due.
+    Restarting,
+    /// Its stop sequence is running.
+    Stopping,
+    /// Stopped on request.
+    Stopped,
+    /// The restart limit was hit.
+    Crashed,
+    /// Could not spawn, `ready` deadline passed, or `alive` failed without restart.
+    Failed,
+    /// A required dependency can never meet its condition.
+    Skipped,
+    /// Stopped by pk because it ran longer than its `timeout:` (a failure).
+    TimedOut,
+}
+
+impl State {
+    /// Every state, in the order the dashboard counts them.
+    pub const ALL: [State; 14] = [
+        State::Running,
+        State::Healthy,
+        State::Starting,
+        State::Pending,
+        State::Restarting,
+        State::Stopping,
+        State::Completed,
+        State::Exited,
+        State::Stopped,
+        State::Crashed,
+        State::Failed,
+        State::TimedOut,
+        State::Skipped,
+        State::Inactive,
+    ];
+
+    /// The state word: `pending`, `healthy`, …
+    pub fn label(self) -> &'static str {
+        match self {
+            State::Inactive => "inactive",
+            State::Pending => "pending",
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Healthy => "healthy",
+            State::Completed => "completed",
+            State::Exited => "exited",
+            State::Restarting => "restarting",
+            State::Stopping => "stopping",
+            State::Stopped => "stopped",
+            State::Crashed => "crashed",
+            State::Failed => "failed",
+            State::Skipped => "skipped",
+            State::TimedOut => "timed out",
+        }
+    }
+
+    /// A process tree exists (or is being created): `starting`, `running`, `healthy`.
+    pub fn is_up(self) -> bool {
+        matches!(self, State::Starting | State::Running | State::Healthy)
+    }
+
+    /// Something is still to happen without a new request: up, stopping, pending or restarting.
+    pub fn is_active(self) -> bool {
+        self.is_up() || matches!(self, State::Pending | State::Stopping | State::Restarting)
+    }
+
+    /// Ended without success and nothing more will happen: `failed`, `crashed`, `exited`,
+    /// `timed out`, `skipped`.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            State::Failed | State::Crashed | State::Exited | State::TimedOut | State::Skipped
+        )
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.label())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_names_are_the_labels() {
+        for state in State::ALL {
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{}\"", state.label().replace(' ', "_")));
+            assert_eq!(serde_json::from_str::<State>(&json).unwrap(), state);
+        }
+    }
+}
