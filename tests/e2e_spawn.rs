@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::fmt::Write as _;
+
 use support::{Backend, DEADLINE, Project};
 
 both_backends!(
@@ -17,7 +19,8 @@ fn pk_raises_its_open_file_limit_and_services_keep_the_original(backend: Backend
         "grace: 2s\nservices:\n  s0:\n    command: \"echo limit $(ulimit -n); exec sleep 1000\"\n",
     );
     for i in 1..40 {
-        yaml.push_str(&format!("  s{i}:\n    command: [sleep, \"1000\"]\n"));
+        // Writing into a String cannot fail.
+        let _ = writeln!(yaml, "  s{i}:\n    command: [sleep, \"1000\"]");
     }
     let p = Project::new(&yaml).backend(backend);
     let mut up = p.up().nofile(64).spawn();

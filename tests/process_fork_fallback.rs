@@ -3,10 +3,12 @@
 //! process.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pk::process::{Containment, ContainmentKind, SpawnSpec};
+use tokio::io::AsyncReadExt;
 
 fn env() -> BTreeMap<String, String> {
     BTreeMap::from([(
@@ -84,8 +86,6 @@ async fn with_fork_trees_are_still_contained_and_stopped() {
 
     // A script without `#!` runs with /bin/sh on this path too (the vfork path's test is in
     // process_tree.rs).
-    use std::os::unix::fs::PermissionsExt;
-    use tokio::io::AsyncReadExt;
     let script = dir.path().join("plain-script");
     std::fs::write(&script, "echo \"script ran with $1\"\n").unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -241,14 +241,12 @@ impl Reply {
             }
             return Err(io::Error::from_raw_os_error(self.errno));
         }
-        match self.pidfd {
-            Some(pidfd) => PidfdChild::adopt(self.pid, pidfd),
-            None => {
-                // pk could not take the pidfd (no descriptor left): it must not run unwatched.
-                vfork::kill_and_reap(self.pid);
-                Err(io::Error::from_raw_os_error(libc::EMFILE))
-            }
-        }
+        let Some(pidfd) = self.pidfd else {
+            // pk could not take the pidfd (no descriptor left): it must not run unwatched.
+            vfork::kill_and_reap(self.pid);
+            return Err(io::Error::from_raw_os_error(libc::EMFILE));
+        };
+        PidfdChild::adopt(self.pid, pidfd)
     }
 }
 
@@ -283,11 +281,13 @@ fn send_with_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
             let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
             (*cmsg).cmsg_level = libc::SOL_SOCKET;
             (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(size_of_val(fds) as u32) as _;
+            let bytes = u32::try_from(size_of_val(fds)).unwrap_or(0);
+            (*cmsg).cmsg_len = libc::CMSG_LEN(bytes) as _;
+            // Byte-wise: CMSG_DATA is aligned for the kernel, but typed as bytes.
             std::ptr::copy_nonoverlapping(
-                fds.as_ptr(),
-                libc::CMSG_DATA(cmsg).cast::<c_int>(),
-                fds.len(),
+                fds.as_ptr().cast::<u8>(),
+                libc::CMSG_DATA(cmsg),
+                size_of_val(fds),
             );
         }
     }
@@ -340,11 +340,14 @@ fn recv_with_fds(
         let mut cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
         while !cmsg.is_null() {
             if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(cmsg).cast::<c_int>();
+                let data = libc::CMSG_DATA(cmsg);
                 let header = libc::CMSG_LEN(0) as usize;
                 let n = ((*cmsg).cmsg_len as usize).saturating_sub(header) / size_of::<c_int>();
                 for i in 0..n {
-                    let fd = data.add(i).read_unaligned();
+                    let fd = data
+                        .add(i * size_of::<c_int>())
+                        .cast::<c_int>()
+                        .read_unaligned();
                     if count < MAX_FDS {
                         fds[count] = fd;
                         count += 1;
@@ -481,12 +484,12 @@ fn serve_one(
     let Some(parsed) = parse(request, fds, pointers) else {
         return (0, libc::EINVAL, None);
     };
-    let (program, cwd, pgid, procs, argc, _) = parsed;
-    let mut args = ChildArgs {
+    let (program, cwd, pgid, procs, count, _) = parsed;
+    let mut child = ChildArgs {
         program,
         argv: pointers.as_ptr(),
-        sh_argv: pointers[argc + 1..].as_ptr(),
-        envp: pointers[2 * argc + 3..].as_ptr(),
+        sh_argv: pointers[count + 1..].as_ptr(),
+        envp: pointers[2 * count + 3..].as_ptr(),
         cwd,
         stdio: [fds[0], fds[1], fds[2]],
         pgid,
@@ -498,8 +501,8 @@ fn serve_one(
         nofile: None,
         errno: AtomicI32::new(0),
     };
-    // SAFETY: `args` points into `request` and `pointers`, which outlive the clone.
-    match unsafe { vfork::clone_child(&mut args, stack, libc::CLONE_PARENT) } {
+    // SAFETY: `child` points into `request` and `pointers`, which outlive the clone.
+    match unsafe { vfork::clone_child(&mut child, stack, libc::CLONE_PARENT) } {
         // Failed before exec: pk reaps it (it is pk's child), the pidfd is not needed.
         Ok(cloned) if cloned.errno != 0 => (cloned.pid, cloned.errno, None),
         Ok(cloned) => (cloned.pid, 0, Some(cloned.pidfd.into_raw_fd())),
@@ -578,10 +581,10 @@ mod tests {
         let env: std::collections::BTreeMap<String, String> =
             [("A".to_owned(), "1".to_owned())].into();
         let null = vfork::dev_null().unwrap();
-        let argv = vec!["prog".to_owned(), "x".to_owned()];
+        let words = vec!["prog".to_owned(), "x".to_owned()];
         let req = Request {
             program: std::path::Path::new("/bin/prog"),
-            argv: &argv,
+            argv: &words,
             env: &env,
             cwd: std::path::Path::new("/tmp"),
             stdio: [null.as_fd(), null.as_fd(), null.as_fd()],

@@ -67,7 +67,7 @@ fn cstring(bytes: &[u8]) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in an argument"))
 }
 
-/// The child's stack: mmap'd, with a `PROT_NONE` guard page below it (as glibc's posix_spawn
+/// The child's stack: mmap'd, with a `PROT_NONE` guard page below it (as glibc's `posix_spawn`
 /// has), so an overflow faults instead of writing over the spawning process's memory.
 pub(super) struct ChildStack {
     base: *mut c_void,
@@ -77,7 +77,7 @@ pub(super) struct ChildStack {
 // SAFETY: the mapping is owned by this value alone; nothing else refers to it.
 unsafe impl Send for ChildStack {}
 
-/// Usable size of a child stack: the child's steps need a few KiB (as glibc's posix_spawn).
+/// Usable size of a child stack: the child's steps need a few KiB (as glibc's `posix_spawn`).
 const STACK_SIZE: usize = 64 * 1024;
 
 impl ChildStack {
@@ -184,7 +184,7 @@ impl Prepared {
         cwd: &Path,
     ) -> io::Result<Prepared> {
         let program = cstring(program.as_os_str().as_bytes())?;
-        let args: Vec<CString> = argv
+        let words: Vec<CString> = argv
             .iter()
             .map(|a| cstring(a.as_bytes()))
             .collect::<io::Result<_>>()?;
@@ -192,16 +192,16 @@ impl Prepared {
             .iter()
             .map(|(k, v)| cstring(format!("{k}={v}").as_bytes()))
             .collect::<io::Result<_>>()?;
-        let mut argv: Vec<*const c_char> = args.iter().map(|a| a.as_ptr()).collect();
+        let mut argv: Vec<*const c_char> = words.iter().map(|a| a.as_ptr()).collect();
         argv.push(std::ptr::null());
         let mut sh_argv = vec![SH.as_ptr(), program.as_ptr()];
-        sh_argv.extend(args.iter().skip(1).map(|a| a.as_ptr()));
+        sh_argv.extend(words.iter().skip(1).map(|a| a.as_ptr()));
         sh_argv.push(std::ptr::null());
         let mut envp: Vec<*const c_char> = vars.iter().map(|v| v.as_ptr()).collect();
         envp.push(std::ptr::null());
         Ok(Prepared {
             program,
-            _args: args,
+            _args: words,
             _vars: vars,
             argv,
             sh_argv,
