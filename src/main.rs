@@ -20,6 +20,7 @@ fn main() {
         pk::process::start_spawner();
     }
     let code = pk::cli::run(cli);
+    pk::process::stop_spawner();
     // Every path out of `run` has cleaned up what it started; the guard has nothing to do.
     pk::process::guard::dismiss();
     std::process::exit(code);

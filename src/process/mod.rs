@@ -44,7 +44,7 @@ pub use self::detach::spawn_detached;
 use self::escalate::Drainable;
 use self::pgroup::GroupRegistry;
 use self::spawn::Placement;
-pub use self::spawner::{spawner_pid, start as start_spawner};
+pub use self::spawner::{spawner_pid, start as start_spawner, stop as stop_spawner};
 pub use self::vfork::raise_fd_limit;
 
 /// Environment variable that forces the process-group fallback when set to `pgroup`.

@@ -78,6 +78,22 @@ pub fn spawner_pid() -> Option<u32> {
     shared().map(Spawner::pid)
 }
 
+/// Ends the spawner (it exits once its socket closes) and reaps it, so that it does not
+/// outlive pk even for a moment. Later spawns run in-process.
+pub fn stop() {
+    if let Some(Some(spawner)) = SHARED.get() {
+        let sock = spawner
+            .sock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if sock.is_some() {
+            drop(sock);
+            vfork::reap(spawner.pid);
+        }
+    }
+}
+
 /// The spawner's pid if one was started (never starts one).
 pub(crate) fn started_pid() -> Option<i32> {
     SHARED.get()?.as_ref().map(|spawner| spawner.pid)
