@@ -175,9 +175,85 @@ fn missing_file() {
     insta::assert_snapshot!(explicit.replace(&dir_text, "[DIR]"));
 }
 
+/// `load` of a pk.yaml with `contents` in a fresh directory, rendered, with the directory
+/// replaced by `[DIR]`; fails the test if loading takes longer than the deadline (a hang).
+fn load_file_errors(contents: &[u8], setup: impl FnOnce(&Path)) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pk.yaml"), contents).unwrap();
+    setup(dir.path());
+    let cwd = dir.path().to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let result = pk::plan::load(None, &cwd)
+            .map(|_| ())
+            .map_err(|e| e.render(false));
+        let _ = tx.send(result);
+    });
+    let result = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("loading the config hung");
+    let text = result.expect_err("expected an error");
+    let shown = std::fs::canonicalize(dir.path()).unwrap();
+    text.replace(&shown.display().to_string(), "[DIR]")
+        .replace(&dir.path().display().to_string(), "[DIR]")
+}
+
+#[test]
+fn invalid_utf8_is_located() {
+    insta::assert_snapshot!(load_file_errors(
+        b"services:\n  api:\n    command: \"echo caf\xe9\"\n",
+        |_| {}
+    ));
+}
+
+#[test]
+fn env_file_reads_only_regular_files() {
+    // /dev/zero grew without bound; a FIFO with no writer blocked forever.
+    let text = load_file_errors(
+        b"env_file: [/dev/zero]\nservices:\n  api: { command: x }\n",
+        |_| {},
+    );
+    assert!(
+        text.contains("cannot read env file `/dev/zero`: it is a device, not a regular file"),
+        "{text}"
+    );
+    let text = load_file_errors(
+        b"services:\n  api:\n    command: x\n    env_file: [fifo]\n",
+        |dir| {
+            let path =
+                std::ffi::CString::new(dir.join("fifo").into_os_string().into_encoded_bytes())
+                    .unwrap();
+            // SAFETY: a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        },
+    );
+    assert!(text.contains("it is a FIFO, not a regular file"), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn deeply_nested_interpolation_is_an_error() {
+    let mut value = "${X:-".repeat(30_000);
+    value.push('d');
+    value.push_str(&"}".repeat(30_000));
+    let text = errors(&format!("services:\n  api:\n    command: \"{value}\"\n"));
+    assert!(
+        text.contains("interpolation defaults nested more than 32 deep"),
+        "{}",
+        &text[..text.len().min(2000)]
+    );
+}
+
 #[test]
 fn zero_run_timeout() {
     insta::assert_snapshot!(errors(
         "services:\n  migrate:\n    command: x\n    timeout: 0s\n"
+    ));
+}
+
+#[test]
+fn tty_with_a_pipeline() {
+    insta::assert_snapshot!(errors(
+        "services:\n  logs:\n    pipeline: [[tail, -F, a.log], [grep, ERROR]]\n    tty: true\n"
     ));
 }

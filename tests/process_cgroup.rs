@@ -48,7 +48,7 @@ async fn cleanup_removes_the_run_cgroup_and_its_leaves() {
     let _escapees = PidGuard(vec![grandchild]);
     let outcome = within("stop", spawned.tree.stop(15, Duration::from_secs(10))).await;
     assert!(!outcome.killed);
-    assert!(run.join("svc").is_dir());
+    assert!(run.join("svc@service").is_dir());
     c.cleanup();
     assert!(!run.exists(), "{} is still there", run.display());
     c.cleanup(); // idempotent
@@ -69,4 +69,45 @@ async fn dropping_the_containment_kills_its_trees_and_removes_the_run_cgroup() {
     within("the tree to be killed", spawned.tree.wait_stages()).await;
     process_support::poll_until("the grandchild to die", || is_gone(grandchild)).await;
     assert!(!run.exists(), "{} is still there", run.display());
+}
+
+#[tokio::test]
+async fn no_service_name_shares_a_leaf_with_a_probe_or_an_interface_file() {
+    use pk::process::{Role, leaf_name};
+    let Some(c) = process_support::cgroup() else {
+        return;
+    };
+    // A service named `db.probe`, and `db`'s exec probe: killing the probe's tree (as every
+    // probe attempt does) must leave the service alone.
+    let mut service = spawn(&c, "db.probe", &[sh("echo up; exec sleep 1000")]);
+    let mut probe = spawn(
+        &c,
+        &leaf_name("db", Role::Probe),
+        &[argv(&["sleep", "1000"])],
+    );
+    assert_ne!(service.tree.cgroup(), probe.tree.cgroup());
+    probe.tree.kill();
+    within("the probe to die", probe.tree.wait_stages()).await;
+    drained(&mut probe.tree).await;
+    // Its `up` line shows it ran; it must still be running after the probe's leaf was killed.
+    assert_eq!(
+        Lines::new(service.stdout).next().await.as_deref(),
+        Some("up")
+    );
+    assert!(
+        !service.tree.is_drained(),
+        "the probe's kill reached service `db.probe`"
+    );
+    // Names of cgroup interface files are valid service names.
+    let mut odd: Vec<_> = ["cpu.stat", "cgroup.events", "memory.max"]
+        .into_iter()
+        .map(|name| spawn(&c, name, &[argv(&["true"])]))
+        .collect();
+    for spawned in &mut odd {
+        within("exit", spawned.tree.wait_stages()).await;
+        drained(&mut spawned.tree).await;
+    }
+    service.tree.kill();
+    within("the service to die", service.tree.wait_stages()).await;
+    drained(&mut service.tree).await;
 }

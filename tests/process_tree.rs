@@ -151,7 +151,7 @@ async fn pipeline_stages_share_one_group_and_leaf(c: Guarded) {
     }
     if let (Some(leaf), Some(run)) = (spawned.tree.cgroup(), c.run_cgroup()) {
         assert!(leaf.starts_with(run));
-        assert_eq!(leaf.file_name().unwrap(), "pipe.shared");
+        assert_eq!(leaf.file_name().unwrap(), "pipe.shared@service");
         for &pid in &pids {
             let path = cgroup_of(pid).unwrap();
             assert!(

@@ -312,3 +312,64 @@ services:
     let (_, code) = pk(dir.path(), &["down"]);
     assert_eq!(code, 0);
 }
+
+/// Waits until the raw bytes pk wrote contain `needle`.
+fn wait_raw(pk: &Pk, what: &str, needle: &[u8]) -> Vec<u8> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let raw = pk.raw_output();
+        if raw.windows(needle.len()).any(|w| w == needle) {
+            return raw;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; raw: {:?}",
+            String::from_utf8_lossy(&raw)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn plain_output_and_pk_logs_on_a_terminal_keep_colours_and_drop_other_escapes() {
+    // OSC 52 (set the clipboard), OSC 0 (window title), clear screen, then a red word.
+    let dir = stack(
+        r"services:
+  evil:
+    command: |
+      printf '\033]52;c;cm0gLXJmIH4=\007\033]0;pwned\007\033[2J\033[31mred\033[0m done\n'; exec sleep 600
+",
+    );
+    let up = Pk::start_with(dir.path(), &["up", "--plain"]);
+    let raw = wait_raw(&up, "the service's line", b"done");
+    assert!(
+        contains(&raw, b"\x1b[31mred\x1b[0m done"),
+        "colours are kept"
+    );
+    for bad in [&b"\x1b]52"[..], b"\x1b]0;pwned", b"\x1b[2J"] {
+        assert!(
+            !contains(&raw, bad),
+            "{:?} reached the terminal: {:?}",
+            String::from_utf8_lossy(bad),
+            String::from_utf8_lossy(&raw)
+        );
+    }
+    let mut logs = Pk::start_with(dir.path(), &["logs", "evil"]);
+    assert_eq!(logs.wait_exit(DEADLINE), Some(0));
+    let raw = wait_raw(&logs, "pk logs", b"done");
+    assert!(
+        contains(&raw, b"\x1b[31mred\x1b[0m done"),
+        "colours are kept"
+    );
+    for bad in [&b"\x1b]52"[..], b"\x1b]0;pwned", b"\x1b[2J"] {
+        assert!(
+            !contains(&raw, bad),
+            "pk logs wrote {:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}

@@ -81,6 +81,7 @@ async fn run(config: &Path, history_bytes: usize) -> Result<(), ControlError> {
                 tui::restore_terminal();
                 std::process::exit(0);
             }),
+            pty_size: None,
         },
         log_rx,
         log_tx.clone(),
@@ -123,6 +124,20 @@ async fn follow_snapshots(mut call: Call, tx: watch::Sender<Arc<Snapshot>>, logs
 /// Turns the stack's log lines into the events the dashboard renders.
 async fn follow_logs(mut call: Call, names: Vec<String>, logs: LogSender) {
     while let Ok(Some(resp)) = call.next().await {
+        if let Response::Shed { lines, .. } = resp {
+            let text =
+                format!("… {lines} lines dropped: this dashboard fell behind (`pk logs` has them)");
+            if logs
+                .send(LogEvent::Notice {
+                    service: None,
+                    text,
+                })
+                .is_err()
+            {
+                return;
+            }
+            continue;
+        }
         let Response::Log {
             service,
             kind,

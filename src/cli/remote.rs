@@ -316,7 +316,8 @@ pub async fn logs(config: &Path, args: LogsArgs) -> i32 {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    let printer = PlainPrinter::new(&names, args.color);
+    let printer = PlainPrinter::new(&names, args.color)
+        .terminal(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let mut out = std::io::stdout().lock();
     let mut buf = Vec::new();
     loop {
@@ -344,6 +345,14 @@ pub async fn logs(config: &Path, args: LogsArgs) -> i32 {
             Response::Dropped { lines, .. } => {
                 buf.extend_from_slice(
                     format!("… {lines} older lines were dropped from pk's history\n").as_bytes(),
+                );
+            }
+            Response::Shed { lines, .. } => {
+                buf.extend_from_slice(
+                    format!(
+                        "… {lines} lines dropped: this `pk logs -F` fell behind (`pk logs` has them)\n"
+                    )
+                    .as_bytes(),
                 );
             }
             Response::Ok { .. } => return 0,

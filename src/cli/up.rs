@@ -11,7 +11,7 @@ use crate::control;
 use crate::engine::{EngineHandle, Input, Intent, Runtime};
 use crate::logs::LogEvent;
 use crate::plan::{self, Plan};
-use crate::process::Containment;
+use crate::process::{Containment, WinSize};
 use crate::ui::plain::PlainPrinter;
 use crate::ui::{Renderer, tui};
 
@@ -109,17 +109,64 @@ pub fn containment_label(containment: &Containment) -> String {
     }
 }
 
+/// What a renderer is fed from and reports to.
+struct RendererIo {
+    ui_rx: crate::logs::LogReceiver,
+    /// The dashboard's own notices go back through the hub.
+    log_tx: crate::logs::LogSender,
+    /// The dashboard's queue, for the hub to shed from.
+    backlog: crate::logs::Backlog,
+    /// The plain printer gives written output bytes back here.
+    gate: crate::logs::OutputGate,
+    /// The plain printer could not write stdout.
+    failed: tokio::sync::oneshot::Sender<()>,
+}
+
+/// The dashboard may lag under a flood and then sheds lines; the plain printer never does: the
+/// pumps wait for it.
+fn ui_budget(renderer: &Renderer, backlog: crate::logs::Backlog) -> crate::logs::hub::UiBudget {
+    use crate::logs::hub::{LaggingRenderer, UiBudget};
+    if matches!(renderer, Renderer::Pending(_)) {
+        UiBudget::Lagging(LaggingRenderer {
+            backlog,
+            budget: DASHBOARD_BACKLOG,
+        })
+    } else {
+        UiBudget::Printer
+    }
+}
+
+/// Services never run unseen: once the plain printer could not write stdout, stop the stack.
+fn stop_when_output_lost(engine: EngineHandle, lost: tokio::sync::oneshot::Receiver<()>) {
+    tokio::spawn(async move {
+        if lost.await.is_ok() {
+            // The engine only stops listening once everything has stopped.
+            let _ = engine
+                .inputs
+                .send(Input::Intent(Intent::Shutdown { grace: None }));
+        }
+    });
+}
+
 /// The dashboard when stdout and stdin are a terminal (and neither `--plain` nor detached),
 /// else the plain printer; None if the terminal cannot be set up (reported).
+///
+/// With it, the window size of `tty: true` services: the dashboard's log pane (which the
+/// dashboard keeps up to date), else pk's terminal size, else 120×24.
 fn start_renderer(
     plan: &Plan,
     opts: &UpOptions,
     containment: &Arc<Containment>,
     socket: &Path,
-    ui_rx: crate::logs::LogReceiver,
-    log_tx: &crate::logs::LogSender,
-    backlog: &crate::logs::Backlog,
-) -> Option<Renderer> {
+    io: RendererIo,
+) -> Option<(Renderer, tokio::sync::watch::Receiver<WinSize>)> {
+    let RendererIo {
+        ui_rx,
+        log_tx,
+        backlog,
+        gate,
+        failed,
+    } = io;
     let detached = std::env::var_os(DETACHED_ENV).is_some();
     let names: Vec<String> = plan.services.iter().map(|s| s.name.clone()).collect();
     let dashboard = !opts.plain
@@ -127,14 +174,22 @@ fn start_renderer(
         && std::io::stdout().is_terminal()
         && std::io::stdin().is_terminal();
     if !dashboard {
+        let size = WinSize::of_terminal(std::io::stdout()).unwrap_or(WinSize::DEFAULT);
         // Detached, stdout is pk's log file: lifecycle lines only; output stays in `pk logs`.
         let color = opts.color && !detached;
-        return Some(Renderer::Plain(
-            PlainPrinter::new(&names, color)
-                .notices_only(detached)
-                .spawn(ui_rx),
+        let printer = PlainPrinter::new(&names, color)
+            .terminal_output(plan.services.iter().map(|s| s.tty).collect())
+            .notices_only(detached)
+            .terminal(std::io::stdout().is_terminal())
+            .spawn(ui_rx, gate, failed);
+        return Some((
+            Renderer::Plain(printer),
+            tokio::sync::watch::channel(size).1,
         ));
     }
+    let (cols, rows) = crossterm::terminal::size().unwrap_or((120, 24));
+    let (pty_size, pty_sizes) =
+        tokio::sync::watch::channel(tui::log_pane_size(cols, rows, plan.services.len()));
     let config = tui::TuiConfig {
         stack: plan.name.clone(),
         names,
@@ -147,9 +202,10 @@ fn start_renderer(
             let socket = socket.to_path_buf();
             Box::new(move || exit_now(&containment, &socket))
         },
+        pty_size: Some(pty_size),
     };
-    match tui::spawn(config, ui_rx, log_tx.clone()) {
-        Ok(pending) => Some(Renderer::Pending(pending)),
+    match tui::spawn(config, ui_rx, log_tx) {
+        Ok(pending) => Some((Renderer::Pending(pending), pty_sizes)),
         Err(e) => {
             eprintln!("pk: cannot set up the terminal for the dashboard: {e} (try --plain)");
             None
@@ -173,30 +229,23 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
     let (ui_tx, ui_rx) = tokio::sync::mpsc::unbounded_channel();
     let (log_tx, log_rx) = tokio::sync::mpsc::unbounded_channel();
     let backlog = crate::logs::Backlog::default();
-    let renderer = start_renderer(
-        &plan,
-        &opts,
-        &containment,
-        &socket,
+    let gate = crate::logs::OutputGate::default();
+    let (output_failed, output_lost) = tokio::sync::oneshot::channel();
+    let io = RendererIo {
         ui_rx,
-        &log_tx,
-        &backlog,
-    );
-    let Some(printer) = renderer else {
-        containment.cleanup();
-        containment.drop_record();
-        // Best effort, as below.
-        let _ = std::fs::remove_file(&socket);
+        log_tx: log_tx.clone(),
+        backlog: backlog.clone(),
+        gate: gate.clone(),
+        failed: output_failed,
+    };
+    let renderer = start_renderer(&plan, &opts, &containment, &socket, io);
+    let Some((printer, pty_sizes)) = renderer else {
+        clean_up(&containment, &socket);
         return 2;
     };
     let log_files = plan.services.iter().map(|s| s.log_file.clone()).collect();
-    // The dashboard may lag under a flood and then sheds lines; the plain printer never does.
-    let lag = matches!(printer, Renderer::Pending(_)).then(|| crate::logs::hub::LaggingRenderer {
-        backlog,
-        budget: DASHBOARD_BACKLOG,
-    });
-    let gate = crate::logs::OutputGate::default();
-    let hub = crate::logs::hub::spawn(log_files, log_rx, gate.clone(), ui_tx, lag);
+    let budget = ui_budget(&printer, backlog);
+    let hub = crate::logs::hub::spawn(log_files, log_rx, gate.clone(), ui_tx, budget);
     // Sent first so the mechanism in use is the first thing a user sees.
     let _ = log_tx.send(LogEvent::Notice {
         service: None,
@@ -210,17 +259,17 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
         log_tx.clone(),
         gate,
     );
-    let runtime = runtime.hold_open(detached);
+    let runtime = runtime.hold_open(detached).pty_size(pty_sizes);
     let printer = printer.attach(handle.clone());
+    if !detached {
+        stop_when_output_lost(handle.clone(), output_lost);
+    }
     let watcher = if opts.watch {
         match crate::watch::start(&plan, &selected, handle.clone(), &log_tx) {
             Ok(w) => w,
             Err(e) => {
                 eprintln!("pk: {e}");
-                containment.cleanup();
-                containment.drop_record();
-                // Best effort, as below.
-                let _ = std::fs::remove_file(&socket);
+                clean_up(&containment, &socket);
                 let _ = log_tx.send(LogEvent::End);
                 let _ = printer.join();
                 return 2;
@@ -248,18 +297,26 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
     serving.abort();
     // Every tree has drained by now; this only guards against a bug leaving one behind.
     containment.kill_all();
-    containment.cleanup();
-    containment.drop_record();
-    // Best effort: a leftover socket file is detected as stale by the next `pk up`.
-    let _ = std::fs::remove_file(&socket);
+    clean_up(&containment, &socket);
     let _ = log_tx.send(LogEvent::End);
-    // The printer only fails if stdout is gone, and then there is nothing to report to.
-    let _ = printer.join();
-    if detached && outcome.exit_code == 0 {
+    // The printer has said on stderr what went wrong; the exit code says output was lost.
+    let exit_code = match printer.join() {
+        Err(_) if outcome.exit_code == 0 => 1,
+        _ => outcome.exit_code,
+    };
+    if detached && exit_code == 0 {
         // A background run that ended well leaves no log behind; a failed one keeps it.
         let _ = std::fs::remove_file(socket.with_extension("log"));
     }
-    outcome.exit_code
+    exit_code
+}
+
+/// Removes what this run created: its cgroups, run record and socket file.
+fn clean_up(containment: &Containment, socket: &Path) {
+    containment.cleanup();
+    containment.drop_record();
+    // Best effort: a leftover socket file is detected as stale by the next `pk up`.
+    let _ = std::fs::remove_file(socket);
 }
 
 /// Before anything is spawned: the run record, and what pk's guard must clean if pk dies.

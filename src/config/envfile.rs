@@ -1,4 +1,7 @@
 //! Reads `.env` files (dotenvy's iterator API: it never touches the process environment).
+//!
+//! Invariant: only regular files of at most `source::MAX_SOURCE` bytes are read
+//! (`source::read_bytes`): `env_file: /dev/zero` or a FIFO is an error, never a hang.
 
 use std::path::Path;
 
@@ -9,21 +12,15 @@ use super::model::Located;
 /// the `env_file` entry.
 pub fn read(base_dir: &Path, path: &Located<String>) -> Result<Vec<(String, String)>, Diag> {
     let full = base_dir.join(&path.value);
-    let iter = dotenvy::from_path_iter(&full).map_err(|e| {
-        let reason = match &e {
-            dotenvy::Error::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
-                "no such file".to_owned()
-            }
-            dotenvy::Error::Io(io) => io.to_string(),
-            other => other.to_string(),
-        };
+    let bytes = super::source::read_bytes(&full).map_err(|reason| {
         Diag::error(format!(
             "cannot read env file `{}`: {reason}",
             full.display()
         ))
         .label(path.span, "this env_file")
-        .help("env_file paths are relative to the directory of pk.yaml")
+        .help("env_file paths are relative to the directory of pk.yaml; pk reads regular files of at most 8 MiB")
     })?;
+    let iter = dotenvy::from_read_iter(std::io::Cursor::new(bytes));
     let mut vars = Vec::new();
     for item in iter {
         match item {

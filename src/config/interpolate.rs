@@ -5,6 +5,10 @@
 //! (unset), `${NAME:?message}` / `${NAME?message}` (error), `${NAME:+alt}` / `${NAME+alt}`
 //! (alternative when set); defaults and messages nest and are only expanded when used. A `$`
 //! followed by anything else stays as it is. Pure: never reads the process environment.
+//!
+//! Invariants: defaults nest at most `MAX_DEPTH` deep (deeper is an error, not a stack
+//! overflow); each nesting level scans its text once, so evaluation is linear in the input
+//! (at most `MAX_DEPTH` passes over any byte).
 
 use std::collections::BTreeMap;
 
@@ -22,14 +26,19 @@ pub enum InterpolateError {
     Required { name: String, message: String },
     /// A `${` that is not a supported form, or has no closing `}`.
     Invalid { text: String },
+    /// Defaults nested deeper than `MAX_DEPTH`.
+    TooDeep,
 }
+
+/// How deep `${A:-${B:-…}}` defaults may nest.
+pub const MAX_DEPTH: usize = 32;
 
 pub fn interpolate(
     input: &str,
     vars: &BTreeMap<String, String>,
 ) -> Result<Expanded, InterpolateError> {
     let mut out = Expanded::default();
-    expand_into(input, vars, &mut out)?;
+    expand_into(input, vars, &mut out, 0)?;
     Ok(out)
 }
 
@@ -45,7 +54,11 @@ fn expand_into(
     input: &str,
     vars: &BTreeMap<String, String>,
     out: &mut Expanded,
+    depth: usize,
 ) -> Result<(), InterpolateError> {
+    if depth > MAX_DEPTH {
+        return Err(InterpolateError::TooDeep);
+    }
     let mut rest = input;
     while let Some(pos) = rest.find('$') {
         out.text.push_str(&rest[..pos]);
@@ -58,7 +71,7 @@ fn expand_into(
                 text: rest[pos..].to_owned(),
             })?;
             let inner = &inner_start[..close];
-            expand_braced(inner, vars, out)?;
+            expand_braced(inner, vars, out, depth)?;
             rest = &inner_start[close + 1..];
         } else if after.starts_with(is_name_start) {
             let end = after.find(|c| !is_name_char(c)).unwrap_or(after.len());
@@ -110,6 +123,7 @@ fn expand_braced(
     inner: &str,
     vars: &BTreeMap<String, String>,
     out: &mut Expanded,
+    depth: usize,
 ) -> Result<(), InterpolateError> {
     let invalid = || InterpolateError::Invalid {
         text: format!("${{{inner}}}"),
@@ -136,12 +150,12 @@ fn expand_braced(
     let arg = chars.as_str();
     match operator {
         '-' | '?' if present => out.text.push_str(value.map_or("", String::as_str)),
-        '-' => expand_into(arg, vars, out)?,
-        '+' if present => expand_into(arg, vars, out)?,
+        '-' => expand_into(arg, vars, out, depth + 1)?,
+        '+' if present => expand_into(arg, vars, out, depth + 1)?,
         '+' => {}
         '?' => {
             let mut msg = Expanded::default();
-            expand_into(arg, vars, &mut msg)?;
+            expand_into(arg, vars, &mut msg, depth + 1)?;
             return Err(InterpolateError::Required {
                 name: name.to_owned(),
                 message: msg.text,
@@ -198,5 +212,38 @@ mod tests {
         let w = interpolate("$NOPE ${NOPE} ${X:-$Y}", &vars()).unwrap();
         assert_eq!(w.unset, vec!["NOPE".to_owned(), "Y".to_owned()]);
         assert_eq!(w.text, "  ");
+    }
+
+    fn nested(levels: usize) -> String {
+        let mut s = "${X:-".repeat(levels);
+        s.push('d');
+        s.push_str(&"}".repeat(levels));
+        s
+    }
+
+    #[test]
+    fn nesting_is_limited_and_evaluation_is_linear() {
+        assert_eq!(ok(&nested(MAX_DEPTH)), "d");
+        assert_eq!(
+            interpolate(&nested(MAX_DEPTH + 1), &vars()).unwrap_err(),
+            InterpolateError::TooDeep
+        );
+        // 30,000 levels overflowed the stack (SIGABRT); now an error after MAX_DEPTH levels,
+        // each of which scans the text once.
+        assert_eq!(
+            interpolate(&nested(30_000), &vars()).unwrap_err(),
+            InterpolateError::TooDeep
+        );
+        let wide = nested(MAX_DEPTH).repeat(2_000);
+        assert_eq!(interpolate(&wide, &vars()).unwrap().text.len(), 2_000);
+    }
+
+    #[test]
+    fn unused_deep_defaults_cost_one_scan() {
+        let mut s = "${A:-".to_string();
+        s.push_str(&nested(50_000));
+        s.push('}');
+        let w = interpolate(&s, &vars()).unwrap();
+        assert_eq!(w.text, "a");
     }
 }

@@ -15,6 +15,7 @@ pub mod interpolate;
 pub mod model;
 pub mod node;
 pub mod read;
+pub mod source;
 pub mod values;
 
 pub use diag::{Diag, Span};

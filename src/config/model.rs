@@ -121,6 +121,10 @@ pub struct Service {
     /// Stop the service (its `shutdown` sequence) once it has run this long; it then ends
     /// `timed out`, a failure (restart policies restart it like any failure).
     pub timeout: Option<HumanDuration>,
+    /// Run on a pseudo-terminal (its own session; stdout and stderr merged): the program sees a
+    /// terminal (colours, line-buffered output). A `command` only, not a `pipeline`.
+    #[serde(default)]
+    pub tty: bool,
     /// Where the `command`/`pipeline` key is (for "both or neither" errors).
     #[schemars(skip)]
     pub span: Span,

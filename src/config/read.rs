@@ -17,6 +17,14 @@ use super::node::{Node, Value};
 use super::values;
 use crate::vocab::{CommandSpec, Condition, ProbeCheck, RestartPolicy};
 
+/// `text` cut to at most `max` characters (with `…`), for messages quoting user input.
+fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_owned(),
+    }
+}
+
 const TOP_KEYS: &[&str] = &["name", "grace", "env", "env_file", "log_dir", "services"];
 const SERVICE_KEYS: &[&str] = &[
     "command",
@@ -33,6 +41,7 @@ const SERVICE_KEYS: &[&str] = &[
     "watch",
     "log_file",
     "timeout",
+    "tty",
 ];
 const READY_KEYS: &[&str] = &[
     "exec",
@@ -74,6 +83,9 @@ const WATCH_KEYS: &[&str] = &[
 pub struct Reader<'a> {
     vars: &'a BTreeMap<String, String>,
     pub diags: Vec<Diag>,
+    /// Services whose `ready` block was given but is invalid (already reported): later checks
+    /// must not also call them probe-less.
+    pub invalid_ready: Vec<String>,
 }
 
 /// A map's entries that passed the unknown-key check, by key.
@@ -116,6 +128,7 @@ impl<'a> Reader<'a> {
         Reader {
             vars,
             diags: Vec::new(),
+            invalid_ready: Vec::new(),
         }
     }
 
@@ -251,7 +264,19 @@ impl<'a> Reader<'a> {
                 );
                 None
             }
+            Err(InterpolateError::TooDeep) => {
+                self.diags.push(
+                    Diag::error(format!(
+                        "interpolation defaults nested more than {} deep",
+                        super::interpolate::MAX_DEPTH
+                    ))
+                    .label(span, "in this value")
+                    .help("flatten the `${VAR:-${OTHER:-…}}` chain"),
+                );
+                None
+            }
             Err(InterpolateError::Invalid { text }) => {
+                let text = shorten(&text, 60);
                 self.diags.push(
                     Diag::error(format!("invalid interpolation `{text}`"))
                         .label(span, "in this value")
@@ -491,13 +516,19 @@ impl<'a> Reader<'a> {
                 "env" => service.env = self.env(value, &p),
                 "env_file" => service.env_file = self.paths(value, &p),
                 "depends_on" => service.depends_on = self.depends_on(value, &p),
-                "ready" => service.ready = self.probe(value, &p, READY_KEYS),
+                "ready" => {
+                    service.ready = self.probe(value, &p, READY_KEYS);
+                    if service.ready.is_none() {
+                        self.invalid_ready.push(service.name.value.clone());
+                    }
+                }
                 "alive" => service.alive = self.probe(value, &p, ALIVE_KEYS),
                 "restart" => service.restart = self.restart(value, &p),
                 "shutdown" => service.shutdown = self.shutdown(value, &p),
                 "disabled" => service.disabled = self.bool(value, &p).unwrap_or(false),
                 "watch" => service.watch = self.watch(value, &p),
                 "log_file" => service.log_file = self.string(value, &p),
+                "tty" => service.tty = self.bool(value, &p).unwrap_or(false),
                 "timeout" => {
                     service.timeout = self.duration(value, &p);
                     if service.timeout.is_some_and(|t| t.0.is_zero()) {
@@ -524,6 +555,18 @@ impl<'a> Reader<'a> {
                     .help("add `command: …` (a string for `sh -c`, or a list for an argv) or a `pipeline`"),
             ),
             _ => {}
+        }
+        if let (true, Some(t), Some(p)) = (
+            service.tty,
+            fields.key_span("tty"),
+            fields.key_span("pipeline"),
+        ) {
+            self.diags.push(
+                Diag::error(format!("service `{}` has `tty: true` and a `pipeline`", service.name.value))
+                    .label(t, "a terminal")
+                    .label(p, "for several programs")
+                    .help("a terminal runs one program: use `command` (e.g. `command: a | b` runs both under `sh -c`)"),
+            );
         }
         Some(service)
     }

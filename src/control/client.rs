@@ -1,4 +1,7 @@
 //! The client side: `pk down`, `pk ps`, `pk logs` … talk to a running `pk up`.
+//!
+//! Invariant: a request is only sent to a socket in a private directory of ours, served by a
+//! process with our uid; another local user cannot forge state or swallow a `pk down`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,7 +11,7 @@ use tokio::net::UnixStream;
 use tokio::net::unix::OwnedReadHalf;
 
 use super::protocol::{Op, Request, Response};
-use super::{ControlError, socket_path};
+use super::{ControlError, check_peer, check_socket_dir, socket_path};
 
 /// Connecting to a live socket takes microseconds; this bounds a wedged peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,6 +34,16 @@ impl Call {
             config: config.to_path_buf(),
             socket: path.clone(),
         };
+        if let Some(dir) = path.parent() {
+            match check_socket_dir(dir) {
+                Err(ControlError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    return Err(not_running());
+                }
+                other => other?,
+            }
+        }
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(&path)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e))
@@ -44,6 +57,7 @@ impl Call {
             Ok(Err(source)) => return Err(ControlError::Io { path, source }),
             Err(_) => return Err(ControlError::Protocol("timed out connecting".into())),
         };
+        check_peer(&stream, &path)?;
         let (read, mut write) = stream.into_split();
         let mut line = serde_json::to_vec(&Request::new(op))
             .map_err(|e| ControlError::Protocol(e.to_string()))?;

@@ -2,7 +2,10 @@
 //! server and the client.
 //!
 //! Invariants: the socket lives in a per-user directory of mode 0700, is named after the
-//! canonical config path, and only peers with pk's own uid are served. No TCP port is opened.
+//! canonical config path, and only peers with pk's own uid are served. Clients trust a socket
+//! only in a directory that is theirs and private, served by a process of their own uid
+//! (`SO_PEERCRED`). A socket file is replaced only when provably stale: nobody holds the
+//! `flock` of the lock file beside it. No TCP port is opened.
 
 mod client;
 mod protocol;
@@ -23,6 +26,8 @@ pub enum ControlError {
     NotRunning { config: PathBuf, socket: PathBuf },
     #[error("unsafe socket directory {dir}: {why}")]
     UnsafeDir { dir: PathBuf, why: String },
+    #[error("control socket {socket} is served by uid {uid}, not by you; not talking to it")]
+    ForeignPeer { socket: PathBuf, uid: u32 },
     #[error("control socket {path}: {source}")]
     Io {
         path: PathBuf,
@@ -61,6 +66,54 @@ pub fn socket_path(config: &Path) -> PathBuf {
 /// The run record of the stack whose canonical config path is `config` (next to its socket).
 pub fn record_path(config: &Path) -> PathBuf {
     socket_path(config).with_extension("run.json")
+}
+
+/// The lock file beside the socket of `config`: a running pk holds its `flock`.
+pub fn lock_path(config: &Path) -> PathBuf {
+    socket_path(config).with_extension("lock")
+}
+
+/// Checks that an existing socket directory is a directory owned by us that nobody else may
+/// use: what a client must know before it trusts a socket in it.
+pub fn check_socket_dir(dir: &Path) -> Result<(), ControlError> {
+    let meta = std::fs::symlink_metadata(dir).map_err(|source| ControlError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let uid = rustix::process::getuid().as_raw();
+    if !meta.is_dir() || meta.uid() != uid {
+        return Err(ControlError::UnsafeDir {
+            dir: dir.to_path_buf(),
+            why: format!(
+                "not a directory owned by uid {uid} (owner: uid {}); another user may have created it",
+                meta.uid()
+            ),
+        });
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(ControlError::UnsafeDir {
+            dir: dir.to_path_buf(),
+            why: format!("mode {mode:03o} lets other users in (pk makes it 0700)"),
+        });
+    }
+    Ok(())
+}
+
+/// Checks that the process at the other end of `stream` runs with our uid.
+pub fn check_peer(stream: &tokio::net::UnixStream, path: &Path) -> Result<(), ControlError> {
+    let cred = stream.peer_cred().map_err(|source| ControlError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let uid = rustix::process::getuid().as_raw();
+    if cred.uid() != uid {
+        return Err(ControlError::ForeignPeer {
+            socket: path.to_path_buf(),
+            uid: cred.uid(),
+        });
+    }
+    Ok(())
 }
 
 /// Creates the socket directory (0700) or checks that an existing one is ours and private.

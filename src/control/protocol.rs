@@ -117,6 +117,9 @@ pub enum Response {
     Snapshot { v: u32, snapshot: Snapshot },
     /// History before the first `log` line was dropped because it was full.
     Dropped { v: u32, lines: u64 },
+    /// A follower (`logs` with `follow`) fell behind: this many lines were not sent to it here
+    /// (the history still has them).
+    Shed { v: u32, lines: u64 },
     /// Final answer to `ps`.
     Ps {
         v: u32,

@@ -8,15 +8,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::protocol::{Failure, Op, PROTOCOL_VERSION, PsRow, Request, Response, WaitFor};
-use super::{ControlError, ensure_socket_dir, socket_path};
+use super::{ControlError, ensure_socket_dir, lock_path, socket_path};
 use crate::engine::{EngineHandle, Input, Intent, ServiceSnapshot, Snapshot};
-use crate::logs::hub::{HubHandle, LogQuery, LogRecord};
+use crate::logs::hub::{FOLLOWER_BUDGET, Follow, HubHandle, LogQuery, LogRecord, follow_channel};
 use crate::plan::Plan;
 use crate::process::Containment;
 use crate::vocab::{ServiceId, State};
@@ -24,10 +24,13 @@ use crate::vocab::{ServiceId, State};
 /// A request must arrive this soon after connecting.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A bound control socket; the file is removed when this is dropped.
+/// A bound control socket; the file is removed when this is dropped, and the lock beside it
+/// is held until then.
 pub struct Server {
     listener: UnixListener,
     path: PathBuf,
+    /// Held, never read: its `flock` says a live pk serves `path`.
+    _lock: SocketLock,
 }
 
 /// CPU % and memory bytes of each service's tree, for `ps`.
@@ -43,8 +46,62 @@ pub struct ServerContext {
     pub metrics: Arc<MetricsFn>,
 }
 
+/// The exclusive `flock` on the lock file beside a socket, held by the pk serving it. The
+/// kernel drops it when that pk dies, however it dies: a free lock proves a socket stale.
+struct SocketLock {
+    /// Held, never read: the `flock` lives as long as this descriptor.
+    _file: std::fs::File,
+    path: PathBuf,
+}
+
+impl SocketLock {
+    /// Takes the lock, or None if a live pk holds it.
+    fn take(path: &Path) -> std::io::Result<Option<SocketLock>> {
+        use rustix::fs::{FlockOperation, flock};
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        loop {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)?;
+            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+            // The previous holder removes the file before it lets go: the lock only counts if
+            // it is on the file the path names now.
+            let held = file.metadata()?;
+            match std::fs::metadata(path) {
+                Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {
+                    return Ok(Some(SocketLock {
+                        _file: file,
+                        path: path.to_path_buf(),
+                    }));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Drop for SocketLock {
+    fn drop(&mut self) {
+        // Removed while still held (see `take`); the lock goes with `file`, dropped after this.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 impl Server {
     /// Binds the socket for `config`. A live pk on it → `Busy`; a stale file → replaced.
+    ///
+    /// Stale is proven, not guessed: the lock beside the socket is free (its holder died), and
+    /// nothing answers on the socket. Any other error connecting leaves the file alone.
     pub fn bind(config: &Path) -> Result<Server, ControlError> {
         ensure_socket_dir()?;
         let path = socket_path(config);
@@ -52,19 +109,36 @@ impl Server {
             path: path.clone(),
             source,
         };
-        if path.exists() {
-            match std::os::unix::net::UnixStream::connect(&path) {
-                Ok(_) => {
-                    return Err(ControlError::Busy {
-                        config: config.to_path_buf(),
-                        socket: path,
-                    });
+        let busy = || ControlError::Busy {
+            config: config.to_path_buf(),
+            socket: path.clone(),
+        };
+        let Some(lock) = SocketLock::take(&lock_path(config)).map_err(io)? else {
+            return Err(busy());
+        };
+        match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+            Ok(_) => match std::os::unix::net::UnixStream::connect(&path) {
+                // A pk that does not take the lock (an older version) still answers.
+                Ok(_) => return Err(busy()),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+                    ) =>
+                {
+                    std::fs::remove_file(&path).map_err(io)?;
                 }
-                Err(_) => std::fs::remove_file(&path).map_err(io)?,
-            }
+                Err(e) => return Err(io(e)),
+            },
         }
         let listener = UnixListener::bind(&path).map_err(io)?;
-        Ok(Server { listener, path })
+        Ok(Server {
+            listener,
+            path,
+            _lock: lock,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -72,11 +146,21 @@ impl Server {
     }
 
     /// Serves connections until the returned task is aborted.
+    ///
+    /// When accepting fails for want of resources (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`),
+    /// the loop pauses before it tries again instead of spinning: the pending connection stays
+    /// in the backlog until a descriptor is free.
     pub fn serve(self, ctx: ServerContext) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = self.listener.accept().await else {
-                    continue;
+                let stream = match self.listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        if let Some(pause) = accept_pause(&e) {
+                            tokio::time::sleep(pause).await;
+                        }
+                        continue;
+                    }
                 };
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
@@ -88,9 +172,54 @@ impl Server {
     }
 }
 
+/// How long to wait before accepting again after `error`: a shortage of descriptors or
+/// memory does not go away by retrying at once. None for errors about one connection only
+/// (it was aborted before it was accepted): the next one is taken at once.
+fn accept_pause(error: &std::io::Error) -> Option<Duration> {
+    match error.raw_os_error() {
+        Some(libc::ECONNABORTED | libc::EINTR | libc::EPROTO) => None,
+        _ => Some(ACCEPT_PAUSE),
+    }
+}
+
+/// The pause after a failed `accept` (see `accept_pause`).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// The longest request line served; a longer one is answered with an `error`.
+pub const MAX_REQUEST: usize = 1024 * 1024;
+
+/// Reads one request line of at most `MAX_REQUEST` bytes (a client that half-closes after its
+/// request may leave out the newline); Err(message) for the `error` answer when it is longer,
+/// empty, or not UTF-8.
+async fn read_request(
+    reader: &mut (impl tokio::io::AsyncBufRead + Unpin),
+) -> std::io::Result<Result<String, String>> {
+    let mut line = Vec::new();
+    let limit = u64::try_from(MAX_REQUEST).unwrap_or(u64::MAX) + 1;
+    (&mut *reader)
+        .take(limit)
+        .read_until(b'\n', &mut line)
+        .await?;
+    if line.len() > MAX_REQUEST {
+        return Ok(Err(format!("request longer than {MAX_REQUEST} bytes")));
+    }
+    if line.is_empty() {
+        return Ok(Err(
+            "no request before the end of the connection".to_string()
+        ));
+    }
+    Ok(String::from_utf8(line).map_err(|e| {
+        format!(
+            "request is not UTF-8 (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    }))
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
-        // Best effort: a leftover file is detected as stale by the next bind.
+        // Best effort: a leftover file is detected as stale by the next bind. The lock (a
+        // field) is let go only after this.
         let _ = std::fs::remove_file(&self.path);
     }
 }
@@ -105,11 +234,14 @@ async fn handle(stream: UnixStream, ctx: ServerContext) -> std::io::Result<()> {
     if !peer_ok {
         return send(&mut write, &error("peer uid differs from pk's")).await;
     }
-    let mut line = String::new();
     let mut reader = BufReader::new(read);
-    tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line))
-        .await
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    let line = match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut reader)).await {
+        Err(_) => return send(&mut write, &error("no request line within 10s")).await,
+        Ok(read) => match read? {
+            Ok(line) => line,
+            Err(msg) => return send(&mut write, &error(&msg)).await,
+        },
+    };
     let request = match serde_json::from_str::<Request>(&line) {
         Ok(r) if r.v == PROTOCOL_VERSION => r,
         Ok(r) => {
@@ -262,7 +394,7 @@ async fn logs(
     since_ms: Option<u64>,
     follow: bool,
 ) -> std::io::Result<()> {
-    let (follow_tx, mut follow_rx) = mpsc::unbounded_channel();
+    let (follow_tx, mut follow_rx) = follow_channel(FOLLOWER_BUDGET);
     let (reply_tx, _) = oneshot::channel();
     let query = LogQuery {
         services: ids,
@@ -289,15 +421,29 @@ async fn logs(
     if !follow {
         return send(write, &ok(Vec::new())).await;
     }
-    while let Some(record) = follow_rx.recv().await {
+    while let Some(item) = follow_rx.recv().await {
         buf.clear();
-        encode(&mut buf, &log_line(&ctx.plan, &record))?;
-        while let Ok(more) = follow_rx.try_recv() {
-            encode(&mut buf, &log_line(&ctx.plan, &more))?;
+        encode(&mut buf, &followed(&ctx.plan, item))?;
+        // A batch per write, bounded so that a stalled client holds at most this much here.
+        while buf.len() < 256 * 1024 {
+            let Some(more) = follow_rx.try_recv() else {
+                break;
+            };
+            encode(&mut buf, &followed(&ctx.plan, more))?;
         }
         write.write_all(&buf).await?;
     }
     Ok(())
+}
+
+fn followed(plan: &Plan, item: Follow) -> Response {
+    match item {
+        Follow::Record(record) => log_line(plan, &record),
+        Follow::Shed(lines) => Response::Shed {
+            v: PROTOCOL_VERSION,
+            lines,
+        },
+    }
 }
 
 fn log_line(plan: &Plan, record: &LogRecord) -> Response {

@@ -14,7 +14,7 @@ use super::snapshot::Snapshot;
 use super::step::{Effect, Engine, Input, Report};
 use crate::logs::{LogEvent, LogSender, OutputGate, OutputSink};
 use crate::plan::Plan;
-use crate::process::Containment;
+use crate::process::{Containment, WinSize};
 use crate::supervisor::{Context, Control, Supervisor};
 use crate::vocab::ServiceId;
 
@@ -62,6 +62,7 @@ impl Runtime {
                 gate,
             },
             logs,
+            pty_size: watch::channel(WinSize::DEFAULT).1,
         });
         let runtime = Runtime {
             engine,
@@ -83,6 +84,15 @@ impl Runtime {
     #[must_use]
     pub fn hold_open(mut self, yes: bool) -> Runtime {
         self.hold_open = yes;
+        self
+    }
+
+    /// Where `tty: true` services take their window size from (default: 120×24, fixed).
+    #[must_use]
+    pub fn pty_size(mut self, sizes: watch::Receiver<WinSize>) -> Runtime {
+        Arc::get_mut(&mut self.ctx)
+            .expect("no supervisor runs before `run`")
+            .pty_size = sizes;
         self
     }
 

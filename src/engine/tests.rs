@@ -35,6 +35,7 @@ fn service(name: &str, deps: &[(ServiceId, Condition)]) -> ServiceSpec {
             command: None,
         },
         timeout: None,
+        tty: false,
         disabled: false,
         log_file: None,
         ready: None,

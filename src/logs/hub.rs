@@ -1,9 +1,15 @@
 //! The log hub: sits between the supervisors and the UI, keeps a bounded history per service
 //! (for `pk logs`), and fans new lines out to followers (`pk logs -F`).
 //!
-//! Invariants: the hub never waits on a consumer (the UI channel and every follower channel are
-//! unbounded, and a follower that went away is dropped); history is bounded by bytes per
-//! service, and when old lines are dropped the count is kept so readers can say so.
+//! Invariants: the hub never waits on a consumer, and nothing it queues is unbounded:
+//! - the plain printer gives the output bytes it was sent back to the pumps' `OutputGate` only
+//!   once it has written them (`UiBudget::Printer`): a slow stdout makes the pumps wait, the
+//!   services block on their pipes, nothing is lost and at most `OUTPUT_BUDGET` is queued;
+//! - a dashboard that lags past its budget gets a count of shed lines (`UiBudget::Lagging`);
+//! - a follower (`pk logs -F`) that lags past `FOLLOWER_BUDGET` bytes gets a count of shed lines
+//!   (`Follow::Shed`) once it catches up; one that went away is dropped;
+//! - history is bounded by bytes per service, and when old lines are dropped the count is kept
+//!   so readers can say so.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -46,7 +52,7 @@ pub struct LogQuery {
     /// Only lines at or after this time.
     pub since_ms: Option<u64>,
     /// Also send every new line here, after the history.
-    pub follow: Option<mpsc::UnboundedSender<LogRecord>>,
+    pub follow: Option<FollowSender>,
     pub reply: oneshot::Sender<LogReply>,
 }
 
@@ -54,6 +60,94 @@ pub struct LogReply {
     pub records: Vec<LogRecord>,
     /// Lines dropped from the history of the asked-for services because it was full.
     pub dropped: u64,
+}
+
+/// Bytes of lines queued for one follower and not yet taken by it, past which its lines are
+/// shed (and counted) instead of queued.
+pub const FOLLOWER_BUDGET: usize = 4 * 1024 * 1024;
+
+/// What a follower receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Follow {
+    Record(LogRecord),
+    /// This many lines were not sent because the follower fell behind.
+    Shed(u64),
+}
+
+/// The hub's end of a follower's queue: unbounded as a channel, bounded by the bytes the
+/// follower has not taken yet (`FollowReceiver::recv` takes them).
+pub struct FollowSender {
+    tx: mpsc::UnboundedSender<Follow>,
+    backlog: super::Backlog,
+    budget: usize,
+    shed: u64,
+}
+
+/// The follower's end.
+pub struct FollowReceiver {
+    rx: mpsc::UnboundedReceiver<Follow>,
+    backlog: super::Backlog,
+}
+
+/// A follower queue that sheds lines once `budget` bytes are waiting in it.
+pub fn follow_channel(budget: usize) -> (FollowSender, FollowReceiver) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let backlog = super::Backlog::default();
+    let sender = FollowSender {
+        tx,
+        backlog: backlog.clone(),
+        budget,
+        shed: 0,
+    };
+    (sender, FollowReceiver { rx, backlog })
+}
+
+impl FollowSender {
+    /// Queues `record`, or counts it as shed while the follower is over budget; false once the
+    /// follower has gone away.
+    fn send(&mut self, record: LogRecord) -> bool {
+        if self.backlog.bytes() > self.budget {
+            self.shed += 1;
+            return !self.tx.is_closed();
+        }
+        if self.shed > 0 {
+            let shed = std::mem::take(&mut self.shed);
+            if self.tx.send(Follow::Shed(shed)).is_err() {
+                return false;
+            }
+        }
+        self.backlog.add(record.line.len());
+        self.tx.send(Follow::Record(record)).is_ok()
+    }
+}
+
+impl FollowReceiver {
+    pub async fn recv(&mut self) -> Option<Follow> {
+        let item = self.rx.recv().await;
+        self.taken(item.as_ref());
+        item
+    }
+
+    pub fn try_recv(&mut self) -> Option<Follow> {
+        let item = self.rx.try_recv().ok();
+        self.taken(item.as_ref());
+        item
+    }
+
+    fn taken(&self, item: Option<&Follow>) {
+        if let Some(Follow::Record(r)) = item {
+            self.backlog.take(r.line.len());
+        }
+    }
+}
+
+/// How output sent to the UI is accounted for.
+pub enum UiBudget {
+    /// The plain printer: it gives the bytes back to the `OutputGate` once written (lossless;
+    /// the pumps wait for it).
+    Printer,
+    /// A renderer that may lag: output beyond the budget is shed and counted.
+    Lagging(LaggingRenderer),
 }
 
 /// How other tasks reach the hub.
@@ -107,14 +201,14 @@ pub struct LaggingRenderer {
 struct Hub {
     /// Given back the bytes of each output chunk once handled (flow control with the pumps).
     gate: super::OutputGate,
-    lag: Option<LaggingRenderer>,
+    budget: UiBudget,
     /// Per slot, lines not sent to a lagging renderer since it last caught up.
     unshown: Vec<u64>,
     /// Per service, where its output is also kept (`log_file` / `log_dir`).
     files: Vec<Option<RotatingFile>>,
     /// Index `n` is service `n`; the last entry holds pk's own notices.
     histories: Vec<History>,
-    followers: Vec<(Vec<ServiceId>, mpsc::UnboundedSender<LogRecord>)>,
+    followers: Vec<(Vec<ServiceId>, FollowSender)>,
     ui: LogSender,
 }
 
@@ -125,13 +219,13 @@ pub fn spawn(
     input: LogReceiver,
     gate: super::OutputGate,
     ui: LogSender,
-    lag: Option<LaggingRenderer>,
+    budget: UiBudget,
 ) -> HubHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let services = files.len();
     let hub = Hub {
         gate,
-        lag,
+        budget,
         unshown: vec![0; services + 1],
         files: files
             .into_iter()
@@ -201,19 +295,16 @@ impl Hub {
         if !self.followers.is_empty() {
             let owner = (slot < self.histories.len() - 1).then_some(slot);
             let records = records_of(owner, &chunk);
-            self.followers.retain(|(services, tx)| {
+            self.followers.retain_mut(|(services, tx)| {
                 let wants = services.is_empty() || owner.is_some_and(|s| services.contains(&s));
                 if wants {
-                    records.iter().all(|r| tx.send(r.clone()).is_ok())
+                    records.iter().all(|r| tx.send(r.clone()))
                 } else {
-                    !tx.is_closed()
+                    !tx.tx.is_closed()
                 }
             });
         }
         self.write_file(slot, &chunk);
-        if chunk.kind != RecordKind::Notice {
-            self.gate.leave(chunk.data.len());
-        }
         if let Some(history) = self.histories.get_mut(slot) {
             history.push(chunk);
         }
@@ -221,14 +312,32 @@ impl Hub {
     }
 
     /// Passes `event` on, unless the renderer lags past its budget: then an output chunk is
-    /// only counted, and said once the renderer has caught up.
+    /// only counted, and said once the renderer has caught up. The gate gets the bytes of an
+    /// output chunk back here, unless the printer gives them back once it has written them.
     fn forward(&mut self, slot: usize, event: LogEvent) {
-        if let (Some(lag), LogEvent::Output { data, .. }) = (&self.lag, &event) {
-            if lag.backlog.bytes() > lag.budget {
-                self.unshown[slot] += data.split(|&b| b == b'\n').count() as u64 - 1;
+        let output = match &event {
+            LogEvent::Output { data, .. } => Some(data.len()),
+            _ => None,
+        };
+        match (&self.budget, output) {
+            (_, None) => {}
+            (UiBudget::Printer, Some(bytes)) => {
+                if self.ui.send(event).is_err() {
+                    // No printer to give them back.
+                    self.gate.leave(bytes);
+                }
                 return;
             }
-            lag.backlog.add(data.len());
+            (UiBudget::Lagging(lag), Some(bytes)) => {
+                self.gate.leave(bytes);
+                if lag.backlog.bytes() > lag.budget {
+                    if let LogEvent::Output { data, .. } = &event {
+                        self.unshown[slot] += data.split(|&b| b == b'\n').count() as u64 - 1;
+                    }
+                    return;
+                }
+                lag.backlog.add(bytes);
+            }
         }
         if self.unshown[slot] > 0 {
             let lines = std::mem::take(&mut self.unshown[slot]);
@@ -318,7 +427,7 @@ mod tests {
 
     use tokio::sync::mpsc;
 
-    use super::{LaggingRenderer, LogQuery, spawn};
+    use super::{LaggingRenderer, LogQuery, UiBudget, spawn};
     use crate::logs::{Backlog, LogEvent, OutputGate, Stream};
 
     fn output(data: &str) -> LogEvent {
@@ -338,7 +447,13 @@ mod tests {
             backlog: backlog.clone(),
             budget: 10,
         };
-        let hub = spawn(vec![None], in_rx, OutputGate::default(), ui_tx, Some(lag));
+        let hub = spawn(
+            vec![None],
+            in_rx,
+            OutputGate::default(),
+            ui_tx,
+            UiBudget::Lagging(lag),
+        );
         in_tx.send(output("first line\n")).unwrap();
         let Some(LogEvent::Output { data, .. }) = ui_rx.recv().await else {
             panic!("the first chunk is shown");
@@ -379,6 +494,105 @@ mod tests {
             panic!("then the line");
         };
         assert_eq!(data, b"e\n");
+    }
+
+    /// Waits until the hub has `line` in service 0's history.
+    async fn handled(hub: &super::HubHandle, line: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (reply, _) = tokio::sync::oneshot::channel();
+            let query = LogQuery {
+                services: vec![0],
+                tail: None,
+                since_ms: None,
+                follow: None,
+                reply,
+            };
+            let records = hub.query(query).await.expect("hub answers").records;
+            if records.iter().any(|r| r.line == line) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never handled {line}"
+            );
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn with_the_printer_the_pumps_wait_until_it_has_written() {
+        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        let (ui_tx, mut ui_rx) = mpsc::unbounded_channel();
+        let gate = OutputGate::default();
+        let hub = spawn(vec![None], in_rx, gate.clone(), ui_tx, UiBudget::Printer);
+        // A pump has the whole budget in flight.
+        let mut data = vec![b'x'; crate::logs::OUTPUT_BUDGET - 1];
+        data.push(b'\n');
+        gate.enter(data.len()).await;
+        in_tx
+            .send(LogEvent::Output {
+                service: 0,
+                stream: Stream::Stdout,
+                data,
+            })
+            .unwrap();
+        in_tx.send(output("marker\n")).unwrap();
+        handled(&hub, "marker").await;
+        let waiting = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.enter(1).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(
+            !waiting.is_finished(),
+            "the hub handled the chunk, but the printer has not written it: the pump waits"
+        );
+        let Some(LogEvent::Output { data, .. }) = ui_rx.recv().await else {
+            panic!("the printer gets the chunk");
+        };
+        gate.leave(data.len());
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("released once the printer wrote the chunk")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_lagging_follower_gets_a_count_of_shed_lines() {
+        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        let (ui_tx, _ui_rx) = mpsc::unbounded_channel();
+        let hub = spawn(
+            vec![None],
+            in_rx,
+            OutputGate::default(),
+            ui_tx,
+            UiBudget::Printer,
+        );
+        let (follow, mut followed) = super::follow_channel(4);
+        let (reply, _) = tokio::sync::oneshot::channel();
+        let query = LogQuery {
+            services: vec![],
+            tail: Some(0),
+            since_ms: None,
+            follow: Some(follow),
+            reply,
+        };
+        hub.query(query).await.expect("subscribed");
+        // 5 bytes queued: over the budget of 4; the next three lines are shed.
+        in_tx
+            .send(output("first\nsecond\nthird\nfourth\n"))
+            .unwrap();
+        handled(&hub, "fourth").await;
+        let line = |f: Option<super::Follow>| match f {
+            Some(super::Follow::Record(r)) => r.line,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(line(followed.recv().await), "first");
+        assert_eq!(followed.try_recv(), None, "the rest was shed");
+        in_tx.send(output("fifth\n")).unwrap();
+        assert_eq!(followed.recv().await, Some(super::Follow::Shed(3)));
+        assert_eq!(line(followed.recv().await), "fifth");
     }
 
     #[tokio::test]

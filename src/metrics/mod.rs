@@ -116,8 +116,8 @@ impl Sampler {
         groups: Option<&HashMap<u32, Vec<u32>>>,
     ) -> Vec<u32> {
         let mut pids: Vec<u32> = service.pids.clone();
-        if let Some(run) = containment.run_cgroup()
-            && let Ok(procs) = fs::read_to_string(run.join(&service.name).join("cgroup.procs"))
+        if let Some(leaf) = containment.leaf_dir(&service.name)
+            && let Ok(procs) = fs::read_to_string(leaf.join("cgroup.procs"))
         {
             pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
         }

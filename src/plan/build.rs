@@ -143,18 +143,17 @@ pub fn load_with_warnings(
 ) -> Result<(Plan, Diagnostics), LoadError> {
     let pk_file = std::env::var_os("PK_FILE").map(PathBuf::from);
     let path = discover::find(explicit, pk_file.as_deref(), cwd).map_err(LoadError::single)?;
-    let source = std::fs::read_to_string(&path).map_err(|e| {
-        LoadError::single(
-            Diag::error(format!("cannot read {}: {e}", path.display()))
-                .help("check that the file exists and is readable"),
-        )
+    let shown = path
+        .strip_prefix(cwd)
+        .map_or_else(|_| path.clone(), Path::to_path_buf);
+    let source = crate::config::source::read_text(&path).map_err(|e| {
+        let name = shown.display().to_string();
+        let (diag, text) = e.diag(&name);
+        LoadError::new(text.map(|t| (name, t)), vec![diag])
     })?;
     let env: BTreeMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
-    let shown = path
-        .strip_prefix(cwd)
-        .map_or_else(|_| path.clone(), Path::to_path_buf);
     build(&source, &path, &shown.display().to_string(), &env)
 }
 
@@ -206,6 +205,7 @@ fn build(
     config.env_file = top_files;
 
     let mut builder = Builder {
+        invalid_ready: std::mem::take(&mut reader.invalid_ready),
         config: &config,
         base_dir: &base_dir,
         env,
@@ -246,6 +246,8 @@ fn read_env_files(base_dir: &Path, files: &Paths, diags: &mut Vec<Diag>) -> Vec<
 }
 
 struct Builder<'a> {
+    /// Services whose invalid `ready` block was reported already.
+    invalid_ready: Vec<String>,
     config: &'a Config,
     base_dir: &'a Path,
     env: &'a BTreeMap<String, String>,
@@ -334,7 +336,10 @@ impl Builder<'_> {
                 continue;
             }
             let target_service = &self.config.services.0[target_id];
-            if dep.condition.value == Condition::Healthy && target_service.ready.is_none() {
+            if dep.condition.value == Condition::Healthy
+                && target_service.ready.is_none()
+                && !self.invalid_ready.contains(&target_service.name.value)
+            {
                 self.diags.push(
                     Diag::error(format!(
                         "service `{}` waits for `{target}` to be healthy, but `{target}` has no `ready` probe",
@@ -415,6 +420,7 @@ impl Builder<'_> {
             restart,
             shutdown,
             timeout: service.timeout.map(|t| t.0),
+            tty: service.tty,
             disabled: service.disabled,
             log_file,
             ready: service

@@ -45,6 +45,8 @@ pub struct ServiceSpec {
     pub shutdown: ShutdownSpec,
     /// `timeout:`: how long a run may last before pk stops it (it then ends `timed out`).
     pub timeout: Option<Duration>,
+    /// `tty: true`: the command runs on a pseudo-terminal (never a pipeline: checked at load).
+    pub tty: bool,
     pub disabled: bool,
     /// Where the service's output is also kept (rotated), if anywhere.
     pub log_file: Option<PathBuf>,

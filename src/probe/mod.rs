@@ -73,11 +73,12 @@ async fn exec(
     let spawned = ctx
         .containment
         .spawn_async(
-            format!("{}.probe", service.name),
+            crate::process::leaf_name(&service.name, crate::process::Role::Probe),
             OwnedSpawnSpec {
                 stages,
                 cwd: service.working_dir.clone(),
                 env: service.env.clone(),
+                tty: None,
             },
         )
         .await

@@ -233,22 +233,37 @@ fn remove_dir_logged(dir: &Path) {
     }
 }
 
-/// A directory name for leaf `name`: `[A-Za-z0-9._-]` kept, anything else as `%XX`.
-fn leaf_dir_name(name: &str) -> io::Result<String> {
-    if name.is_empty() || name.starts_with('.') {
+/// The roles a leaf can have, as the suffix of its directory name (`api@probe`).
+const ROLES: [&str; 3] = ["service", "probe", "shutdown"];
+
+/// The directory name for leaf `leaf` (`<service>` or `<service>@<role>`, see
+/// `process::leaf_name`): `<escaped service>@<role>`, the role `service` when none is given.
+///
+/// The service part keeps `[A-Za-z0-9._-]` and writes anything else (`@` included) as `%XX`, so
+/// the mapping is injective: no service name can take another's probe or shutdown leaf
+/// (`db.probe` vs `db`'s probe). Every name contains `@`, which no cgroup interface file does,
+/// so a service named `cpu.stat` or `cgroup.events` gets a leaf too.
+pub(crate) fn leaf_dir_name(leaf: &str) -> io::Result<String> {
+    let (service, role) = leaf
+        .rsplit_once('@')
+        .filter(|(_, role)| ROLES.contains(role))
+        .unwrap_or((leaf, "service"));
+    if service.is_empty() || service.starts_with('.') {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("invalid leaf name `{name}`"),
+            format!("invalid leaf name `{leaf}`"),
         ));
     }
-    let mut out = String::with_capacity(name.len());
-    for byte in name.bytes() {
+    let mut out = String::with_capacity(service.len() + 8);
+    for byte in service.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-') {
             out.push(char::from(byte));
         } else {
             let _ = write!(out, "%{byte:02X}"); // writing to a String cannot fail
         }
     }
+    out.push('@');
+    out.push_str(role);
     Ok(out)
 }
 
@@ -374,9 +389,12 @@ mod tests {
 
     #[test]
     fn leaf_names_are_safe_directory_names() {
-        assert_eq!(leaf_dir_name("api").unwrap(), "api");
-        assert_eq!(leaf_dir_name("db.probe").unwrap(), "db.probe");
-        assert_eq!(leaf_dir_name("a/b c").unwrap(), "a%2Fb%20c");
+        assert_eq!(leaf_dir_name("api").unwrap(), "api@service");
+        assert_eq!(leaf_dir_name("db@probe").unwrap(), "db@probe");
+        assert_eq!(leaf_dir_name("db.probe").unwrap(), "db.probe@service");
+        assert_eq!(leaf_dir_name("cpu.stat").unwrap(), "cpu.stat@service");
+        assert_eq!(leaf_dir_name("a@x").unwrap(), "a%40x@service");
+        assert_eq!(leaf_dir_name("a/b c").unwrap(), "a%2Fb%20c@service");
         assert!(leaf_dir_name("").is_err());
         assert!(leaf_dir_name("..").is_err());
     }

@@ -6,7 +6,8 @@
 //! - a tree has ended only when every stage is reaped AND its cgroup leaf is empty (or, in the
 //!   fallback, its process group is gone) — never because its stdout closed;
 //! - every tree gets its own process group (led by stage 0), so the terminal's Ctrl-C reaches
-//!   pk only and never the services directly;
+//!   pk only and never the services directly; a tree on a pseudo-terminal (`tty`) is one stage
+//!   in a session of its own, whose leader leads the group;
 //! - one live tree per cgroup leaf: signal/kill/drain act on the whole leaf;
 //! - the mechanism in use is always reportable through [`Containment::describe`];
 //! - with process groups, every stage gets the run marker (`PK_RUN_ID`, see `identity`) in its
@@ -20,6 +21,7 @@ pub mod identity;
 pub mod leftovers;
 mod pgroup;
 mod pool;
+mod pty;
 mod spawn;
 mod spawner;
 mod subreaper;
@@ -43,6 +45,7 @@ use self::cgroup::RunCgroup;
 pub use self::detach::spawn_detached;
 use self::escalate::Drainable;
 use self::pgroup::GroupRegistry;
+pub use self::pty::{Pty, WinSize};
 use self::spawn::Placement;
 pub use self::spawner::{spawner_pid, start as start_spawner, stop as stop_spawner};
 pub use self::vfork::raise_fd_limit;
@@ -55,6 +58,28 @@ pub const CONTAINMENT_ENV: &str = "PK_CONTAINMENT";
 pub enum ContainmentKind {
     Cgroup,
     ProcessGroup,
+}
+
+/// What a tree does for its service; each role has its own leaf (cgroup backend), so killing a
+/// probe's tree never touches the service's, or another service's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Service,
+    /// An `exec` probe attempt.
+    Probe,
+    /// The `shutdown.command`.
+    Shutdown,
+}
+
+/// The leaf for `service`'s trees in `role`: the one naming scheme (`db`, `db@probe`,
+/// `db@shutdown`; `@` is never part of a service name). See `cgroup::leaf_dir_name` for the
+/// directory it maps to.
+pub fn leaf_name(service: &str, role: Role) -> String {
+    match role {
+        Role::Service => service.to_owned(),
+        Role::Probe => format!("{service}@probe"),
+        Role::Shutdown => format!("{service}@shutdown"),
+    }
 }
 
 /// Per pk run: where service trees live. Share it as `Arc<Containment>`.
@@ -77,6 +102,8 @@ pub struct OwnedSpawnSpec {
     pub stages: Vec<Vec<String>>,
     pub cwd: PathBuf,
     pub env: BTreeMap<String, String>,
+    /// Run the (single) stage on a new pseudo-terminal of this size (`tty: true`).
+    pub tty: Option<WinSize>,
 }
 
 #[derive(Debug)]
@@ -106,8 +133,11 @@ pub struct Spawned {
     pub tree: ProcessTree,
     /// The last stage's stdout.
     pub stdout: Receiver,
-    /// The stderr of every stage, one shared pipe.
+    /// The stderr of every stage, one shared pipe. A tree on a terminal writes its stderr to
+    /// the terminal (read through `stdout`); this pipe then ends at once.
     pub stderr: Receiver,
+    /// The tree's terminal, when it runs on one (`tty`): for its window size.
+    pub pty: Option<Pty>,
 }
 
 /// The result of [`ProcessTree::stop`].
@@ -243,6 +273,13 @@ impl Containment {
     }
 
     /// The run cgroup's directory, when the cgroup backend is in use.
+    /// The cgroup directory of leaf `leaf` (see `leaf_name`), whether or not it exists yet;
+    /// None with process groups.
+    pub fn leaf_dir(&self, leaf: &str) -> Option<PathBuf> {
+        let run = self.run_cgroup()?;
+        cgroup::leaf_dir_name(leaf).ok().map(|name| run.join(name))
+    }
+
     pub fn run_cgroup(&self) -> Option<&Path> {
         match &self.backend {
             Backend::Cgroup(run) => Some(&run.dir),
@@ -262,31 +299,45 @@ impl Containment {
         self.spawner
             .get_or_init(pool::Pool::start)
             .run(move || {
-                this.spawn(
+                this.spawn_on(
                     &leaf,
                     &SpawnSpec {
                         stages: &spec.stages,
                         cwd: &spec.cwd,
                         env: &spec.env,
                     },
+                    spec.tty,
                 )
             })
             .await
     }
 
-    /// Spawns a tree in leaf `leaf` (a service name, or e.g. `api.shutdown`); the leaf is created
-    /// on first use and reused afterwards. Must be called within a tokio runtime.
+    /// Spawns a tree in leaf `leaf` (a service name, or `leaf_name(service, role)`); the leaf is
+    /// created on first use and reused afterwards. Must be called within a tokio runtime.
     ///
     /// All stages share one process group (stage 0's) and, with cgroups, the leaf, which they
     /// enter before running anything. Stage 0's stdin is `/dev/null`.
     pub fn spawn(&self, leaf: &str, spec: &SpawnSpec<'_>) -> io::Result<Spawned> {
+        self.spawn_on(leaf, spec, None)
+    }
+
+    /// [`Containment::spawn`], the single stage on a new pseudo-terminal of size `tty` when
+    /// given: in its own session, with the terminal as its controlling terminal, stdin, stdout
+    /// and stderr (read through `Spawned::stdout`). Contained like any other tree: the session
+    /// leader leads the tree's process group.
+    pub fn spawn_on(
+        &self,
+        leaf: &str,
+        spec: &SpawnSpec<'_>,
+        tty: Option<WinSize>,
+    ) -> io::Result<Spawned> {
         match &self.backend {
             Backend::Cgroup(run) => {
                 let dir = run.leaf(leaf)?;
                 let procs = open_procs(&dir)?;
                 let started = subreaper::spawning(
                     || {
-                        spawn::start(spec, &Placement::Cgroup { procs: &procs }, |_| {
+                        spawn::start(spec, &Placement::Cgroup { procs: &procs }, tty, |_| {
                             cgroup::kill_leaf(&dir);
                         })
                     },
@@ -303,7 +354,7 @@ impl Containment {
                 let spec = &SpawnSpec { env: &env, ..*spec };
                 let started = subreaper::spawning(
                     || {
-                        spawn::start(spec, &Placement::ProcessGroup, |pgid| {
+                        spawn::start(spec, &Placement::ProcessGroup, tty, |pgid| {
                             if let Err(error) = pgroup::signal_group(pid_of(pgid), Signal::KILL) {
                                 tracing::error!(pgid, %error, "cannot kill a half-started pipeline");
                             }
@@ -526,6 +577,7 @@ impl ProcessTree {
             tree,
             stdout: started.stdout,
             stderr: started.stderr,
+            pty: started.pty,
         }
     }
 

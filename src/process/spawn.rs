@@ -1,6 +1,7 @@
 //! Starts the stages of one tree: OS pipes between stages, one stdout and one shared stderr pipe
 //! back to pk, a new process group led by stage 0, and (cgroup backend) a move into the leaf
-//! before the child runs anything.
+//! before the child runs anything. On a pseudo-terminal (`tty`): one stage, the terminal's slave
+//! as its stdio and controlling terminal in a new session, pk reading the master.
 //!
 //! Invariants: the only place in pk that spawns; every fd pk creates is close-on-exec, so a child
 //! inherits exactly stdin/stdout/stderr; pk's copies of the write ends are closed before
@@ -64,6 +65,7 @@ pub(crate) struct StartedTree {
     pub stages: Vec<Started>,
     pub stdout: Receiver,
     pub stderr: Receiver,
+    pub pty: Option<super::Pty>,
 }
 
 fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -74,10 +76,12 @@ fn invalid(message: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, message.to_owned())
 }
 
-/// Starts every stage, or none: on failure, `abort(pgid)` kills what already runs.
+/// Starts every stage, or none: on failure, `abort(pgid)` kills what already runs. With `tty`,
+/// the one stage runs on a new terminal of that size ([`start_on_terminal`]).
 pub(crate) fn start(
     spec: &SpawnSpec<'_>,
     placement: &Placement<'_>,
+    tty: Option<super::WinSize>,
     abort: impl Fn(u32),
 ) -> io::Result<StartedTree> {
     if spec.stages.is_empty() {
@@ -85,6 +89,9 @@ pub(crate) fn start(
     }
     if spec.stages.iter().any(Vec::is_empty) {
         return Err(invalid("a stage has an empty argv"));
+    }
+    if let Some(size) = tty {
+        return start_on_terminal(spec, placement, size);
     }
     let (stdout_read, stdout_write) = cloexec_pipe()?;
     let (stderr_read, stderr_write) = cloexec_pipe()?;
@@ -105,7 +112,45 @@ pub(crate) fn start(
         stages,
         stdout,
         stderr,
+        pty: None,
     })
+}
+
+/// One stage on a new pseudo-terminal: the slave is its stdin, stdout and stderr and becomes
+/// its controlling terminal in a session of its own (`Group::Session`); pk reads the master.
+/// pk's copies of the slave are closed before returning.
+fn start_on_terminal(
+    spec: &SpawnSpec<'_>,
+    placement: &Placement<'_>,
+    size: super::WinSize,
+) -> io::Result<StartedTree> {
+    let [argv] = spec.stages else {
+        return Err(invalid("only a single command can run on a terminal"));
+    };
+    let (pty, reader, slave) = super::pty::open(size)?;
+    let stdio = [slave.try_clone()?, slave.try_clone()?, slave];
+    let stage = start_stage(argv, spec, stdio, Group::Session, placement)?;
+    // Nothing writes to it: the tree's stderr goes to the terminal.
+    let (stderr_read, stderr_write) = cloexec_pipe()?;
+    drop(stderr_write);
+    Ok(StartedTree {
+        stages: vec![stage],
+        stdout: Receiver::from_owned_fd_unchecked(reader)?,
+        stderr: Receiver::from_owned_fd(stderr_read)?,
+        pty: Some(pty),
+    })
+}
+
+/// Which process group a stage goes into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Group {
+    /// A new group led by the stage (stage 0).
+    New,
+    /// The group of the tree's stage 0.
+    Join(u32),
+    /// A new session (and group) led by the stage, with its stdin, a terminal, as the
+    /// controlling terminal.
+    Session,
 }
 
 /// Starts the stages in order, pushing each onto `stages` as soon as it runs.
@@ -134,8 +179,10 @@ fn start_all(
             write
         };
         let stdio = [input, stdout_end, stderr_write.try_clone()?];
-        let pgid = stages.first().map(|stage| stage.pid);
-        stages.push(start_stage(argv, spec, stdio, pgid, placement)?);
+        let group = stages
+            .first()
+            .map_or(Group::New, |stage| Group::Join(stage.pid));
+        stages.push(start_stage(argv, spec, stdio, group, placement)?);
     }
     Ok(())
 }
@@ -147,7 +194,7 @@ fn start_stage(
     argv: &[String],
     spec: &SpawnSpec<'_>,
     stdio: [OwnedFd; 3],
-    group: Option<u32>,
+    group: Group,
     placement: &Placement<'_>,
 ) -> io::Result<Started> {
     if use_fork() {
@@ -160,7 +207,7 @@ fn start_stage(
         env: spec.env,
         cwd: spec.cwd,
         stdio: [stdio[0].as_fd(), stdio[1].as_fd(), stdio[2].as_fd()],
-        pgid: group,
+        group,
         procs: match placement {
             Placement::Cgroup { procs } => Some(procs.as_fd()),
             Placement::ProcessGroup => None,
@@ -188,7 +235,7 @@ fn fork_stage(
     argv: &[String],
     spec: &SpawnSpec<'_>,
     [stdin, stdout, stderr]: [OwnedFd; 3],
-    group: Option<u32>,
+    group: Group,
     placement: &Placement<'_>,
 ) -> io::Result<Started> {
     let mut command = Command::new(&argv[0]);
@@ -201,9 +248,27 @@ fn fork_stage(
         .stdin(Stdio::from(stdin))
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(stderr))
-        // A new group keeps the terminal's Ctrl-C away from the tree: pk decides what it gets.
-        .process_group(group.map_or(0, |leader| i32::try_from(leader).expect("pids fit in i32")))
         .kill_on_drop(false);
+    // A new group keeps the terminal's Ctrl-C away from the tree: pk decides what it gets.
+    match group {
+        Group::New => {
+            command.process_group(0);
+        }
+        Group::Join(leader) => {
+            command.process_group(i32::try_from(leader).expect("pids fit in i32"));
+        }
+        Group::Session => {
+            // SAFETY: setsid(2) and ioctl(2) are async-signal-safe; std has already made the
+            // terminal stdin (dup2) when pre_exec closures run.
+            unsafe {
+                command.pre_exec(|| {
+                    rustix::process::setsid()?;
+                    rustix::process::ioctl_tiocsctty(BorrowedFd::borrow_raw(0))?;
+                    Ok(())
+                });
+            }
+        }
+    }
     let child = command.spawn().map_err(|error| {
         io::Error::new(
             error.kind(),

@@ -26,6 +26,7 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::AtomicI32;
 use std::sync::{Mutex, OnceLock};
 
+use super::spawn::Group;
 use super::vfork::{self, ChildArgs, ChildStack, PidfdChild, Request};
 
 /// The largest request: program, cwd, argv and env with their NULs, plus the header. A bigger
@@ -205,16 +206,24 @@ impl std::fmt::Debug for Spawner {
     }
 }
 
-/// Request layout: `i32 pgid, u32 has_procs, u32 argc, u32 envc`, then NUL-terminated program,
+/// Request flag: a `cgroup.procs` descriptor comes with it.
+const HAS_PROCS: u32 = 1;
+/// Request flag: a new session with stdin as its controlling terminal (`tty: true`).
+const SESSION: u32 = 2;
+
+/// Request layout: `i32 pgid, u32 flags, u32 argc, u32 envc`, then NUL-terminated program,
 /// cwd, argv…, `k=v`…
 fn encode(req: &Request<'_>) -> Option<Vec<u8>> {
     use std::os::unix::ffi::OsStrExt;
     let mut out = Vec::with_capacity(1024);
-    let pgid = req
-        .pgid
-        .map_or(0, |p| libc::pid_t::try_from(p).unwrap_or(0));
+    let pgid = match req.group {
+        Group::Join(p) => libc::pid_t::try_from(p).unwrap_or(0),
+        Group::New | Group::Session => 0,
+    };
     out.extend_from_slice(&pgid.to_ne_bytes());
-    out.extend_from_slice(&u32::from(req.procs.is_some()).to_ne_bytes());
+    let flags = u32::from(req.procs.is_some()) * HAS_PROCS
+        + u32::from(req.group == Group::Session) * SESSION;
+    out.extend_from_slice(&flags.to_ne_bytes());
     out.extend_from_slice(&u32::try_from(req.argv.len()).ok()?.to_ne_bytes());
     out.extend_from_slice(&u32::try_from(req.env.len()).ok()?.to_ne_bytes());
     let mut push = |bytes: &[u8]| -> Option<()> {
@@ -500,16 +509,17 @@ fn serve_one(
     let Some(parsed) = parse(request, fds, pointers) else {
         return (0, libc::EINVAL, None);
     };
-    let (program, cwd, pgid, procs, count, _) = parsed;
+    let count = parsed.argc;
     let mut child = ChildArgs {
-        program,
+        program: parsed.program,
         argv: pointers.as_ptr(),
         sh_argv: pointers[count + 1..].as_ptr(),
         envp: pointers[2 * count + 3..].as_ptr(),
-        cwd,
+        cwd: parsed.cwd,
         stdio: [fds[0], fds[1], fds[2]],
-        pgid,
-        procs,
+        pgid: parsed.pgid,
+        session: parsed.session,
+        procs: parsed.procs,
         parent,
         // SAFETY: an all-zero sigset_t is valid; `clone_child` fills it.
         mask: unsafe { std::mem::zeroed() },
@@ -526,21 +536,23 @@ fn serve_one(
     }
 }
 
-type Parsed = (
-    *const c_char,
-    *const c_char,
-    libc::pid_t,
-    RawFd,
-    usize,
-    usize,
-);
+/// A request, parsed in place.
+struct Parsed {
+    program: *const c_char,
+    cwd: *const c_char,
+    pgid: libc::pid_t,
+    session: bool,
+    procs: RawFd,
+    argc: usize,
+}
 
 /// Parses a request in place; fills `pointers` with argv, NULL, `/bin/sh` argv, NULL, envp,
 /// NULL (within its capacity: never allocates).
 fn parse(request: &[u8], fds: &[RawFd], pointers: &mut Vec<*const c_char>) -> Option<Parsed> {
     let mut at = 0;
     let pgid = libc::pid_t::from_ne_bytes(take_u32(request, &mut at)?.to_ne_bytes());
-    let has_procs = take_u32(request, &mut at)? != 0;
+    let flags = take_u32(request, &mut at)?;
+    let has_procs = flags & HAS_PROCS != 0;
     let argc = usize::try_from(take_u32(request, &mut at)?).ok()?;
     let envc = usize::try_from(take_u32(request, &mut at)?).ok()?;
     if argc == 0 || fds.len() != 3 + usize::from(has_procs) {
@@ -567,7 +579,14 @@ fn parse(request: &[u8], fds: &[RawFd], pointers: &mut Vec<*const c_char>) -> Op
     }
     pointers.push(std::ptr::null());
     let procs = if has_procs { fds[3] } else { -1 };
-    Some((program, cwd, pgid, procs, argc, envc))
+    Some(Parsed {
+        program,
+        cwd,
+        pgid,
+        session: flags & SESSION != 0,
+        procs,
+        argc,
+    })
 }
 
 #[cfg(test)]
@@ -586,7 +605,7 @@ mod tests {
             env: &env,
             cwd: std::path::Path::new("/"),
             stdio: [null.as_fd(), null.as_fd(), null.as_fd()],
-            pgid: None,
+            group: Group::New,
             procs: None,
         };
         assert!(encode(&req).is_none());
@@ -604,20 +623,19 @@ mod tests {
             env: &env,
             cwd: std::path::Path::new("/tmp"),
             stdio: [null.as_fd(), null.as_fd(), null.as_fd()],
-            pgid: Some(42),
+            group: Group::Join(42),
             procs: None,
         };
         let message = encode(&req).unwrap();
         let mut pointers = Vec::with_capacity(MAX_POINTERS);
-        let (program, cwd, pgid, procs, argc, envc) =
-            parse(&message, &[0, 1, 2], &mut pointers).unwrap();
+        let parsed = parse(&message, &[0, 1, 2], &mut pointers).unwrap();
         // SAFETY: the pointers point into `message`, NUL-terminated.
         let text = |p: *const c_char| unsafe { std::ffi::CStr::from_ptr(p) }.to_str().unwrap();
         assert_eq!(
-            (text(program), text(cwd), pgid, procs),
-            ("/bin/prog", "/tmp", 42, -1)
+            (text(parsed.program), text(parsed.cwd), parsed.pgid),
+            ("/bin/prog", "/tmp", 42)
         );
-        assert_eq!((argc, envc), (2, 1));
+        assert_eq!((parsed.procs, parsed.argc, parsed.session), (-1, 2, false));
         let words: Vec<Option<&str>> = pointers
             .iter()
             .map(|&p| (!p.is_null()).then(|| text(p)))

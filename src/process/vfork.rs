@@ -37,6 +37,8 @@ pub(super) struct ChildArgs {
     pub stdio: [RawFd; 3],
     /// The process group to join; 0: a new one led by the child.
     pub pgid: libc::pid_t,
+    /// A new session instead, with stdin (a terminal) as its controlling terminal.
+    pub session: bool,
     /// The leaf's `cgroup.procs`, or -1.
     pub procs: RawFd,
     /// The pid `getppid` must return once the parent-death signal is set.
@@ -58,7 +60,7 @@ pub(crate) struct Request<'a> {
     pub env: &'a std::collections::BTreeMap<String, String>,
     pub cwd: &'a Path,
     pub stdio: [BorrowedFd<'a>; 3],
-    pub pgid: Option<u32>,
+    pub group: super::spawn::Group,
     pub procs: Option<BorrowedFd<'a>>,
 }
 
@@ -225,9 +227,11 @@ pub(crate) fn spawn(req: &Request<'_>) -> io::Result<PidfdChild> {
             req.stdio[1].as_raw_fd(),
             req.stdio[2].as_raw_fd(),
         ],
-        pgid: req
-            .pgid
-            .map_or(0, |p| libc::pid_t::try_from(p).unwrap_or(0)),
+        pgid: match req.group {
+            super::spawn::Group::Join(p) => libc::pid_t::try_from(p).unwrap_or(0),
+            super::spawn::Group::New | super::spawn::Group::Session => 0,
+        },
+        session: req.group == super::spawn::Group::Session,
         procs: req.procs.map_or(-1, |p| p.as_raw_fd()),
         parent: libc::pid_t::try_from(std::process::id()).unwrap_or(0),
         // SAFETY: an all-zero sigset_t is a valid (empty) set; `clone_child` fills it.
@@ -390,7 +394,12 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         if a.procs >= 0 && libc::write(a.procs, b"0".as_ptr().cast(), 1) != 1 {
             fail(a);
         }
-        if libc::setpgid(0, a.pgid) != 0 {
+        if a.session {
+            // A terminal service: its own session (and process group), see below.
+            if libc::setsid() < 0 {
+                fail(a);
+            }
+        } else if libc::setpgid(0, a.pgid) != 0 {
             fail(a);
         }
         for (target, &fd) in a.stdio.iter().enumerate() {
@@ -409,6 +418,11 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
             if !ok {
                 fail(a);
             }
+        }
+        // A terminal service: stdin, now the terminal's slave, becomes the session's
+        // controlling terminal.
+        if a.session && libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+            fail(a);
         }
         if libc::chdir(a.cwd) != 0 {
             fail(a);

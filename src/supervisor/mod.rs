@@ -7,13 +7,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::engine::{ExitInfo, Input, Report};
 use crate::logs::{self, LogEvent, LogSender, OutputSink, Stream};
 use crate::plan::{Plan, ProbeSpec, RunSpec, ServiceSpec};
 use crate::probe::{self, ProbeContext, ReadyOutcome};
-use crate::process::{Containment, OwnedSpawnSpec, ProcessTree};
+use crate::process::{Containment, OwnedSpawnSpec, ProcessTree, Pty, WinSize};
 use crate::vocab::{
     CommandSpec, ExitStatus, LogMatcher, ProbeCheck, ServiceId, StopSignal, command_argv,
 };
@@ -42,6 +42,9 @@ pub struct Context {
     pub logs: LogSender,
     /// Where the output pumps send (the same channel as `logs`, with flow control).
     pub output: OutputSink,
+    /// The window size of `tty: true` services (the dashboard's log pane, else the terminal's
+    /// or 120 columns); each follows its changes.
+    pub pty_size: watch::Receiver<WinSize>,
 }
 
 /// The runtime's handle on one supervisor task.
@@ -103,6 +106,7 @@ async fn supervise(
                 stages: stage_argv.clone(),
                 cwd: spec.working_dir.clone(),
                 env: spec.env.clone(),
+                tty: spec.tty.then(|| *ctx.pty_size.borrow()),
             },
         )
         .await;
@@ -141,6 +145,9 @@ async fn supervise(
         ctx.output.clone(),
         taps,
     ));
+    let resize = spawned
+        .pty
+        .map(|pty| tokio::spawn(follow_size(pty, ctx.pty_size.clone())));
     let probes = tokio::spawn(run_probes(
         Arc::clone(&ctx),
         service,
@@ -152,6 +159,9 @@ async fn supervise(
 
     let (statuses, killed) = run_until_ended(&ctx, spec, service, &mut tree, &mut control).await;
     probes.abort();
+    if let Some(resize) = resize {
+        resize.abort();
+    }
     // Output written before the tree ended is shown before the exit notice.
     let _ = tokio::time::timeout(OUTPUT_DRAIN, async {
         let _ = out.await;
@@ -162,6 +172,18 @@ async fn supervise(
         exit: pipefail(&stage_argv, &statuses),
         killed,
     });
+}
+
+/// Keeps a service's terminal at the size pk shows it in (the kernel sends it SIGWINCH).
+/// Aborted when the tree ends.
+async fn follow_size(pty: Pty, mut sizes: watch::Receiver<WinSize>) {
+    while sizes.changed().await.is_ok() {
+        let size = *sizes.borrow_and_update();
+        // The tree may be ending; a size it never sees is moot.
+        let _ = pty.resize(size);
+    }
+    // Nobody will change the size any more; the terminal stays as it is.
+    std::future::pending::<()>().await;
 }
 
 fn log_matcher(probe: Option<&ProbeSpec>) -> Option<Arc<LogMatcher>> {
@@ -280,7 +302,7 @@ async fn run_shutdown_command(
     grace: Duration,
 ) {
     let argv = vec![command_argv(cmd)];
-    let leaf = format!("{}.shutdown", spec.name);
+    let leaf = crate::process::leaf_name(&spec.name, crate::process::Role::Shutdown);
     let notice = |text: String| {
         let _ = ctx.logs.send(LogEvent::Notice {
             service: Some(service),
@@ -296,6 +318,7 @@ async fn run_shutdown_command(
                 stages: argv,
                 cwd: spec.working_dir.clone(),
                 env: spec.env.clone(),
+                tty: None,
             },
         )
         .await;

@@ -12,7 +12,8 @@ use crate::engine::EngineHandle;
 /// The renderer `pk up` runs: the plain printer, or the dashboard (which needs the engine's
 /// handle before it can start).
 pub enum Renderer {
-    Plain(JoinHandle<()>),
+    /// Ends with the first error writing stdout, if any.
+    Plain(JoinHandle<std::io::Result<()>>),
     Pending(tui::PendingTui),
     Dashboard(JoinHandle<()>),
 }
@@ -27,10 +28,13 @@ impl Renderer {
         }
     }
 
-    /// Waits until the renderer has shown everything (after `LogEvent::End`).
-    pub fn join(self) -> std::thread::Result<()> {
+    /// Waits until the renderer has shown everything (after `LogEvent::End`); Err if output
+    /// was lost (stdout could not be written, or the renderer panicked).
+    pub fn join(self) -> std::io::Result<()> {
+        let panicked = |_| Err(std::io::Error::other("the renderer panicked"));
         match self {
-            Renderer::Plain(t) | Renderer::Dashboard(t) => t.join(),
+            Renderer::Plain(t) => t.join().unwrap_or_else(panicked),
+            Renderer::Dashboard(t) => t.join().or_else(panicked),
             Renderer::Pending(_) => {
                 tui::restore_terminal();
                 Ok(())

@@ -436,6 +436,14 @@ impl Running {
         code
     }
 
+    /// The exit code if pk has exited (and its output ended), else None at once.
+    pub fn try_exit(&mut self) -> Option<i32> {
+        if self.code.is_none() && self.alive() {
+            return None;
+        }
+        Some(self.wait_exit(DEADLINE))
+    }
+
     /// Joins the output threads; an escaped process that holds pk's stdout open must not hang
     /// the test, so it gives up at `end`.
     fn join_readers(&mut self, end: Instant) {

@@ -1,6 +1,10 @@
 //! Turns one raw output line into plain text plus style runs: ANSI SGR colours are kept,
 //! every other escape or control sequence is dropped, `\r` rewrites collapse to the last one.
 //!
+//! `neutralise` does the same for text that goes to a terminal as bytes (`pk logs`, `pk up
+//! --plain` on a TTY): SGR colours stay, every other escape (OSC 52 clipboard, OSC 0 title,
+//! screen clears, cursor moves) and control character is dropped.
+//!
 //! Invariants: pure and bounded — input is one complete line (at most `logs::MAX_LINE` bytes);
 //! an escape longer than `MAX_ESCAPE` bytes is skipped, never interpreted or shown; the text never
 //! contains control characters (tabs become spaces).
@@ -60,6 +64,33 @@ pub fn parse_line(raw: &[u8]) -> (String, Vec<Run>) {
         runs.pop();
     }
     (text, runs)
+}
+
+/// Appends `line` (one line, without its `\n`) to `out` with every escape sequence except SGR
+/// colours dropped, control characters other than tab dropped, `\r` rewrites collapsed to the
+/// last one (as the dashboard shows it) and invalid UTF-8 replaced: safe to write to a
+/// terminal, colours kept.
+pub fn neutralise(line: &[u8], out: &mut Vec<u8>) {
+    let text = String::from_utf8_lossy(collapse_cr(line));
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = text[i..].chars().next().expect("i is on a char boundary");
+        match c {
+            '\x1b' => {
+                let (consumed, sgr) = escape(&bytes[i..]);
+                if sgr.is_some() {
+                    out.extend_from_slice(&bytes[i..i + consumed]);
+                }
+                i += consumed;
+                continue;
+            }
+            '\t' => out.push(b'\t'),
+            c if c.is_control() => {}
+            c => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+        }
+        i += c.len_utf8();
+    }
 }
 
 /// What remains visible after carriage-return rewrites: the text after the last `\r` that is
@@ -250,6 +281,22 @@ mod tests {
         let (text, runs) = parse_line(&raw);
         assert_eq!(text, "text");
         assert!(runs.is_empty(), "an over-long SGR is not interpreted");
+    }
+
+    #[test]
+    fn neutralise_keeps_colours_and_drops_every_other_escape() {
+        let mut out = Vec::new();
+        neutralise(
+            b"\x1b]52;c;cm0gLXJmIH4=\x07\x1b]0;pwned\x1b\\\x1b[2J\x1b[H\x1b[31mred\x1b[0m\x9b\x07\x08\tok\xc2\x9b1m\xff",
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\x1b[31mred\x1b[0m\u{fffd}\tok1m\u{fffd}"
+        );
+        let mut out = Vec::new();
+        neutralise(b"10%\r100% done\r", &mut out);
+        assert_eq!(out, b"100% done");
     }
 
     #[test]

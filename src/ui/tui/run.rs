@@ -23,7 +23,7 @@ use super::view;
 use crate::engine::{EngineHandle, Input, Intent, Snapshot};
 use crate::logs::{LogEvent, LogReceiver};
 use crate::metrics::{Sampler, Usage};
-use crate::process::Containment;
+use crate::process::{Containment, WinSize};
 
 /// Shortest time between two frames (≤ 30 fps).
 const FRAME: Duration = Duration::from_millis(33);
@@ -48,6 +48,9 @@ pub struct TuiConfig {
     pub backlog: Option<crate::logs::Backlog>,
     /// Third Ctrl-C: kill every tree and exit the process (the terminal is restored first).
     pub exit_now: Box<dyn Fn() + Send>,
+    /// Where the log pane's size goes, for `tty: true` services (None: `pk attach`, whose
+    /// pane the services of another process do not follow).
+    pub pty_size: Option<tokio::sync::watch::Sender<WinSize>>,
 }
 
 /// The dashboard between taking the terminal over and having an engine to show.
@@ -158,6 +161,10 @@ async fn run(
         if state.dirty && now >= next_frame {
             let size = term.size()?;
             state.app.size = ratatui::layout::Rect::new(0, 0, size.width, size.height);
+            if let Some(sizes) = &config.pty_size {
+                let pane = log_pane_size(size.width, size.height, config.names.len());
+                sizes.send_if_modified(|s| std::mem::replace(s, pane) != pane);
+            }
             let now_ms = crate::vocab::now_ms();
             term.draw(|f| {
                 view::draw(
@@ -215,6 +222,16 @@ async fn run(
     }
     let epitaph = view::epitaph(&state.snap, &state.store, EPITAPH_LINES);
     Ok(Some(epitaph))
+}
+
+/// The size of the log pane on a `cols`×`rows` terminal showing `services` services: the
+/// window size of `tty: true` services.
+pub fn log_pane_size(cols: u16, rows: u16, services: usize) -> WinSize {
+    let logs = view::areas(ratatui::layout::Rect::new(0, 0, cols, rows), services).logs;
+    WinSize {
+        rows: logs.height.max(1),
+        cols: logs.width.max(1),
+    }
 }
 
 /// Handles one terminal event; true when the screen must be redrawn.
