@@ -2,7 +2,8 @@
 //! starts every service with `clone(CLONE_VM | CLONE_VFORK | CLONE_PARENT | CLONE_PIDFD)`.
 //! A child copies its creator's descriptor table at clone and closes the close-on-exec ones at
 //! exec; pk holds ~3 descriptors per running service, the spawner holds 4 — so the cost of a
-//! spawn does not grow with the number of services running (docs/decisions/0003).
+//! spawn does not grow with the number of services running
+//! (docs/decisions/0005-spawner-process.md).
 //!
 //! Protocol: one `SOCK_SEQPACKET` pair; pk sends one request (program, cwd, argv, env, the
 //! process group; stdin, stdout, stderr and the leaf's `cgroup.procs` as `SCM_RIGHTS`) and
