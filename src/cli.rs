@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod attach;
 pub mod completions;
+mod import;
 mod remote;
 mod up;
 
@@ -63,6 +64,10 @@ pub enum CliCommand {
         /// Dashboard: output kept per service (older lines are dropped), e.g. `8MiB`, `512K`.
         #[arg(long, value_name = "SIZE", default_value = "8MiB", value_parser = crate::ui::tui::parse_size)]
         history: usize,
+        /// Run this many copies of services, e.g. `--scale web=3,worker=2` (overrides
+        /// `replicas:`); copy N of `web` is `web-N`.
+        #[arg(long, value_name = "NAME=N", value_delimiter = ',', value_parser = parse_scale)]
+        scale: Vec<(String, u32)>,
     },
     /// Stop a running stack (dependents first) and wait until everything has stopped.
     Down {
@@ -137,6 +142,15 @@ pub enum CliCommand {
     },
     /// Print the JSON Schema of pk.yaml.
     Schema,
+    /// Translate a Procfile or process-compose file into pk.yaml, with a comment wherever the
+    /// meaning changed or a key was dropped.
+    Import {
+        /// The file to translate.
+        file: PathBuf,
+        /// Write here instead of to stdout (refuses to overwrite an existing file).
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Print a shell completion script (service names complete from the config).
     Completions {
         #[arg(value_enum)]
@@ -147,6 +161,18 @@ pub enum CliCommand {
     /// The service names of the config, one a line: what the completion scripts call.
     #[command(name = "__complete-services", hide = true)]
     CompleteServices,
+}
+
+/// `NAME=N` of `--scale`.
+fn parse_scale(text: &str) -> Result<(String, u32), String> {
+    let (name, count) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not NAME=N, e.g. web=3"))?;
+    let count = count
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{count}` in `{text}` is not a whole number"))?;
+    Ok((name.trim().to_owned(), count))
 }
 
 impl Cli {
@@ -212,6 +238,7 @@ pub fn run(cli: Cli) -> i32 {
             watch,
             no_watch,
             history,
+            scale,
         } => up::up_command(
             cli.file.as_deref(),
             &cwd,
@@ -223,8 +250,10 @@ pub fn run(cli: Cli) -> i32 {
                 timeout,
                 watch: watch && !no_watch,
                 history,
+                scale,
             },
         ),
+        CliCommand::Import { file, output } => import::run(&file, output.as_deref(), &cwd),
         command => remote::dispatch(command, cli.file.as_deref(), &cwd),
     }
 }

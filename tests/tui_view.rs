@@ -355,3 +355,21 @@ fn mouse_click_selects_and_wheel_scrolls() {
     assert_eq!(app.on_mouse(wheel, &store), Outcome::Redraw);
     assert!(app.top.is_some(), "the wheel over the logs scrolls them");
 }
+
+#[test]
+fn replicas_are_grouped() {
+    let snap = Snapshot {
+        services: vec![
+            live(service("db", State::Running), 101, 5_000),
+            live(service("web-0", State::Running), 102, 5_000),
+            live(service("web-1", State::Running), 103, 5_000),
+            service("web-2", State::Pending),
+            service("proxy", State::Pending),
+        ],
+        ..Snapshot::default()
+    };
+    let store = logs(snap.services.len());
+    let mut app = app_for(&snap);
+    let term = render(&mut app, &store, &snap, 60, 16);
+    insta::assert_snapshot!(term.backend());
+}

@@ -82,6 +82,11 @@ pub fn complete_services(file: Option<&Path>, cwd: &Path) -> i32 {
         Ok((plan, _warnings)) => {
             let mut names = String::new();
             for service in &plan.services {
+                // A replicated service: its declared name (every copy) before the copies.
+                if service.replicas > 1 && service.replica == 0 {
+                    names.push_str(&service.group);
+                    names.push('\n');
+                }
                 names.push_str(&service.name);
                 names.push('\n');
             }

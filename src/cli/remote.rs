@@ -78,6 +78,7 @@ pub fn dispatch(command: CliCommand, file: Option<&Path>, cwd: &Path) -> i32 {
         | CliCommand::Check
         | CliCommand::Graph { .. }
         | CliCommand::Schema
+        | CliCommand::Import { .. }
         | CliCommand::Completions { .. }
         | CliCommand::Man
         | CliCommand::CompleteServices => {

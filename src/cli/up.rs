@@ -26,11 +26,18 @@ pub struct UpOptions {
     pub watch: bool,
     /// The dashboard's history budget per service.
     pub history: usize,
+    /// `--scale NAME=N`: copies per declared service, over `replicas:`.
+    pub scale: Vec<(String, u32)>,
 }
 
 /// `pk up`: load, select, then run in the foreground or start in the background.
 pub fn up_command(file: Option<&Path>, cwd: &Path, services: Vec<String>, opts: UpOptions) -> i32 {
-    let plan = match load(file, cwd) {
+    let plan = match load(file, cwd).and_then(|p| {
+        plan::scale(p, &opts.scale).map_err(|e| {
+            eprint!("{}", e.render(std::io::stderr().is_terminal()));
+            2
+        })
+    }) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -52,6 +59,9 @@ pub fn up_command(file: Option<&Path>, cwd: &Path, services: Vec<String>, opts: 
         let mut args = services;
         if opts.watch {
             args.push("--watch".into());
+        }
+        for (name, count) in &opts.scale {
+            args.push(format!("--scale={name}={count}"));
         }
         return block_on(remote::up_detached(
             &plan.config_path,

@@ -10,10 +10,14 @@
 
 pub mod diag;
 pub mod discover;
+pub mod emit;
 pub mod envfile;
+pub mod import;
 pub mod interpolate;
+pub mod merge;
 pub mod model;
 pub mod node;
+pub mod procfile;
 pub mod read;
 pub mod source;
 pub mod values;

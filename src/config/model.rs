@@ -118,6 +118,19 @@ pub struct Service {
     pub disabled: bool,
     /// Restart the service when files change (with `pk up --watch`).
     pub watch: Option<Watch>,
+    /// Run this many copies, each its own contained tree, named `NAME-N` (N from 0, zero-padded
+    /// to the width of the count; one replica keeps the plain name) with `PC_PROC_NAME` and
+    /// `PC_REPLICA_NUM` in its environment. A dependency on the service waits for every copy.
+    /// Default 1.
+    #[schemars(range(min = 1, max = 1000))]
+    pub replicas: Option<Located<u32>>,
+    /// When this service ends for good (it exits and its `restart` policy does not start it
+    /// again), stop the stack and exit pk with the service's exit code.
+    #[serde(default)]
+    pub exit_on_end: bool,
+    /// Procfile only: `PORT` of the first copy (copy N gets `PORT + N`); not a pk.yaml key.
+    #[schemars(skip)]
+    pub port: Option<u32>,
     /// Stop the service (its `shutdown` sequence) once it has run this long; it then ends
     /// `timed out`, a failure (restart policies restart it like any failure).
     pub timeout: Option<HumanDuration>,

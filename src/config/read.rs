@@ -40,6 +40,8 @@ const SERVICE_KEYS: &[&str] = &[
     "disabled",
     "watch",
     "log_file",
+    "replicas",
+    "exit_on_end",
     "timeout",
     "tty",
 ];
@@ -528,6 +530,8 @@ impl<'a> Reader<'a> {
                 "disabled" => service.disabled = self.bool(value, &p).unwrap_or(false),
                 "watch" => service.watch = self.watch(value, &p),
                 "log_file" => service.log_file = self.string(value, &p),
+                "replicas" => service.replicas = self.replicas(value, &p),
+                "exit_on_end" => service.exit_on_end = self.bool(value, &p).unwrap_or(false),
                 "tty" => service.tty = self.bool(value, &p).unwrap_or(false),
                 "timeout" => {
                     service.timeout = self.duration(value, &p);
@@ -569,6 +573,26 @@ impl<'a> Reader<'a> {
             );
         }
         Some(service)
+    }
+
+    /// `replicas`: a whole number from 1 to `values::MAX_REPLICAS`.
+    fn replicas(&mut self, node: &Node, path: &str) -> Option<Located<u32>> {
+        let n = self.u32(node, path)?;
+        if n == 0 || n > values::MAX_REPLICAS {
+            self.diags.push(
+                Diag::error(format!(
+                    "`{path}` must be between 1 and {}",
+                    values::MAX_REPLICAS
+                ))
+                .label(node.span, "out of range")
+                .help("to keep a service from starting, use `disabled: true`"),
+            );
+            return None;
+        }
+        Some(Located {
+            value: n,
+            span: node.span,
+        })
     }
 
     fn pipeline(&mut self, node: &Node, path: &str) -> Option<Vec<Vec<String>>> {

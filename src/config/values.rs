@@ -176,6 +176,9 @@ fn split_host_port(authority: &str, default_port: Option<u16>) -> Result<(String
 }
 
 /// Service names become cgroup directory names: `^[A-Za-z0-9][A-Za-z0-9_.-]*$`.
+/// The most copies `replicas:` (or `--scale`) may ask for: a bound on what one line can spawn.
+pub const MAX_REPLICAS: u32 = 1000;
+
 pub fn is_valid_service_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())

@@ -328,14 +328,20 @@ fn intent(ctx: &ServerContext, intent: Intent) {
     let _ = ctx.engine.inputs.send(Input::Intent(intent));
 }
 
-/// Service names → ids; every unknown name is reported.
+/// Service names → ids (`Plan::service_ids`); every unknown name is reported.
 fn resolve(plan: &Plan, names: &[String]) -> Result<Vec<ServiceId>, String> {
     let mut ids = Vec::new();
     let mut unknown = Vec::new();
     for name in names {
-        match plan.service_id(name) {
-            Some(id) => ids.push(id),
-            None => unknown.push(name.as_str()),
+        // A declared name means every copy of a replicated service (`web` → `web-0`, `web-1`).
+        let found = plan.service_ids(name);
+        if found.is_empty() {
+            unknown.push(name.as_str());
+        }
+        for id in found {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
         }
     }
     if unknown.is_empty() {

@@ -10,7 +10,9 @@ use tokio::time::Instant;
 
 use super::state::{ExitInfo, Phase, ServiceState, StopReason};
 use crate::plan::Plan;
-use crate::vocab::{Condition, RestartPolicy, ServiceId, State, StopSignal, fmt_duration};
+use crate::vocab::{
+    Condition, ExitStatus, RestartPolicy, ServiceId, State, StopSignal, fmt_duration,
+};
 
 /// A service that stayed up this long gets its backoff reset.
 pub const STABLE_AFTER: Duration = Duration::from_secs(30);
@@ -139,6 +141,8 @@ pub struct Engine {
     plan: Arc<Plan>,
     services: Vec<ServiceState>,
     teardown: Option<Teardown>,
+    /// The `exit_on_end` service whose end stopped the stack, and pk's exit code from it.
+    ended_by: Option<(ServiceId, i32)>,
     rng: u64,
     /// The `now` of the step being taken (for effects that record when they happened).
     now: Instant,
@@ -155,6 +159,7 @@ impl Engine {
             plan,
             services,
             teardown: None,
+            ended_by: None,
             rng: seed | 1,
             now: Instant::now(),
         }
@@ -211,8 +216,12 @@ impl Engine {
             && (self.teardown.is_some() || !self.services.iter().any(|s| s.stop_wanted))
     }
 
-    /// 0 when every service succeeded or was stopped on request, 1 otherwise.
+    /// The exit code of the `exit_on_end` service that ended the stack, if one did; else 0
+    /// when every service succeeded or was stopped on request, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
+        if let Some((_, code)) = self.ended_by {
+            return code;
+        }
         let failed = self.services.iter().any(|s| match &s.phase {
             Phase::Exited(e) => !e.success(),
             Phase::Crashed(_) | Phase::Failed(_) | Phase::Skipped(_) | Phase::TimedOut { .. } => {
@@ -442,6 +451,34 @@ impl Engine {
     }
 
     fn on_report(&mut self, id: ServiceId, report: Report, now: Instant, fx: &mut Vec<Effect>) {
+        self.report(id, report, now, fx);
+        if self.plan.services[id].exit_on_end {
+            self.end_stack_if_ended(id, fx);
+        }
+    }
+
+    /// `exit_on_end`: a service that ended for good (exited with no restart coming, crashed
+    /// out of restarts, or failed) stops the stack, and its exit code becomes pk's. A stop pk
+    /// was asked for (`pk stop`, teardown) does not count.
+    fn end_stack_if_ended(&mut self, id: ServiceId, fx: &mut Vec<Effect>) {
+        if self.teardown.is_some() || self.ended_by.is_some() {
+            return;
+        }
+        let s = &self.services[id];
+        let (code, what) = match &s.phase {
+            Phase::Exited(e) | Phase::Crashed(e) => (exit_code_of(e.status), e.to_string()),
+            Phase::Failed(reason) => (1, format!("failed: {reason}")),
+            _ => return,
+        };
+        self.ended_by = Some((id, code));
+        fx.push(notice(
+            id,
+            format!("{what}; stopping the stack (exit_on_end), pk exits {code}"),
+        ));
+        self.on_intent(&Intent::Shutdown { grace: None }, fx);
+    }
+
+    fn report(&mut self, id: ServiceId, report: Report, now: Instant, fx: &mut Vec<Effect>) {
         let has_ready = self.plan.services[id].ready.is_some();
         match report {
             Report::Spawned { pids } => {
@@ -866,4 +903,12 @@ fn jitter(base: Duration, rng: &mut u64) -> Duration {
     )]
     let unit = (*rng % 10_000) as f64 / 10_000.0;
     base.mul_f64(0.8 + 0.4 * unit)
+}
+
+/// A shell's exit code for `status`: the code, or 128 + the signal number.
+fn exit_code_of(status: ExitStatus) -> i32 {
+    match status {
+        ExitStatus::Code(c) => c,
+        ExitStatus::Signal(s) => 128 + s,
+    }
 }

@@ -16,6 +16,11 @@ use crate::vocab::{CommandSpec, Condition, RestartPolicy, ServiceId, StopSignal}
 fn service(name: &str, deps: &[(ServiceId, Condition)]) -> ServiceSpec {
     ServiceSpec {
         name: name.into(),
+        group: name.into(),
+        replica: 0,
+        replicas: 1,
+        port: None,
+        exit_on_end: false,
         run: RunSpec::Command(CommandSpec::Shell("true".into())),
         working_dir: PathBuf::from("/"),
         env: BTreeMap::new(),
@@ -50,6 +55,7 @@ fn plan(services: Vec<ServiceSpec>) -> Arc<Plan> {
     Arc::new(Plan {
         name: "t".into(),
         config_path: PathBuf::from("/t/pk.yaml"),
+        files: vec![PathBuf::from("/t/pk.yaml")],
         base_dir: PathBuf::from("/t"),
         services,
         order,
@@ -692,4 +698,57 @@ fn restarts_requested_while_stopping_for_a_restart_are_merged() {
     );
 }
 
+fn ends_the_stack(mut s: ServiceSpec) -> ServiceSpec {
+    s.exit_on_end = true;
+    s
+}
+
+#[test]
+fn exit_on_end_stops_the_stack_with_that_service_s_code() {
+    let p = plan(vec![
+        ends_the_stack(service("web", &[])),
+        ends_the_stack(service("worker", &[])),
+    ]);
+    let mut e = engine(&p);
+    let now = Instant::now();
+    e.start(now);
+    spawned(&mut e, 0, now);
+    spawned(&mut e, 1, now);
+    let fx = exited(&mut e, 1, 3, now);
+    assert_eq!(stops(&fx), vec![0], "the others are stopped");
+    assert!(e.shutting_down());
+    assert!(
+        notices(&fx)
+            .iter()
+            .any(|n| n.contains("stopping the stack (exit_on_end), pk exits 3")),
+        "{:?}",
+        notices(&fx)
+    );
+    exited(&mut e, 0, 143, now);
+    assert!(e.settled());
+    assert_eq!(
+        e.exit_code(),
+        3,
+        "the code of the service that ended, not 1"
+    );
+}
+
+#[test]
+fn exit_on_end_waits_for_restarts_and_ignores_requested_stops() {
+    let mut restarting = ends_the_stack(service("web", &[]));
+    restarting.restart.policy = RestartPolicy::Always;
+    let p = plan(vec![restarting, ends_the_stack(service("worker", &[]))]);
+    let mut e = engine(&p);
+    let now = Instant::now();
+    e.start(now);
+    spawned(&mut e, 0, now);
+    spawned(&mut e, 1, now);
+    exited(&mut e, 0, 0, now);
+    assert!(!e.shutting_down(), "a restart is coming: not the end");
+    let fx = e.step(Input::Intent(Intent::Stop { service: 1 }), now);
+    assert_eq!(stops(&fx), vec![1]);
+    exited(&mut e, 1, 143, now);
+    assert!(!e.shutting_down(), "pk stop is not the service ending");
+    assert_eq!(e.exit_code(), 0);
+}
 mod timeout;

@@ -9,14 +9,14 @@ use std::io::IsTerminal;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use super::graph;
 use super::{
     Dependency, Plan, ProbeSpec, RestartSpec, RunSpec, ServiceId, ServiceSpec, ShutdownSpec,
     StopSignal, WatchAction, WatchPath, WatchSpec,
 };
-use crate::config::diag::{Diag, did_you_mean, line_col};
+use super::{graph, replicas};
+use crate::config::diag::{Diag, Span, did_you_mean, line_col};
 use crate::config::model::{self, Config, EnvMap, HumanDuration, Paths, Probe, Service};
-use crate::config::{discover, envfile, node, read};
+use crate::config::{discover, envfile, node, procfile, read};
 use crate::vocab::Condition;
 
 const DEFAULT_GRACE: Duration = Duration::from_secs(10);
@@ -102,6 +102,16 @@ impl LoadError {
             summary,
             diagnostics: Diagnostics { file, diags },
         }
+    }
+
+    /// Problems found in one file (`name`, `text`) outside `load` (`pk import`).
+    pub fn with_source(name: &str, text: &str, diags: Vec<Diag>) -> LoadError {
+        LoadError::new(Some((name.to_owned(), text.to_owned())), diags)
+    }
+
+    /// Problems that point into no file (command-line arguments), all reported.
+    pub(crate) fn unlocated(diags: Vec<Diag>) -> LoadError {
+        LoadError::new(None, diags)
     }
 
     pub(crate) fn single(diag: Diag) -> LoadError {
@@ -190,6 +200,21 @@ fn build(
         .parent()
         .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
 
+    if procfile::is_procfile(path) {
+        let (read, diags) = procfile::read(path, shown, source, env);
+        let Some(read) = read else {
+            return Err(LoadError::new(file, diags));
+        };
+        let front = FrontEnd {
+            file,
+            config_path,
+            base_dir,
+            top_file_vars: &[],
+            invalid_ready: Vec::new(),
+            diags,
+        };
+        return finish(&read.config, front, env);
+    }
     let root = node::parse(source).map_err(|d| LoadError::new(file.clone(), vec![d]))?;
     let (top_files, mut diags) = read::top_env_files(&root, env);
     let top_file_vars = read_env_files(&base_dir, &top_files, &mut diags);
@@ -203,18 +228,55 @@ fn build(
         return Err(LoadError::new(file, diags));
     };
     config.env_file = top_files;
-
-    let mut builder = Builder {
-        invalid_ready: std::mem::take(&mut reader.invalid_ready),
-        config: &config,
-        base_dir: &base_dir,
-        env,
+    let read = FrontEnd {
+        file,
+        config_path,
+        base_dir,
         top_file_vars: &top_file_vars,
+        invalid_ready: std::mem::take(&mut reader.invalid_ready),
         diags,
     };
-    let services = builder.services();
+    finish(&config, read, env)
+}
+
+/// What a front end read besides the `Config`: where from, and what it found wrong so far.
+struct FrontEnd<'a> {
+    file: Option<(String, String)>,
+    config_path: PathBuf,
+    base_dir: PathBuf,
+    top_file_vars: &'a [(String, String)],
+    /// Services whose `ready` probe was reported invalid (dependents are not told again).
+    invalid_ready: Vec<String>,
+    diags: Vec<Diag>,
+}
+
+/// The checks every format shares (dependencies, cycles, paths) and the plan, with replicas
+/// expanded; every problem, the front end's and these, is reported at once.
+fn finish(
+    config: &Config,
+    read: FrontEnd<'_>,
+    env: &BTreeMap<String, String>,
+) -> Result<(Plan, Diagnostics), LoadError> {
+    let FrontEnd {
+        file,
+        config_path,
+        base_dir,
+        top_file_vars,
+        invalid_ready,
+        diags,
+    } = read;
+    let mut builder = Builder {
+        invalid_ready,
+        config,
+        base_dir: &base_dir,
+        env,
+        top_file_vars,
+        diags,
+    };
+    let declared = builder.services();
     let mut diags = builder.diags;
-    let order = graph::check_and_order(&config, &services, &mut diags);
+    let declared_order = graph::check_and_order(config, &declared, &mut diags);
+    let (services, order) = expand_replicas(config, &declared, &declared_order, &mut diags);
     if diags.iter().any(|d| !d.warning) {
         return Err(LoadError::new(file, diags));
     }
@@ -225,6 +287,7 @@ fn build(
     });
     let plan = Plan {
         name,
+        files: vec![config_path.clone()],
         config_path,
         base_dir,
         services,
@@ -232,6 +295,26 @@ fn build(
     };
     let LoadError { diagnostics, .. } = LoadError::new(file, diags);
     Ok((plan, diagnostics))
+}
+
+/// Each declared service as `replicas` copies (`plan::replicas`), located at its `replicas`
+/// key (or its name) for name clashes.
+fn expand_replicas(
+    config: &Config,
+    declared: &[ServiceSpec],
+    order: &[ServiceId],
+    diags: &mut Vec<Diag>,
+) -> (Vec<ServiceSpec>, Vec<ServiceId>) {
+    let services = &config.services.0;
+    let counts: Vec<u32> = services
+        .iter()
+        .map(|s| s.replicas.as_ref().map_or(1, |r| r.value))
+        .collect();
+    let spans: Vec<Span> = services
+        .iter()
+        .map(|s| s.replicas.as_ref().map_or(s.name.span, |r| r.span))
+        .collect();
+    replicas::expand(declared, order, &counts, &spans, diags)
 }
 
 fn read_env_files(base_dir: &Path, files: &Paths, diags: &mut Vec<Diag>) -> Vec<(String, String)> {
@@ -413,6 +496,11 @@ impl Builder<'_> {
         );
         ServiceSpec {
             name: service.name.value.clone(),
+            group: service.name.value.clone(),
+            replica: 0,
+            replicas: 1,
+            port: service.port,
+            exit_on_end: service.exit_on_end,
             run,
             working_dir,
             env,

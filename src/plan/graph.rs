@@ -137,10 +137,11 @@ pub fn select(plan: &Plan, names: &[String]) -> Result<Vec<bool>, LoadError> {
     } else {
         let mut unknown = Vec::new();
         for name in names {
-            match plan.service_id(name) {
-                Some(id) => stack.push(id),
-                None => unknown.push(name.as_str()),
+            let ids = plan.service_ids(name);
+            if ids.is_empty() {
+                unknown.push(name.as_str());
             }
+            stack.extend(ids);
         }
         if !unknown.is_empty() {
             return Err(unknown_services(plan, &unknown));
@@ -192,7 +193,41 @@ fn dependency_note(plan: &Plan, dep: &super::Dependency) -> String {
     if dep.restart {
         notes.push("restart");
     }
-    format!("{} ({})", plan.services[dep.service].name, notes.join(", "))
+    format!(
+        "{} ({})",
+        label(&plan.services[dep.service]),
+        notes.join(", ")
+    )
+}
+
+/// A declared service in the graph: `web`, or `web ×3` for its copies (shown once).
+fn label(service: &ServiceSpec) -> String {
+    if service.replicas > 1 {
+        format!("{} ×{}", service.group, service.replicas)
+    } else {
+        service.group.clone()
+    }
+}
+
+/// The services shown in the graph: one per declared service (its first copy), in start order.
+fn shown(plan: &Plan) -> impl Iterator<Item = &ServiceSpec> {
+    plan.order
+        .iter()
+        .map(|&id| &plan.services[id])
+        .filter(|s| s.replica == 0)
+}
+
+/// Dependencies of `service` with one entry per declared service (a dependency on a replicated
+/// service is one per copy in the plan).
+fn declared_deps<'p>(plan: &'p Plan, service: &'p ServiceSpec) -> Vec<&'p super::Dependency> {
+    let mut out: Vec<&super::Dependency> = Vec::new();
+    for dep in &service.depends_on {
+        let group = &plan.services[dep.service].group;
+        if !out.iter().any(|d| &plan.services[d.service].group == group) {
+            out.push(dep);
+        }
+    }
+    out
 }
 
 /// The DAG as readable text (services in start order with what each waits for), or as a
@@ -206,24 +241,25 @@ pub fn render_graph(plan: &Plan, dot: bool) -> String {
 }
 
 fn render_text(plan: &Plan) -> String {
-    let width = plan
-        .services
-        .iter()
-        .map(|s| s.name.len())
+    let width = shown(plan)
+        .map(|s| label(s).chars().count())
         .max()
         .unwrap_or(0);
+    let declared = shown(plan).count();
+    let copies = if declared == plan.services.len() {
+        String::new()
+    } else {
+        format!(" ({} with replicas)", plan.services.len())
+    };
     let mut out = format!(
-        "{}: {} services in start order\n",
-        plan.name,
-        plan.services.len()
+        "{}: {declared} services{copies} in start order\n",
+        plan.name
     );
-    for (position, &id) in plan.order.iter().enumerate() {
-        let service = &plan.services[id];
-        let mut line = format!("{:>3}. {:<width$}", position + 1, service.name);
+    for (position, service) in shown(plan).enumerate() {
+        let mut line = format!("{:>3}. {:<width$}", position + 1, label(service));
         if !service.depends_on.is_empty() {
-            let deps: Vec<String> = service
-                .depends_on
-                .iter()
+            let deps: Vec<String> = declared_deps(plan, service)
+                .into_iter()
                 .map(|d| dependency_note(plan, d))
                 .collect();
             let _ = write!(line, "  ← {}", deps.join(", "));
@@ -259,12 +295,14 @@ fn render_dot(plan: &Plan) -> String {
         "digraph {} {{\n  rankdir=LR;\n  node [shape=box];\n",
         quote(&plan.name)
     );
-    for &id in &plan.order {
-        let service = &plan.services[id];
+    for service in shown(plan) {
         let mut attrs = Vec::new();
+        let mut text = label(service);
         if let Some(limit) = service.timeout {
-            let label = format!("{} (timeout {})", service.name, fmt_duration(limit));
-            attrs.push(format!("label={}", quote(&label)));
+            text = format!("{text} (timeout {})", fmt_duration(limit));
+        }
+        if text != service.group {
+            attrs.push(format!("label={}", quote(&text)));
         }
         if service.disabled {
             attrs.push("style=dashed".to_owned());
@@ -274,11 +312,10 @@ fn render_dot(plan: &Plan) -> String {
         } else {
             format!(" [{}]", attrs.join(", "))
         };
-        let _ = writeln!(out, "  {}{attrs};", quote(&service.name));
+        let _ = writeln!(out, "  {}{attrs};", quote(&service.group));
     }
-    for &id in &plan.order {
-        let service = &plan.services[id];
-        for dep in &service.depends_on {
+    for service in shown(plan) {
+        for dep in declared_deps(plan, service) {
             let mut attrs = Vec::new();
             if dep.condition != Condition::Started {
                 attrs.push(format!("label={}", quote(dep.condition.as_str())));
@@ -294,8 +331,8 @@ fn render_dot(plan: &Plan) -> String {
             let _ = writeln!(
                 out,
                 "  {} -> {}{attrs};",
-                quote(&service.name),
-                quote(&plan.services[dep.service].name)
+                quote(&service.group),
+                quote(&plan.services[dep.service].group)
             );
         }
     }

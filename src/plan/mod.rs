@@ -6,11 +6,13 @@
 
 mod build;
 mod graph;
+mod replicas;
 
 pub use build::{
     Diagnostics, LoadError, find_config, load, load_str, load_str_with_warnings, load_with_warnings,
 };
 pub use graph::{render_graph, select};
+pub use replicas::{CopyPosition, copy_positions, replica_name, scale};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -22,8 +24,10 @@ use crate::vocab::{CommandSpec, Condition, ProbeCheck, RestartPolicy, ServiceId,
 pub struct Plan {
     /// `name:` from the file, else the config directory's name.
     pub name: String,
-    /// Canonical path of the config file.
+    /// Canonical path of the config file (the first one when several are merged).
     pub config_path: PathBuf,
+    /// Every file the plan was read from, in merge order (`config_path` first).
+    pub files: Vec<PathBuf>,
     /// Directory of the config file; relative paths resolve against it.
     pub base_dir: PathBuf,
     pub services: Vec<ServiceSpec>,
@@ -33,7 +37,18 @@ pub struct Plan {
 
 #[derive(Debug, Clone)]
 pub struct ServiceSpec {
+    /// Unique in the plan: the declared name, or `group-N` for copy N of a replicated service.
     pub name: String,
+    /// The service as declared: `name` without the replica suffix.
+    pub group: String,
+    /// Which copy this is (0-based) of `replicas` copies.
+    pub replica: u32,
+    /// How many copies of `group` run (1 unless `replicas`/`--scale` says more).
+    pub replicas: u32,
+    /// Procfile: `PORT` of copy 0 (copy N gets `PORT + N`); `PORT` is set from it.
+    pub port: Option<u32>,
+    /// When this service ends for good, the stack stops and pk exits with its code.
+    pub exit_on_end: bool,
     pub run: RunSpec,
     /// Absolute working directory (defaults to `Plan::base_dir`).
     pub working_dir: PathBuf,
@@ -148,6 +163,20 @@ pub struct ProbeSpec {
 impl Plan {
     pub fn service_id(&self, name: &str) -> Option<ServiceId> {
         self.services.iter().position(|s| s.name == name)
+    }
+
+    /// What a name on the command line means: the service of that exact name (one copy, or an
+    /// unreplicated service), else every copy of the declared service `name`. Empty if neither.
+    pub fn service_ids(&self, name: &str) -> Vec<ServiceId> {
+        if let Some(id) = self.service_id(name) {
+            return vec![id];
+        }
+        self.services
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.group == name)
+            .map(|(i, _)| i)
+            .collect()
     }
 
     /// `id` followed by everything that depends on it, directly or not.

@@ -17,6 +17,7 @@ use super::history::{LineKind, LogLine, LogStore};
 use super::logview::{Query, Scope};
 use crate::engine::{ServiceSnapshot, Snapshot};
 use crate::metrics::Usage;
+use crate::plan::{CopyPosition, copy_positions};
 use crate::vocab::State;
 
 /// Stable per-service colours, the same as the plain printer's.
@@ -194,10 +195,18 @@ fn draw_table(
     if area.height == 0 {
         return;
     }
+    // Copies of a replicated service are grouped: `┌ web-0`, `├ web-1`, `└ web-2`.
+    let copies = copy_positions(&app.names);
+    let tree = if copies.iter().any(Option::is_some) {
+        2
+    } else {
+        0
+    };
     let name_w = u16::try_from(app.names.iter().map(String::len).max().unwrap_or(4))
         .unwrap_or(20)
         .clamp(4, 24)
-        + 2;
+        + 2
+        + tree;
     let mut budget = area.width.saturating_sub(name_w + STATE_WIDTH + NOTE_MIN);
     let mut columns = Vec::new();
     for &(col, title, width) in &OPTIONAL {
@@ -226,9 +235,17 @@ fn draw_table(
             let selected = i == app.selected && !app.merged;
             let (symbol, look) = state_look(s.state);
             let marker = if selected { "▶ " } else { "  " };
+            let branch = match copies.get(i).copied().flatten() {
+                Some(CopyPosition::First) => "┌ ",
+                Some(CopyPosition::Middle) => "├ ",
+                Some(CopyPosition::Last) => "└ ",
+                None if tree > 0 => "  ",
+                None => "",
+            };
             let mut cells = vec![
                 Line::from(vec![
                     Span::raw(marker),
+                    Span::styled(branch, Style::default().fg(Color::DarkGray)),
                     Span::styled(s.name.clone(), Style::default().fg(service_colour(i))),
                 ]),
                 Line::styled(format!("{symbol} {}", s.state), look),
