@@ -17,7 +17,7 @@ mod up;
 
 pub use up::{DETACHED_ENV, UpOptions, containment_label};
 
-use crate::control::WaitFor;
+use crate::control::{Op, WaitFor};
 use crate::plan::{self, Plan};
 use crate::ui::ColorChoice;
 
@@ -193,8 +193,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Runs the command line; returns the process exit code.
+#[expect(clippy::too_many_lines, reason = "one arm per command, no catch-all")]
 pub fn run(cli: Cli) -> i32 {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let file = cli.file.as_deref();
     match cli.command {
         CliCommand::Schema => {
             print_out(&crate::config::schema());
@@ -253,8 +255,66 @@ pub fn run(cli: Cli) -> i32 {
                 scale,
             },
         ),
-        CliCommand::Import { file, output } => import::run(&file, output.as_deref(), &cwd),
-        command => remote::dispatch(command, cli.file.as_deref(), &cwd),
+        CliCommand::Down { grace } => remote::remote_call(file, &cwd, |c| async move {
+            let reaped = up::reap_leftovers(&c);
+            match remote::down(&c, grace).await {
+                1 if reaped => 0,
+                code => code,
+            }
+        }),
+        CliCommand::Attach { history } => {
+            if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+                eprintln!("pk: attach needs a terminal (use `pk logs -F` or `pk ps` in scripts)");
+                return 2;
+            }
+            remote::remote_call(
+                file,
+                &cwd,
+                |c| async move { attach::attach(&c, history).await },
+            )
+        }
+        CliCommand::Ps { json } => {
+            remote::remote_call(file, &cwd, |c| async move { remote::ps(&c, json).await })
+        }
+        CliCommand::Logs {
+            services,
+            follow,
+            tail,
+            since,
+            timestamps,
+            color,
+        } => {
+            let args = remote::LogsArgs {
+                services,
+                follow,
+                tail,
+                since,
+                timestamps,
+                color: color.enabled(),
+            };
+            remote::remote_call(file, &cwd, |c| async move { remote::logs(&c, args).await })
+        }
+        CliCommand::Start { services } => remote::remote_call(file, &cwd, |c| async move {
+            remote::act(&c, Op::Start { services }).await
+        }),
+        CliCommand::Stop { services } => remote::remote_call(file, &cwd, |c| async move {
+            remote::act(&c, Op::Stop { services }).await
+        }),
+        CliCommand::Restart { services } => remote::remote_call(file, &cwd, |c| async move {
+            let op = Op::Restart {
+                services,
+                dependents: false,
+            };
+            remote::act(&c, op).await
+        }),
+        CliCommand::Wait {
+            services,
+            until,
+            timeout,
+        } => remote::remote_call(file, &cwd, |c| async move {
+            remote::wait(&c, services, until, timeout).await
+        }),
+        CliCommand::Import { file: path, output } => import::run(&path, output.as_deref(), &cwd),
     }
 }
 

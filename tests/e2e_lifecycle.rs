@@ -257,3 +257,57 @@ services:
         out.stdout()
     );
 }
+
+/// A service that reports a TERM (and keeps running), with a shutdown command that writes its
+/// pid to `shutdown.pid` and then never ends.
+fn endless_shutdown_command(grace: &str) -> String {
+    format!(
+        r#"
+services:
+  db:
+    command: [sh, -c, 'trap "echo got TERM" TERM; echo up; while :; do sleep 0.05; done']
+    shutdown:
+      grace: {grace}
+      command: [sh, -c, 'echo $$$$ > shutdown.pid.tmp; mv shutdown.pid.tmp shutdown.pid; exec sleep 1000']
+"#
+    )
+}
+
+#[test]
+fn a_second_ctrl_c_interrupts_a_running_shutdown_command_at_once() {
+    // A grace longer than the test's deadline: only the second Ctrl-C can end this in time.
+    let p = Project::new(&endless_shutdown_command("10m"));
+    let mut up = p.up().spawn();
+    up.wait_for_line("db | up", |l| l.ends_with("| up"));
+    up.interrupt();
+    up.wait_notice("db", "running shutdown command");
+    let command = p.read_pid("shutdown.pid");
+    up.interrupt();
+    up.wait_exit(support::DEADLINE);
+    wait_gone(command, "the shutdown command");
+    let lines = up.lines();
+    notice_at(&lines, "db", "shutdown command still running; killing it");
+    assert!(
+        !lines.iter().any(|l| l.ends_with("| got TERM")),
+        "killed, not signalled:\n{}",
+        lines.join("\n")
+    );
+}
+
+#[test]
+fn the_shutdown_command_counts_against_the_grace() {
+    let p = Project::new(&endless_shutdown_command("500ms"));
+    let mut up = p.up().spawn();
+    up.wait_for_line("db | up", |l| l.ends_with("| up"));
+    up.interrupt();
+    up.wait_notice("db", "killed after 500ms grace");
+    assert_eq!(up.wait_exit(support::DEADLINE), 0);
+    wait_gone(p.read_pid("shutdown.pid"), "the shutdown command");
+    let lines = up.lines();
+    // One deadline for the whole stop: when the command uses it up, no stop signal follows.
+    assert!(
+        !lines.iter().any(|l| l.ends_with("| got TERM")),
+        "{}",
+        lines.join("\n")
+    );
+}

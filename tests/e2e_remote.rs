@@ -420,6 +420,38 @@ fn pk_up_cleans_up_after_a_killed_pk_before_starting() {
     );
 }
 
+/// A service whose stop waits until the test creates `release` in the project directory.
+const HELD_STOP: &str = r#"
+services:
+  db:
+    command: [sh, -c, 'trap "while [ ! -e release ]; do sleep 0.05; done; exit 0" TERM; echo up; while :; do sleep 0.05; done']
+    shutdown: { grace: 30s }
+"#;
+
+#[test]
+fn a_restart_overtaken_by_a_stop_is_answered() {
+    let p = Project::new(HELD_STOP);
+    let up = p.up().spawn();
+    up.wait_notice("db", "started (pid");
+    let mut restart = p.pk(&["restart", "db"]).spawn();
+    up.wait_notice("db", "restarting (requested)");
+    // While the old run is still stopping for the restart, `pk stop` comes in; its first
+    // state line is printed only once the engine has taken the stop.
+    let mut stop = p.pk(&["stop", "db"]).spawn();
+    stop.wait_for_line("db: stopping", |l| l == "db: stopping");
+    std::fs::write(p.path().join("release"), "").unwrap();
+    assert_eq!(stop.wait_exit(DEADLINE), 0, "{}", stop.stderr);
+    assert_eq!(restart.wait_exit(DEADLINE), 1, "the restart got no answer");
+    assert!(
+        restart
+            .stderr
+            .contains("db is stopped: stopped before it ran again"),
+        "{}",
+        restart.stderr
+    );
+    assert_eq!(service(&ps_json(&p), "db")["state"], "stopped");
+}
+
 /// SIGKILLs `pid` and waits until it is gone.
 fn kill_now(pid: u32) {
     let raw = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();

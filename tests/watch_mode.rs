@@ -358,3 +358,52 @@ fn a_signal_action_signals_the_tree_instead_of_restarting() {
     );
     assert_eq!(stack.starts("api"), 1, "not restarted");
 }
+
+/// A service whose stop is held until the test creates `release` in the stack's directory.
+const HELD_STOP: &str = "[sh, -c, 'trap \"while [ ! -e release ]; do sleep 0.05; done; exit 0\" \
+                         TERM; echo started; while :; do sleep 0.05; done']";
+
+impl Stack {
+    fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).unwrap()).expect("pid");
+        kill_process(pid, signal).expect("signal pk");
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait pk") {
+                return status;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "pk did not exit; output:\n{}",
+                self.lines.lock().unwrap().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+#[test]
+fn a_restart_in_flight_when_teardown_begins_does_not_spawn() {
+    let yaml = format!(
+        "services:\n  api:\n    command: {HELD_STOP}\n    \
+         watch: {{ paths: [api], debounce: 100ms }}\n    shutdown: {{ grace: 30s }}\n"
+    );
+    let mut stack = Stack::up(&yaml, &["api"], &[], &["api"]);
+    stack.write("api/main.rs", "fn main() {}");
+    stack.wait("the restart", || stack.restarts("api") == 1);
+    // The old run is stopping for the restart; now pk is asked to shut down.
+    stack.signal(Signal::TERM);
+    stack.wait("the teardown", || {
+        stack.notice_count("pk", "stopping (press Ctrl-C") == 1
+    });
+    stack.write("release", "");
+    stack.wait_exit();
+    assert_eq!(stack.starts("api"), 1, "{:?}", stack.notices("api"));
+    assert_eq!(
+        stack.notices("api").last().map(String::as_str),
+        Some("stopped")
+    );
+}

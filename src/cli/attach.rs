@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
-use super::remote::ps_data;
 use crate::control::{Call, ControlError, Op, Response};
 use crate::engine::{EngineHandle, Input, Intent, Snapshot};
 use crate::logs::hub::RecordKind;
@@ -38,7 +37,7 @@ async fn run(config: &Path, history_bytes: usize) -> Result<(), ControlError> {
         containment,
         services,
         ..
-    } = ps_data(config).await?
+    } = crate::control::ps(config).await?
     else {
         return Err(ControlError::Protocol("no answer to ps".into()));
     };

@@ -5,91 +5,15 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{CliCommand, block_on};
-use crate::control::{
-    self, Call, ControlError, Failure, Op, PsRow, QUICK_TIMEOUT, Response, WaitFor,
-};
+use super::block_on;
+use crate::control::{self, Call, ControlError, Failure, Op, PsRow, Response, WaitFor};
 use crate::logs::hub::RecordKind;
 use crate::ui::plain::PlainPrinter;
 use crate::vocab::{State, fmt_duration, now_ms};
 
-/// Runs one of the commands that talk to a running stack.
-pub fn dispatch(command: CliCommand, file: Option<&Path>, cwd: &Path) -> i32 {
-    match command {
-        CliCommand::Down { grace } => remote_call(file, cwd, |c| async move {
-            let reaped = super::up::reap_leftovers(&c);
-            match down(&c, grace).await {
-                1 if reaped => 0,
-                code => code,
-            }
-        }),
-        CliCommand::Attach { history } => {
-            if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
-                eprintln!("pk: attach needs a terminal (use `pk logs -F` or `pk ps` in scripts)");
-                return 2;
-            }
-            remote_call(file, cwd, |c| async move {
-                super::attach::attach(&c, history).await
-            })
-        }
-        CliCommand::Ps { json } => remote_call(file, cwd, |c| async move { ps(&c, json).await }),
-        CliCommand::Logs {
-            services,
-            follow,
-            tail,
-            since,
-            timestamps,
-            color,
-        } => {
-            let args = LogsArgs {
-                services,
-                follow,
-                tail,
-                since,
-                timestamps,
-                color: color.enabled(),
-            };
-            remote_call(file, cwd, |c| async move { logs(&c, args).await })
-        }
-        CliCommand::Start { services } => remote_call(file, cwd, |c| async move {
-            act(&c, Op::Start { services }).await
-        }),
-        CliCommand::Stop { services } => remote_call(file, cwd, |c| async move {
-            act(&c, Op::Stop { services }).await
-        }),
-        CliCommand::Restart { services } => remote_call(file, cwd, |c| async move {
-            act(
-                &c,
-                Op::Restart {
-                    services,
-                    dependents: false,
-                },
-            )
-            .await
-        }),
-        CliCommand::Wait {
-            services,
-            until,
-            timeout,
-        } => remote_call(file, cwd, |c| async move {
-            wait(&c, services, until, timeout).await
-        }),
-        CliCommand::Up { .. }
-        | CliCommand::Check
-        | CliCommand::Graph { .. }
-        | CliCommand::Schema
-        | CliCommand::Import { .. }
-        | CliCommand::Completions { .. }
-        | CliCommand::Man
-        | CliCommand::CompleteServices => {
-            unreachable!("handled by cli::run")
-        }
-    }
-}
-
 /// Runs a client command against the stack of the config file found like `up` finds it (the
 /// file is not parsed: a broken config must not stop `pk down`).
-fn remote_call<F, Fut>(file: Option<&Path>, cwd: &Path, call: F) -> i32
+pub fn remote_call<F, Fut>(file: Option<&Path>, cwd: &Path, call: F) -> i32
 where
     F: FnOnce(PathBuf) -> Fut,
     Fut: Future<Output = i32>,
@@ -104,7 +28,7 @@ where
 }
 
 /// Maps a control error to a message and `pk`'s exit code (1: nothing running, 2: other).
-fn fail(e: &ControlError) -> i32 {
+pub fn fail(e: &ControlError) -> i32 {
     eprintln!("pk: {e}");
     match e {
         ControlError::NotRunning { .. } => 1,
@@ -167,18 +91,8 @@ pub async fn wait(config: &Path, services: Vec<String>, until: WaitFor, timeout:
 }
 
 /// Fetches `pk ps` data, bounded by a timeout.
-pub async fn ps_data(config: &Path) -> Result<Response, ControlError> {
-    let call = async { Call::open(config, Op::Ps).await?.finish(|_| {}).await };
-    match tokio::time::timeout(QUICK_TIMEOUT, call).await {
-        Ok(Ok(Some(resp @ Response::Ps { .. }))) => Ok(resp),
-        Ok(Ok(_)) => Err(ControlError::Protocol("no answer to ps".into())),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(ControlError::Protocol("timed out waiting for ps".into())),
-    }
-}
-
 pub async fn ps(config: &Path, json: bool) -> i32 {
-    let resp = match ps_data(config).await {
+    let resp = match control::ps(config).await {
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
@@ -302,7 +216,7 @@ pub async fn logs(config: &Path, args: LogsArgs) -> i32 {
         .since
         .map(|d| now_ms().saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)));
     // Names for prefixes come from the stack itself.
-    let names: Vec<String> = match ps_data(config).await {
+    let names: Vec<String> = match control::ps(config).await {
         Ok(Response::Ps { services, .. }) => services.into_iter().map(|r| r.service.name).collect(),
         Ok(_) => Vec::new(),
         Err(e) => return fail(&e),
@@ -367,73 +281,4 @@ pub async fn logs(config: &Path, args: LogsArgs) -> i32 {
             return 0;
         }
     }
-}
-
-/// `pk up -d`: starts pk in the background on the same config and returns once every selected
-/// service is up (0), or says which did not (1).
-pub async fn up_detached(
-    config: &Path,
-    requested: Vec<String>,
-    names: Vec<String>,
-    timeout: Duration,
-) -> i32 {
-    let log = control::socket_path(config).with_extension("log");
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("pk: cannot find pk's own executable: {e}");
-            return 2;
-        }
-    };
-    if let Err(e) = control::ensure_socket_dir() {
-        return fail(&e);
-    }
-    if ps_data(config).await.is_ok() {
-        eprintln!("pk: pk is already running for {}", config.display());
-        return 2;
-    }
-    let mut args = vec![
-        "-f".to_string(),
-        config.display().to_string(),
-        "up".into(),
-        "--plain".into(),
-    ];
-    args.extend(requested);
-    let pid = match crate::process::spawn_detached(&exe, &args, &[(super::DETACHED_ENV, "1")], &log)
-    {
-        Ok(pid) => pid,
-        Err(e) => {
-            eprintln!("pk: cannot start pk in the background: {e}");
-            return 2;
-        }
-    };
-    // The background pk binds its socket first thing; poll for it, bounded.
-    let deadline = tokio::time::Instant::now() + QUICK_TIMEOUT;
-    loop {
-        match ps_data(config).await {
-            Ok(_) => break,
-            Err(_)
-                if tokio::time::Instant::now() < deadline
-                    && crate::process::leftovers::is_running(pid) =>
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(e) => {
-                eprintln!(
-                    "pk: the background pk (pid {pid}) did not come up: {e}; see {}",
-                    log.display()
-                );
-                return 2;
-            }
-        }
-    }
-    println!(
-        "pk: started in the background (pid {pid}); log: {}",
-        log.display()
-    );
-    let code = wait(config, names, WaitFor::Up, timeout).await;
-    if code == 0 {
-        println!("pk: every service is up; `pk ps`, `pk logs -F`, `pk down`");
-    }
-    code
 }

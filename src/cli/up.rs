@@ -63,12 +63,7 @@ pub fn up_command(file: Option<&Path>, cwd: &Path, services: Vec<String>, opts: 
         for (name, count) in &opts.scale {
             args.push(format!("--scale={name}={count}"));
         }
-        return block_on(remote::up_detached(
-            &plan.config_path,
-            args,
-            names,
-            opts.timeout,
-        ));
+        return block_on(up_detached(&plan.config_path, args, names, opts.timeout));
     }
     block_on(up(plan, selected, opts))
 }
@@ -370,7 +365,7 @@ fn ps_metrics(containment: &Arc<Containment>) -> Arc<control::MetricsFn> {
             return vec![(None, None); snap.services.len()];
         };
         sampler
-            .sample(&containment, snap)
+            .sample(&containment, &snap.runs())
             .into_iter()
             .map(|u| (u.map(|u| u.cpu_percent), u.map(|u| u.rss_bytes)))
             .collect()
@@ -416,4 +411,72 @@ async fn forward_signals(engine: EngineHandle, containment: Arc<Containment>, so
         // The engine only stops listening once everything has stopped.
         let _ = engine.inputs.send(Input::Intent(intent));
     }
+}
+
+/// `pk up -d`: starts pk in the background on the same config and returns once every selected
+/// service is up (0), or says which did not (1).
+pub async fn up_detached(
+    config: &Path,
+    requested: Vec<String>,
+    names: Vec<String>,
+    timeout: Duration,
+) -> i32 {
+    let log = control::socket_path(config).with_extension("log");
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("pk: cannot find pk's own executable: {e}");
+            return 2;
+        }
+    };
+    if let Err(e) = control::ensure_socket_dir() {
+        return remote::fail(&e);
+    }
+    if control::ps(config).await.is_ok() {
+        eprintln!("pk: pk is already running for {}", config.display());
+        return 2;
+    }
+    let mut args = vec![
+        "-f".to_string(),
+        config.display().to_string(),
+        "up".into(),
+        "--plain".into(),
+    ];
+    args.extend(requested);
+    let pid = match crate::process::spawn_detached(&exe, &args, &[(DETACHED_ENV, "1")], &log) {
+        Ok(pid) => pid,
+        Err(e) => {
+            eprintln!("pk: cannot start pk in the background: {e}");
+            return 2;
+        }
+    };
+    // The background pk binds its socket first thing; poll for it, bounded.
+    let deadline = tokio::time::Instant::now() + control::QUICK_TIMEOUT;
+    loop {
+        match control::ps(config).await {
+            Ok(_) => break,
+            Err(_)
+                if tokio::time::Instant::now() < deadline
+                    && crate::process::leftovers::is_running(pid) =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => {
+                eprintln!(
+                    "pk: the background pk (pid {pid}) did not come up: {e}; see {}",
+                    log.display()
+                );
+                return 2;
+            }
+        }
+    }
+    println!(
+        "pk: started in the background (pid {pid}); log: {}",
+        log.display()
+    );
+    let code = remote::wait(config, names, control::WaitFor::Up, timeout).await;
+    if code == 0 {
+        println!("pk: every service is up; `pk ps`, `pk logs -F`, `pk down`");
+    }
+    code
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 
 use super::diag::Span;
-use super::values::{CONDITIONS, SIGNALS};
+use super::values::CONDITIONS;
 use crate::vocab::{CommandSpec, Condition, ProbeCheck, RestartPolicy, StopSignal};
 
 /// A value and where it is written in pk.yaml.
@@ -416,9 +416,8 @@ impl JsonSchema for Signal {
         "Signal".into()
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        let names: Vec<String> = SIGNALS
-            .iter()
-            .flat_map(|(n, _)| [(*n).to_owned(), format!("SIG{n}")])
+        let names: Vec<String> = crate::vocab::stop_signals()
+            .flat_map(|s| [s.name.to_owned(), format!("SIG{}", s.name)])
             .collect();
         json_schema!({ "type": "string", "enum": names })
     }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::vocab::{Condition, RestartPolicy, StopSignal};
+use crate::vocab::{Condition, RestartPolicy, StopSignal, stop_signals};
 
 /// `(message, hint)` for a value that does not parse.
 pub type Problem = (String, Option<String>);
@@ -30,32 +30,14 @@ pub fn duration(text: &str) -> Result<Duration, Problem> {
         .map_err(|_| (format!("`{t}` is out of range"), hint()))
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
-const USR: (i32, i32) = (10, 12);
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-const USR: (i32, i32) = (30, 31);
-
-/// Signals a service may be stopped with, by canonical name.
-pub const SIGNALS: &[(&str, i32)] = &[
-    ("TERM", 15),
-    ("INT", 2),
-    ("HUP", 1),
-    ("QUIT", 3),
-    ("KILL", 9),
-    ("USR1", USR.0),
-    ("USR2", USR.1),
-    ("ALRM", 14),
-    ("WINCH", 28),
-];
-
 /// `TERM`, `SIGTERM`, `term` → `StopSignal`.
 pub fn signal(text: &str) -> Result<StopSignal, Problem> {
     let upper = text.trim().to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-    if let Some(&(name, number)) = SIGNALS.iter().find(|(n, _)| *n == name) {
-        return Ok(StopSignal { number, name });
+    if let Some(signal) = stop_signals().find(|s| s.name == name) {
+        return Ok(signal);
     }
-    let names: Vec<&str> = SIGNALS.iter().map(|(n, _)| *n).collect();
+    let names: Vec<&str> = stop_signals().map(|s| s.name).collect();
     let hint = match super::diag::did_you_mean(name, names.iter().copied()) {
         Some(s) => format!("did you mean `{s}`?"),
         None => format!("use one of {}", names.join(", ")),

@@ -127,3 +127,15 @@ pub async fn down(
         _ => Ok(0),
     }
 }
+
+/// Asks the `pk up` running `config` for the state of every service (`pk ps`), bounded by
+/// `QUICK_TIMEOUT`.
+pub async fn ps(config: &Path) -> Result<Response, ControlError> {
+    let call = async { Call::open(config, Op::Ps).await?.finish(|_| {}).await };
+    match tokio::time::timeout(QUICK_TIMEOUT, call).await {
+        Ok(Ok(Some(resp @ Response::Ps { .. }))) => Ok(resp),
+        Ok(Ok(_)) => Err(ControlError::Protocol("no answer to ps".into())),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(ControlError::Protocol("timed out waiting for ps".into())),
+    }
+}

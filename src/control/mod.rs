@@ -11,7 +11,7 @@ mod client;
 mod protocol;
 mod server;
 
-pub use client::{Call, QUICK_TIMEOUT, down};
+pub use client::{Call, QUICK_TIMEOUT, down, ps};
 pub use protocol::{Failure, Op, PROTOCOL_VERSION, PsRow, Request, Response, WaitFor};
 pub use server::{MetricsFn, Server, ServerContext};
 

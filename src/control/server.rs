@@ -19,7 +19,7 @@ use crate::engine::{EngineHandle, Input, Intent, ServiceSnapshot, Snapshot};
 use crate::logs::hub::{FOLLOWER_BUDGET, Follow, HubHandle, LogQuery, LogRecord, follow_channel};
 use crate::plan::Plan;
 use crate::process::Containment;
-use crate::vocab::{ServiceId, State};
+use crate::vocab::{Condition, Progress, ServiceId, State, Verdict, meets};
 
 /// A request must arrive this soon after connecting.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -284,6 +284,7 @@ async fn handle(stream: UnixStream, ctx: ServerContext) -> std::io::Result<()> {
             for &service in &ids {
                 intent(&ctx, Intent::Start { service });
             }
+            ctx.engine.sync().await;
             wait_for(&mut write, ctx, ids, WaitFor::Up, None, Some(before)).await
         }
         Op::Restart { dependents, .. } => {
@@ -298,12 +299,14 @@ async fn handle(stream: UnixStream, ctx: ServerContext) -> std::io::Result<()> {
                     },
                 );
             }
+            ctx.engine.sync().await;
             wait_for(&mut write, ctx, ids, WaitFor::Up, None, Some(before)).await
         }
         Op::Stop { .. } => {
             for &service in &ids {
                 intent(&ctx, Intent::Stop { service });
             }
+            ctx.engine.sync().await;
             let mut affected = Vec::new();
             for &id in &ids {
                 for d in ctx.plan.with_dependents(id) {
@@ -463,43 +466,46 @@ fn log_line(plan: &Plan, record: &LogRecord) -> Response {
 }
 
 /// Where a service stands with respect to a wait.
-enum Verdict {
+enum Standing {
     Met,
     Pending,
     Never(String),
 }
 
-fn verdict(plan: &Plan, id: ServiceId, s: &ServiceSnapshot, until: WaitFor) -> Verdict {
+/// Judges a wait by the engine's own rule (`vocab::meets`): `until` names a condition.
+#[expect(
+    clippy::match_same_arms,
+    reason = "one arm per `until`, read as a table"
+)]
+fn standing(plan: &Plan, id: ServiceId, s: &ServiceSnapshot, until: WaitFor) -> Standing {
     let has_ready = plan.services[id].ready.is_some();
-    let why = || {
-        s.reason
-            .clone()
-            .or_else(|| s.last_exit.clone())
-            .unwrap_or_else(|| s.state.to_string())
+    if until == WaitFor::Healthy && !has_ready {
+        return Standing::Never(format!("{} has no `ready` probe", s.name));
+    }
+    let ended = matches!(s.state, State::Completed | State::Exited | State::TimedOut);
+    let condition = match until {
+        WaitFor::Started => Condition::Started,
+        WaitFor::Healthy => Condition::Healthy,
+        WaitFor::Completed => Condition::CompletedSuccessfully,
+        // `up`: a run that ended counts when it succeeded.
+        WaitFor::Up if ended => Condition::CompletedSuccessfully,
+        WaitFor::Up if has_ready => Condition::Healthy,
+        WaitFor::Up => Condition::Started,
     };
-    match (until, s.state) {
-        (WaitFor::Healthy, _) if !has_ready => {
-            Verdict::Never(format!("{} has no `ready` probe", s.name))
-        }
-        (WaitFor::Healthy | WaitFor::Up, State::Healthy)
-        | (
-            WaitFor::Started,
-            State::Running | State::Healthy | State::Completed | State::Exited | State::TimedOut,
-        )
-        | (WaitFor::Up, State::Running | State::Completed)
-        | (WaitFor::Completed, State::Completed) => Verdict::Met,
-        (WaitFor::Started, State::Starting) if !s.pids.is_empty() => Verdict::Met,
-        (
-            _,
-            State::Failed
-            | State::Skipped
-            | State::Stopped
-            | State::Crashed
-            | State::Exited
-            | State::TimedOut
-            | State::Inactive,
-        ) => Verdict::Never(why()),
-        _ => Verdict::Pending,
+    let progress = Progress {
+        state: s.state,
+        spawned: !s.pids.is_empty(),
+        completed_ok: s.state == State::Completed,
+    };
+    match meets(progress, condition) {
+        Verdict::Met => Standing::Met,
+        Verdict::Wait => Standing::Pending,
+        Verdict::Never => Standing::Never(
+            s.reason
+                .clone()
+                .or_else(|| s.last_exit.clone())
+                .unwrap_or_else(|| s.state.to_string()),
+        ),
     }
 }
 
@@ -522,18 +528,28 @@ async fn wait_for(
         let mut pending = false;
         for (i, &id) in ids.iter().enumerate() {
             let s = &snap.services[id];
+            // The request asked for a new run: until it comes, only a service that will not
+            // get one without a new request (a later `pk stop` won, pk is shutting down, a
+            // dependency failed) has an answer. Snapshots read here postdate the request
+            // (`EngineHandle::sync`), so a final state is the engine's verdict on it.
             let stale = fresh
                 .as_ref()
                 .and_then(|f| f[i])
                 .is_some_and(|before| s.runs <= before);
-            if stale && !matches!(s.state, State::Skipped | State::Failed) {
-                pending = true;
-                continue;
-            }
-            match verdict(&ctx.plan, id, s, until) {
-                Verdict::Met => {}
-                Verdict::Pending => pending = true,
-                Verdict::Never(reason) => failed.push(Failure {
+            let standing = match standing(&ctx.plan, id, s, until) {
+                _ if stale && s.state.is_active() => Standing::Pending,
+                _ if stale && snap.shutting_down => Standing::Never("pk is shutting down".into()),
+                _ if stale && s.state == State::Stopped => {
+                    Standing::Never("stopped before it ran again".into())
+                }
+                Standing::Never(reason) => Standing::Never(reason),
+                _ if stale => Standing::Never(format!("{} before it ran again", s.state)),
+                standing => standing,
+            };
+            match standing {
+                Standing::Met => {}
+                Standing::Pending => pending = true,
+                Standing::Never(reason) => failed.push(Failure {
                     service: s.name.clone(),
                     state: s.state,
                     reason,
@@ -557,8 +573,8 @@ async fn wait_for(
                 .iter()
                 .filter_map(|&id| {
                     let s = &snap.services[id];
-                    match verdict(&ctx.plan, id, s, until) {
-                        Verdict::Met => None,
+                    match standing(&ctx.plan, id, s, until) {
+                        Standing::Met => None,
                         _ => Some(Failure {
                             service: s.name.clone(),
                             state: s.state,

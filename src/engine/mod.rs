@@ -11,8 +11,8 @@ mod step;
 
 pub use runtime::{EngineHandle, RunOutcome, Runtime};
 pub use snapshot::{ServiceSnapshot, Snapshot};
-pub use state::{ExitInfo, Phase, ServiceState, StopReason};
-pub use step::{Effect, Engine, Input, Intent, Report, STABLE_AFTER};
+pub use state::{Phase, ServiceState, StopReason};
+pub use step::{Effect, Engine, Input, Intent, STABLE_AFTER};
 
 #[cfg(test)]
 mod tests;

@@ -7,15 +7,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::snapshot::Snapshot;
-use super::step::{Effect, Engine, Input, Report};
+use super::step::{Effect, Engine, Input};
 use crate::logs::{LogEvent, LogSender, OutputGate, OutputSink};
 use crate::plan::Plan;
 use crate::process::{Containment, WinSize};
-use crate::supervisor::{Context, Control, Supervisor};
+use crate::supervisor::{Context, Control, Report, Supervisor};
 use crate::vocab::ServiceId;
 
 /// What other tasks hold to talk to a running engine.
@@ -23,6 +23,19 @@ use crate::vocab::ServiceId;
 pub struct EngineHandle {
     pub inputs: mpsc::UnboundedSender<Input>,
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
+}
+
+impl EngineHandle {
+    /// Resolves once every input this handle sent before has been applied and the resulting
+    /// snapshot published (at once when the engine is gone): after it, `snapshots` shows the
+    /// engine's verdict on those inputs, never an older state.
+    pub async fn sync(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.inputs.send(Input::Barrier(tx)).is_ok() {
+            // An error means the engine ended; nothing is pending then.
+            let _ = rx.await;
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +47,8 @@ pub struct Runtime {
     engine: Engine,
     ctx: Arc<Context>,
     inputs: mpsc::UnboundedReceiver<Input>,
+    /// Where armed timers send `Input::Timer`.
+    timers: mpsc::UnboundedSender<Input>,
     supervisors: HashMap<ServiceId, Supervisor>,
     snapshots: watch::Sender<Arc<Snapshot>>,
     /// Keep running once everything has settled, until a teardown (a detached stack).
@@ -56,7 +71,18 @@ impl Runtime {
         let ctx = Arc::new(Context {
             plan,
             containment,
-            inputs: tx.clone(),
+            report: {
+                let tx = tx.clone();
+                Box::new(move |service, generation, report| {
+                    // The engine outlives every supervisor and probe loop except during a
+                    // forced exit.
+                    let _ = tx.send(Input::Report {
+                        service,
+                        generation,
+                        report,
+                    });
+                })
+            },
             output: OutputSink {
                 tx: logs.clone(),
                 gate,
@@ -67,6 +93,7 @@ impl Runtime {
         let runtime = Runtime {
             engine,
             ctx,
+            timers: tx.clone(),
             inputs: rx,
             supervisors: HashMap::new(),
             snapshots: snap_tx,
@@ -105,31 +132,43 @@ impl Runtime {
         let effects = self.engine.start(Instant::now());
         self.apply(effects);
         self.publish();
+        let mut barriers = Vec::new();
         while !self.done() {
             let Some(input) = self.inputs.recv().await else {
                 break;
             };
-            self.forget_ended(&input);
-            let effects = self.engine.step(input, Instant::now());
-            self.apply(effects);
+            self.take(input, &mut barriers);
             // Apply whatever else is already queued before publishing once.
             while let Ok(input) = self.inputs.try_recv() {
-                self.forget_ended(&input);
-                let effects = self.engine.step(input, Instant::now());
-                self.apply(effects);
+                self.take(input, &mut barriers);
             }
             self.publish();
+            for barrier in barriers.drain(..) {
+                // The waiter may have gone away; nothing to answer then.
+                let _ = barrier.send(());
+            }
         }
         RunOutcome {
             exit_code: self.engine.exit_code(),
         }
     }
 
+    /// Steps the engine with `input`, or keeps a barrier to answer after publishing.
+    fn take(&mut self, input: Input, barriers: &mut Vec<oneshot::Sender<()>>) {
+        if let Input::Barrier(tx) = input {
+            barriers.push(tx);
+            return;
+        }
+        self.forget_ended(&input);
+        let effects = self.engine.step(input, Instant::now());
+        self.apply(effects);
+    }
+
     fn forget_ended(&mut self, input: &Input) {
         if let Input::Report {
             service,
             generation,
-            report: Report::Exited { .. } | Report::SpawnFailed { .. },
+            report: Report::Exited { .. } | Report::SpawnFailed { .. } | Report::Cancelled,
         } = input
             && self
                 .supervisors
@@ -150,12 +189,13 @@ impl Runtime {
                     let sup = Supervisor::start(&self.ctx, service, generation);
                     self.supervisors.insert(service, sup);
                 }
+                // The deadline (`grace`) is the engine's timer, armed alongside.
                 Effect::Stop {
                     service,
                     generation,
                     signal,
-                    grace,
-                } => self.control(service, generation, Control::Stop { signal, grace }),
+                    ..
+                } => self.control(service, generation, Control::Stop { signal }),
                 Effect::Kill {
                     service,
                     generation,
@@ -170,7 +210,7 @@ impl Runtime {
                     epoch,
                     after,
                 } => {
-                    let tx = self.ctx.inputs.clone();
+                    let tx = self.timers.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(after).await;
                         // The engine may have exited meanwhile; the timer is moot then.
@@ -196,5 +236,49 @@ impl Runtime {
     fn publish(&self) {
         let snap = Snapshot::of(&self.engine, Instant::now());
         self.snapshots.send_replace(Arc::new(snap));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::engine::Intent;
+    use crate::logs::LogEvent;
+
+    /// The runtime with real processes: a teardown that comes while a spawn is queued (the
+    /// supervisor task has not run yet) starts nothing. On a current-thread runtime the
+    /// supervisor runs only once the loop waits, after it has taken the teardown.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_teardown_before_the_spawn_starts_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = "services:\n  api:\n    command: 'echo started; exec sleep 1000'\n";
+        let plan = crate::plan::load_str(yaml, &dir.path().join("pk.yaml"), &BTreeMap::new())
+            .unwrap_or_else(|e| panic!("{}", e.render(false)));
+        let containment = Arc::new(Containment::detect());
+        let (logs, mut events) = mpsc::unbounded_channel();
+        let (runtime, handle) = Runtime::new(
+            Arc::new(plan),
+            &[true],
+            Arc::clone(&containment),
+            logs,
+            OutputGate::default(),
+        );
+        let shutdown = Input::Intent(Intent::Shutdown { grace: None });
+        handle.inputs.send(shutdown).unwrap();
+        let outcome = runtime.run().await;
+        assert_eq!(outcome.exit_code, 0);
+        let mut notices = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            if let LogEvent::Notice { text, .. } = event {
+                notices.push(text);
+            }
+        }
+        assert!(
+            !notices.iter().any(|n| n.starts_with("started")),
+            "{notices:?}"
+        );
+        assert!(notices.contains(&"not started (stopping)".to_owned()));
     }
 }

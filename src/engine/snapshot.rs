@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::state::Phase;
 use super::step::Engine;
+use crate::metrics::Run;
 use crate::vocab::{State, fmt_duration};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -48,7 +49,23 @@ pub struct ServiceSnapshot {
     pub timeout_at_ms: Option<u64>,
 }
 
+impl ServiceSnapshot {
+    /// What the metrics sampler needs of this service.
+    pub fn run(&self) -> Run<'_> {
+        Run {
+            name: &self.name,
+            pids: &self.pids,
+            started_at_ms: self.started_at_ms,
+        }
+    }
+}
+
 impl Snapshot {
+    /// Every service as the metrics sampler sees it.
+    pub fn runs(&self) -> Vec<Run<'_>> {
+        self.services.iter().map(ServiceSnapshot::run).collect()
+    }
+
     /// The engine's state as of `now`.
     pub fn of(engine: &Engine, now: Instant) -> Snapshot {
         let plan = engine.plan();

@@ -1,42 +1,11 @@
 //! Runtime state of one service as the engine sees it; plain data, no I/O.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::vocab::{ExitStatus, State};
-
-/// An exit with, for pipelines, the stage that decided it (pipefail).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExitInfo {
-    pub status: ExitStatus,
-    /// `(index from 1, program)` of the pipeline stage whose status this is.
-    pub stage: Option<(usize, String)>,
-}
-
-impl ExitInfo {
-    pub fn new(status: ExitStatus) -> ExitInfo {
-        ExitInfo {
-            status,
-            stage: None,
-        }
-    }
-
-    pub fn success(&self) -> bool {
-        self.status.success()
-    }
-}
-
-impl fmt::Display for ExitInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some((n, prog)) = &self.stage {
-            write!(f, "stage {n} ({prog}) ")?;
-        }
-        write!(f, "{}", self.status)
-    }
-}
+use crate::vocab::{ExitInfo, State};
 
 /// Where a service is in its life. See DESIGN.md §3.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,8 +111,11 @@ pub struct ServiceState {
     pub wait_announced: bool,
     /// What a pending service waits for: `db (healthy), migrate (completed_successfully)`.
     pub waiting_for: Option<String>,
-    /// When the current stop sequence began, and its grace.
+    /// When the current stop sequence began, and its grace: the deadline, armed as a timer,
+    /// at which the tree is killed.
     pub stopping: Option<(Instant, Duration)>,
+    /// The stop deadline passed and the tree was sent SIGKILL.
+    pub killed: bool,
     /// The service is to be stopped (teardown, `pk stop`) and not started again until a start.
     pub stop_wanted: bool,
     /// Why pk is stopping this service; decides where the drained tree lands.
@@ -189,6 +161,7 @@ impl ServiceState {
             wait_announced: false,
             waiting_for: None,
             stopping: None,
+            killed: false,
             stop_wanted: false,
             stop_reason: None,
         }

@@ -8,17 +8,19 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::state::{ExitInfo, Phase, ServiceState, StopReason};
+use super::state::{Phase, ServiceState, StopReason};
 use crate::plan::Plan;
+use crate::supervisor::Report;
 use crate::vocab::{
-    Condition, ExitStatus, RestartPolicy, ServiceId, State, StopSignal, fmt_duration,
+    Condition, ExitInfo, ExitStatus, Progress, RestartPolicy, ServiceId, State, StopSignal,
+    Verdict, fmt_duration, meets,
 };
 
 /// A service that stayed up this long gets its backoff reset.
 pub const STABLE_AFTER: Duration = Duration::from_secs(30);
 
 /// Something that happened, fed to the engine.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Input {
     Intent(Intent),
     /// A fact reported by the supervisor of `service`'s spawn `generation`.
@@ -27,11 +29,14 @@ pub enum Input {
         generation: u64,
         report: Report,
     },
-    /// A timer armed with `Effect::ArmTimer` fired.
+    /// A timer armed with `Effect::ArmTimer` fired: a restart backoff or a stop deadline.
     Timer {
         service: ServiceId,
         epoch: u64,
     },
+    /// Answered by the runtime (never by `step`) once every input sent before it has been
+    /// applied and the resulting snapshot published: `EngineHandle::sync`.
+    Barrier(tokio::sync::oneshot::Sender<()>),
 }
 
 /// What a user (Ctrl-C, `pk down`, the UI) asks for.
@@ -45,9 +50,13 @@ pub enum Intent {
     Stop { service: ServiceId },
     /// Start a service and whatever it depends on that is not running (`pk start`).
     Start { service: ServiceId },
-    /// Stop and start a service again. `cause` is shown (`src/main.rs changed`); a manual
-    /// restart (no cause) resets the backoff. `dependents`: restart everything that depends
-    /// on it too, after it.
+    /// Stop and start a service again; the services that declared `restart: true` on it
+    /// restart after it. `dependents`: restart everything that depends on it too.
+    ///
+    /// `cause: None` is a manual restart (`pk restart`, the dashboard): it resets the backoff
+    /// and overrides a stop. `cause: Some` is an automatic one (a watched file changed; the
+    /// cause is shown): the engine drops it for a service that is held stopped (`pk stop`),
+    /// on its way down, or not in this run — a stop is never turned into a restart.
     Restart {
         service: ServiceId,
         cause: Option<String>,
@@ -62,31 +71,6 @@ pub enum Intent {
     },
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum Report {
-    Spawned {
-        pids: Vec<u32>,
-    },
-    SpawnFailed {
-        error: String,
-    },
-    /// The `ready` probe passed.
-    Ready,
-    /// The `ready` probe did not pass before its deadline.
-    NotReady {
-        reason: String,
-    },
-    /// The `alive` probe failed `retries` times in a row.
-    Unhealthy {
-        reason: String,
-    },
-    /// The whole tree has ended. `killed` is set when a stop had to escalate to SIGKILL.
-    Exited {
-        exit: ExitInfo,
-        killed: bool,
-    },
-}
-
 /// Something the runtime must carry out.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
@@ -94,7 +78,9 @@ pub enum Effect {
         service: ServiceId,
         generation: u64,
     },
-    /// Shutdown command, then `signal` to the whole tree, `grace`, then SIGKILL.
+    /// Shutdown command, then `signal` to the whole tree. The engine arms a timer for `grace`
+    /// with it: the stop deadline, at which it sends `Kill` (the shutdown command's time
+    /// counts against the grace).
     Stop {
         service: ServiceId,
         generation: u64,
@@ -204,6 +190,7 @@ impl Engine {
                 }
             }
             Input::Timer { service, epoch } => self.on_timer(service, epoch, &mut fx),
+            Input::Barrier(_) => {}
         }
         self.reconcile(now, &mut fx);
         fx
@@ -245,9 +232,11 @@ impl Engine {
                         text: "stopping (press Ctrl-C again to force)".into(),
                     });
                 } else if let Some(t) = &mut self.teardown {
-                    // A later `pk down --grace` may shorten a teardown already under way.
-                    if grace.is_some() {
-                        t.grace = grace;
+                    // A later `pk down --grace` may shorten a teardown already under way,
+                    // including the deadlines of stops already running.
+                    if let Some(grace) = grace {
+                        t.grace = Some(grace);
+                        self.shorten_deadlines(grace, fx);
                     }
                 }
                 for id in 0..self.services.len() {
@@ -305,14 +294,19 @@ impl Engine {
                 ref cause,
                 dependents,
             } => {
-                if self.teardown.is_none() {
+                let automatic = cause.is_some();
+                if self.teardown.is_none() && !(automatic && self.held_down(service)) {
                     let targets = if dependents {
                         self.with_dependents(service)
                     } else {
                         vec![service]
                     };
                     for id in targets {
+                        if automatic && self.held_down(id) {
+                            continue;
+                        }
                         self.restart(id, service, cause.as_deref(), fx);
+                        self.cascade_restart(id, fx);
                     }
                     self.wake_dependencies(service);
                 }
@@ -346,6 +340,33 @@ impl Engine {
                 generation: s.generation,
                 signal,
             });
+        }
+    }
+
+    /// Whether an automatic restart must leave `id` alone: it is held stopped (`pk stop`),
+    /// on its way down (a restart under way already sees the change), or not in this run.
+    fn held_down(&self, id: ServiceId) -> bool {
+        let s = &self.services[id];
+        s.stop_wanted || matches!(s.phase, Phase::Stopped | Phase::Stopping | Phase::Inactive)
+    }
+
+    /// Moves every stop deadline later than `grace` from now to `grace` from now.
+    fn shorten_deadlines(&mut self, grace: Duration, fx: &mut Vec<Effect>) {
+        let now = self.now;
+        for id in 0..self.services.len() {
+            let s = &mut self.services[id];
+            if s.phase == Phase::Stopping
+                && let Some((since, old)) = s.stopping
+                && since + old > now + grace
+            {
+                s.stopping = Some((now, grace));
+                s.epoch += 1;
+                fx.push(Effect::ArmTimer {
+                    service: id,
+                    epoch: s.epoch,
+                    after: grace,
+                });
+            }
         }
     }
 
@@ -506,6 +527,22 @@ impl Engine {
                 s.phase = Phase::Failed(format!("could not start: {error}"));
                 fx.push(notice(id, format!("failed to start: {error}")));
             }
+            Report::Cancelled => {
+                let s = &mut self.services[id];
+                s.stopping = None;
+                s.killed = false;
+                s.phase = match s.stop_reason.take() {
+                    Some(StopReason::Failed(reason)) => Phase::Failed(reason),
+                    Some(StopReason::Restart | StopReason::Cascade(_)) if !s.stop_wanted => {
+                        s.wait_announced = false;
+                        Phase::Pending
+                    }
+                    _ => {
+                        fx.push(notice(id, "not started (stopping)".into()));
+                        Phase::Stopped
+                    }
+                };
+            }
             Report::Ready => {
                 let s = &mut self.services[id];
                 if s.phase == Phase::Starting {
@@ -526,23 +563,17 @@ impl Engine {
                     self.stop_service(id, StopReason::Unhealthy(reason), fx);
                 }
             }
-            Report::Exited { exit, killed } => self.on_exit(id, exit, killed, now, fx),
+            Report::Exited { exit } => self.on_exit(id, exit, now, fx),
         }
     }
 
-    fn on_exit(
-        &mut self,
-        id: ServiceId,
-        exit: ExitInfo,
-        killed: bool,
-        now: Instant,
-        fx: &mut Vec<Effect>,
-    ) {
+    fn on_exit(&mut self, id: ServiceId, exit: ExitInfo, now: Instant, fx: &mut Vec<Effect>) {
         let policy = self.plan.services[id].restart.policy;
         let s = &mut self.services[id];
         s.pids.clear();
         s.spawned = false;
-        s.stopping = None;
+        let grace = s.stopping.take().map(|(_, grace)| grace);
+        let killed = std::mem::take(&mut s.killed);
         if exit.success() {
             s.completed_ok = true;
         }
@@ -561,8 +592,7 @@ impl Engine {
         match reason {
             Some(StopReason::Requested) => {
                 s.phase = Phase::Stopped;
-                let text = if killed {
-                    let grace = self.stop_params(id).1;
+                let text = if let (true, Some(grace)) = (killed, grace) {
                     format!("killed after {} grace", fmt_duration(grace))
                 } else {
                     State::Stopped.label().to_string()
@@ -682,31 +712,34 @@ impl Engine {
         self.cascade_restart(id, fx);
     }
 
-    /// Stops the live dependents of `id` that declared `restart: true`; they start again once
-    /// `id` meets their condition.
+    /// Stops the live dependents of `id` that declared `restart: true` (and theirs, in
+    /// turn); they start again once `id` meets their condition. Called for every restart of
+    /// `id`: a crash, `pk restart`, the dashboard, a watched file.
     fn cascade_restart(&mut self, id: ServiceId, fx: &mut Vec<Effect>) {
-        let name = self.plan.services[id].name.clone();
-        let dependents: Vec<ServiceId> = self
-            .plan
-            .services
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.depends_on.iter().any(|d| d.service == id && d.restart))
-            .map(|(i, _)| i)
-            .collect();
-        for d in dependents {
-            let s = &self.services[d];
-            if s.phase.is_live() && s.phase != Phase::Stopping {
-                self.stop_service(d, StopReason::Cascade(name.clone()), fx);
+        let mut work = vec![id];
+        while let Some(origin) = work.pop() {
+            let name = self.plan.services[origin].name.clone();
+            for d in 0..self.plan.services.len() {
+                let declared = self.plan.services[d]
+                    .depends_on
+                    .iter()
+                    .any(|dep| dep.service == origin && dep.restart);
+                let s = &self.services[d];
+                if declared && s.phase.is_live() && s.phase != Phase::Stopping {
+                    self.stop_service(d, StopReason::Cascade(name.clone()), fx);
+                    work.push(d);
+                }
             }
         }
     }
 
-    /// Sends the stop sequence to a live service and remembers why.
+    /// Sends the stop sequence to a live service, remembers why, and arms its deadline.
     fn stop_service(&mut self, id: ServiceId, reason: StopReason, fx: &mut Vec<Effect>) {
         let (signal, grace) = self.stop_params(id);
         let s = &mut self.services[id];
         s.stopping = Some((self.now, grace));
+        s.killed = false;
+        s.epoch += 1;
         s.phase = Phase::Stopping;
         s.stop_reason = Some(reason);
         fx.push(notice(
@@ -719,11 +752,17 @@ impl Engine {
             signal,
             grace,
         });
+        fx.push(Effect::ArmTimer {
+            service: id,
+            epoch: s.epoch,
+            after: grace,
+        });
     }
 
     /// A timer of the current epoch fired; the phase says which: a restart's backoff ended
-    /// (`restarting` → `pending`), or a live run reached its `timeout:` (stopped through its
-    /// shutdown sequence, landing in `timed out`).
+    /// (`restarting` → `pending`), a live run reached its `timeout:` (stopped through its
+    /// shutdown sequence, landing in `timed out`), or a stop's deadline passed (SIGKILL the
+    /// tree, whether its shutdown command or its stop signal was still at work).
     fn on_timer(&mut self, id: ServiceId, epoch: u64, fx: &mut Vec<Effect>) {
         let s = &mut self.services[id];
         if s.epoch != epoch {
@@ -733,6 +772,13 @@ impl Engine {
             Phase::Restarting { .. } => {
                 s.phase = Phase::Pending;
                 s.wait_announced = false;
+            }
+            Phase::Stopping if !s.killed => {
+                s.killed = true;
+                fx.push(Effect::Kill {
+                    service: id,
+                    generation: s.generation,
+                });
             }
             Phase::Starting | Phase::Running | Phase::Healthy if s.run_deadline.is_some() => {
                 let Some(limit) = self.plan.services[id].timeout else {
@@ -850,37 +896,37 @@ impl Engine {
         true
     }
 
-    /// Whether `dep` meets `condition` now, may later, or never will.
-    #[expect(clippy::match_same_arms, reason = "arms are ordered by precedence")]
+    /// Whether `dep` meets `condition` now, may later, or never will (`vocab::meets`), with
+    /// the reason when it never will.
     fn gate(&self, dep: ServiceId, condition: Condition) -> Gate {
         let s = &self.services[dep];
+        let progress = Progress {
+            state: s.phase.state(),
+            spawned: s.spawned,
+            completed_ok: s.completed_ok,
+        };
+        match meets(progress, condition) {
+            Verdict::Met => Gate::Met,
+            Verdict::Wait => Gate::Wait,
+            Verdict::Never => Gate::Never(self.never_reason(dep, condition)),
+        }
+    }
+
+    /// Why `dep` will never meet `condition`, naming it.
+    fn never_reason(&self, dep: ServiceId, condition: Condition) -> String {
         let name = &self.plan.services[dep].name;
-        let never_started = |what: &str| Gate::Never(format!("{name} {what}"));
-        match (&s.phase, condition) {
-            (Phase::Failed(reason), _) => Gate::Never(format!("{name} failed ({reason})")),
-            (Phase::Skipped(_), _) => never_started("was skipped"),
-            (Phase::Stopped, _) => never_started("was stopped"),
-            (Phase::Inactive, _) => never_started("is not part of this run"),
-            (
-                Phase::Crashed(_) | Phase::Exited(_) | Phase::TimedOut { .. },
-                Condition::Completed,
-            )
-            | (Phase::Exited(_) | Phase::TimedOut { .. }, Condition::Started) => Gate::Met,
-            (Phase::Crashed(e), _) => Gate::Never(format!("{name} crashed ({e})")),
-            (_, Condition::CompletedSuccessfully) if s.completed_ok => Gate::Met,
-            (Phase::Exited(e), Condition::CompletedSuccessfully) => {
-                Gate::Never(format!("{name} {e}"))
-            }
+        match (&self.services[dep].phase, condition) {
+            (Phase::Failed(reason), _) => format!("{name} failed ({reason})"),
+            (Phase::Skipped(_), _) => format!("{name} was skipped"),
+            (Phase::Stopped, _) => format!("{name} was stopped"),
+            (Phase::Inactive, _) => format!("{name} is not part of this run"),
+            (Phase::Crashed(e), _) => format!("{name} crashed ({e})"),
+            (Phase::Exited(e), Condition::Healthy) => format!("{name} {e} before it was healthy"),
+            (Phase::Exited(e), _) => format!("{name} {e}"),
             (Phase::TimedOut { limit, .. }, _) => {
-                Gate::Never(format!("{name} timed out after {}", fmt_duration(*limit)))
+                format!("{name} timed out after {}", fmt_duration(*limit))
             }
-            (Phase::Exited(e), Condition::Healthy) => {
-                Gate::Never(format!("{name} {e} before it was healthy"))
-            }
-            (Phase::Starting, Condition::Started) if s.spawned => Gate::Met,
-            (Phase::Running | Phase::Healthy, Condition::Started)
-            | (Phase::Healthy, Condition::Healthy) => Gate::Met,
-            _ => Gate::Wait,
+            (phase, _) => format!("{name} is {}", phase.state()),
         }
     }
 }

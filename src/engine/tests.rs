@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::state::{ExitInfo, Phase};
-use super::step::{Effect, Engine, Input, Intent, Report};
+use super::state::Phase;
+use super::step::{Effect, Engine, Input, Intent};
 use crate::plan::{Dependency, Plan, RestartSpec, RunSpec, ServiceSpec, ShutdownSpec};
-use crate::vocab::ExitStatus;
+use crate::supervisor::Report;
 use crate::vocab::{CommandSpec, Condition, RestartPolicy, ServiceId, StopSignal};
+use crate::vocab::{ExitInfo, ExitStatus};
 
 fn service(name: &str, deps: &[(ServiceId, Condition)]) -> ServiceSpec {
     ServiceSpec {
@@ -113,7 +114,6 @@ fn exited(e: &mut Engine, id: ServiceId, code: i32, now: Instant) -> Vec<Effect>
         id,
         Report::Exited {
             exit: ExitInfo::new(ExitStatus::Code(code)),
-            killed: false,
         },
     );
     e.step(input, now)
@@ -750,5 +750,130 @@ fn exit_on_end_waits_for_restarts_and_ignores_requested_stops() {
     exited(&mut e, 1, 143, now);
     assert!(!e.shutting_down(), "pk stop is not the service ending");
     assert_eq!(e.exit_code(), 0);
+}
+fn restart(service: ServiceId, cause: Option<&str>) -> Input {
+    Input::Intent(Intent::Restart {
+        service,
+        cause: cause.map(str::to_owned),
+        dependents: false,
+    })
+}
+
+#[test]
+fn an_automatic_restart_never_turns_a_stop_into_a_restart() {
+    let p = plan(vec![service("api", &[])]);
+    let mut e = engine(&p);
+    let now = Instant::now();
+    e.start(now);
+    spawned(&mut e, 0, now);
+    e.step(Input::Intent(Intent::Stop { service: 0 }), now);
+    assert_eq!(e.service(0).phase, Phase::Stopping);
+    // The watcher's restart, decided on a snapshot from before the stop, arrives late.
+    let fx = e.step(restart(0, Some("src/main.rs changed")), now);
+    assert!(notices(&fx).is_empty(), "{fx:?}");
+    let fx = exited(&mut e, 0, 143, now);
+    assert!(spawns(&fx).is_empty());
+    assert_eq!(e.service(0).phase, Phase::Stopped);
+    // Held stopped: a later change does not start it either.
+    let fx = e.step(restart(0, Some("src/main.rs changed")), now);
+    assert!(spawns(&fx).is_empty());
+    assert_eq!(e.service(0).phase, Phase::Stopped);
+    // A manual restart still does.
+    let fx = e.step(restart(0, None), now);
+    assert_eq!(spawns(&fx), vec![0]);
+}
+
+fn restart_true_pair() -> Arc<Plan> {
+    let mut api = service("api", &[(0, Condition::Started)]);
+    api.depends_on[0].restart = true;
+    plan(vec![service("db", &[]), api])
+}
+
+#[test]
+fn restart_true_dependents_follow_a_manual_or_watch_restart() {
+    for cause in [None, Some("db/schema.sql changed")] {
+        let p = restart_true_pair();
+        let mut e = engine(&p);
+        let now = Instant::now();
+        e.start(now);
+        spawned(&mut e, 0, now);
+        spawned(&mut e, 1, now);
+        let fx = e.step(restart(0, cause), now);
+        assert_eq!(stops(&fx), vec![0, 1], "{cause:?}");
+        exited(&mut e, 1, 143, now);
+        assert_eq!(e.service(1).phase, Phase::Pending);
+        // db comes back first; api follows once db meets its condition.
+        let fx = exited(&mut e, 0, 143, now);
+        assert_eq!(spawns(&fx), vec![0]);
+        let fx = spawned(&mut e, 0, now);
+        assert_eq!(spawns(&fx), vec![1]);
+    }
+}
+
+#[test]
+fn the_stop_deadline_is_an_engine_timer_that_kills() {
+    let p = plan(vec![service("db", &[])]);
+    let mut e = engine(&p);
+    let now = Instant::now();
+    e.start(now);
+    spawned(&mut e, 0, now);
+    let fx = e.step(Input::Intent(Intent::Stop { service: 0 }), now);
+    assert_eq!(stops(&fx), vec![0]);
+    let (epoch, after) = timer_after(&fx).expect("a deadline timer");
+    assert_eq!(after, Duration::from_secs(10));
+    let fx = e.step(Input::Timer { service: 0, epoch }, now + after);
+    assert_eq!(
+        fx,
+        vec![Effect::Kill {
+            service: 0,
+            generation: 1
+        }]
+    );
+    let fx = exited(&mut e, 0, 137, now + after);
+    assert_eq!(notices(&fx), vec!["killed after 10s grace".to_string()]);
+    // A deadline of an earlier stop never kills a later run.
+    e.step(Input::Intent(Intent::Start { service: 0 }), now);
+    spawned(&mut e, 0, now);
+    let fx = e.step(Input::Timer { service: 0, epoch }, now + after);
+    assert!(fx.is_empty(), "{fx:?}");
+}
+
+#[test]
+fn a_later_down_grace_shortens_running_stops() {
+    let p = plan(vec![service("db", &[])]);
+    let mut e = engine(&p);
+    let now = Instant::now();
+    e.start(now);
+    spawned(&mut e, 0, now);
+    e.step(Input::Intent(Intent::Shutdown { grace: None }), now);
+    let later = now + Duration::from_secs(1);
+    let fx = e.step(
+        Input::Intent(Intent::Shutdown {
+            grace: Some(Duration::ZERO),
+        }),
+        later,
+    );
+    let (epoch, after) = timer_after(&fx).expect("a shorter deadline");
+    assert_eq!(after, Duration::ZERO);
+    let snap = crate::engine::Snapshot::of(&e, later);
+    assert!(snap.services[0].kill_at_ms.is_some());
+    let fx = e.step(Input::Timer { service: 0, epoch }, later);
+    assert!(
+        matches!(fx[..], [Effect::Kill { service: 0, .. }]),
+        "{fx:?}"
+    );
+}
+
+#[test]
+fn a_stop_that_reaches_the_supervisor_before_the_spawn_ends_stopped() {
+    let p = plan(vec![service("db", &[])]);
+    let mut e = engine(&p);
+    let now = Instant::now();
+    e.start(now);
+    e.step(Input::Intent(Intent::Shutdown { grace: None }), now);
+    let fx = e.step(report(&e, 0, Report::Cancelled), now);
+    assert_eq!(notices(&fx), vec!["not started (stopping)".to_string()]);
+    assert_eq!(e.service(0).phase, Phase::Stopped);
+    assert!(e.settled());
 }
 mod timeout;

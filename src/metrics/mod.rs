@@ -14,8 +14,16 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::engine::{ServiceSnapshot, Snapshot};
 use crate::process::{Containment, ContainmentKind};
+
+/// What the sampler needs to know of one service: its name (its cgroup leaf), the pids pk
+/// spawned, and when the current run started (None: no live tree).
+#[derive(Debug, Clone, Copy)]
+pub struct Run<'a> {
+    pub name: &'a str,
+    pub pids: &'a [u32],
+    pub started_at_ms: Option<u64>,
+}
 
 /// Resource use of one service's whole tree.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -57,16 +65,15 @@ impl Sampler {
         }
     }
 
-    /// One entry per service of `snapshot`, None for a service with no live tree.
-    pub fn sample(&mut self, containment: &Containment, snapshot: &Snapshot) -> Vec<Option<Usage>> {
+    /// One entry per service of `runs`, None for a service with no live tree.
+    pub fn sample(&mut self, containment: &Containment, runs: &[Run<'_>]) -> Vec<Option<Usage>> {
         let now = Instant::now();
         let now_ms = crate::vocab::now_ms();
         let groups = match containment.kind() {
             ContainmentKind::ProcessGroup => Some(self.process_groups()),
             ContainmentKind::Cgroup => None,
         };
-        let usage = snapshot
-            .services
+        let usage = runs
             .iter()
             .map(|s| {
                 let started = s.started_at_ms?;
@@ -75,7 +82,7 @@ impl Sampler {
                 }
                 let pids = Self::tree(containment, s, groups.as_ref());
                 let (ticks, rss_bytes) = self.totals(&pids);
-                let cpu_seconds = match self.previous.get(&s.name) {
+                let cpu_seconds = match self.previous.get(s.name) {
                     Some(&(run, before, at)) if run == started => (
                         ticks.saturating_sub(before),
                         now.duration_since(at).as_secs_f64(),
@@ -83,18 +90,18 @@ impl Sampler {
                     #[expect(clippy::cast_precision_loss, reason = "ms since start, small")]
                     _ => (ticks, now_ms.saturating_sub(started) as f64 / 1000.0),
                 };
-                self.previous.insert(s.name.clone(), (started, ticks, now));
+                self.previous
+                    .insert(s.name.to_owned(), (started, ticks, now));
                 Some(Usage {
                     cpu_percent: self.percent(cpu_seconds.0, cpu_seconds.1),
                     rss_bytes,
                 })
             })
             .collect();
-        let live: HashSet<&str> = snapshot
-            .services
+        let live: HashSet<&str> = runs
             .iter()
             .filter(|s| s.started_at_ms.is_some())
-            .map(|s| s.name.as_str())
+            .map(|s| s.name)
             .collect();
         self.previous.retain(|name, _| live.contains(name.as_str()));
         usage
@@ -112,11 +119,11 @@ impl Sampler {
     /// Every pid of a service's tree.
     fn tree(
         containment: &Containment,
-        service: &ServiceSnapshot,
+        service: &Run<'_>,
         groups: Option<&HashMap<u32, Vec<u32>>>,
     ) -> Vec<u32> {
-        let mut pids: Vec<u32> = service.pids.clone();
-        if let Some(leaf) = containment.leaf_dir(&service.name)
+        let mut pids: Vec<u32> = service.pids.to_vec();
+        if let Some(leaf) = containment.leaf_dir(service.name)
             && let Ok(procs) = fs::read_to_string(leaf.join("cgroup.procs"))
         {
             pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
@@ -194,7 +201,6 @@ fn parse_rss(status: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vocab::State;
 
     #[test]
     fn stat_fields_are_counted_after_the_command_name() {
@@ -217,31 +223,22 @@ mod tests {
         assert_eq!(parse_rss("Name:\tkthreadd\n"), None);
     }
 
-    fn snapshot_of(pid: u32, started_at_ms: u64) -> Snapshot {
-        Snapshot {
-            services: vec![
-                ServiceSnapshot {
-                    name: "me".into(),
-                    state: State::Running,
-                    runs: 1,
-                    pids: vec![pid],
-                    started_at_ms: Some(started_at_ms),
-                    ..ServiceSnapshot::default()
-                },
-                ServiceSnapshot {
-                    name: "idle".into(),
-                    state: State::Pending,
-                    ..ServiceSnapshot::default()
-                },
-            ],
-            ..Snapshot::default()
-        }
-    }
-
     #[test]
     fn samples_a_real_process_tree() {
         let containment = Containment::process_groups("test");
-        let snap = snapshot_of(std::process::id(), crate::vocab::now_ms() - 1000);
+        let me = [std::process::id()];
+        let snap = [
+            Run {
+                name: "me",
+                pids: &me,
+                started_at_ms: Some(crate::vocab::now_ms() - 1000),
+            },
+            Run {
+                name: "idle",
+                pids: &[],
+                started_at_ms: None,
+            },
+        ];
         let mut sampler = Sampler::new();
         let first = sampler.sample(&containment, &snap);
         assert_eq!(first.len(), 2);

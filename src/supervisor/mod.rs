@@ -2,32 +2,62 @@
 //! it to end, carry out stop and kill requests, and report facts to the engine.
 //!
 //! Invariants: a supervisor never decides policy (restart, order); it reports exactly one
-//! `Spawned` or `SpawnFailed`, then exactly one `Exited` once the whole tree has drained.
+//! `Cancelled` (stopped before it spawned), `SpawnFailed`, or `Spawned` followed by exactly one
+//! `Exited` once the whole tree has drained.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::engine::{ExitInfo, Input, Report};
 use crate::logs::{self, LogEvent, LogSender, OutputSink, Stream};
 use crate::plan::{Plan, ProbeSpec, RunSpec, ServiceSpec};
 use crate::probe::{self, ProbeContext, ReadyOutcome};
 use crate::process::{Containment, OwnedSpawnSpec, ProcessTree, Pty, WinSize};
 use crate::vocab::{
-    CommandSpec, ExitStatus, LogMatcher, ProbeCheck, ServiceId, StopSignal, command_argv,
+    CommandSpec, ExitInfo, ExitStatus, LogMatcher, ProbeCheck, ServiceId, StopSignal, command_argv,
 };
 
 /// How long output readers may keep going after the tree drained (an escaped process may
 /// hold the pipe open; it must not delay the exit).
 const OUTPUT_DRAIN: Duration = Duration::from_millis(200);
 
+/// A fact a supervisor (or its probe loop) reports about its spawn generation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Report {
+    Spawned {
+        pids: Vec<u32>,
+    },
+    SpawnFailed {
+        error: String,
+    },
+    /// A stop reached the supervisor before it spawned anything: there is no tree.
+    Cancelled,
+    /// The `ready` probe passed.
+    Ready,
+    /// The `ready` probe did not pass before its deadline.
+    NotReady {
+        reason: String,
+    },
+    /// The `alive` probe failed `retries` times in a row.
+    Unhealthy {
+        reason: String,
+    },
+    /// The whole tree has ended.
+    Exited {
+        exit: ExitInfo,
+    },
+}
+
+/// Where supervisors send their reports: `(service, generation, report)`.
+pub type ReportFn = dyn Fn(ServiceId, u64, Report) + Send + Sync;
+
 /// A request from the runtime to a supervisor.
 #[derive(Debug, Clone, Copy)]
 pub enum Control {
+    /// Shutdown command, then the signal; the engine's deadline comes as `Kill`.
     Stop {
         signal: StopSignal,
-        grace: Duration,
     },
     Kill,
     /// Send a signal to the whole tree and keep supervising it.
@@ -38,7 +68,8 @@ pub enum Control {
 pub struct Context {
     pub plan: Arc<Plan>,
     pub containment: Arc<Containment>,
-    pub inputs: mpsc::UnboundedSender<Input>,
+    /// Delivers reports to the engine (in order with everything else it is told).
+    pub report: Box<ReportFn>,
     pub logs: LogSender,
     /// Where the output pumps send (the same channel as `logs`, with flow control).
     pub output: OutputSink,
@@ -72,12 +103,7 @@ impl Supervisor {
 /// Sends facts about `service`'s spawn `generation` to the engine.
 fn reporter(ctx: &Context, service: ServiceId, generation: u64) -> impl Fn(Report) + '_ {
     move |report| {
-        // The engine outlives every supervisor and probe loop except during a forced exit.
-        let _ = ctx.inputs.send(Input::Report {
-            service,
-            generation,
-            report,
-        });
+        (ctx.report)(service, generation, report);
     }
 }
 
@@ -97,6 +123,12 @@ async fn supervise(
 ) {
     let spec = &ctx.plan.services[service];
     let report = reporter(&ctx, service, generation);
+    // A stop that came before the tree exists (teardown began while the spawn was queued)
+    // means no tree at all: nothing is started once pk is shutting down.
+    if let Ok(Control::Stop { .. } | Control::Kill) = control.try_recv() {
+        report(Report::Cancelled);
+        return;
+    }
     let stage_argv = stages(&spec.run);
     let spawned = ctx
         .containment
@@ -157,7 +189,7 @@ async fn supervise(
         alive_log,
     ));
 
-    let (statuses, killed) = run_until_ended(&ctx, spec, service, &mut tree, &mut control).await;
+    let statuses = run_until_ended(&ctx, spec, service, &mut tree, &mut control).await;
     probes.abort();
     if let Some(resize) = resize {
         resize.abort();
@@ -170,7 +202,6 @@ async fn supervise(
     .await;
     report(Report::Exited {
         exit: pipefail(&stage_argv, &statuses),
-        killed,
     });
 }
 
@@ -228,15 +259,18 @@ async fn run_probes(
     }
 }
 
-/// Waits until the tree has ended on its own or was stopped; returns the stage statuses and
-/// whether a stop had to kill.
+/// Waits until the tree has ended on its own or was stopped; returns the stage statuses.
+///
+/// A stop runs the shutdown command, then sends the stop signal, and waits for the tree to
+/// drain. The deadline is the engine's (a timer that sends `Kill`), so a `Kill` — the deadline
+/// or a second Ctrl-C — ends whichever step is under way at once.
 async fn run_until_ended(
     ctx: &Context,
     spec: &ServiceSpec,
     service: ServiceId,
     tree: &mut ProcessTree,
     control: &mut mpsc::UnboundedReceiver<Control>,
-) -> (Vec<std::process::ExitStatus>, bool) {
+) -> Vec<std::process::ExitStatus> {
     let (statuses, request) = 'run: {
         let st = loop {
             tokio::select! {
@@ -249,7 +283,7 @@ async fn run_until_ended(
         };
         loop {
             tokio::select! {
-                () = tree.wait_drained() => return (st, false),
+                () = tree.wait_drained() => return st,
                 Some(req) = control.recv() => match req {
                     Control::Signal(signal) => send_signal(ctx, service, tree, signal),
                     req => break 'run (Some(st), req),
@@ -257,29 +291,54 @@ async fn run_until_ended(
             }
         }
     };
-    let outcome = match request {
-        Control::Kill => None,
+    let kill = match request {
+        Control::Kill => true,
         Control::Signal(_) => unreachable!("a signal is handled while the tree runs"),
-        Control::Stop { signal, grace } => {
-            if let Some(cmd) = &spec.shutdown.command {
-                run_shutdown_command(ctx, spec, service, cmd, grace).await;
-            }
-            tokio::select! {
-                outcome = tree.stop(signal.number, grace) => Some(outcome),
-                Some(Control::Kill) = control.recv() => None,
+        Control::Stop { signal } => {
+            let interrupted = match &spec.shutdown.command {
+                Some(cmd) => run_shutdown_command(ctx, spec, service, cmd, tree, control).await,
+                None => false,
+            };
+            interrupted || {
+                if !tree.is_drained() {
+                    send_signal(ctx, service, tree, signal);
+                }
+                until_drained_or_killed(ctx, service, tree, control).await
             }
         }
     };
-    if let Some(o) = outcome {
-        return (statuses.unwrap_or(o.statuses), o.killed);
+    if kill {
+        tree.stop(StopSignal::KILL.number, Duration::ZERO).await;
     }
-    tree.kill();
-    let st = match statuses {
+    match statuses {
         Some(st) => st,
         None => tree.wait_stages().await,
-    };
-    tree.wait_drained().await;
-    (st, false)
+    }
+}
+
+/// Waits until `tree` has drained (false) or a `Kill` arrives (true); signals are passed on.
+async fn until_drained_or_killed(
+    ctx: &Context,
+    service: ServiceId,
+    tree: &mut ProcessTree,
+    control: &mut mpsc::UnboundedReceiver<Control>,
+) -> bool {
+    loop {
+        tokio::select! {
+            () = tree.wait_drained() => return false,
+            req = control.recv() => match req {
+                Some(Control::Kill) => return true,
+                Some(Control::Signal(signal)) => send_signal(ctx, service, tree, signal),
+                // Already stopping.
+                Some(Control::Stop { .. }) => {}
+                // The runtime is gone (a forced exit): nobody will ask for more.
+                None => {
+                    tree.wait_drained().await;
+                    return false;
+                }
+            },
+        }
+    }
 }
 
 /// Signals the whole tree; a failure is shown, never fatal.
@@ -293,14 +352,17 @@ fn send_signal(ctx: &Context, service: ServiceId, tree: &ProcessTree, signal: St
     }
 }
 
-/// Runs the service's `shutdown.command` as its own contained tree, for at most `grace`.
+/// Runs the service's `shutdown.command` as its own contained tree until it exits or a `Kill`
+/// arrives (the stop deadline, or a second Ctrl-C); returns whether it was killed. Signals
+/// for the service meanwhile go to the service's tree.
 async fn run_shutdown_command(
     ctx: &Context,
     spec: &ServiceSpec,
     service: ServiceId,
     cmd: &CommandSpec,
-    grace: Duration,
-) {
+    service_tree: &ProcessTree,
+    control: &mut mpsc::UnboundedReceiver<Control>,
+) -> bool {
     let argv = vec![command_argv(cmd)];
     let leaf = crate::process::leaf_name(&spec.name, crate::process::Role::Shutdown);
     let notice = |text: String| {
@@ -322,35 +384,49 @@ async fn run_shutdown_command(
             },
         )
         .await;
-    match spawned {
-        Ok(sp) => {
-            let mut tree = sp.tree;
-            tokio::spawn(logs::pump(
-                sp.stdout,
-                service,
-                Stream::Stdout,
-                ctx.output.clone(),
-                Vec::new(),
-            ));
-            tokio::spawn(logs::pump(
-                sp.stderr,
-                service,
-                Stream::Stderr,
-                ctx.output.clone(),
-                Vec::new(),
-            ));
-            notice(format!("running shutdown command: {}", cmd.display()));
-            if tokio::time::timeout(grace, tree.wait_stages())
-                .await
-                .is_err()
-            {
-                notice("shutdown command still running after grace; killing it".into());
-            }
-            tree.kill();
-            tree.wait_drained().await;
+    let sp = match spawned {
+        Ok(sp) => sp,
+        Err(e) => {
+            notice(format!("shutdown command failed to start: {e}"));
+            return false;
         }
-        Err(e) => notice(format!("shutdown command failed to start: {e}")),
+    };
+    let mut tree = sp.tree;
+    tokio::spawn(logs::pump(
+        sp.stdout,
+        service,
+        Stream::Stdout,
+        ctx.output.clone(),
+        Vec::new(),
+    ));
+    tokio::spawn(logs::pump(
+        sp.stderr,
+        service,
+        Stream::Stderr,
+        ctx.output.clone(),
+        Vec::new(),
+    ));
+    notice(format!("running shutdown command: {}", cmd.display()));
+    let killed = loop {
+        tokio::select! {
+            _ = tree.wait_stages() => break false,
+            req = control.recv() => match req {
+                Some(Control::Kill) => break true,
+                Some(Control::Signal(signal)) => send_signal(ctx, service, service_tree, signal),
+                Some(Control::Stop { .. }) => {}
+                None => {
+                    tree.wait_stages().await;
+                    break false;
+                }
+            },
+        }
+    };
+    if killed {
+        notice("shutdown command still running; killing it".into());
     }
+    // Whatever the command left behind goes with it.
+    tree.stop(StopSignal::KILL.number, Duration::ZERO).await;
+    killed
 }
 
 /// `started (pid 12)`, or for a pipeline `started (pids 12, 13, 14)`.

@@ -15,9 +15,7 @@ use std::io::{self, Write};
 use std::thread::JoinHandle;
 
 use crate::logs::{LogEvent, LogReceiver, OutputGate};
-
-/// Stable per-service colours (ANSI 256-colour indexes that read on dark and light themes).
-const PALETTE: [u8; 10] = [33, 172, 35, 170, 38, 166, 70, 134, 31, 178];
+use crate::vocab::service_colour;
 
 pub struct PlainPrinter {
     prefixes: Vec<Vec<u8>>,
@@ -45,12 +43,12 @@ impl PlainPrinter {
         let prefixes = names
             .iter()
             .enumerate()
-            .map(|(i, n)| pad(n, '|', Some(PALETTE[i % PALETTE.len()])))
+            .map(|(i, n)| pad(n, '|', Some(service_colour(i))))
             .collect();
         let notice_prefixes = names
             .iter()
             .enumerate()
-            .map(|(i, n)| pad(n, '*', Some(PALETTE[i % PALETTE.len()])))
+            .map(|(i, n)| pad(n, '*', Some(service_colour(i))))
             .collect();
         PlainPrinter {
             prefixes,

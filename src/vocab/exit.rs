@@ -34,3 +34,33 @@ impl fmt::Display for ExitStatus {
         }
     }
 }
+
+/// An exit with, for pipelines, the stage that decided it (pipefail).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub status: ExitStatus,
+    /// `(index from 1, program)` of the pipeline stage whose status this is.
+    pub stage: Option<(usize, String)>,
+}
+
+impl ExitInfo {
+    pub fn new(status: ExitStatus) -> ExitInfo {
+        ExitInfo {
+            status,
+            stage: None,
+        }
+    }
+
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+}
+
+impl fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((n, prog)) = &self.stage {
+            write!(f, "stage {n} ({prog}) ")?;
+        }
+        write!(f, "{}", self.status)
+    }
+}

@@ -7,13 +7,17 @@
 mod command;
 mod exit;
 mod log_match;
+mod palette;
 mod service;
 mod signal;
 mod time;
 
 pub use command::{CommandSpec, command_argv, shell_argv};
-pub use exit::ExitStatus;
+pub use exit::{ExitInfo, ExitStatus};
 pub use log_match::LogMatcher;
-pub use service::{Condition, ProbeCheck, RestartPolicy, ServiceId, State};
-pub use signal::{StopSignal, signal_name};
+pub use palette::service_colour;
+pub use service::{
+    Condition, ProbeCheck, Progress, RestartPolicy, ServiceId, State, Verdict, meets,
+};
+pub use signal::{StopSignal, signal_name, stop_signals};
 pub use time::{fmt_duration, now_ms};

@@ -167,6 +167,47 @@ impl State {
     }
 }
 
+/// What a condition is judged on: a service's state plus the two facts the state word does
+/// not carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub state: State,
+    /// The current run's tree has been spawned (its pids are known).
+    pub spawned: bool,
+    /// Some run of the service exited successfully.
+    pub completed_ok: bool,
+}
+
+/// Whether a condition holds now, may hold later, or never will without a new request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Met,
+    Wait,
+    Never,
+}
+
+/// Whether a service at `progress` meets `condition`: the one rule behind the engine's
+/// dependency gate, `pk wait` / `pk start` / `pk restart` and what the dashboard shows as
+/// "waiting for".
+#[expect(clippy::match_same_arms, reason = "arms are ordered by precedence")]
+pub fn meets(progress: Progress, condition: Condition) -> Verdict {
+    use Condition as C;
+    use State as S;
+    match (progress.state, condition) {
+        (S::Failed | S::Skipped | S::Stopped | S::Inactive, _) => Verdict::Never,
+        (S::Crashed | S::Completed | S::Exited | S::TimedOut, C::Completed)
+        | (S::Completed | S::Exited | S::TimedOut, C::Started) => Verdict::Met,
+        (S::Crashed, _) => Verdict::Never,
+        (_, C::CompletedSuccessfully) if progress.completed_ok => Verdict::Met,
+        (S::Completed | S::Exited | S::TimedOut, C::CompletedSuccessfully | C::Healthy) => {
+            Verdict::Never
+        }
+        (S::Starting, C::Started) if progress.spawned => Verdict::Met,
+        (S::Running | S::Healthy, C::Started) | (S::Healthy, C::Healthy) => Verdict::Met,
+        _ => Verdict::Wait,
+    }
+}
+
 impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.label())
@@ -184,5 +225,58 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", state.label().replace(' ', "_")));
             assert_eq!(serde_json::from_str::<State>(&json).unwrap(), state);
         }
+    }
+
+    fn at(state: State) -> Progress {
+        Progress {
+            state,
+            spawned: state.is_up(),
+            completed_ok: state == State::Completed,
+        }
+    }
+
+    #[test]
+    fn conditions() {
+        use Condition as C;
+        use Verdict::{Met, Never, Wait};
+        let table = [
+            (State::Pending, [Wait, Wait, Wait, Wait]),
+            (State::Starting, [Met, Wait, Wait, Wait]),
+            (State::Running, [Met, Wait, Wait, Wait]),
+            (State::Healthy, [Met, Met, Wait, Wait]),
+            (State::Completed, [Met, Never, Met, Met]),
+            (State::Exited, [Met, Never, Met, Never]),
+            (State::Restarting, [Wait, Wait, Wait, Wait]),
+            (State::Stopping, [Wait, Wait, Wait, Wait]),
+            (State::Crashed, [Never, Never, Met, Never]),
+            (State::TimedOut, [Met, Never, Met, Never]),
+            (State::Stopped, [Never; 4]),
+            (State::Failed, [Never; 4]),
+            (State::Skipped, [Never; 4]),
+            (State::Inactive, [Never; 4]),
+        ];
+        for (state, want) in table {
+            let conditions = [
+                C::Started,
+                C::Healthy,
+                C::Completed,
+                C::CompletedSuccessfully,
+            ];
+            for (c, w) in conditions.into_iter().zip(want) {
+                assert_eq!(meets(at(state), c), w, "{state} {c:?}");
+            }
+        }
+        // Starting counts as started only once the tree is spawned.
+        let unspawned = Progress {
+            spawned: false,
+            ..at(State::Starting)
+        };
+        assert_eq!(meets(unspawned, C::Started), Wait);
+        // A one-shot that once succeeded stays successful while it runs again.
+        let again = Progress {
+            completed_ok: true,
+            ..at(State::Running)
+        };
+        assert_eq!(meets(again, C::CompletedSuccessfully), Met);
     }
 }

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use crate::engine::{EngineHandle, Input, Intent};
 use crate::logs::{LogEvent, LogSender};
 use crate::plan::{Plan, WatchAction};
-use crate::vocab::{ServiceId, State};
+use crate::vocab::ServiceId;
 use debounce::{Batch, Change, Debouncer};
 use filter::ServiceFilter;
 use tree::Tree;
@@ -223,26 +223,13 @@ fn watch_thread<W: notify::Watcher>(
     }
 }
 
-/// Acts on one debounced batch, unless the service is stopping or held stopped, or pk is
-/// shutting down.
+/// Acts on one debounced batch: sends the engine an automatic restart (or the signal). The
+/// engine judges it — a service held stopped, on its way down, or a stack shutting down is
+/// left alone — so no stale snapshot can turn a `pk stop` into a restart.
 fn fire(plan: &Plan, engine: &EngineHandle, service: ServiceId, batch: &Batch) {
     let Some(watch) = &plan.services[service].watch else {
         return;
     };
-    {
-        let snapshot = engine.snapshots.borrow();
-        let state = snapshot.services.get(service).map(|s| s.state);
-        // `stopping`: a restart under way already sees these changes, and a `pk stop` under
-        // way must not be turned into a restart.
-        if snapshot.shutting_down
-            || matches!(
-                state,
-                Some(State::Stopped | State::Stopping | State::Inactive)
-            )
-        {
-            return;
-        }
-    }
     let cause = Some(batch.describe());
     let intent = match watch.action {
         WatchAction::Restart => Intent::Restart {

@@ -20,14 +20,7 @@ fn migrate_then_api(policy: RestartPolicy) -> Arc<Plan> {
 
 fn killed_by_term(e: &mut Engine, id: ServiceId, now: Instant) -> Vec<Effect> {
     let exit = ExitInfo::new(ExitStatus::Signal(15));
-    let input = report(
-        e,
-        id,
-        Report::Exited {
-            exit,
-            killed: false,
-        },
-    );
+    let input = report(e, id, Report::Exited { exit });
     e.step(input, now)
 }
 

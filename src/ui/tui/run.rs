@@ -135,7 +135,7 @@ async fn run(
     let snap = engine.snapshots.borrow_and_update().clone();
     let mut sampler = Sampler::new();
     let mut sample = |snap: &Snapshot| match &config.containment {
-        Some(c) => sampler.sample(c, snap),
+        Some(c) => sampler.sample(c, &snap.runs()),
         None => vec![None; snap.services.len()],
     };
     let usage = sample(&snap);

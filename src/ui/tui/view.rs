@@ -20,8 +20,6 @@ use crate::metrics::Usage;
 use crate::plan::{CopyPosition, copy_positions};
 use crate::vocab::State;
 
-/// Stable per-service colours, the same as the plain printer's.
-const PALETTE: [u8; 10] = [33, 172, 35, 170, 38, 166, 70, 134, 31, 178];
 const PK_COLOUR: Color = Color::Indexed(250);
 const TIMESTAMP_WIDTH: usize = 13;
 
@@ -65,8 +63,9 @@ pub fn table_offset(selected: usize, height: u16) -> usize {
     selected.saturating_sub(rows - 1)
 }
 
+/// A service's colour: the plain printer's (`vocab::service_colour`).
 pub fn service_colour(index: usize) -> Color {
-    Color::Indexed(PALETTE[index % PALETTE.len()])
+    Color::Indexed(crate::vocab::service_colour(index))
 }
 
 /// Draws the whole dashboard.
