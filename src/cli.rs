@@ -192,9 +192,47 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from(d).map_err(|_| format!("`{text}` is negative"))
 }
 
+/// Where pk's own diagnostics go (`tracing` events from containment, cgroups, the watcher):
+/// stderr, as `pk: warn: …` lines, filtered by `PK_LOG` (default `warn`: warnings and errors
+/// always reach the user; `PK_LOG=debug` shows more, `PK_LOG=off` nothing). On the dashboard,
+/// stderr is captured into pk's own log lines; detached, it goes to `<socket>.log`.
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("PK_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    // A second call (tests calling `run` twice) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .event_format(PkFormat)
+        .try_init();
+}
+
+/// `pk: <level>: <message> <fields>`.
+struct PkFormat;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for PkFormat
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = event.metadata().level().as_str().to_ascii_lowercase();
+        write!(writer, "pk: {level}: ")?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
 /// Runs the command line; returns the process exit code.
 #[expect(clippy::too_many_lines, reason = "one arm per command, no catch-all")]
 pub fn run(cli: Cli) -> i32 {
+    init_logging();
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let file = cli.file.as_deref();
     match cli.command {

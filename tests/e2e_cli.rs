@@ -175,3 +175,23 @@ fn plain_lines_are_padded_to_the_longest_name() {
         out.stdout()
     );
 }
+
+#[test]
+fn pk_diagnostics_reach_stderr_and_pk_log_filters_them() {
+    let p = support::Project::new("services:\n  hello: { command: 'echo hi' }\n");
+    // An unknown PK_CONTAINMENT value is a `tracing::warn!` inside containment detection.
+    let out = p.up().env("PK_CONTAINMENT", "bogus").run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("pk: warn: unknown PK_CONTAINMENT value (expected pgroup, cgroup or auto); detecting value=\"bogus\""),
+        "{}",
+        out.stderr
+    );
+    let quiet = p
+        .up()
+        .env("PK_CONTAINMENT", "bogus")
+        .env("PK_LOG", "off")
+        .run();
+    assert!(!quiet.stderr.contains("PK_CONTAINMENT"), "{}", quiet.stderr);
+}

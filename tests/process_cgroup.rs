@@ -111,3 +111,29 @@ async fn no_service_name_shares_a_leaf_with_a_probe_or_an_interface_file() {
     within("the service to die", service.tree.wait_stages()).await;
     drained(&mut service.tree).await;
 }
+
+#[test]
+fn a_cgroup_test_that_cannot_use_cgroups_fails_where_cgroup2_is_writable() {
+    if !process_support::writable_cgroup2_mounted() {
+        eprintln!("SKIPPED: no writable cgroup2; skips are allowed here");
+        return;
+    }
+    // Re-run a cgroup test of this binary with the fallback forced: it must fail, not `ok`.
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "detect_uses_cgroups_where_a_writable_cgroup2_exists",
+        "--exact",
+        "--test-threads=1",
+    ])
+    .env("PK_CONTAINMENT", "pgroup");
+    #[expect(clippy::disallowed_methods, reason = "re-runs this test binary")]
+    let out = cmd.output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the skipped cgroup test passed:\n{text}"
+    );
+    assert!(text.contains("1 failed"), "{text}");
+    assert!(text.contains("a cgroup test may not skip here"), "{text}");
+}

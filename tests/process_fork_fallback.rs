@@ -2,6 +2,8 @@
 //! vfork-style clone pk uses on Linux. Its own test binary, because the choice is made once per
 //! process.
 
+mod process_support;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -67,6 +69,11 @@ async fn with_fork_trees_are_still_contained_and_stopped() {
             "the setsid grandchild is killed with the tree"
         );
     } else {
+        assert!(
+            !process_support::writable_cgroup2_mounted(),
+            "a writable cgroup2 is mounted but the containment is {}",
+            containment.describe()
+        );
         eprintln!("SKIPPED (containment check): no writable cgroup2");
         let pid = rustix::process::Pid::from_raw(i32::try_from(grandchild).unwrap()).unwrap();
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);

@@ -108,6 +108,8 @@ pub struct Service {
     /// Readiness probe: gates dependents waiting for `healthy`.
     pub ready: Option<Probe>,
     /// Liveness probe: a service that stops answering is restarted.
+    #[serde(default)]
+    #[schemars(schema_with = "alive_schema")]
     pub alive: Option<Probe>,
     /// `no` (default), `on-failure`, `always`, or the long form.
     pub restart: Option<Restart>,
@@ -283,6 +285,18 @@ impl JsonSchema for DependsOn {
             ],
         })
     }
+}
+
+/// The schema of `alive`: a `Probe` without `deadline` (which only `ready` has).
+fn alive_schema(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = Probe::json_schema(generator);
+    if let Some(props) = schema
+        .get_mut("properties")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        props.remove("deadline");
+    }
+    schema
 }
 
 /// A readiness or liveness probe: exactly one of `exec`, `http`, `tcp`, `log`.

@@ -25,8 +25,8 @@ fn shorten(text: &str, max: usize) -> String {
     }
 }
 
-const TOP_KEYS: &[&str] = &["name", "grace", "env", "env_file", "log_dir", "services"];
-const SERVICE_KEYS: &[&str] = &[
+pub const TOP_KEYS: &[&str] = &["name", "grace", "env", "env_file", "log_dir", "services"];
+pub const SERVICE_KEYS: &[&str] = &[
     "command",
     "pipeline",
     "working_dir",
@@ -45,7 +45,7 @@ const SERVICE_KEYS: &[&str] = &[
     "timeout",
     "tty",
 ];
-const READY_KEYS: &[&str] = &[
+pub const READY_KEYS: &[&str] = &[
     "exec",
     "http",
     "tcp",
@@ -57,7 +57,7 @@ const READY_KEYS: &[&str] = &[
     "deadline",
     "status",
 ];
-const ALIVE_KEYS: &[&str] = &[
+pub const ALIVE_KEYS: &[&str] = &[
     "exec",
     "http",
     "tcp",
@@ -69,16 +69,31 @@ const ALIVE_KEYS: &[&str] = &[
     "status",
 ];
 const PROBE_KINDS: &[&str] = &["exec", "http", "tcp", "log"];
-const DEPENDENCY_KEYS: &[&str] = &["condition", "required", "restart"];
-const RESTART_KEYS: &[&str] = &["policy", "max", "window", "backoff"];
-const BACKOFF_KEYS: &[&str] = &["initial", "max"];
-const SHUTDOWN_KEYS: &[&str] = &["signal", "grace", "command"];
-const WATCH_KEYS: &[&str] = &[
+pub const DEPENDENCY_KEYS: &[&str] = &["condition", "required", "restart"];
+pub const RESTART_KEYS: &[&str] = &["policy", "max", "window", "backoff"];
+pub const BACKOFF_KEYS: &[&str] = &["initial", "max"];
+pub const SHUTDOWN_KEYS: &[&str] = &["signal", "grace", "command"];
+pub const WATCH_KEYS: &[&str] = &[
     "paths",
     "ignore",
     "debounce",
     "action",
     "restart_dependents",
+];
+
+/// Every map the reader walks and the keys it accepts there, by schema path (`alive` is the
+/// `alive` property of a service): the schema must describe exactly these
+/// (`tests/config_schema.rs`).
+pub const ACCEPTED_KEYS: &[(&str, &[&str])] = &[
+    ("", TOP_KEYS),
+    ("services.*", SERVICE_KEYS),
+    ("services.*.ready", READY_KEYS),
+    ("services.*.alive", ALIVE_KEYS),
+    ("services.*.depends_on.*", DEPENDENCY_KEYS),
+    ("services.*.restart", RESTART_KEYS),
+    ("services.*.restart.backoff", BACKOFF_KEYS),
+    ("services.*.shutdown", SHUTDOWN_KEYS),
+    ("services.*.watch", WATCH_KEYS),
 ];
 
 /// The walker's state: interpolation variables and the diagnostics found so far.

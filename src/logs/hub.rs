@@ -62,9 +62,17 @@ pub struct LogReply {
     pub dropped: u64,
 }
 
-/// Bytes of lines queued for one follower and not yet taken by it, past which its lines are
-/// shed (and counted) instead of queued.
+/// Bytes of lines queued for one follower and not yet taken by it (each line counted with its
+/// overhead), past which its lines are shed (and counted) instead of queued.
 pub const FOLLOWER_BUDGET: usize = 4 * 1024 * 1024;
+
+/// What a queued record costs beyond its text (the `String`, the enum, the channel's node):
+/// short lines (`yes`) would otherwise queue several times the budget.
+const RECORD_OVERHEAD: usize = 96;
+
+fn cost(record: &LogRecord) -> usize {
+    record.line.len() + RECORD_OVERHEAD
+}
 
 /// What a follower receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +124,7 @@ impl FollowSender {
                 return false;
             }
         }
-        self.backlog.add(record.line.len());
+        self.backlog.add(cost(&record));
         self.tx.send(Follow::Record(record)).is_ok()
     }
 }
@@ -136,7 +144,7 @@ impl FollowReceiver {
 
     fn taken(&self, item: Option<&Follow>) {
         if let Some(Follow::Record(r)) = item {
-            self.backlog.take(r.line.len());
+            self.backlog.take(cost(r));
         }
     }
 }
@@ -569,7 +577,7 @@ mod tests {
             ui_tx,
             UiBudget::Printer,
         );
-        let (follow, mut followed) = super::follow_channel(4);
+        let (follow, mut followed) = super::follow_channel(4 + super::RECORD_OVERHEAD);
         let (reply, _) = tokio::sync::oneshot::channel();
         let query = LogQuery {
             services: vec![],

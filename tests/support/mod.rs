@@ -54,6 +54,14 @@ impl Backend {
     /// The cgroup backend, or `None` after a loud SKIPPED line when the machine has none.
     pub fn cgroup() -> Option<Backend> {
         if writable_cgroup2().is_some() {
+            // pk falls back to process groups quietly; a cgroup variant must not.
+            let detected = pk::process::Containment::detect();
+            assert_eq!(
+                detected.kind(),
+                pk::process::ContainmentKind::Cgroup,
+                "a writable cgroup2 is mounted but pk would use {}; a cgroup test may not skip here",
+                detected.describe()
+            );
             return Some(Backend::Cgroup);
         }
         // Straight to fd 2: libtest captures `eprintln!`, and a skip must not go unnoticed.
