@@ -28,9 +28,11 @@ use crate::ui::ColorChoice;
     about = "A declarative process orchestrator for local development stacks"
 )]
 pub struct Cli {
-    /// The config file (default: `$PK_FILE`, else pk.yaml / pk.yml in this or a parent directory).
+    /// The config file; repeat to merge several of one format in order (default: `$PK_FILE`,
+    /// else pk.yaml / pk.yml in this or a parent directory, else process-compose.yaml (+ its
+    /// override file) or a Procfile in this directory).
     #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
-    pub file: Option<PathBuf>,
+    pub file: Vec<PathBuf>,
     #[command(subcommand)]
     pub command: CliCommand,
 }
@@ -55,6 +57,10 @@ pub enum CliCommand {
         /// With -d: how long to wait for the services to come up.
         #[arg(long, value_parser = parse_duration, default_value = "60s", requires = "detach")]
         timeout: Duration,
+        /// Only the services in this namespace (repeatable; process-compose's `namespace:`);
+        /// dependencies on services outside it are not waited for.
+        #[arg(short = 'n', long = "namespace", value_name = "NS")]
+        namespace: Vec<String>,
         /// Restart (or signal) services whose `watch:` paths change.
         #[arg(long, overrides_with = "no_watch")]
         watch: bool,
@@ -234,7 +240,7 @@ where
 pub fn run(cli: Cli) -> i32 {
     init_logging();
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let file = cli.file.as_deref();
+    let file = cli.file.as_slice();
     match cli.command {
         CliCommand::Schema => {
             print_out(&crate::config::schema());
@@ -250,8 +256,8 @@ pub fn run(cli: Cli) -> i32 {
             let _ = std::io::stdout().lock().write_all(&completions::man_page());
             0
         }
-        CliCommand::CompleteServices => completions::complete_services(cli.file.as_deref(), &cwd),
-        CliCommand::Check => match load(cli.file.as_deref(), &cwd) {
+        CliCommand::CompleteServices => completions::complete_services(&cli.file, &cwd),
+        CliCommand::Check => match load(&cli.file, &cwd) {
             Ok(plan) => {
                 print_out(&format!(
                     "{}: ok ({} services)\n",
@@ -262,7 +268,7 @@ pub fn run(cli: Cli) -> i32 {
             }
             Err(code) => code,
         },
-        CliCommand::Graph { dot } => match load(cli.file.as_deref(), &cwd) {
+        CliCommand::Graph { dot } => match load(&cli.file, &cwd) {
             Ok(plan) => {
                 print_out(&plan::render_graph(&plan, dot));
                 0
@@ -279,8 +285,9 @@ pub fn run(cli: Cli) -> i32 {
             no_watch,
             history,
             scale,
+            namespace,
         } => up::up_command(
-            cli.file.as_deref(),
+            &cli.file,
             &cwd,
             services,
             UpOptions {
@@ -291,6 +298,7 @@ pub fn run(cli: Cli) -> i32 {
                 watch: watch && !no_watch,
                 history,
                 scale,
+                namespaces: namespace,
             },
         ),
         CliCommand::Down { grace } => remote::remote_call(file, &cwd, |c| async move {
@@ -378,7 +386,7 @@ pub(crate) fn block_on<F: Future<Output = i32>>(fut: F) -> i32 {
     }
 }
 
-pub(crate) fn load(file: Option<&Path>, cwd: &Path) -> Result<Plan, i32> {
+pub(crate) fn load(file: &[PathBuf], cwd: &Path) -> Result<Plan, i32> {
     plan::load(file, cwd).map_err(|e| {
         eprint!("{}", e.render(std::io::stderr().is_terminal()));
         2

@@ -158,7 +158,7 @@ fn empty_file_and_no_services() {
 #[test]
 fn missing_file() {
     let dir = tempfile::tempdir().unwrap();
-    let err = pk::plan::load(None, dir.path()).unwrap_err();
+    let err = pk::plan::load(&[], dir.path()).unwrap_err();
     let text = err.render(false);
     let dir_text = dir.path().display().to_string();
     // The message names the directory, mentions -f and lists every directory looked in.
@@ -169,7 +169,7 @@ fn missing_file() {
         "{text}"
     );
     assert!(text.contains("`-f FILE`"), "{text}");
-    let explicit = pk::plan::load(Some(Path::new("nope.yaml")), dir.path())
+    let explicit = pk::plan::load(&[Path::new("nope.yaml").to_path_buf()], dir.path())
         .unwrap_err()
         .render(false);
     insta::assert_snapshot!(explicit.replace(&dir_text, "[DIR]"));
@@ -184,7 +184,7 @@ fn load_file_errors(contents: &[u8], setup: impl FnOnce(&Path)) -> String {
     let cwd = dir.path().to_path_buf();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let result = pk::plan::load(None, &cwd)
+        let result = pk::plan::load(&[], &cwd)
             .map(|_| ())
             .map_err(|e| e.render(false));
         let _ = tx.send(result);

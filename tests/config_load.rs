@@ -219,7 +219,7 @@ services:
     std::fs::write(&path, yaml).unwrap();
     let cwd = dir.path().join("conf");
     // load() walks up from cwd; PK_FILE is not set in the test environment.
-    let from_disk = pk::plan::load(None, &cwd).map(|p| p.name).ok();
+    let from_disk = pk::plan::load(&[], &cwd).map(|p| p.name).ok();
     assert!(from_disk.is_some());
     let plan = load_str(yaml, &path, &env(&[("SHADOWED", "shell")])).unwrap();
     let api = svc(&plan, "api");

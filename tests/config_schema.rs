@@ -121,7 +121,7 @@ fn every_example_passes_pk_check() {
             continue;
         }
         seen += 1;
-        if let Err(e) = pk::plan::load(Some(&config), &root) {
+        if let Err(e) = pk::plan::load(std::slice::from_ref(&config), &root) {
             panic!("{}:\n{}", config.display(), e.render(false));
         }
     }

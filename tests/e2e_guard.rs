@@ -10,6 +10,7 @@
 mod support;
 
 use std::io::Read as _;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -469,4 +470,148 @@ fn collect_pids(value: &serde_json::Value, out: &mut Vec<u64>) {
         serde_json::Value::Array(items) => items.iter().for_each(|v| collect_pids(v, out)),
         _ => {}
     }
+}
+
+/// A `sleep` in a process group of its own, started by the test (not by pk).
+fn bystander() -> (std::process::Child, u32, u64) {
+    #[expect(clippy::disallowed_methods, reason = "a process pk did not start")]
+    let child = std::process::Command::new("sleep")
+        .arg("1000")
+        .process_group(0)
+        .spawn()
+        .expect("sleep");
+    let pid = child.id();
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Field 22, counted after the command name.
+    let start = text
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(19)
+        .unwrap();
+    (child, pid, start.parse().unwrap())
+}
+
+/// A run record as a dead pk would have left it, naming process group `pgid` (leader start
+/// `start`), written with `mode`.
+fn plant_record(p: &Project, pgid: u32, start: u64, mode: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    pk::control::ensure_socket_dir().expect("socket dir");
+    #[expect(clippy::disallowed_methods, reason = "a pid that is surely dead")]
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let config = p.config_path();
+    let record = serde_json::json!({
+        "pid": gone.id(), "start": 0, "boot_id": null, "config": config,
+        "cgroup": null, "groups": [[pgid, start]], "marker": null, "guard": null,
+    });
+    let path = pk::control::record_path(&config);
+    std::fs::write(&path, record.to_string()).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+/// Issue 11, defect 3: a recorded process group is killed only while its leader is the recorded
+/// process. Here the number now belongs to someone else (another start time): it is spared;
+/// with the right start time the same record kills it.
+#[test]
+fn the_fallback_kills_a_recorded_group_only_if_its_leader_is_the_same_process() {
+    let p = Project::new("services:\n  x:\n    command: exec sleep 1000\n");
+    let (mut victim, pid, start) = bystander();
+    let _kill = {
+        let mut g = PidGuard::new();
+        g.add(pid);
+        g
+    };
+    let record = plant_record(&p, pid, start + 1, 0o600);
+    let down = p.pk(&["down"]).run();
+    assert_eq!(down.code, 0, "{}", down.stderr);
+    assert!(
+        down.stderr.contains("killed 0 leftover processes"),
+        "{}",
+        down.stderr
+    );
+    assert!(
+        is_alive(pid),
+        "a process group that was not the run's was killed"
+    );
+    assert!(!record.exists(), "the dead run's record is removed");
+
+    plant_record(&p, pid, start, 0o600);
+    let down = p.pk(&["down"]).run();
+    assert_eq!(down.code, 0, "{}", down.stderr);
+    assert!(
+        down.stderr.contains("killed 1 leftover process"),
+        "{}",
+        down.stderr
+    );
+    let _ = victim.wait();
+}
+
+/// Issue 11: only records pk wrote are trusted; one that others could have written (mode 0666)
+/// is reported and left alone, and nothing it names is killed.
+#[test]
+fn a_run_record_others_could_write_is_not_acted_on() {
+    let p = Project::new("services:\n  x:\n    command: exec sleep 1000\n");
+    let (_victim, pid, start) = bystander();
+    let _kill = {
+        let mut g = PidGuard::new();
+        g.add(pid);
+        g
+    };
+    let record = plant_record(&p, pid, start, 0o666);
+    let down = p.pk(&["down"]).run();
+    let _ = std::fs::remove_file(&record);
+    assert!(
+        down.stderr
+            .contains("is not a run record pk wrote (writable by others"),
+        "{}",
+        down.stderr
+    );
+    assert!(
+        is_alive(pid),
+        "a process named by an untrusted record was killed"
+    );
+}
+
+/// Issue 11: with process groups the run record is on disk, naming the run marker, before the
+/// first service runs — so a SIGKILL while services start leaves nothing the record cannot find
+/// (every process of the run carries the marker from its first exec).
+#[test]
+fn the_run_record_names_the_marker_before_any_service_runs() {
+    let p = Project::new(
+        "services:\n  first:\n    command: grep -q \"\\\"marker\\\":\\\"$$PK_RUN_ID\\\"\" \"$$RECORD\" && echo recorded || echo missing\n",
+    )
+    .backend(Backend::Pgroup);
+    let record = pk::control::record_path(&p.config_path());
+    let out = p.up().env("RECORD", record.to_str().unwrap()).run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout(), out.stderr);
+    support::output_at(&out.lines, "first", "recorded");
+}
+
+/// The fallback (guard killed too) under process groups also finds what left the group: the
+/// setsid grandchild carries the run marker.
+#[test]
+fn pk_down_after_pk_and_its_guard_died_finds_setsid_escapees_by_the_marker() {
+    let p = project(Backend::Pgroup);
+    let mut left = Leftovers::new(&p);
+    let mut up = p.up().spawn();
+    up.wait_for_line("tree | spawned", |l| l.ends_with("| spawned"));
+    let scene = Scene::read(&p, up.pid(), None, &mut left);
+    let guard = scene.pids.iter().find(|(n, _)| *n == "guard").unwrap().1;
+    kill(guard, false);
+    support::wait_gone(guard, "the guard");
+    kill(up.pid(), false);
+    up.wait_exit(DEADLINE);
+    let setsid = p.read_pid("setsid.pid");
+    assert!(is_alive(setsid), "only the fallback is left to clean up");
+    let down = p.pk(&["down"]).run();
+    assert_eq!(down.code, 0, "{}", down.stderr);
+    assert!(
+        down.stderr.contains("died without cleaning up"),
+        "{}",
+        down.stderr
+    );
+    scene.assert_gone_within(Instant::now());
 }

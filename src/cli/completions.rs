@@ -6,7 +6,7 @@
 //! subcommands take service names, and which of their options take a value, is read from the
 //! clap model when the script is written, so the addition cannot drift from the command line.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
 
@@ -77,7 +77,7 @@ pub fn man_page() -> Vec<u8> {
 
 /// `pk __complete-services`: the config's service names, one a line; nothing (and exit code
 /// 1) when there is no readable config, so a TAB never prints an error into the prompt.
-pub fn complete_services(file: Option<&Path>, cwd: &Path) -> i32 {
+pub fn complete_services(file: &[PathBuf], cwd: &Path) -> i32 {
     match crate::plan::load_with_warnings(file, cwd) {
         Ok((plan, _warnings)) => {
             let mut names = String::new();

@@ -13,7 +13,7 @@ use crate::vocab::{State, fmt_duration, now_ms};
 
 /// Runs a client command against the stack of the config file found like `up` finds it (the
 /// file is not parsed: a broken config must not stop `pk down`).
-pub fn remote_call<F, Fut>(file: Option<&Path>, cwd: &Path, call: F) -> i32
+pub fn remote_call<F, Fut>(file: &[PathBuf], cwd: &Path, call: F) -> i32
 where
     F: FnOnce(PathBuf) -> Fut,
     Fut: Future<Output = i32>,

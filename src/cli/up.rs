@@ -28,10 +28,12 @@ pub struct UpOptions {
     pub history: usize,
     /// `--scale NAME=N`: copies per declared service, over `replicas:`.
     pub scale: Vec<(String, u32)>,
+    /// `-n`: only the services in these namespaces.
+    pub namespaces: Vec<String>,
 }
 
 /// `pk up`: load, select, then run in the foreground or start in the background.
-pub fn up_command(file: Option<&Path>, cwd: &Path, services: Vec<String>, opts: UpOptions) -> i32 {
+pub fn up_command(file: &[PathBuf], cwd: &Path, services: Vec<String>, opts: UpOptions) -> i32 {
     let plan = match load(file, cwd).and_then(|p| {
         plan::scale(p, &opts.scale).map_err(|e| {
             eprint!("{}", e.render(std::io::stderr().is_terminal()));
@@ -40,6 +42,17 @@ pub fn up_command(file: Option<&Path>, cwd: &Path, services: Vec<String>, opts: 
     }) {
         Ok(p) => p,
         Err(code) => return code,
+    };
+    let plan = if opts.namespaces.is_empty() {
+        plan
+    } else {
+        match plan::only_namespaces(&plan, &opts.namespaces) {
+            Ok(p) => p,
+            Err(e) => {
+                eprint!("{}", e.render(std::io::stderr().is_terminal()));
+                return 2;
+            }
+        }
     };
     let selected = match plan::select(&plan, &services) {
         Ok(s) => s,
@@ -63,7 +76,23 @@ pub fn up_command(file: Option<&Path>, cwd: &Path, services: Vec<String>, opts: 
         for (name, count) in &opts.scale {
             args.push(format!("--scale={name}={count}"));
         }
-        return block_on(up_detached(&plan.config_path, args, names, opts.timeout));
+        for ns in &opts.namespaces {
+            args.extend(["-n".to_owned(), ns.clone()]);
+        }
+        let files = match plan::find_configs(file, cwd) {
+            Ok(f) => f,
+            Err(e) => {
+                eprint!("{}", e.render(std::io::stderr().is_terminal()));
+                return 2;
+            }
+        };
+        return block_on(up_detached(
+            &plan.config_path,
+            &files,
+            args,
+            names,
+            opts.timeout,
+        ));
     }
     block_on(up(plan, selected, opts))
 }
@@ -417,6 +446,7 @@ async fn forward_signals(engine: EngineHandle, containment: Arc<Containment>, so
 /// service is up (0), or says which did not (1).
 pub async fn up_detached(
     config: &Path,
+    files: &[PathBuf],
     requested: Vec<String>,
     names: Vec<String>,
     timeout: Duration,
@@ -436,12 +466,11 @@ pub async fn up_detached(
         eprintln!("pk: pk is already running for {}", config.display());
         return 2;
     }
-    let mut args = vec![
-        "-f".to_string(),
-        config.display().to_string(),
-        "up".into(),
-        "--plain".into(),
-    ];
+    let mut args: Vec<String> = files
+        .iter()
+        .flat_map(|f| ["-f".to_owned(), f.display().to_string()])
+        .collect();
+    args.extend(["up".into(), "--plain".into()]);
     args.extend(requested);
     let pid = match crate::process::spawn_detached(&exe, &args, &[(DETACHED_ENV, "1")], &log) {
         Ok(pid) => pid,

@@ -2,22 +2,45 @@
 //!
 //! Every check in `config` and `plan` pushes a `Diag` instead of returning early, so one run
 //! reports every problem. Rendering is the only place that knows about miette.
+//!
+//! A load may read several files (`-f a -f b`, override files, `extends:`): each `Span` carries
+//! the index of its file in the load's list of sources, so a diagnostic is rendered against the
+//! file it points into, whichever file was read first.
 
 use std::fmt;
 
 use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, Severity};
 
-/// Byte range in the config source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// Byte range in one of the config sources (`file` indexes the load's list of sources).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub struct Span {
+    pub file: u16,
     pub offset: usize,
     pub len: usize,
 }
 
 impl Span {
+    /// A span in the first (or only) file.
     pub fn new(offset: usize, len: usize) -> Span {
-        Span { offset, len }
+        Span {
+            file: 0,
+            offset,
+            len,
+        }
     }
+
+    /// The same range, in source number `file`.
+    #[must_use]
+    pub fn in_file(self, file: u16) -> Span {
+        Span { file, ..self }
+    }
+}
+
+/// The text of one config file and the name it is shown under in messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub name: String,
+    pub text: String,
 }
 
 /// One problem: a message, labels pointing into the source, and a hint.
@@ -62,6 +85,33 @@ impl Diag {
     pub fn help_opt(mut self, help: Option<String>) -> Diag {
         self.help = help;
         self
+    }
+
+    /// Renders this diagnostic against the file its first label points into (a snippet), or
+    /// without a snippet. Labels in other files become `also:` lines with `file:line:col`.
+    pub fn render_in(&self, sources: &[Source], color: bool) -> String {
+        let Some(file) = self.labels.first().map(|(s, _)| s.file) else {
+            let only = sources.first().filter(|_| sources.len() == 1);
+            return self.render(only.map(|s| (s.name.as_str(), s.text.as_str())), color);
+        };
+        let source = sources.get(usize::from(file));
+        let mut diag = self.clone();
+        let (here, elsewhere): (Vec<_>, Vec<_>) =
+            diag.labels.drain(..).partition(|(s, _)| s.file == file);
+        diag.labels = here;
+        let mut notes: Vec<String> = elsewhere
+            .iter()
+            .filter_map(|(span, text)| {
+                let other = sources.get(usize::from(span.file))?;
+                let (line, col) = line_col(&other.text, span.offset);
+                Some(format!("also {}:{line}:{col}: {text}", other.name))
+            })
+            .collect();
+        if !notes.is_empty() {
+            notes.extend(diag.help.take());
+            diag.help = Some(notes.join("\n"));
+        }
+        diag.render(source.map(|s| (s.name.as_str(), s.text.as_str())), color)
     }
 
     /// Renders this diagnostic against `source` (named `name`), or without a snippet.

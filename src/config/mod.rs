@@ -8,12 +8,14 @@
 //! located `Diag` for each problem instead of stopping. `plan::build` adds the cross-reference
 //! checks (`depends_on` targets, cycles, `healthy` without a probe) to the same list.
 
+pub mod compose;
 pub mod diag;
 pub mod discover;
 pub mod emit;
 pub mod envfile;
 pub mod import;
 pub mod interpolate;
+pub mod load;
 pub mod merge;
 pub mod model;
 pub mod node;

@@ -82,6 +82,10 @@ impl JsonSchema for Services {
 /// One service: a command or a pipeline, and how pk runs it.
 #[derive(Debug, Clone, Default, JsonSchema)]
 #[schemars(deny_unknown_fields, extend("patternProperties" = { "^x-": {} }))]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent yes/no keys of a service"
+)]
 pub struct Service {
     #[schemars(skip)]
     pub name: Located<String>,
@@ -143,6 +147,31 @@ pub struct Service {
     /// Where the `command`/`pipeline` key is (for "both or neither" errors).
     #[schemars(skip)]
     pub span: Span,
+    /// What the service is for (process-compose `description`).
+    #[schemars(skip)]
+    pub description: Option<String>,
+    /// The namespaces the service belongs to (process-compose `namespace`); `pk up -n NS`.
+    #[schemars(skip)]
+    pub namespaces: Vec<String>,
+    /// The top-level env files stay out of this service's environment (process-compose
+    /// `is_dotenv_disabled`).
+    #[schemars(skip)]
+    pub dotenv_disabled: bool,
+    /// Exit codes besides 0 that count as success (process-compose `success_exit_codes`).
+    #[schemars(skip)]
+    pub success_exit_codes: Vec<i32>,
+    /// What about this service ends the whole stack.
+    #[schemars(skip)]
+    pub ends_stack: EndsStack,
+}
+
+/// Events of one service that stop the whole stack and set pk's exit code.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndsStack {
+    /// It fails for good: pk exits with its code (process-compose `restart: exit_on_failure`).
+    pub on_failure: bool,
+    /// It is skipped: pk exits 1 (process-compose `exit_on_skipped`).
+    pub on_skipped: bool,
 }
 
 /// A string (run by `sh -c`) or a non-empty argv list.

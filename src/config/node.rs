@@ -53,6 +53,30 @@ impl Node {
         }
     }
 
+    /// Moves every span of the tree into source number `file`.
+    pub fn set_file(&mut self, file: u16) {
+        self.span = self.span.in_file(file);
+        match &mut self.value {
+            Value::Seq(items) => items.iter_mut().for_each(|n| n.set_file(file)),
+            Value::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+                k.set_file(file);
+                v.set_file(file);
+            }),
+            _ => {}
+        }
+    }
+
+    /// The value of `key` in a map node.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match &self.value {
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.scalar_text() == Some(key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
     fn fill_raw(&mut self, source: &str) {
         match &mut self.value {
             Value::Seq(items) => items.iter_mut().for_each(|n| n.fill_raw(source)),
@@ -70,6 +94,23 @@ impl Node {
 
 /// Parses YAML into a node tree; a syntax error is one located diagnostic.
 pub fn parse(source: &str) -> Result<Node, Diag> {
+    parse_file(source, 0)
+}
+
+/// `parse` for source number `file` of a load: every span (and a syntax error's) points there.
+pub fn parse_file(source: &str, file: u16) -> Result<Node, Diag> {
+    let mut parsed = parse_first(source);
+    match &mut parsed {
+        Ok(node) => node.set_file(file),
+        Err(diag) => diag
+            .labels
+            .iter_mut()
+            .for_each(|(span, _)| *span = span.in_file(file)),
+    }
+    parsed
+}
+
+fn parse_first(source: &str) -> Result<Node, Diag> {
     let options = serde_saphyr::options! { with_snippet: false };
     match serde_saphyr::from_str_with_options::<Option<Node>>(source, options) {
         Ok(Some(mut node)) => {

@@ -132,6 +132,12 @@ pub struct Engine {
     rng: u64,
     /// The `now` of the step being taken (for effects that record when they happened).
     now: Instant,
+    /// Set when a service's `ends_stack` event happened: pk's exit code, and the teardown is
+    /// under way.
+    stack_exit: Option<i32>,
+    /// Whether any service has an `ends_stack` event (else the check after each step is
+    /// skipped).
+    any_ends_stack: bool,
 }
 
 impl Engine {
@@ -141,6 +147,10 @@ impl Engine {
         let services = (0..plan.services.len())
             .map(|id| ServiceState::new(selected.get(id).copied().unwrap_or(false)))
             .collect();
+        let any_ends_stack = plan
+            .services
+            .iter()
+            .any(|s| s.ends_stack != crate::plan::EndsStack::default());
         Engine {
             plan,
             services,
@@ -148,6 +158,8 @@ impl Engine {
             ended_by: None,
             rng: seed | 1,
             now: Instant::now(),
+            stack_exit: None,
+            any_ends_stack,
         }
     }
 
@@ -193,7 +205,40 @@ impl Engine {
             Input::Barrier(_) => {}
         }
         self.reconcile(now, &mut fx);
+        if self.any_ends_stack && self.stack_exit.is_none() {
+            self.check_ends_stack(now, &mut fx);
+        }
         fx
+    }
+
+    /// A service whose `ends_stack` event happened (it failed for good, or was skipped) starts
+    /// the teardown and decides pk's exit code; only the first one counts.
+    fn check_ends_stack(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        let found = self
+            .plan
+            .services
+            .iter()
+            .enumerate()
+            .find_map(|(id, spec)| {
+                let code = match &self.services[id].phase {
+                    Phase::Exited(e) | Phase::Crashed(e)
+                        if spec.ends_stack.on_failure && !e.success() =>
+                    {
+                        e.code()
+                    }
+                    Phase::Failed(_) if spec.ends_stack.on_failure => 1,
+                    Phase::Skipped(_) if spec.ends_stack.on_skipped => 1,
+                    _ => return None,
+                };
+                Some((id, code))
+            });
+        let Some((id, code)) = found else {
+            return;
+        };
+        self.stack_exit = Some(code);
+        fx.push(notice(id, format!("ends the stack (exit code {code})")));
+        self.on_intent(&Intent::Shutdown { grace: None }, fx);
+        self.reconcile(now, fx);
     }
 
     /// Nothing is running, pending or due to restart, and no service is merely held stopped
@@ -203,11 +248,18 @@ impl Engine {
             && (self.teardown.is_some() || !self.services.iter().any(|s| s.stop_wanted))
     }
 
-    /// The exit code of the `exit_on_end` service that ended the stack, if one did; else 0
-    /// when every service succeeded or was stopped on request, 1 otherwise.
+    /// The exit code of the service that ended the stack (`exit_on_end`, or a process-compose
+    /// `exit_on_failure`/`exit_on_skipped`), if one did; else by the plan's rules: pk's (0 when
+    /// every service succeeded or was stopped on request, 1 otherwise) or process-compose's (0).
     pub fn exit_code(&self) -> i32 {
         if let Some((_, code)) = self.ended_by {
             return code;
+        }
+        if let Some(code) = self.stack_exit {
+            return code;
+        }
+        if self.plan.exit_rules == crate::plan::ExitRules::ProcessCompose {
+            return 0;
         }
         let failed = self.services.iter().any(|s| match &s.phase {
             Phase::Exited(e) => !e.success(),
@@ -569,6 +621,9 @@ impl Engine {
 
     fn on_exit(&mut self, id: ServiceId, exit: ExitInfo, now: Instant, fx: &mut Vec<Effect>) {
         let policy = self.plan.services[id].restart.policy;
+        let mut exit = exit;
+        exit.allowed = self.plan.services[id].success_codes.contains(&exit.code())
+            && matches!(exit.status, crate::vocab::ExitStatus::Code(_));
         let s = &mut self.services[id];
         s.pids.clear();
         s.spawned = false;
@@ -677,7 +732,7 @@ impl Engine {
         {
             s.restart_times.pop_front();
         }
-        if s.restart_times.len() >= spec.max as usize {
+        if spec.max != u32::MAX && s.restart_times.len() >= spec.max as usize {
             fx.push(notice(
                 id,
                 format!(
@@ -693,11 +748,19 @@ impl Engine {
             .backoff_initial
             .saturating_mul(1u32 << s.attempt.min(20))
             .min(spec.backoff_max);
-        let delay = jitter(base, &mut self.rng).min(spec.backoff_max);
+        // A fixed backoff (initial = max, process-compose's `backoff_seconds`) has no jitter.
+        let delay = if spec.backoff_initial == spec.backoff_max {
+            base
+        } else {
+            jitter(base, &mut self.rng).min(spec.backoff_max)
+        };
         let s = &mut self.services[id];
         s.attempt += 1;
         s.restarts += 1;
-        s.restart_times.push_back(now);
+        // Unlimited restarts (`max` = u32::MAX) keep no history: nothing would ever read it.
+        if spec.max != u32::MAX {
+            s.restart_times.push_back(now);
+        }
         s.epoch += 1;
         s.phase = Phase::Restarting { at: now + delay };
         fx.push(notice(

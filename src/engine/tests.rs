@@ -47,6 +47,9 @@ fn service(name: &str, deps: &[(ServiceId, Condition)]) -> ServiceSpec {
         ready: None,
         alive: None,
         watch: None,
+        success_codes: Vec::new(),
+        namespaces: Vec::new(),
+        ends_stack: crate::plan::EndsStack::default(),
     }
 }
 
@@ -59,6 +62,7 @@ fn plan(services: Vec<ServiceSpec>) -> Arc<Plan> {
         files: vec![PathBuf::from("/t/pk.yaml")],
         base_dir: PathBuf::from("/t"),
         services,
+        exit_rules: crate::plan::ExitRules::Pk,
         order,
     })
 }
@@ -876,4 +880,104 @@ fn a_stop_that_reaches_the_supervisor_before_the_spawn_ends_stopped() {
     assert_eq!(e.service(0).phase, Phase::Stopped);
     assert!(e.settled());
 }
+// process-compose semantics (success_exit_codes, fixed backoff, unlimited restarts, services
+// that end the stack, process-compose's exit-code rules).
+
+#[test]
+fn success_codes_count_as_success_everywhere() {
+    let mut allowed = service("allowed", &[]);
+    allowed.success_codes = vec![130];
+    allowed.restart.policy = RestartPolicy::OnFailure;
+    let p = plan(vec![
+        allowed,
+        service("next", &[(0, Condition::CompletedSuccessfully)]),
+    ]);
+    let mut e = engine(&p);
+    let now = Instant::now();
+    e.start(now);
+    spawned(&mut e, 0, now);
+    let fx = exited(&mut e, 0, 130, now);
+    assert_eq!(spawns(&fx), vec![1], "no restart; the dependent starts");
+    assert_eq!(e.service(0).restarts, 0);
+    assert!(matches!(&e.service(0).phase, Phase::Exited(x) if x.success() && x.code() == 130));
+}
+
+#[test]
+fn fixed_backoff_has_no_jitter_and_unlimited_restarts_keep_no_history() {
+    let mut flaky = service("flaky", &[]);
+    flaky.restart = RestartSpec {
+        policy: RestartPolicy::Always,
+        max: u32::MAX,
+        window: Duration::from_secs(3600),
+        backoff_initial: Duration::from_secs(1),
+        backoff_max: Duration::from_secs(1),
+    };
+    let p = plan(vec![flaky]);
+    let mut e = engine(&p);
+    let mut now = Instant::now();
+    e.start(now);
+    for _ in 0..50 {
+        spawned(&mut e, 0, now);
+        let fx = exited(&mut e, 0, 1, now);
+        assert!(
+            fx.iter().any(
+                |f| matches!(f, Effect::ArmTimer { after, .. } if *after == Duration::from_secs(1))
+            ),
+            "{fx:?}"
+        );
+        now += Duration::from_secs(1);
+        let epoch = e.service(0).epoch;
+        e.step(Input::Timer { service: 0, epoch }, now);
+    }
+    assert_eq!(e.service(0).restarts, 50);
+    assert!(e.service(0).restart_times.is_empty());
+}
+
+#[test]
+fn a_failure_that_ends_the_stack_tears_down_and_sets_the_exit_code() {
+    let mut failer = service("failer", &[]);
+    failer.ends_stack.on_failure = true;
+    let mut p = (*plan(vec![service("db", &[]), failer])).clone();
+    p.exit_rules = crate::plan::ExitRules::ProcessCompose;
+    let p = Arc::new(p);
+    let mut e = engine(&p);
+    let now = Instant::now();
+    e.start(now);
+    spawned(&mut e, 0, now);
+    spawned(&mut e, 1, now);
+    let fx = exited(&mut e, 1, 42, now);
+    assert!(e.shutting_down());
+    assert_eq!(stops(&fx), vec![0]);
+    exited(&mut e, 0, 143, now);
+    assert!(e.settled());
+    assert_eq!(e.exit_code(), 42);
+}
+
+#[test]
+fn process_compose_rules_exit_zero_unless_a_service_ends_the_stack() {
+    let mut p = (*plan(vec![
+        service("broken", &[]),
+        service("skipped", &[(0, Condition::CompletedSuccessfully)]),
+    ]))
+    .clone();
+    p.exit_rules = crate::plan::ExitRules::ProcessCompose;
+    let lenient = Arc::new(p.clone());
+    let mut e = engine(&lenient);
+    let now = Instant::now();
+    e.start(now);
+    spawned(&mut e, 0, now);
+    exited(&mut e, 0, 1, now);
+    assert!(e.settled());
+    assert_eq!(e.exit_code(), 0);
+
+    p.services[1].ends_stack.on_skipped = true;
+    let strict = Arc::new(p);
+    let mut e = engine(&strict);
+    e.start(now);
+    spawned(&mut e, 0, now);
+    exited(&mut e, 0, 1, now);
+    assert!(e.settled());
+    assert_eq!(e.exit_code(), 1);
+}
+
 mod timeout;

@@ -10,23 +10,25 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use super::{
-    Dependency, Plan, ProbeSpec, RestartSpec, RunSpec, ServiceId, ServiceSpec, ShutdownSpec,
-    StopSignal, WatchAction, WatchPath, WatchSpec,
+    Dependency, ExitRules, Plan, ProbeSpec, RestartSpec, RunSpec, ServiceId, ServiceSpec,
+    ShutdownSpec, StopSignal, WatchAction, WatchPath, WatchSpec,
 };
 use super::{graph, replicas};
-use crate::config::diag::{Diag, Span, did_you_mean, line_col};
-use crate::config::model::{self, Config, EnvMap, HumanDuration, Paths, Probe, Service};
-use crate::config::{discover, envfile, node, procfile, read};
+use crate::config::diag::{Diag, Source, Span, did_you_mean, line_col};
+use crate::config::load::{self, read_env_files};
+use crate::config::model::{self, Config, EnvMap, HumanDuration, Probe, Service};
+use crate::config::{discover, read};
 use crate::vocab::Condition;
 
 const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(200);
 
-/// Diagnostics about one config file, rendered against its source.
+/// Diagnostics about the config files of one load, each rendered against its own file.
 #[derive(Debug, Clone, Default)]
 pub struct Diagnostics {
-    /// The file as shown in messages, and its text (absent for "no file found" and the like).
-    file: Option<(String, String)>,
+    /// The files as shown in messages, with their text; spans index this list (empty for "no
+    /// file found" and the like).
+    files: Vec<Source>,
     diags: Vec<Diag>,
 }
 
@@ -45,12 +47,16 @@ impl Diagnostics {
             .iter()
             .map(|d| {
                 let kind = if d.warning { "warning" } else { "error" };
-                match (&self.file, d.labels.first()) {
-                    (Some((name, text)), Some((span, _))) => {
-                        let (line, col) = line_col(text, span.offset);
-                        format!("{name}:{line}:{col}: {kind}: {}", d.message)
+                let located = d.labels.first().and_then(|(span, _)| {
+                    let file = self.files.get(usize::from(span.file))?;
+                    Some((file, span))
+                });
+                match located {
+                    Some((file, span)) => {
+                        let (line, col) = line_col(&file.text, span.offset);
+                        format!("{}:{line}:{col}: {kind}: {}", file.name, d.message)
                     }
-                    _ => format!("{kind}: {}", d.message),
+                    None => format!("{kind}: {}", d.message),
                 }
             })
             .collect()
@@ -58,21 +64,28 @@ impl Diagnostics {
 
     /// Every diagnostic with `file:line:col`, snippet and hint; colour only if `color`.
     pub fn render(&self, color: bool) -> String {
-        let source = self
-            .file
-            .as_ref()
-            .map(|(name, text)| (name.as_str(), text.as_str()));
         let mut out = String::new();
         for diag in &self.diags {
-            out.push_str(&diag.render(source, color));
+            out.push_str(&diag.render_in(&self.files, color));
             out.push('\n');
         }
         let errors = self.diags.iter().filter(|d| !d.warning).count();
         if errors > 1 {
-            let name = self.file.as_ref().map_or("the config", |(n, _)| n.as_str());
-            let _ = writeln!(out, "{errors} errors in {name}");
+            let _ = writeln!(out, "{errors} errors in {}", files_name(&self.files));
         }
         out
+    }
+}
+
+/// `pk.yaml`, `a.yaml and b.yaml`, or `the config`.
+fn files_name(files: &[Source]) -> String {
+    match files {
+        [] => "the config".to_owned(),
+        [one] => one.name.clone(),
+        [rest @ .., last] => {
+            let names: Vec<&str> = rest.iter().map(|s| s.name.as_str()).collect();
+            format!("{} and {}", names.join(", "), last.name)
+        }
     }
 }
 
@@ -85,37 +98,39 @@ pub struct LoadError {
 }
 
 impl LoadError {
-    fn new(file: Option<(String, String)>, mut diags: Vec<Diag>) -> LoadError {
-        // Document order; diagnostics without a location first.
-        diags.sort_by_key(|d| d.labels.first().map(|(s, _)| s.offset));
+    fn new(files: Vec<Source>, mut diags: Vec<Diag>) -> LoadError {
+        // Document order (file by file); diagnostics without a location first.
+        diags.sort_by_key(|d| d.labels.first().map(|(s, _)| (s.file, s.offset)));
         diags.dedup();
         let errors: Vec<&Diag> = diags.iter().filter(|d| !d.warning).collect();
         let summary = match errors.as_slice() {
             [one] => one.message.clone(),
-            many => format!(
-                "{} errors in {}",
-                many.len(),
-                file.as_ref().map_or("the config", |(n, _)| n.as_str())
-            ),
+            many => format!("{} errors in {}", many.len(), files_name(&files)),
         };
         LoadError {
             summary,
-            diagnostics: Diagnostics { file, diags },
+            diagnostics: Diagnostics { files, diags },
         }
     }
 
     /// Problems found in one file (`name`, `text`) outside `load` (`pk import`).
     pub fn with_source(name: &str, text: &str, diags: Vec<Diag>) -> LoadError {
-        LoadError::new(Some((name.to_owned(), text.to_owned())), diags)
+        LoadError::new(
+            vec![Source {
+                name: name.to_owned(),
+                text: text.to_owned(),
+            }],
+            diags,
+        )
     }
 
     /// Problems that point into no file (command-line arguments), all reported.
     pub(crate) fn unlocated(diags: Vec<Diag>) -> LoadError {
-        LoadError::new(None, diags)
+        LoadError::new(Vec::new(), diags)
     }
 
     pub(crate) fn single(diag: Diag) -> LoadError {
-        LoadError::new(None, vec![diag])
+        LoadError::new(Vec::new(), vec![diag])
     }
 
     /// Every diagnostic, rendered with `file:line:col`, snippet and hint.
@@ -128,9 +143,9 @@ impl LoadError {
     }
 }
 
-/// Finds the config (`explicit`, else `PK_FILE`, else pk.yaml/pk.yml walking up from `cwd`)
-/// and builds the plan with the process environment. Warnings go to stderr.
-pub fn load(explicit: Option<&Path>, cwd: &Path) -> Result<Plan, LoadError> {
+/// Finds the config files (`explicit` (`-f`, repeatable), else `PK_FILE`, else discovery from
+/// `cwd`) and builds the plan with the process environment. Warnings go to stderr.
+pub fn load(explicit: &[PathBuf], cwd: &Path) -> Result<Plan, LoadError> {
     let (plan, warnings) = load_with_warnings(explicit, cwd)?;
     if !warnings.is_empty() {
         eprint!("{}", warnings.render(std::io::stderr().is_terminal()));
@@ -138,33 +153,62 @@ pub fn load(explicit: Option<&Path>, cwd: &Path) -> Result<Plan, LoadError> {
     Ok(plan)
 }
 
-/// The canonical path of the config file `load` would read (`explicit`, else `PK_FILE`, else
-/// pk.yaml/pk.yml walking up from `cwd`), without reading it.
-pub fn find_config(explicit: Option<&Path>, cwd: &Path) -> Result<PathBuf, LoadError> {
+/// The canonical path of the (first) config file `load` would read, without reading it; it
+/// names the stack for `pk down`, `pk ps` and the like.
+pub fn find_config(explicit: &[PathBuf], cwd: &Path) -> Result<PathBuf, LoadError> {
     let pk_file = std::env::var_os("PK_FILE").map(PathBuf::from);
-    let path = discover::find(explicit, pk_file.as_deref(), cwd).map_err(LoadError::single)?;
+    let paths = discover::find(explicit, pk_file.as_deref(), cwd).map_err(LoadError::single)?;
+    let path = paths[0].clone();
     Ok(std::fs::canonicalize(&path).unwrap_or(path))
 }
 
-/// `load`, returning the warnings (unset variables) instead of printing them.
+/// Every config file `load` would read (canonical, in merge order), without reading them.
+pub fn find_configs(explicit: &[PathBuf], cwd: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let pk_file = std::env::var_os("PK_FILE").map(PathBuf::from);
+    let paths = discover::find(explicit, pk_file.as_deref(), cwd).map_err(LoadError::single)?;
+    Ok(paths
+        .into_iter()
+        .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
+        .collect())
+}
+
+/// `load`, returning the warnings instead of printing them.
 pub fn load_with_warnings(
-    explicit: Option<&Path>,
+    explicit: &[PathBuf],
     cwd: &Path,
 ) -> Result<(Plan, Diagnostics), LoadError> {
-    let pk_file = std::env::var_os("PK_FILE").map(PathBuf::from);
-    let path = discover::find(explicit, pk_file.as_deref(), cwd).map_err(LoadError::single)?;
-    let shown = path
-        .strip_prefix(cwd)
-        .map_or_else(|_| path.clone(), Path::to_path_buf);
-    let source = crate::config::source::read_text(&path).map_err(|e| {
-        let name = shown.display().to_string();
-        let (diag, text) = e.diag(&name);
-        LoadError::new(text.map(|t| (name, t)), vec![diag])
-    })?;
     let env: BTreeMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
-    build(&source, &path, &shown.display().to_string(), &env)
+    load_with_env(explicit, cwd, &env)
+}
+
+/// `load_with_warnings` with `env` as the whole inherited environment (`PK_FILE` read from it).
+pub fn load_with_env(
+    explicit: &[PathBuf],
+    cwd: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<(Plan, Diagnostics), LoadError> {
+    let pk_file = env.get("PK_FILE").map(PathBuf::from);
+    let paths = discover::find(explicit, pk_file.as_deref(), cwd).map_err(LoadError::single)?;
+    let mut files = Vec::with_capacity(paths.len());
+    for path in &paths {
+        let shown = path.strip_prefix(cwd).unwrap_or(path).display().to_string();
+        match crate::config::source::read_text(path) {
+            Ok(text) => files.push(load::File {
+                path: path.clone(),
+                source: Source { name: shown, text },
+            }),
+            Err(e) => {
+                let (diag, text) = e.diag(&shown);
+                let sources = text
+                    .map(|text| vec![Source { name: shown, text }])
+                    .unwrap_or_default();
+                return Err(LoadError::new(sources, vec![diag]));
+            }
+        }
+    }
+    build(files, cwd, env)
 }
 
 /// Builds the plan from YAML text as if read from `path`, with `env` as the inherited
@@ -183,102 +227,66 @@ pub fn load_str_with_warnings(
     path: &Path,
     env: &BTreeMap<String, String>,
 ) -> Result<(Plan, Diagnostics), LoadError> {
-    build(source, path, &path.display().to_string(), env)
+    let cwd = path.parent().unwrap_or(Path::new("/"));
+    load_strs_with_warnings(&[(path, source)], cwd, env)
+}
+
+/// Several files given as text (merged in order, like `-f a -f b`), run from `cwd`.
+pub fn load_strs_with_warnings(
+    files: &[(&Path, &str)],
+    cwd: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<(Plan, Diagnostics), LoadError> {
+    let files = files
+        .iter()
+        .map(|(path, text)| load::File {
+            path: path.to_path_buf(),
+            source: Source {
+                name: path.display().to_string(),
+                text: (*text).to_owned(),
+            },
+        })
+        .collect();
+    build(files, cwd, env)
 }
 
 fn build(
-    source: &str,
-    path: &Path,
-    shown: &str,
+    files: Vec<load::File>,
+    cwd: &Path,
     env: &BTreeMap<String, String>,
 ) -> Result<(Plan, Diagnostics), LoadError> {
-    let file = Some((shown.to_owned(), source.to_owned()));
-    let config_path = std::fs::canonicalize(path)
-        .or_else(|_| std::path::absolute(path))
-        .unwrap_or_else(|_| path.to_path_buf());
-    let base_dir = config_path
-        .parent()
-        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
-
-    if procfile::is_procfile(path) {
-        let (read, diags) = procfile::read(path, shown, source, env);
-        let Some(read) = read else {
-            return Err(LoadError::new(file, diags));
-        };
-        let front = FrontEnd {
-            file,
-            config_path,
-            base_dir,
-            top_file_vars: &[],
-            invalid_ready: Vec::new(),
-            diags,
-        };
-        return finish(&read.config, front, env);
-    }
-    let root = node::parse(source).map_err(|d| LoadError::new(file.clone(), vec![d]))?;
-    let (top_files, mut diags) = read::top_env_files(&root, env);
-    let top_file_vars = read_env_files(&base_dir, &top_files, &mut diags);
-    let mut vars: BTreeMap<String, String> = top_file_vars.iter().cloned().collect();
-    vars.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
-
-    let mut reader = read::Reader::new(&vars);
-    let config = reader.config(&root);
-    diags.append(&mut reader.diags);
-    let Some(mut config) = config else {
-        return Err(LoadError::new(file, diags));
-    };
-    config.env_file = top_files;
-    let read = FrontEnd {
-        file,
-        config_path,
-        base_dir,
-        top_file_vars: &top_file_vars,
-        invalid_ready: std::mem::take(&mut reader.invalid_ready),
-        diags,
-    };
-    finish(&config, read, env)
-}
-
-/// What a front end read besides the `Config`: where from, and what it found wrong so far.
-struct FrontEnd<'a> {
-    file: Option<(String, String)>,
-    config_path: PathBuf,
-    base_dir: PathBuf,
-    top_file_vars: &'a [(String, String)],
-    /// Services whose `ready` probe was reported invalid (dependents are not told again).
-    invalid_ready: Vec<String>,
-    diags: Vec<Diag>,
-}
-
-/// The checks every format shares (dependencies, cycles, paths) and the plan, with replicas
-/// expanded; every problem, the front end's and these, is reported at once.
-fn finish(
-    config: &Config,
-    read: FrontEnd<'_>,
-    env: &BTreeMap<String, String>,
-) -> Result<(Plan, Diagnostics), LoadError> {
-    let FrontEnd {
-        file,
-        config_path,
-        base_dir,
+    let path = files.first().map(|f| f.path.clone()).unwrap_or_default();
+    let config_path = std::fs::canonicalize(&path)
+        .or_else(|_| std::path::absolute(&path))
+        .unwrap_or_else(|_| path.clone());
+    let loaded = load::load(files, cwd, env);
+    let load::Loaded {
+        format,
+        sources,
+        config,
         top_file_vars,
-        invalid_ready,
         diags,
-    } = read;
+        base_dir,
+        invalid_ready,
+    } = loaded;
+    let base_dir = std::fs::canonicalize(&base_dir).unwrap_or(base_dir);
+    let Some(config) = config else {
+        return Err(LoadError::new(sources, diags));
+    };
     let mut builder = Builder {
         invalid_ready,
-        config,
+        config: &config,
         base_dir: &base_dir,
         env,
-        top_file_vars,
+        top_file_vars: &top_file_vars,
         diags,
     };
     let declared = builder.services();
     let mut diags = builder.diags;
-    let declared_order = graph::check_and_order(config, &declared, &mut diags);
-    let (services, order) = expand_replicas(config, &declared, &declared_order, &mut diags);
+    let declared_order = graph::check_and_order(&config, &declared, &mut diags);
+    let (services, order) = expand_replicas(&config, &declared, &declared_order, &mut diags);
     if diags.iter().any(|d| !d.warning) {
-        return Err(LoadError::new(file, diags));
+        return Err(LoadError::new(sources, diags));
     }
     let name = config.name.clone().unwrap_or_else(|| {
         base_dir
@@ -291,9 +299,13 @@ fn finish(
         config_path,
         base_dir,
         services,
+        exit_rules: match format {
+            load::Format::ProcessCompose => ExitRules::ProcessCompose,
+            load::Format::Pk | load::Format::Procfile => ExitRules::Pk,
+        },
         order,
     };
-    let LoadError { diagnostics, .. } = LoadError::new(file, diags);
+    let LoadError { diagnostics, .. } = LoadError::new(sources, diags);
     Ok((plan, diagnostics))
 }
 
@@ -317,17 +329,6 @@ fn expand_replicas(
     replicas::expand(declared, order, &counts, &spans, diags)
 }
 
-fn read_env_files(base_dir: &Path, files: &Paths, diags: &mut Vec<Diag>) -> Vec<(String, String)> {
-    let mut vars = Vec::new();
-    for file in &files.0 {
-        match envfile::read(base_dir, file) {
-            Ok(mut v) => vars.append(&mut v),
-            Err(d) => diags.push(d),
-        }
-    }
-    vars
-}
-
 struct Builder<'a> {
     /// Services whose invalid `ready` block was reported already.
     invalid_ready: Vec<String>,
@@ -347,11 +348,17 @@ impl Builder<'_> {
             .iter()
             .map(|s| s.name.value.as_str())
             .collect();
-        let base_env = self.base_env();
+        let base_env = self.base_env(true);
+        let without_files = self.base_env(false);
         let mut specs = Vec::new();
         for (id, service) in self.config.services.0.iter().enumerate() {
             let depends_on = self.dependencies(id, service, &names);
-            let env = self.service_env(&base_env, service);
+            let base = if service.dotenv_disabled {
+                &without_files
+            } else {
+                &base_env
+            };
+            let env = self.service_env(base, service);
             let watch = service.watch.as_ref().map(|w| self.watch(service, w));
             let mut spec = self.service(service, depends_on, env);
             spec.watch = watch;
@@ -360,10 +367,11 @@ impl Builder<'_> {
         specs
     }
 
-    /// inherited ← top-level `env_file` (only variables not inherited) ← top-level env.
-    fn base_env(&self) -> BTreeMap<String, String> {
+    /// inherited ← top-level `env_file` (only variables not inherited; left out without
+    /// `with_files`) ← top-level env.
+    fn base_env(&self, with_files: bool) -> BTreeMap<String, String> {
         let mut env = self.env.clone();
-        for (k, v) in self.top_file_vars {
+        for (k, v) in self.top_file_vars.iter().filter(|_| with_files) {
             env.entry(k.clone()).or_insert_with(|| v.clone());
         }
         apply(&mut env, &self.config.env);
@@ -517,6 +525,9 @@ impl Builder<'_> {
                 .map(|p| probe(p, Some(Duration::from_secs(60)))),
             alive: service.alive.as_ref().map(|p| probe(p, None)),
             watch: None,
+            success_codes: service.success_exit_codes.clone(),
+            namespaces: service.namespaces.clone(),
+            ends_stack: service.ends_stack,
         }
     }
 

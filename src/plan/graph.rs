@@ -120,6 +120,73 @@ fn start_order(services: &[ServiceSpec]) -> Vec<ServiceId> {
     order
 }
 
+/// The plan with only the services in one of `namespaces` (a service without a namespace is in
+/// `default`), as process-compose's `-n` does: dependencies on the services left out are
+/// dropped (the dependent starts without waiting for them), each with a warning on stderr. No
+/// service in any of them is an error naming the namespaces there are.
+pub fn only_namespaces(plan: &Plan, namespaces: &[String]) -> Result<Plan, LoadError> {
+    let in_ns = |s: &ServiceSpec| {
+        if s.namespaces.is_empty() {
+            namespaces.iter().any(|n| n == "default")
+        } else {
+            s.namespaces.iter().any(|n| namespaces.contains(n))
+        }
+    };
+    let kept: Vec<ServiceId> = (0..plan.services.len())
+        .filter(|&id| in_ns(&plan.services[id]))
+        .collect();
+    if kept.is_empty() {
+        let mut all: Vec<&str> = plan
+            .services
+            .iter()
+            .flat_map(|s| {
+                if s.namespaces.is_empty() {
+                    vec!["default"]
+                } else {
+                    s.namespaces.iter().map(String::as_str).collect()
+                }
+            })
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        return Err(LoadError::single(
+            Diag::error(format!(
+                "no service is in namespace {}",
+                namespaces.join(", ")
+            ))
+            .help(format!("namespaces in this config: {}", all.join(", "))),
+        ));
+    }
+    let new_id = |old: ServiceId| kept.iter().position(|&k| k == old);
+    let mut services = Vec::with_capacity(kept.len());
+    for &old in &kept {
+        let mut spec = plan.services[old].clone();
+        spec.depends_on = spec
+            .depends_on
+            .iter()
+            .filter_map(|d| {
+                let Some(id) = new_id(d.service) else {
+                    eprintln!(
+                        "pk: warning: {} does not wait for {}, which is not in namespace {}",
+                        spec.name,
+                        plan.services[d.service].name,
+                        namespaces.join(", ")
+                    );
+                    return None;
+                };
+                Some(super::Dependency { service: id, ..*d })
+            })
+            .collect();
+        services.push(spec);
+    }
+    let order = start_order(&services);
+    Ok(Plan {
+        services,
+        order,
+        ..plan.clone()
+    })
+}
+
 /// Which services to run (indexed by `ServiceId`). No names: every service that is not
 /// disabled; names: those. Either way, plus everything they depend on, transitively (disabled
 /// services included when pulled in).

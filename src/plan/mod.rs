@@ -9,10 +9,13 @@ mod graph;
 mod replicas;
 
 pub use build::{
-    Diagnostics, LoadError, find_config, load, load_str, load_str_with_warnings, load_with_warnings,
+    Diagnostics, LoadError, find_config, find_configs, load, load_str, load_str_with_warnings,
+    load_strs_with_warnings, load_with_env, load_with_warnings,
 };
-pub use graph::{render_graph, select};
+pub use graph::{only_namespaces, render_graph, select};
 pub use replicas::{CopyPosition, copy_positions, replica_name, scale};
+
+pub use crate::config::model::EndsStack;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -31,6 +34,8 @@ pub struct Plan {
     /// Directory of the config file; relative paths resolve against it.
     pub base_dir: PathBuf,
     pub services: Vec<ServiceSpec>,
+    /// How `pk up`'s exit code is decided (the file format's rules).
+    pub exit_rules: ExitRules,
     /// Every service in a start order: each service comes after all its dependencies.
     pub order: Vec<ServiceId>,
 }
@@ -69,6 +74,22 @@ pub struct ServiceSpec {
     pub alive: Option<ProbeSpec>,
     /// `watch:`; only acted on with `pk up --watch`.
     pub watch: Option<WatchSpec>,
+    /// Exit codes besides 0 that count as success (everywhere: state, restart, conditions).
+    pub success_codes: Vec<i32>,
+    /// Namespaces the service is in (`pk up -n NS`); empty: only `default`.
+    pub namespaces: Vec<String>,
+    /// What about this service ends the whole stack (and sets pk's exit code).
+    pub ends_stack: EndsStack,
+}
+
+/// Which tool's rules decide `pk up`'s exit code.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ExitRules {
+    /// 0 when every service succeeded or was stopped on request, 1 otherwise.
+    #[default]
+    Pk,
+    /// process-compose's: 0 unless a service's `EndsStack` event set the code.
+    ProcessCompose,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +112,8 @@ pub struct Dependency {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RestartSpec {
     pub policy: RestartPolicy,
-    /// At most this many restarts within `window`; one more ends in `crashed`.
+    /// At most this many restarts within `window`; one more ends in `crashed`. `u32::MAX`:
+    /// unlimited.
     pub max: u32,
     pub window: Duration,
     pub backoff_initial: Duration,

@@ -245,12 +245,7 @@ impl Remains {
                 .filter(|&&(pgid, start)| identity::is_same_live(pgid, start))
                 .map(|&(pgid, _)| pgid)
                 .collect();
-            for &pgid in &groups {
-                if let Some(pgid) = Pid::from_raw(pgid) {
-                    // ESRCH: gone meanwhile.
-                    let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
-                }
-            }
+            // Listed before the groups are killed, so that the count includes their members.
             let targets: Vec<(i32, u64)> = identity::own_processes()
                 .into_iter()
                 .filter(|&(pid, st)| {
@@ -263,6 +258,12 @@ impl Remains {
                 })
                 .map(|(pid, st)| (pid, st.start))
                 .collect();
+            for &pgid in &groups {
+                if let Some(pgid) = Pid::from_raw(pgid) {
+                    // ESRCH: gone meanwhile.
+                    let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
+                }
+            }
             if targets.is_empty() {
                 break;
             }

@@ -461,6 +461,7 @@ pub fn pipefail(stages: &[Vec<String>], statuses: &[std::process::ExitStatus]) -
                     .cloned()
                     .unwrap_or_default(),
             )),
+            allowed: false,
         },
     }
 }

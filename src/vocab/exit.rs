@@ -41,6 +41,8 @@ pub struct ExitInfo {
     pub status: ExitStatus,
     /// `(index from 1, program)` of the pipeline stage whose status this is.
     pub stage: Option<(usize, String)>,
+    /// A non-zero code the service lists as success (`success_codes`); set by the engine.
+    pub allowed: bool,
 }
 
 impl ExitInfo {
@@ -48,11 +50,20 @@ impl ExitInfo {
         ExitInfo {
             status,
             stage: None,
+            allowed: false,
         }
     }
 
     pub fn success(&self) -> bool {
-        self.status.success()
+        self.status.success() || self.allowed
+    }
+
+    /// The code a shell would report: the exit code, or 128 + the signal.
+    pub fn code(&self) -> i32 {
+        match self.status {
+            ExitStatus::Code(c) => c,
+            ExitStatus::Signal(n) => 128 + n,
+        }
     }
 }
 

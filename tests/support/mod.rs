@@ -132,6 +132,19 @@ impl Project {
         }
     }
 
+    /// A project whose only file is `name` (e.g. a process-compose.yaml), holding `contents`.
+    pub fn named(name: &str, contents: &str) -> Project {
+        let dir = tempfile::Builder::new()
+            .prefix("pk-e2e-")
+            .tempdir()
+            .unwrap();
+        std::fs::write(dir.path().join(name), contents).unwrap();
+        Project {
+            dir,
+            backend: Backend::Cgroup,
+        }
+    }
+
     pub fn backend(mut self, backend: Backend) -> Project {
         self.backend = backend;
         self
@@ -199,6 +212,17 @@ pub struct Invocation {
 }
 
 impl Invocation {
+    /// `pk ARGS…` run in `dir` (cgroup containment when available).
+    pub fn in_dir(dir: &Path, args: &[&str]) -> Invocation {
+        Invocation {
+            dir: dir.to_path_buf(),
+            args: args.iter().map(|&a| a.to_owned()).collect(),
+            env: vec![("PYTHON".to_owned(), python().to_owned())],
+            own_group: false,
+            program: None,
+        }
+    }
+
     pub fn args(mut self, args: &[&str]) -> Invocation {
         self.args.extend(args.iter().map(|&a| a.to_owned()));
         self

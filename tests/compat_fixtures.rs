@@ -1,0 +1,290 @@
+//! process-compose's own test fixtures (`../shared/realworld/process-compose-fixtures/`, read in
+//! place) under `pk up`: each one process-compose's tests run gives the outcome its
+//! `EXPECTED.md` records (order, states, exit code).
+//!
+//! Not here: `process-compose-scale.yaml` (replicas and runtime scaling) and
+//! `process-compose-success-exit-on-end.yaml` (`exit_on_end`) wait for replicas and
+//! `exit_on_end`; `process-compose-namespace-profiles.yaml` tests runtime namespace start/stop
+//! and live reload, which pk does not have.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::{Project, is_notice, notice_at, output_at};
+
+fn fixtures() -> Option<PathBuf> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let found = [
+        repo.join("../shared/realworld/process-compose-fixtures"),
+        repo.join("../../shared/realworld/process-compose-fixtures"),
+    ]
+    .into_iter()
+    .find(|d| d.is_dir());
+    if found.is_none() {
+        eprintln!(
+            "\n\n!!!! SKIPPED: ../shared/realworld/process-compose-fixtures is absent; process-compose's fixtures are not run !!!!\n"
+        );
+    }
+    found
+}
+
+/// `pk -f FIXTURE up --plain` in an empty directory.
+fn up(fixture: &Path, extra: &[&str]) -> support::Output {
+    let p = Project::named("README", "");
+    let file = fixture.display().to_string();
+    let mut args = vec!["-f", file.as_str(), "up", "--plain", "--color", "never"];
+    args.extend_from_slice(extra);
+    p.pk(&args).run()
+}
+
+/// Every dependency edge of `file` held: the dependent started only after its dependency
+/// met the condition (read from the plan pk builds of the same file).
+fn assert_edges_held(file: &Path, lines: &[String]) {
+    let plan = pk::plan::load(&[file.to_path_buf()], file.parent().unwrap()).unwrap();
+    for spec in &plan.services {
+        let Some(started) = lines
+            .iter()
+            .position(|l| is_notice(l, &spec.name, "started"))
+        else {
+            continue;
+        };
+        for dep in &spec.depends_on {
+            let name = &plan.services[dep.service].name;
+            let met = match dep.condition {
+                pk::vocab::Condition::Started => notice_at(lines, name, "started"),
+                _ => lines
+                    .iter()
+                    .position(|l| is_notice(l, name, "completed") || is_notice(l, name, "exited"))
+                    .unwrap_or_else(|| panic!("{name} never ended:\n{}", lines.join("\n"))),
+            };
+            assert!(
+                met < started,
+                "{} started before {name} met its condition:\n{}",
+                spec.name,
+                lines.join("\n")
+            );
+        }
+    }
+}
+
+#[test]
+fn fixtures_glob_runs_to_completion_with_exit_0() {
+    let Some(root) = fixtures() else { return };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("fixtures"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        // process-compose's test globs `process-compose-*.yaml` only.
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 6);
+    for file in files {
+        let out = up(&file, &[]);
+        assert_eq!(
+            out.code,
+            0,
+            "{}:\n{}\n{}",
+            file.display(),
+            out.stdout(),
+            out.stderr
+        );
+        assert_edges_held(&file, &out.lines);
+        if file.ends_with("process-compose-chain-with-errors.yaml") {
+            // process5 fails, restarts once, fails again; process4 runs anyway
+            // (`process_completed`); process3 fails, so 2 and 1 are skipped.
+            let lines = &out.lines;
+            assert!(
+                lines.iter().any(|l| is_notice(l, "process2", "skipped")),
+                "{}",
+                out.stdout()
+            );
+            assert!(lines.iter().any(|l| is_notice(l, "process1", "skipped")));
+            assert!(lines.iter().any(|l| is_notice(l, "process4", "started")));
+        }
+    }
+}
+
+#[test]
+fn chain_exit_ends_with_the_failing_process_code() {
+    let Some(root) = fixtures() else { return };
+    let out = up(
+        &root.join("fixtures-code/process-compose-chain-exit.yaml"),
+        &[],
+    );
+    assert_eq!(out.code, 42, "{}\n{}", out.stdout(), out.stderr);
+}
+
+#[test]
+fn success_exit_codes_count_as_success() {
+    let Some(root) = fixtures() else { return };
+    let out = up(
+        &root.join("fixtures-code/process-compose-success-exit-codes.yaml"),
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout(), out.stderr);
+    let allowed: Vec<&String> = out
+        .lines
+        .iter()
+        .filter(|l| l.starts_with("allowed "))
+        .collect();
+    assert!(
+        allowed.iter().all(|l| !l.contains("restarting")),
+        "{}",
+        out.stdout()
+    );
+    assert!(
+        out.lines
+            .iter()
+            .any(|l| is_notice(l, "control", "exited 130, restarting in 1s")),
+        "{}",
+        out.stdout()
+    );
+}
+
+#[test]
+fn transitive_skip_and_exit_0() {
+    let Some(root) = fixtures() else { return };
+    let out = up(
+        &root.join("fixtures-code/process-compose-transitive-dep.yaml"),
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout(), out.stderr);
+    assert!(
+        out.lines.iter().any(|l| is_notice(l, "procB", "skipped")),
+        "{}",
+        out.stdout()
+    );
+    assert!(out.lines.iter().any(|l| is_notice(l, "procC", "skipped")));
+    assert!(!out.stdout().contains("I shouldn't run"));
+}
+
+#[test]
+fn circular_is_refused_and_non_circular_loads() {
+    let Some(root) = fixtures() else { return };
+    let circular = root.join("fixtures-code/process-compose-circular.yaml");
+    let err = pk::plan::load(&[circular], &root).unwrap_err();
+    assert!(err.to_string().contains("dependency cycle"), "{err}");
+    let non = root.join("fixtures-code/process-compose-non-circular.yaml");
+    pk::plan::load(&[non], &root).unwrap();
+}
+
+#[test]
+fn env_file_relative_to_working_dir_and_escaped_dollar() {
+    let Some(root) = fixtures() else { return };
+    // process-compose's test runs two levels below the repo root: `../../fixtures-code/`.
+    let p = Project::named("README", "");
+    std::os::unix::fs::symlink(root.join("fixtures-code"), p.path().join("fixtures-code")).unwrap();
+    std::fs::create_dir_all(p.path().join("src/app")).unwrap();
+    let file = root.join("fixtures-code/process-compose-env-file.yaml");
+    let out = support::Invocation::in_dir(
+        &p.path().join("src/app"),
+        &[
+            "-f",
+            &file.display().to_string(),
+            "up",
+            "--plain",
+            "--color",
+            "never",
+        ],
+    )
+    .run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout(), out.stderr);
+    assert!(
+        out.stdout().contains("My name is Inigo_Montoya"),
+        "{}",
+        out.stdout()
+    );
+}
+
+#[test]
+fn namespace_filter_prunes_dependencies() {
+    let Some(root) = fixtures() else { return };
+    let file = root.join("fixtures-code/process-compose-namespace-deps.yaml");
+    let out = up(&file, &["-n", "foo"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout(), out.stderr);
+    output_at(&out.lines, "foo", "foo");
+    output_at(&out.lines, "foo_helper", "foo_helper");
+    assert!(
+        !out.lines.iter().any(|l| l.starts_with("bar ")),
+        "{}",
+        out.stdout()
+    );
+
+    let multi = root.join("fixtures-code/process-compose-multi-namespace.yaml");
+    let out = up(&multi, &["-n", "foobar"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout(), out.stderr);
+    let names: Vec<&str> = out
+        .lines
+        .iter()
+        .filter_map(|l| support::parse(l))
+        .filter(|l| l.notice && l.text.starts_with("started"))
+        .map(|l| l.service)
+        .collect();
+    assert!(
+        names.contains(&"foo") && names.contains(&"bar") && !names.contains(&"baz"),
+        "{}",
+        out.stdout()
+    );
+    let none = up(&multi, &["-n", "unknown"]);
+    assert_eq!(none.code, 2, "{}", none.stderr);
+    assert!(
+        none.stderr.contains("no service is in namespace unknown"),
+        "{}",
+        none.stderr
+    );
+}
+
+#[test]
+fn shutdown_in_reverse_dependency_order() {
+    let Some(root) = fixtures() else { return };
+    let p = Project::named("README", "");
+    let log = p.path().join("shutdown.log");
+    let file = root.join("fixtures-code/process-compose-shutdown-inorder.yaml");
+    let mut run = p
+        .pk(&[
+            "-f",
+            &file.display().to_string(),
+            "up",
+            "--plain",
+            "--color",
+            "never",
+        ])
+        .env("PC_TEST_SHUTDOWN_LOG", &log.display().to_string())
+        .spawn();
+    for name in ["procA", "procB", "procC", "procD"] {
+        run.wait_for_line(name, |l| is_notice(l, name, "started"));
+    }
+    run.interrupt();
+    run.wait_exit(support::DEADLINE);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let order: Vec<&str> = text.lines().collect();
+    assert!(
+        order == ["B: exit", "D: exit", "C: exit", "A: exit"]
+            || order == ["B: exit", "C: exit", "D: exit", "A: exit"],
+        "{order:?}"
+    );
+}
+
+#[test]
+fn extends_chain_and_process_extends() {
+    let Some(root) = fixtures() else { return };
+    let out = up(
+        &root.join("fixtures-code/process-compose-with-extends.yaml"),
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout(), out.stderr);
+    output_at(&out.lines, "process1", "extending");
+    let plan = pk::plan::load(
+        &[root.join("fixtures-code/process-compose-process-extends.yaml")],
+        &root,
+    )
+    .unwrap();
+    let derived = &plan.services[plan.service_id("derived").unwrap()];
+    assert_eq!(derived.env.get("FOO").map(String::as_str), Some("override"));
+    assert_eq!(derived.env.get("SHARED").map(String::as_str), Some("base"));
+    assert_eq!(derived.env.get("EXTRA").map(String::as_str), Some("2"));
+    assert_eq!(derived.working_dir, PathBuf::from("/tmp"));
+    let top = &plan.services[plan.service_id("chain_top").unwrap()];
+    assert_eq!(top.restart.policy, pk::vocab::RestartPolicy::Always);
+}

@@ -1,0 +1,280 @@
+//! process-compose files under `pk up`, with real processes: each mapping of a process-compose
+//! key onto pk's engine is checked by what the processes do (docs/compatibility.md).
+//!
+//! The fixtures are written here, not copied from real projects. Every wait is a condition with
+//! a deadline.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Backend, DEADLINE, PidGuard, Project, is_notice, notice_at, notices, output_at};
+
+fn compose(yaml: &str) -> Project {
+    Project::named("process-compose.yaml", yaml)
+}
+
+#[test]
+fn restart_with_fixed_backoff_and_max_restarts() {
+    let p = compose(
+        "processes:\n  flaky:\n    command: \"echo try; exit 3\"\n    availability:\n      restart: on_failure\n      backoff_seconds: 1\n      max_restarts: 2\n",
+    );
+    let out = p.up().run();
+    let lines = notices(&out.lines, "flaky");
+    let restarts: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("restarting in"))
+        .collect();
+    assert_eq!(restarts.len(), 2, "{}", out.stdout());
+    // A fixed backoff: exactly the configured second each time, no growth, no jitter.
+    assert!(
+        restarts.iter().all(|l| l.ends_with("restarting in 1s")),
+        "{}",
+        out.stdout()
+    );
+    let tries = out.lines.iter().filter(|l| l.ends_with("| try")).count();
+    assert_eq!(tries, 3, "{}", out.stdout());
+}
+
+#[test]
+fn all_five_conditions_gate_in_order() {
+    let p = compose(
+        r#"processes:
+  setup:
+    command: "echo setup-done"
+  broken:
+    command: "exit 4"
+  server:
+    command: "echo booting; sleep 0.3; echo server ready now; exec sleep 30"
+    ready_log_line: "ready now"
+  probed:
+    command: "exec sleep 30"
+    readiness_probe:
+      exec:
+        command: "test -f marker"
+      period_seconds: 1
+  after-started:
+    command: "echo started-ok"
+    depends_on:
+      setup:
+        condition: process_started
+  after-completed:
+    command: "echo completed-ok"
+    depends_on:
+      broken:
+        condition: process_completed
+  after-success:
+    command: "echo success-ok; touch marker"
+    depends_on:
+      setup:
+        condition: process_completed_successfully
+  never:
+    command: "echo must-not-run"
+    depends_on:
+      broken:
+        condition: process_completed_successfully
+  after-log:
+    command: "echo log-ok"
+    depends_on:
+      server:
+        condition: process_log_ready
+  after-healthy:
+    command: "echo healthy-ok"
+    depends_on:
+      probed:
+        condition: process_healthy
+"#,
+    );
+    let mut run = p.up().spawn();
+    run.wait_for_line("healthy-ok", |l| l.ends_with("| healthy-ok"));
+    run.wait_for_line("log-ok", |l| l.ends_with("| log-ok"));
+    run.interrupt();
+    let code = run.wait_exit(DEADLINE);
+    let lines = run.lines();
+    assert!(
+        output_at(&lines, "after-log", "log-ok") > output_at(&lines, "server", "server ready now"),
+        "{}",
+        lines.join("\n")
+    );
+    assert!(
+        output_at(&lines, "after-success", "success-ok") > output_at(&lines, "setup", "setup-done")
+    );
+    assert!(
+        output_at(&lines, "after-healthy", "healthy-ok")
+            > output_at(&lines, "after-success", "success-ok")
+    );
+    assert!(
+        notice_at(&lines, "after-completed", "started") > notice_at(&lines, "broken", "exited 4")
+    );
+    output_at(&lines, "after-started", "started-ok");
+    assert!(
+        lines.iter().any(|l| is_notice(l, "never", "skipped")),
+        "{}",
+        lines.join("\n")
+    );
+    assert!(!lines.iter().any(|l| l.ends_with("must-not-run")));
+    // process-compose's rules: no exit_on_* key, so the failure does not set the exit code.
+    assert_eq!(code, 0, "{}", lines.join("\n"));
+}
+
+#[test]
+fn http_and_exec_probes_with_a_string_port() {
+    let port = support::free_port();
+    let p = compose(&format!(
+        r#"processes:
+  web:
+    command: "exec ${{PYTHON}} -m http.server {port} --bind 127.0.0.1"
+    readiness_probe:
+      http_get:
+        host: 127.0.0.1
+        scheme: http
+        port: "${{WEB_PORT}}"
+        path: /
+      initial_delay_seconds: 0
+      period_seconds: 1
+      failure_threshold: 30
+  check:
+    command: "exec sleep 30"
+    working_dir: sub
+    readiness_probe:
+      exec:
+        command: "test -f here"
+        working_dir: sub
+      period_seconds: 1
+  client:
+    command: "echo web-is-up"
+    depends_on:
+      web:
+        condition: process_healthy
+      check:
+        condition: process_healthy
+"#
+    ))
+    .file("sub/here", "");
+    let mut run = p.up().env("WEB_PORT", &port.to_string()).spawn();
+    run.wait_for_line("web-is-up", |l| l.ends_with("| web-is-up"));
+    run.interrupt();
+    run.wait_exit(DEADLINE);
+}
+
+#[test]
+fn a_double_forking_daemon_is_stopped_by_its_shutdown_command_and_nothing_is_left() {
+    let Some(backend) = Backend::cgroup() else {
+        eprintln!(
+            "no writable cgroup2: skipped (a daemon that leaves its process group needs cgroups)"
+        );
+        return;
+    };
+    // Like `pg_ctl start`: the starter forks a child that forks the daemon (in its own
+    // session) and both exit; only the daemon is left.
+    let p = compose(
+        r#"processes:
+  db:
+    command: "( setsid sh -c 'echo $$$$ > daemon.pid; trap \"echo daemon-stopped; exit 0\" TERM; while :; do sleep 0.1; done' & ) ; echo starter-done"
+    is_daemon: true
+    shutdown:
+      command: "kill $(cat daemon.pid)"
+      timeout_seconds: 5
+  app:
+    command: "echo app-started; exec sleep 30"
+    depends_on:
+      db:
+        condition: process_started
+"#,
+    )
+    .backend(backend);
+    let mut guard = PidGuard::new();
+    guard.file(p.path().join("daemon.pid"));
+    let mut run = p.up().spawn();
+    run.wait_for_line("app", |l| l.ends_with("| app-started"));
+    let daemon = p.read_pid("daemon.pid");
+    run.wait_for_line("starter", |l| l.ends_with("| starter-done"));
+    // The starter has exited, but the daemon's tree is alive: the service is still running.
+    assert!(support::is_alive(daemon));
+    assert!(
+        !run.lines().iter().any(|l| is_notice(l, "db", "completed")),
+        "{}",
+        run.lines().join("\n")
+    );
+    run.interrupt();
+    run.wait_exit(DEADLINE);
+    support::wait_gone(daemon, "the daemon");
+    let lines = run.lines();
+    assert!(
+        lines.iter().any(|l| l.ends_with("| daemon-stopped")),
+        "{}",
+        lines.join("\n")
+    );
+}
+
+#[test]
+fn vars_templates_and_raw_text_interpolation() {
+    let p = compose(
+        r#"vars:
+  GREETING: hello
+processes:
+  greet:
+    vars:
+      WHO: world
+    command: "echo {{ .GREETING }} {{.WHO}} ${MODE:-dev} $$HOME_IS_SET ${COUNT}"
+    environment:
+      - HOME_IS_SET=yes
+    availability:
+      restart: ${RESTART:-no}
+  literal:
+    is_template_disabled: true
+    command: "echo '{{ .GREETING }}' $PC_PROC_NAME"
+"#,
+    );
+    let out = p.up().env("COUNT", "3").run();
+    output_at(&out.lines, "greet", "hello world dev yes 3");
+    // `$PC_PROC_NAME` is expanded when the file is loaded (unset then), as in process-compose.
+    output_at(&out.lines, "literal", "{{ .GREETING }}");
+    assert_eq!(out.code, 0, "{}", out.stdout());
+}
+
+#[test]
+fn several_files_merge_and_extends() {
+    let p = compose(
+        "extends: base.yaml\nprocesses:\n  api:\n    environment:\n      - LEVEL=override\n    depends_on:\n      db:\n        condition: process_completed_successfully\n",
+    )
+    .file(
+        "base.yaml",
+        "processes:\n  db:\n    command: \"echo db-done\"\n  api:\n    command: \"echo api $LEVEL $SHARED; pwd\"\n    environment:\n      - LEVEL=base\n      - SHARED=kept\n",
+    )
+    .file(
+        "extra.yaml",
+        "processes:\n  api:\n    command: \"echo api $$LEVEL $$SHARED\"\n  worker:\n    command: \"echo worker-ran\"\n",
+    );
+    let out = p
+        .pk(&[
+            "-f",
+            "process-compose.yaml",
+            "-f",
+            "extra.yaml",
+            "up",
+            "--plain",
+            "--color",
+            "never",
+        ])
+        .run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout(), out.stderr);
+    assert!(
+        output_at(&out.lines, "api", "api override kept") > output_at(&out.lines, "db", "db-done")
+    );
+    output_at(&out.lines, "worker", "worker-ran");
+    let graph = p
+        .pk(&["-f", "process-compose.yaml", "-f", "extra.yaml", "graph"])
+        .run();
+    assert!(graph.stdout().contains("db"), "{}", graph.stdout());
+}
+
+#[test]
+fn discovery_uses_the_override_file() {
+    let p = compose("processes:\n  a:\n    command: \"echo from-base\"\n").file(
+        "process-compose.override.yaml",
+        "processes:\n  a:\n    command: \"echo from-override\"\n",
+    );
+    let out = p.up().run_within(Duration::from_secs(15));
+    output_at(&out.lines, "a", "from-override");
+}
