@@ -220,6 +220,7 @@ impl Invocation {
             env: vec![("PYTHON".to_owned(), python().to_owned())],
             own_group: false,
             program: None,
+            nofile: None,
         }
     }
 
