@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 fn main() {
     let only: Option<String> = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     let pk = common::build_pk();
-    let scenarios: [(&str, Scenario); 8] = [
+    let scenarios: [(&str, Scenario); 9] = [
         ("startup", startup_200),
         ("startup-pgroup", startup_200_pgroup),
         ("teardown", teardown_200),
@@ -24,9 +24,15 @@ fn main() {
         ("rss", rss_50),
         ("probes", probes_50),
         ("ps", ps_200),
+        ("scaling", scaling),
     ];
     for (name, run) in scenarios {
-        if only.as_deref().is_some_and(|o| o != name) {
+        // The scaling series takes minutes: only when asked for by name.
+        let skip = match only.as_deref() {
+            Some(o) => o != name,
+            None => name == "scaling",
+        };
+        if skip {
             continue;
         }
         println!("{name:<15} {}", run(&pk));
@@ -339,4 +345,145 @@ fn cpu_ticks(pid: u32) -> u64 {
     let after_comm = &stat[stat.rfind(')').expect("comm") + 2..];
     let fields: Vec<&str> = after_comm.split_whitespace().collect();
     fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+/// The load average, printed with figures that move with it.
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// One run of the bash loop baseline: (all `n` sleeps spawned, `kill $(jobs -p); wait`).
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the bench measures a shell baseline"
+)]
+fn bash_loop(n: usize) -> (Duration, Duration) {
+    use std::io::Write as _;
+    let t = Instant::now();
+    let mut bash = Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "for i in $(seq {n}); do sleep 1000 & done; echo up; read x; kill $(jobs -p); wait 2>/dev/null; echo down"
+            ),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("bash");
+    let mut out = BufReader::new(bash.stdout.take().expect("stdout"));
+    wait_for(&mut out, "up", 1);
+    let up = t.elapsed();
+    let t = Instant::now();
+    bash.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"\n")
+        .expect("go on");
+    wait_for(&mut out, "down", 1);
+    let down = t.elapsed();
+    bash.wait().expect("wait");
+    (up, down)
+}
+
+/// pk's own CPU ticks plus those of its helper processes (its direct children running the
+/// same binary: the spawner), which do pk's work outside its address space.
+fn pk_cpu_ticks(pid: u32) -> u64 {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let mut ticks = cpu_ticks(pid);
+    for child in children(pid) {
+        if exe.is_some() && std::fs::read_link(format!("/proc/{child}/exe")).ok() == exe {
+            ticks += cpu_ticks(child);
+        }
+    }
+    ticks
+}
+
+/// The direct children of `pid` (of every thread).
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+                out.extend(
+                    list.split_whitespace()
+                        .filter_map(|p| p.parse::<u32>().ok()),
+                );
+            }
+        }
+    }
+    out
+}
+
+struct PkRun {
+    up: Duration,
+    down: Duration,
+    cpu: Duration,
+    rss_kib: u64,
+}
+
+/// One `pk up` of `n` sleeps: up (spawn → `n` started lines), pk's CPU and RSS at that point,
+/// teardown (SIGINT → pk exited).
+fn pk_scaling_once(pk: &Path, dir: &Path, n: usize) -> PkRun {
+    let t = Instant::now();
+    let mut child = spawn_pk(pk, dir, Stdio::piped());
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    wait_for(&mut out, "* started (pid", n);
+    let up = t.elapsed();
+    let cpu = Duration::from_millis(pk_cpu_ticks(child.id()) * 10);
+    let rss_kib = rss_kib(child.id());
+    let t = Instant::now();
+    interrupt(&child);
+    std::io::copy(&mut out, &mut std::io::sink()).expect("drain");
+    child.wait().expect("wait");
+    PkRun {
+        up,
+        down: t.elapsed(),
+        cpu,
+        rss_kib,
+    }
+}
+
+fn median_of<T: Copy + Ord>(mut v: Vec<T>) -> T {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+/// Up and teardown of N = 200, 1,000, 2,000 `sleep`s against the bash loop, pk's CPU per
+/// service and its RSS; each the median of 3 (runs alternate bash and pk).
+fn scaling(pk: &Path) -> String {
+    let mut report =
+        String::from("(N: up pk/bash; teardown pk/bash; pk CPU per service; pk RSS; load)");
+    for n in [200, 1000, 2000] {
+        let dir = stack(n, "", sleeper);
+        let mut bash = Vec::new();
+        let mut runs = Vec::new();
+        for _ in 0..3 {
+            bash.push(bash_loop(n));
+            runs.push(pk_scaling_once(pk, dir.path(), n));
+        }
+        let bash_up = median_of(bash.iter().map(|b| b.0).collect());
+        let bash_down = median_of(bash.iter().map(|b| b.1).collect());
+        let up = median_of(runs.iter().map(|r| r.up).collect());
+        let down = median_of(runs.iter().map(|r| r.down).collect());
+        let cpu = median_of(runs.iter().map(|r| r.cpu).collect());
+        let rss = median_of(runs.iter().map(|r| r.rss_kib).collect());
+        #[expect(clippy::cast_precision_loss, reason = "figures for display")]
+        let line = format!(
+            "\n  N={n:<5} up {} / {} = {:.2}× (target ≤ 1.3); teardown {} / {} = {:.2}× (target ≤ 1.5); CPU {:.1} µs/service; RSS {:.1} MiB; load {}",
+            ms(up),
+            ms(bash_up),
+            up.as_secs_f64() / bash_up.as_secs_f64(),
+            ms(down),
+            ms(bash_down),
+            down.as_secs_f64() / bash_down.as_secs_f64(),
+            cpu.as_secs_f64() * 1e6 / n as f64,
+            rss as f64 / 1024.0,
+            load(),
+        );
+        report.push_str(&line);
+    }
+    report
 }

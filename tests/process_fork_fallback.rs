@@ -5,10 +5,12 @@
 mod process_support;
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pk::process::{Containment, ContainmentKind, SpawnSpec};
+use tokio::io::AsyncReadExt;
 
 fn env() -> BTreeMap<String, String> {
     BTreeMap::from([(
@@ -88,5 +90,32 @@ async fn with_fork_trees_are_still_contained_and_stopped() {
         )
         .expect_err("no such program");
     assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
+
+    // A script without `#!` runs with /bin/sh on this path too (the vfork path's test is in
+    // process_tree.rs).
+    let script = dir.path().join("plain-script");
+    std::fs::write(&script, "echo \"script ran with $1\"\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let stages = vec![vec![script.display().to_string(), "arg-one".to_string()]];
+    let mut spawned = containment
+        .spawn(
+            "script",
+            &SpawnSpec {
+                stages: &stages,
+                cwd: Path::new("/"),
+                env: &env,
+            },
+        )
+        .expect("spawn a script without #!");
+    let mut out = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        spawned.stdout.read_to_string(&mut out),
+    )
+    .await
+    .expect("the script's output ends")
+    .expect("read");
+    assert_eq!(out, "script ran with arg-one\n");
+    spawned.tree.wait_drained().await;
     containment.kill_all();
 }

@@ -39,6 +39,7 @@ both_backends!(
     a_failed_pipeline_leaves_nothing_behind,
     a_simple_shell_command_runs_without_a_shell,
     services_get_default_signal_dispositions,
+    a_script_without_shebang_runs_with_sh,
 );
 
 async fn exit_status_is_reported(c: Guarded) {
@@ -373,5 +374,21 @@ async fn services_get_default_signal_dispositions(c: Guarded) {
         "yes dies of SIGPIPE: {statuses:?}"
     );
     assert!(statuses[1].success());
+    drained(&mut spawned.tree).await;
+}
+
+/// A script without `#!` fails to exec (`ENOEXEC`); like execvp (and std's spawn) pk then runs
+/// it with `/bin/sh`, passing the arguments on.
+async fn a_script_without_shebang_runs_with_sh(c: Guarded) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("plain-script");
+    std::fs::write(&script, "echo \"script ran with $1\"\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let stages = [vec![script.display().to_string(), "arg-one".to_string()]];
+    let mut spawned = spawn(&c, "script", &stages);
+    assert_eq!(read_all(spawned.stdout).await, "script ran with arg-one\n");
+    let statuses = within("script", spawned.tree.wait_stages()).await;
+    assert!(statuses[0].success(), "{statuses:?}");
     drained(&mut spawned.tree).await;
 }

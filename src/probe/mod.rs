@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::plan::{ProbeSpec, ServiceSpec};
-use crate::process::{Containment, SpawnSpec};
+use crate::process::{Containment, OwnedSpawnSpec};
 use crate::vocab::{CommandSpec, ExitStatus, LogMatcher, ProbeCheck, command_argv, fmt_duration};
 
 /// What an attempt needs besides the check itself.
@@ -69,16 +69,19 @@ async fn exec(
     ctx: &ProbeContext,
 ) -> Result<(), String> {
     let stages = vec![command_argv(cmd)];
+    // On the containment's spawner, like every service: never on this runtime worker.
     let spawned = ctx
         .containment
-        .spawn(
-            &crate::process::leaf_name(&service.name, crate::process::Role::Probe),
-            &SpawnSpec {
-                stages: &stages,
-                cwd: &service.working_dir,
-                env: &service.env,
+        .spawn_async(
+            crate::process::leaf_name(&service.name, crate::process::Role::Probe),
+            OwnedSpawnSpec {
+                stages,
+                cwd: service.working_dir.clone(),
+                env: service.env.clone(),
+                tty: None,
             },
         )
+        .await
         .map_err(|e| format!("exec {}: {e}", cmd.display()))?;
     let mut tree = spawned.tree;
     let waited = tokio::time::timeout(timeout, tree.wait_stages()).await;

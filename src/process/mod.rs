@@ -20,6 +20,7 @@ pub mod guard;
 pub mod identity;
 pub mod leftovers;
 mod pgroup;
+mod pool;
 mod pty;
 mod spawn;
 mod spawner;
@@ -46,6 +47,8 @@ use self::escalate::Drainable;
 use self::pgroup::GroupRegistry;
 pub use self::pty::{Pty, WinSize};
 use self::spawn::Placement;
+pub use self::spawner::{spawner_pid, start as start_spawner, stop as stop_spawner};
+pub use self::vfork::raise_fd_limit;
 
 /// Environment variable that forces the process-group fallback when set to `pgroup`.
 pub const CONTAINMENT_ENV: &str = "PK_CONTAINMENT";
@@ -90,7 +93,7 @@ pub struct Containment {
     /// Where to keep this run's `RunRecord` up to date (crash safety), with the config path.
     record: std::sync::Mutex<Option<(PathBuf, PathBuf)>>,
     /// Threads that run `spawn_async`, started on first use.
-    spawner: std::sync::OnceLock<spawner::Spawner>,
+    spawner: std::sync::OnceLock<pool::Pool>,
 }
 
 /// A `SpawnSpec` that owns its data, to hand to another thread.
@@ -294,7 +297,7 @@ impl Containment {
     ) -> io::Result<Spawned> {
         let this = Arc::clone(self);
         self.spawner
-            .get_or_init(spawner::Spawner::start)
+            .get_or_init(pool::Pool::start)
             .run(move || {
                 this.spawn_on(
                     &leaf,

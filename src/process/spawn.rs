@@ -201,7 +201,7 @@ fn start_stage(
         return fork_stage(argv, spec, stdio, group, placement);
     }
     let program = resolve(&argv[0], spec)?;
-    let child = super::vfork::spawn(&super::vfork::Request {
+    let request = super::vfork::Request {
         program: &program,
         argv,
         env: spec.env,
@@ -212,7 +212,15 @@ fn start_stage(
             Placement::Cgroup { procs } => Some(procs.as_fd()),
             Placement::ProcessGroup => None,
         },
-    })?;
+    };
+    // The spawner process when there is one (its small descriptor table is what each child
+    // copies); in pk itself when the request does not fit in a message or the spawner is gone.
+    let spawned = match super::spawner::shared().map(|spawner| spawner.spawn(&request)) {
+        Some(Ok(child)) => Ok(child),
+        Some(Err(Err(error))) => Err(super::vfork::located(&error, &request)),
+        Some(Err(Ok(_))) | None => super::vfork::spawn(&request),
+    };
+    let child = spawned?;
     Ok(Started {
         pid: child.pid(),
         child: StageChild::Pidfd(child),
@@ -284,7 +292,9 @@ fn fork_stage(
 /// `vfork::child_main`).
 fn in_child_before_exec(command: &mut Command, placement: &Placement<'_>) {
     let parent = rustix::process::getpid();
-    // SAFETY: prctl(2) and getppid(2) are async-signal-safe; nothing allocates or locks.
+    let nofile = super::vfork::service_nofile();
+    // SAFETY: prctl(2), getppid(2) and setrlimit(2) are async-signal-safe; nothing allocates
+    // or locks.
     unsafe {
         command.pre_exec(move || {
             // If pk dies (even by SIGKILL) the direct child goes too. Linux sends this when the
@@ -294,6 +304,12 @@ fn in_child_before_exec(command: &mut Command, placement: &Placement<'_>) {
             if rustix::process::getppid() != Some(parent) {
                 // pk died between fork and prctl: do not run orphaned.
                 return Err(io::Error::other("pk exited while starting this process"));
+            }
+            // pk raised its own descriptor limit; the service gets the one pk was given.
+            if let Some(limit) = &nofile
+                && libc::setrlimit(libc::RLIMIT_NOFILE, limit) != 0
+            {
+                return Err(io::Error::last_os_error());
             }
             Ok(())
         });
@@ -310,6 +326,11 @@ fn in_child_before_exec(command: &mut Command, placement: &Placement<'_>) {
             });
         }
     }
+}
+
+/// Whether spawns go to the spawner process (not `PK_SPAWN=fork`, and the spawner runs).
+pub(super) fn uses_spawner() -> bool {
+    !use_fork() && super::spawner::shared().is_some()
 }
 
 /// `PK_SPAWN=fork`: spawn with fork and `pre_exec` (what std does) instead of the vfork-style

@@ -1,42 +1,56 @@
 //! The fast spawn on Linux: `clone(CLONE_VM | CLONE_VFORK)`, as glibc's `posix_spawn` does,
 //! with pk's own steps in the child before exec: default signal handlers, the parent-death
-//! signal, the cgroup leaf, the process group, stdio and the working directory. No copy of pk's
-//! address space is made (a `fork` of pk costs ~1.5 ms with its threads; this costs ~50 µs).
+//! signal, the original `RLIMIT_NOFILE`, the cgroup leaf, the process group, stdio and the
+//! working directory. No copy of pk's address space is made (a `fork` of pk costs ~1.5 ms with
+//! its threads; this costs ~50 µs).
 //!
-//! Invariants: the child runs on its own stack inside pk's memory while the spawning thread is
-//! suspended (`CLONE_VFORK`); it only reads data built before the clone, calls only
-//! async-signal-safe libc functions, never allocates, locks or returns, and ends in `execve` or
-//! `_exit`. All signals are blocked in the spawning thread around the clone so that no handler
-//! of pk ever runs on the child's stack.
+//! Invariants: the child runs on its own mmap'd stack (with a guard page below it) inside the
+//! spawning process's memory while the spawning thread is suspended (`CLONE_VFORK`); it only
+//! reads data built before the clone, calls only async-signal-safe libc functions, never
+//! allocates, locks or returns, and ends in `execve` or `_exit` — its only write to shared
+//! memory is its errno, read by the parent once the clone returned. All signals are blocked in
+//! the spawning thread around the clone so that no handler ever runs on the child's stack.
+//! The pidfd comes from the clone itself (`CLONE_PIDFD`): once the program runs, the caller
+//! holds a way to kill and reap it, and every later failure kills and reaps it.
 
 use std::ffi::{CString, c_char, c_int, c_void};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::ExitStatus;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use rustix::process::{Pid, WaitOptions};
 use tokio::io::unix::AsyncFd;
 
-/// What the child needs, built before the clone; the child only reads it.
-struct ChildArgs {
-    program: CString,
-    argv: Vec<*const c_char>,
-    envp: Vec<*const c_char>,
-    cwd: CString,
-    stdio: [RawFd; 3],
+/// What the child needs, built before the clone; the child only reads it (and stores `errno`).
+pub(super) struct ChildArgs {
+    pub program: *const c_char,
+    pub argv: *const *const c_char,
+    /// `/bin/sh program argv[1..]`: run when `program` is a script without `#!` (`ENOEXEC`),
+    /// as `execvp` and std do.
+    pub sh_argv: *const *const c_char,
+    pub envp: *const *const c_char,
+    pub cwd: *const c_char,
+    pub stdio: [RawFd; 3],
     /// The process group to join; 0: a new one led by the child.
-    pgid: libc::pid_t,
+    pub pgid: libc::pid_t,
     /// A new session instead, with stdin (a terminal) as its controlling terminal.
-    session: bool,
+    pub session: bool,
     /// The leaf's `cgroup.procs`, or -1.
-    procs: RawFd,
-    parent: libc::pid_t,
-    /// Write end of a close-on-exec pipe: the child writes its errno there if it fails.
-    error: RawFd,
-    mask: libc::sigset_t,
+    pub procs: RawFd,
+    /// The pid `getppid` must return once the parent-death signal is set.
+    pub parent: libc::pid_t,
+    /// The mask to restore before exec.
+    pub mask: libc::sigset_t,
+    /// Reset every handled signal to its default first (the spawning process has handlers).
+    pub reset_handlers: bool,
+    /// The soft `RLIMIT_NOFILE` the program gets (pk raised its own), or `None` to inherit.
+    pub nofile: Option<libc::rlimit>,
+    /// Set by the child when it fails before exec; 0 once it exec'd.
+    pub errno: AtomicI32,
 }
 
 /// One stage to start.
@@ -55,29 +69,159 @@ fn cstring(bytes: &[u8]) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in an argument"))
 }
 
+/// The child's stack: mmap'd, with a `PROT_NONE` guard page below it (as glibc's `posix_spawn`
+/// has), so an overflow faults instead of writing over the spawning process's memory.
+pub(super) struct ChildStack {
+    base: *mut c_void,
+    len: usize,
+}
+
+// SAFETY: the mapping is owned by this value alone; nothing else refers to it.
+unsafe impl Send for ChildStack {}
+
+/// Usable size of a child stack: the child's steps need a few KiB (as glibc's `posix_spawn`).
+const STACK_SIZE: usize = 64 * 1024;
+
+impl ChildStack {
+    pub fn new() -> io::Result<ChildStack> {
+        let guard = rustix::param::page_size();
+        let len = STACK_SIZE + guard;
+        // SAFETY: a fresh anonymous private mapping; checked below.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let stack = ChildStack { base, len };
+        // SAFETY: the lowest page of the mapping just made; the stack grows down onto it.
+        if unsafe { libc::mprotect(base, guard, libc::PROT_NONE) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(stack)
+    }
+
+    /// The initial stack pointer: the top of the mapping, 16-aligned (stacks grow down on every
+    /// Linux target pk supports).
+    pub fn top(&self) -> *mut c_void {
+        let top = self.base as usize + self.len;
+        (top & !15) as *mut c_void
+    }
+
+    /// The guard page's address range.
+    #[cfg(test)]
+    fn guard_range(&self) -> std::ops::Range<usize> {
+        self.base as usize..self.base as usize + rustix::param::page_size()
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping `new` made; no child runs on it any more.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+/// The soft `RLIMIT_NOFILE` pk found at start, before [`raise_fd_limit`] raised it.
+static ORIGINAL_NOFILE: std::sync::OnceLock<libc::rlimit> = std::sync::OnceLock::new();
+
+/// Raises pk's soft `RLIMIT_NOFILE` to the hard limit (pk holds ~3 descriptors per service;
+/// the usual soft limit of 1,024 would stop at ~330 services). Services get the original soft
+/// limit back before exec, as systemd does: some programs misbehave with more. Idempotent.
+pub fn raise_fd_limit() -> io::Result<()> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        ORIGINAL_NOFILE.get_or_init(|| limit);
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const raised) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `RLIMIT_NOFILE` a service must get: the original one, if pk raised its own.
+pub(super) fn service_nofile() -> Option<libc::rlimit> {
+    ORIGINAL_NOFILE.get().copied()
+}
+
+/// Everything `ChildArgs` points into, owned.
+pub(super) struct Prepared {
+    program: CString,
+    _args: Vec<CString>,
+    _vars: Vec<CString>,
+    argv: Vec<*const c_char>,
+    sh_argv: Vec<*const c_char>,
+    envp: Vec<*const c_char>,
+    cwd: CString,
+}
+
+/// `/bin/sh`, for scripts without `#!`.
+pub(super) const SH: &std::ffi::CStr = c"/bin/sh";
+
+impl Prepared {
+    pub fn new(
+        program: &Path,
+        argv: &[String],
+        env: &std::collections::BTreeMap<String, String>,
+        cwd: &Path,
+    ) -> io::Result<Prepared> {
+        let program = cstring(program.as_os_str().as_bytes())?;
+        let words: Vec<CString> = argv
+            .iter()
+            .map(|a| cstring(a.as_bytes()))
+            .collect::<io::Result<_>>()?;
+        let vars: Vec<CString> = env
+            .iter()
+            .map(|(k, v)| cstring(format!("{k}={v}").as_bytes()))
+            .collect::<io::Result<_>>()?;
+        let mut argv: Vec<*const c_char> = words.iter().map(|a| a.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        let mut sh_argv = vec![SH.as_ptr(), program.as_ptr()];
+        sh_argv.extend(words.iter().skip(1).map(|a| a.as_ptr()));
+        sh_argv.push(std::ptr::null());
+        let mut envp: Vec<*const c_char> = vars.iter().map(|v| v.as_ptr()).collect();
+        envp.push(std::ptr::null());
+        Ok(Prepared {
+            program,
+            _args: words,
+            _vars: vars,
+            argv,
+            sh_argv,
+            envp,
+            cwd: cstring(cwd.as_os_str().as_bytes())?,
+        })
+    }
+}
+
 /// Starts the program; returns once it has exec'd (or reports why it could not).
 pub(crate) fn spawn(req: &Request<'_>) -> io::Result<PidfdChild> {
-    let program = cstring(req.program.as_os_str().as_bytes())?;
-    let arg_strings: Vec<CString> = req
-        .argv
-        .iter()
-        .map(|a| cstring(a.as_bytes()))
-        .collect::<io::Result<_>>()?;
-    let vars: Vec<CString> = req
-        .env
-        .iter()
-        .map(|(k, v)| cstring(format!("{k}={v}").as_bytes()))
-        .collect::<io::Result<_>>()?;
-    let mut argv: Vec<*const c_char> = arg_strings.iter().map(|a| a.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    let mut envp: Vec<*const c_char> = vars.iter().map(|v| v.as_ptr()).collect();
-    envp.push(std::ptr::null());
-    let (err_read, err_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    let mut child = ChildArgs {
-        program,
-        argv,
-        envp,
-        cwd: cstring(req.cwd.as_os_str().as_bytes())?,
+    let prepared = Prepared::new(req.program, req.argv, req.env, req.cwd)?;
+    let args = ChildArgs {
+        program: prepared.program.as_ptr(),
+        argv: prepared.argv.as_ptr(),
+        sh_argv: prepared.sh_argv.as_ptr(),
+        envp: prepared.envp.as_ptr(),
+        cwd: prepared.cwd.as_ptr(),
         stdio: [
             req.stdio[0].as_raw_fd(),
             req.stdio[1].as_raw_fd(),
@@ -90,29 +234,83 @@ pub(crate) fn spawn(req: &Request<'_>) -> io::Result<PidfdChild> {
         session: req.group == super::spawn::Group::Session,
         procs: req.procs.map_or(-1, |p| p.as_raw_fd()),
         parent: libc::pid_t::try_from(std::process::id()).unwrap_or(0),
-        error: err_write.as_raw_fd(),
-        // SAFETY: an all-zero sigset_t is a valid (empty) set; it is filled below.
+        // SAFETY: an all-zero sigset_t is a valid (empty) set; `clone_child` fills it.
         mask: unsafe { std::mem::zeroed() },
+        reset_handlers: true,
+        nofile: service_nofile(),
+        errno: AtomicI32::new(0),
     };
-    let mut stack = vec![0u8; 64 * 1024];
-    // SAFETY: the stack grows down on every Linux target pk supports; the top is 16-aligned.
-    let top = unsafe { stack.as_mut_ptr().add(stack.len()) };
-    let top = (top as usize & !15) as *mut c_void;
+    thread_local! {
+        static STACK: std::cell::RefCell<Option<ChildStack>> = const { std::cell::RefCell::new(None) };
+    }
+    let mut args = args;
+    let cloned = STACK.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.is_none() {
+            *cell = Some(ChildStack::new()?);
+        }
+        let stack = cell.as_ref().expect("just made");
+        // SAFETY: `args` and the data it points into (`prepared`, `req`) outlive the clone.
+        unsafe { clone_child(&mut args, stack, 0) }
+    });
+    let cloned = cloned.and_then(|cloned| {
+        if cloned.errno == 0 {
+            return Ok(cloned);
+        }
+        // It never ran the program; reap it so it does not linger as a zombie.
+        reap(cloned.pid);
+        Err(io::Error::from_raw_os_error(cloned.errno))
+    });
+    let cloned = cloned.map_err(|error| located(&error, req))?;
+    PidfdChild::adopt(cloned.pid, cloned.pidfd)
+}
+
+/// `cannot start `prog` in /dir: <error>`.
+pub(super) fn located(error: &io::Error, req: &Request<'_>) -> io::Error {
+    io::Error::new(
+        error.kind(),
+        format!(
+            "cannot start `{}` in {}: {error}",
+            req.argv.first().map_or("", String::as_str),
+            req.cwd.display()
+        ),
+    )
+}
+
+/// A child just cloned: it has exec'd (`errno` 0) or failed before and exited (`errno`).
+pub(super) struct Cloned {
+    pub pid: libc::pid_t,
+    pub pidfd: OwnedFd,
+    pub errno: c_int,
+}
+
+/// Clones the child on `stack` with `extra` clone flags (the spawner process adds
+/// `CLONE_PARENT`) and waits until it exec'd or failed. `Err` only if the clone itself failed.
+///
+/// # Safety
+/// Every pointer in `args` must be valid until this returns.
+pub(super) unsafe fn clone_child(
+    args: &mut ChildArgs,
+    stack: &ChildStack,
+    extra: c_int,
+) -> io::Result<Cloned> {
+    let mut pidfd: c_int = -1;
     // SAFETY: sigfillset/pthread_sigmask on valid sets; clone with CLONE_VM|CLONE_VFORK runs
-    // `child_main` on `stack` while this thread is suspended, and `child` outlives that.
+    // `child_main` on `stack` while this thread is suspended, and `args` outlives that.
     let pid = unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&raw mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const all, &raw mut child.mask);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const all, &raw mut args.mask);
         let pid = libc::clone(
             child_main,
-            top,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            (&raw mut child).cast::<c_void>(),
+            stack.top(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD | extra,
+            std::ptr::from_mut(args).cast::<c_void>(),
+            &raw mut pidfd,
         );
         libc::pthread_sigmask(
             libc::SIG_SETMASK,
-            &raw const child.mask,
+            &raw const args.mask,
             std::ptr::null_mut(),
         );
         pid
@@ -120,62 +318,63 @@ pub(crate) fn spawn(req: &Request<'_>) -> io::Result<PidfdChild> {
     if pid < 0 {
         return Err(io::Error::last_os_error());
     }
-    drop(err_write);
-    drop(stack);
-    let mut errno = [0u8; 4];
-    let failed = rustix::io::read(&err_read, &mut errno).unwrap_or(0) == 4;
-    let pid_u32 = u32::try_from(pid).unwrap_or(0);
-    let raw_pid = Pid::from_raw(pid).expect("clone returned a positive pid");
-    if failed {
-        // The child never ran the program; reap it so it does not linger as a zombie.
-        let _ = rustix::process::waitpid(Some(raw_pid), WaitOptions::empty());
-        let error = io::Error::from_raw_os_error(i32::from_ne_bytes(errno));
-        return Err(io::Error::new(
-            error.kind(),
-            format!(
-                "cannot start `{}` in {}: {error}",
-                req.argv.first().map_or("", String::as_str),
-                req.cwd.display()
-            ),
-        ));
-    }
-    let pidfd = rustix::process::pidfd_open(raw_pid, rustix::process::PidfdFlags::NONBLOCK)?;
-    // SAFETY: the AsyncFd owns the pidfd, so the fd cannot be closed while it is registered.
-    let pidfd = unsafe {
-        AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)
-            .map_err(io::Error::from)?
-    };
-    Ok(PidfdChild {
-        pid: pid_u32,
-        pidfd: Some(pidfd),
-        status: None,
+    Ok(Cloned {
+        pid,
+        // SAFETY: CLONE_PIDFD stored a new descriptor that nothing else owns.
+        pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+        errno: args.errno.load(Ordering::SeqCst),
     })
+}
+
+/// SIGKILLs a child of this process that pk cannot supervise, and reaps it. Its pid cannot
+/// have been reused: an unreaped child keeps it.
+pub(super) fn kill_and_reap(pid: libc::pid_t) {
+    // SAFETY: kill(2) on our own unreaped child.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    reap(pid);
+}
+
+/// Waits for a child that exited or was killed (it is gone or about to be).
+pub(super) fn reap(pid: libc::pid_t) {
+    if let Some(pid) = Pid::from_raw(pid) {
+        // The status is not wanted: the caller reports the failure itself.
+        let _ = rustix::process::waitpid(Some(pid), WaitOptions::empty());
+    }
+}
+
+/// The signals whose handlers the child resets: every one, up to and including `SIGRTMAX`.
+pub(super) fn every_signal() -> std::ops::RangeInclusive<c_int> {
+    1..=libc::SIGRTMAX()
 }
 
 /// Runs in the child: only async-signal-safe calls on pre-built data, then exec or `_exit`.
 extern "C" fn child_main(arg: *mut c_void) -> c_int {
-    // SAFETY: `arg` is the `ChildArgs` the suspended parent built; only read here.
+    // SAFETY: `arg` is the `ChildArgs` the suspended parent built; only `errno` is written.
     let a = unsafe { &*arg.cast::<ChildArgs>() };
     // SAFETY: every call below is async-signal-safe and gets valid pointers from `a`.
     unsafe {
         let fail = |a: &ChildArgs| -> ! {
             let errno = *libc::__errno_location();
-            let bytes = errno.to_ne_bytes();
-            libc::write(a.error, bytes.as_ptr().cast(), 4);
+            a.errno.store(
+                if errno == 0 { libc::EINVAL } else { errno },
+                Ordering::SeqCst,
+            );
             libc::_exit(127)
         };
-        // pk's handlers must not run here: back to the defaults, then pk's signal mask.
-        for sig in 1..libc::SIGRTMAX() {
-            let mut old: libc::sigaction = std::mem::zeroed();
-            // SIGPIPE too: Rust ignores it in pk, and a service must get the default, as std's
-            // Command gives it (`yes | head` ends quietly).
-            if libc::sigaction(sig, std::ptr::null(), &raw mut old) == 0
-                && old.sa_sigaction != libc::SIG_DFL
-                && (old.sa_sigaction != libc::SIG_IGN || sig == libc::SIGPIPE)
-            {
-                let mut dfl: libc::sigaction = std::mem::zeroed();
-                dfl.sa_sigaction = libc::SIG_DFL;
-                libc::sigaction(sig, &raw const dfl, std::ptr::null_mut());
+        // The parent's handlers must not run here: back to the defaults, then its mask.
+        if a.reset_handlers {
+            for sig in every_signal() {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                // SIGPIPE too: Rust ignores it in pk, and a service must get the default, as
+                // std's Command gives it (`yes | head` ends quietly).
+                if libc::sigaction(sig, std::ptr::null(), &raw mut old) == 0
+                    && old.sa_sigaction != libc::SIG_DFL
+                    && (old.sa_sigaction != libc::SIG_IGN || sig == libc::SIGPIPE)
+                {
+                    let mut dfl: libc::sigaction = std::mem::zeroed();
+                    dfl.sa_sigaction = libc::SIG_DFL;
+                    libc::sigaction(sig, &raw const dfl, std::ptr::null_mut());
+                }
             }
         }
         libc::pthread_sigmask(libc::SIG_SETMASK, &raw const a.mask, std::ptr::null_mut());
@@ -185,6 +384,11 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         }
         if libc::getppid() != a.parent {
             *libc::__errno_location() = libc::ESRCH;
+            fail(a);
+        }
+        if let Some(limit) = &a.nofile
+            && libc::setrlimit(libc::RLIMIT_NOFILE, limit) != 0
+        {
             fail(a);
         }
         if a.procs >= 0 && libc::write(a.procs, b"0".as_ptr().cast(), 1) != 1 {
@@ -220,10 +424,14 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         if a.session && libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
             fail(a);
         }
-        if libc::chdir(a.cwd.as_ptr()) != 0 {
+        if libc::chdir(a.cwd) != 0 {
             fail(a);
         }
-        libc::execve(a.program.as_ptr(), a.argv.as_ptr(), a.envp.as_ptr());
+        libc::execve(a.program, a.argv, a.envp);
+        if *libc::__errno_location() == libc::ENOEXEC {
+            // A script without `#!`: the shell runs it, as execvp (and so std) does.
+            libc::execve(SH.as_ptr(), a.sh_argv, a.envp);
+        }
         fail(a)
     }
 }
@@ -237,6 +445,23 @@ pub(crate) struct PidfdChild {
 }
 
 impl PidfdChild {
+    /// Takes over a running child of this process and its pidfd. If the pidfd cannot be
+    /// watched, the child is killed and reaped: nothing runs that pk cannot reap.
+    pub(super) fn adopt(pid: libc::pid_t, pidfd: OwnedFd) -> io::Result<PidfdChild> {
+        // SAFETY: the AsyncFd owns the pidfd, so the fd cannot be closed while it is registered.
+        match unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) } {
+            Ok(pidfd) => Ok(PidfdChild {
+                pid: pid.unsigned_abs(),
+                pidfd: Some(pidfd),
+                status: None,
+            }),
+            Err(error) => {
+                kill_and_reap(pid);
+                Err(io::Error::from(error))
+            }
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.pid
     }
@@ -302,4 +527,42 @@ pub(crate) fn dev_null() -> io::Result<OwnedFd> {
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The permissions `/proc/self/maps` lists for the mapping that holds `addr`.
+    fn mapping_perms(addr: usize) -> Option<String> {
+        let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+        maps.lines().find_map(|line| {
+            let (range, rest) = line.split_once(' ')?;
+            let (lo, hi) = range.split_once('-')?;
+            let lo = usize::from_str_radix(lo, 16).ok()?;
+            let hi = usize::from_str_radix(hi, 16).ok()?;
+            (lo <= addr && addr < hi).then(|| rest.split(' ').next().unwrap_or("").to_owned())
+        })
+    }
+
+    #[test]
+    fn the_child_stack_has_a_guard_page_below_it() {
+        let stack = ChildStack::new().expect("a child stack");
+        let guard = stack.guard_range();
+        assert_eq!(mapping_perms(guard.start).as_deref(), Some("---p"));
+        assert_eq!(mapping_perms(guard.end - 1).as_deref(), Some("---p"));
+        // Right above the guard: the usable stack, read-write.
+        assert_eq!(mapping_perms(guard.end).as_deref(), Some("rw-p"));
+        let top = stack.top() as usize;
+        assert_eq!(mapping_perms(top - 1).as_deref(), Some("rw-p"));
+        assert!(top - guard.end >= STACK_SIZE - 16);
+    }
+
+    #[test]
+    fn every_signal_is_reset_up_to_and_including_sigrtmax() {
+        let signals = every_signal();
+        assert_eq!(*signals.start(), 1);
+        assert!(signals.contains(&libc::SIGRTMAX()), "{signals:?}");
+        assert!(signals.contains(&libc::SIGRTMIN()));
+    }
 }

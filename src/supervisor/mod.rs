@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use crate::logs::{self, LogEvent, LogSender, OutputSink, Stream};
 use crate::plan::{Plan, ProbeSpec, RunSpec, ServiceSpec};
 use crate::probe::{self, ProbeContext, ReadyOutcome};
-use crate::process::{Containment, OwnedSpawnSpec, ProcessTree, Pty, SpawnSpec, WinSize};
+use crate::process::{Containment, OwnedSpawnSpec, ProcessTree, Pty, WinSize};
 use crate::vocab::{
     CommandSpec, ExitInfo, ExitStatus, LogMatcher, ProbeCheck, ServiceId, StopSignal, command_argv,
 };
@@ -371,14 +371,20 @@ async fn run_shutdown_command(
             text,
         });
     };
-    let sp = match ctx.containment.spawn(
-        &leaf,
-        &SpawnSpec {
-            stages: &argv,
-            cwd: &spec.working_dir,
-            env: &spec.env,
-        },
-    ) {
+    // On the containment's spawner, like every service: never on this runtime worker.
+    let spawned = ctx
+        .containment
+        .spawn_async(
+            leaf,
+            OwnedSpawnSpec {
+                stages: argv,
+                cwd: spec.working_dir.clone(),
+                env: spec.env.clone(),
+                tty: None,
+            },
+        )
+        .await;
+    let sp = match spawned {
         Ok(sp) => sp,
         Err(e) => {
             notice(format!("shutdown command failed to start: {e}"));

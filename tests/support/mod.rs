@@ -189,6 +189,7 @@ impl Project {
             env,
             own_group: false,
             program: None,
+            nofile: None,
         }
     }
 
@@ -206,6 +207,8 @@ pub struct Invocation {
     own_group: bool,
     /// Runs this instead of pk (e.g. a wrapper that then runs pk).
     program: Option<String>,
+    /// The soft `RLIMIT_NOFILE` pk starts with (the hard limit stays).
+    nofile: Option<u64>,
 }
 
 impl Invocation {
@@ -217,6 +220,7 @@ impl Invocation {
             env: vec![("PYTHON".to_owned(), python().to_owned())],
             own_group: false,
             program: None,
+            nofile: None,
         }
     }
 
@@ -227,6 +231,12 @@ impl Invocation {
 
     pub fn env(mut self, key: &str, value: &str) -> Invocation {
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Starts pk with a soft open-file limit of `soft` (the hard limit unchanged).
+    pub fn nofile(mut self, soft: u64) -> Invocation {
+        self.nofile = Some(soft);
         self
     }
 
@@ -255,6 +265,26 @@ impl Invocation {
             .stderr(Stdio::piped());
         for (k, v) in &self.env {
             cmd.env(k, v);
+        }
+        if let Some(soft) = self.nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: getrlimit/setrlimit are async-signal-safe; nothing allocates.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let mut limit = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    limit.rlim_cur = soft.min(limit.rlim_max);
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         if self.own_group {
             std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
