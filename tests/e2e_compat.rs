@@ -278,3 +278,36 @@ fn discovery_uses_the_override_file() {
     let out = p.up().run_within(Duration::from_secs(15));
     output_at(&out.lines, "a", "from-override");
 }
+
+#[test]
+fn replicas_a_dependency_on_them_tty_and_underscore_names() {
+    let p = compose(
+        r#"processes:
+  web:
+    replicas: 2
+    command: "echo copy $$PC_REPLICA_NUM of $$PC_PROC_NAME; sleep 0.3; echo copy-done"
+  client:
+    command: "echo client-ran"
+    depends_on:
+      web:
+        condition: process_completed_successfully
+  _pc_log:
+    command: "if [ -t 1 ]; then echo on-a-tty; else echo on-a-pipe; fi"
+    is_tty: true
+"#,
+    );
+    let out = p.up().run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout(), out.stderr);
+    output_at(&out.lines, "web-0", "copy 0 of web");
+    output_at(&out.lines, "web-1", "copy 1 of web");
+    // The dependent waits for every copy.
+    let client = output_at(&out.lines, "client", "client-ran");
+    for copy in ["web-0", "web-1"] {
+        assert!(
+            notice_at(&out.lines, copy, "completed") < client,
+            "{}",
+            out.stdout()
+        );
+    }
+    output_at(&out.lines, "_pc_log", "on-a-tty");
+}
