@@ -69,3 +69,17 @@ fn formats_cannot_be_mixed() {
         ("/project/pk.yaml", "services:\n  a:\n    command: x\n"),
     ]));
 }
+
+#[test]
+fn pk_yaml_cycle_across_merged_files() {
+    insta::assert_snapshot!(errors(&[
+        (
+            "/project/pk.yaml",
+            "services:\n  a:\n    command: ./a\n    depends_on: [b]\n  b:\n    command: ./b\n",
+        ),
+        (
+            "/project/pk.override.yaml",
+            "services:\n  b:\n    depends_on:\n      a: completed\n  c:\n    command: ./c\n    depends_on: [nope]\n",
+        ),
+    ]));
+}
