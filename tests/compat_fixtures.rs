@@ -293,7 +293,7 @@ fn scale_runs_every_replica_after_its_dependency_with_process_compose_names() {
     let Some(root) = fixtures() else { return };
     let file = root.join("fixtures-code/process-compose-scale.yaml");
     // process-compose's test: 4 processes (process1-0, process1-1, process2, process3).
-    let plan = pk::plan::load(&[file.clone()], &root).unwrap();
+    let plan = pk::plan::load(std::slice::from_ref(&file), &root).unwrap();
     let names: Vec<&str> = plan.services.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["process1-0", "process1-1", "process2", "process3"]);
     // Ten copies are zero-padded: process1-00 … process1-09.
