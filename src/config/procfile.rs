@@ -290,7 +290,8 @@ mod tests {
 
     #[test]
     fn every_bad_line_is_reported() {
-        let (services, diags) = lines("web: a\nno colon here\nmy web: b\nempty:\nweb: c\n-x: d\n_x: e\n");
+        let (services, diags) =
+            lines("web: a\nno colon here\nmy web: b\nempty:\nweb: c\n-x: d\n_x: e\n");
         // `_x` is a name for foreman's regex and for pk.
         assert_eq!(services.len(), 2);
         assert_eq!(
