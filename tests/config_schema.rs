@@ -130,304 +130,298 @@ fn every_example_passes_pk_check() {
 
 /// The pk.yaml documents of the agreement test: `@` is where a value goes, with a value that
 /// the key accepts and values of the key's own kind that it may or may not accept.
-fn agreement_cases() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
-    vec![
-        ("name: @\nservices: {a: {command: run}}", "demo", vec![]),
-        (
-            "grace: @\nservices: {a: {command: run}}",
-            "1s",
-            vec!["'5'", "'-1s'"],
-        ),
-        ("log_dir: @\nservices: {a: {command: run}}", "logs", vec![]),
-        (
-            "env: @\nservices: {a: {command: run}}",
-            "x",
-            vec!["{V: 1}", "{V: null}", "{V: [1]}", "{'': x}"],
-        ),
-        ("env: {V: @}\nservices: {a: {command: run}}", "x", vec![]),
-        (
-            "env_file: @\nservices: {a: {command: run}}",
-            ".env",
-            vec!["[.env, x]"],
-        ),
-        (
-            "services: @",
-            "x",
-            vec!["{a: {command: run}}", "{a: null}", "{'-a': {command: run}}"],
-        ),
-        (
-            "services:\n  a:\n    command: @",
-            "run",
-            vec!["[run, 5]", "'  '", "[run, [x]]"],
-        ),
-        (
-            "services:\n  a:\n    pipeline: @",
-            "run",
-            vec![
-                "[[a, b], [c]]",
-                "[[a], b]",
-                "[[], [c]]",
-                "[[a]]",
-                "[[a, 5], [true]]",
-            ],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    pipeline: @",
-            "run",
-            vec!["[[a], [c]]"],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    working_dir: @",
-            "dir",
-            vec![],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    log_file: @",
-            "out.log",
-            vec![],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    env: {V: @}",
-            "x",
-            vec![],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    env_file: @",
-            "x.env",
-            vec!["[a.env, b.env]"],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    depends_on: @",
-            "b",
-            vec![
-                "[b, c]",
-                "[b, b]",
-                "{b: healthy}",
-                "{b: null}",
-                "{b: {condition: healthy}}",
-                "[5]",
-            ],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    depends_on:\n      b: @",
-            "healthy",
-            vec![
-                "service_healthy",
-                "process_completed_successfully",
-                "{condition: healthy, required: false}",
-                "{required: true}",
-            ],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    depends_on:\n      b:\n        condition: @",
-            "healthy",
-            vec![],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    depends_on:\n      b:\n        required: @",
-            "x",
-            vec![],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    depends_on:\n      b:\n        restart: @",
-            "x",
-            vec![],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    ready: @",
-            "x",
-            vec![
-                "{exec: x}",
-                "{http: 'http://localhost/'}",
-                "{exec: x, tcp: 'h:1'}",
-                "{interval: 1s}",
-            ],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    alive: @",
-            "x",
-            vec!["{tcp: 'h:1'}", "{exec: x, deadline: 1s}"],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    ready:\n      exec: @",
-            "check",
-            vec!["[check, 1]"],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    ready:\n      http: @",
-            "http://localhost:8080/health",
-            vec!["'http://x:99999/'", "'https://x/'"],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    ready:\n      tcp: @",
-            "localhost:5432",
-            vec!["localhost", "'h:0'"],
-        ),
-        // Regex syntax is not the schema's: only Rust's regex crate knows what it accepts.
-        (
-            "services:\n  a:\n    command: run\n    alive:\n      log: @",
-            "ready",
-            vec![],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    ready:\n      exec: x\n      initial_delay: @",
-            "1s",
-            vec![],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    alive:\n      exec: x\n      interval: @",
-            "1s",
-            vec![],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    ready:\n      exec: x\n      timeout: @",
-            "1s",
-            vec![],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    ready:\n      exec: x\n      deadline: @",
-            "1s",
-            vec![],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    alive:\n      exec: x\n      deadline: @",
-            "1s",
-            vec![],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    ready:\n      exec: x\n      retries: @",
-            "x",
-            vec!["3", "4294967296"],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    ready:\n      http: 'http://h/'\n      status: @",
-            "x",
-            vec!["[200, 301]", "[99]", "[600]", "['200']"],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    ready:\n      exec: x\n      status: @",
-            "x",
-            vec!["[200]"],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    restart: @",
-            "always",
-            vec![
-                "on-failure",
-                "no",
-                "'no'",
-                "{policy: always, max: 3}",
-                "{max: 3}",
-            ],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    restart:\n      policy: @",
+const AGREEMENT: &[(&str, &str, &[&str])] = &[
+    ("name: @\nservices: {a: {command: run}}", "demo", &[]),
+    (
+        "grace: @\nservices: {a: {command: run}}",
+        "1s",
+        &["'5'", "'-1s'"],
+    ),
+    ("log_dir: @\nservices: {a: {command: run}}", "logs", &[]),
+    (
+        "env: @\nservices: {a: {command: run}}",
+        "x",
+        &["{V: 1}", "{V: null}", "{V: [1]}", "{'': x}"],
+    ),
+    ("env: {V: @}\nservices: {a: {command: run}}", "x", &[]),
+    (
+        "env_file: @\nservices: {a: {command: run}}",
+        ".env",
+        &["[.env, x]"],
+    ),
+    (
+        "services: @",
+        "x",
+        &["{a: {command: run}}", "{a: null}", "{'-a': {command: run}}"],
+    ),
+    (
+        "services:\n  a:\n    command: @",
+        "run",
+        &["[run, 5]", "'  '", "[run, [x]]"],
+    ),
+    (
+        "services:\n  a:\n    pipeline: @",
+        "run",
+        &[
+            "[[a, b], [c]]",
+            "[[a], b]",
+            "[[], [c]]",
+            "[[a]]",
+            "[[a, 5], [true]]",
+        ],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    pipeline: @",
+        "run",
+        &["[[a], [c]]"],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    working_dir: @",
+        "dir",
+        &[],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    log_file: @",
+        "out.log",
+        &[],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    env: {V: @}",
+        "x",
+        &[],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    env_file: @",
+        "x.env",
+        &["[a.env, b.env]"],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    depends_on: @",
+        "b",
+        &[
+            "[b, c]",
+            "[b, b]",
+            "{b: healthy}",
+            "{b: null}",
+            "{b: {condition: healthy}}",
+            "[5]",
+        ],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    depends_on:\n      b: @",
+        "healthy",
+        &[
+            "service_healthy",
+            "process_completed_successfully",
+            "{condition: healthy, required: false}",
+            "{required: true}",
+        ],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    depends_on:\n      b:\n        condition: @",
+        "healthy",
+        &[],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    depends_on:\n      b:\n        required: @",
+        "x",
+        &[],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    depends_on:\n      b:\n        restart: @",
+        "x",
+        &[],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    ready: @",
+        "x",
+        &[
+            "{exec: x}",
+            "{http: 'http://localhost/'}",
+            "{exec: x, tcp: 'h:1'}",
+            "{interval: 1s}",
+        ],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    alive: @",
+        "x",
+        &["{tcp: 'h:1'}", "{exec: x, deadline: 1s}"],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    ready:\n      exec: @",
+        "check",
+        &["[check, 1]"],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    ready:\n      http: @",
+        "http://localhost:8080/health",
+        &["'http://x:99999/'", "'https://x/'"],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    ready:\n      tcp: @",
+        "localhost:5432",
+        &["localhost", "'h:0'"],
+    ),
+    // Regex syntax is not the schema's: only Rust's regex crate knows what it accepts.
+    (
+        "services:\n  a:\n    command: run\n    alive:\n      log: @",
+        "ready",
+        &[],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    ready:\n      exec: x\n      initial_delay: @",
+        "1s",
+        &[],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    alive:\n      exec: x\n      interval: @",
+        "1s",
+        &[],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    ready:\n      exec: x\n      timeout: @",
+        "1s",
+        &[],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    ready:\n      exec: x\n      deadline: @",
+        "1s",
+        &[],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    alive:\n      exec: x\n      deadline: @",
+        "1s",
+        &[],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    ready:\n      exec: x\n      retries: @",
+        "x",
+        &["3", "4294967296"],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    ready:\n      http: 'http://h/'\n      status: @",
+        "x",
+        &["[200, 301]", "[99]", "[600]", "['200']"],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    ready:\n      exec: x\n      status: @",
+        "x",
+        &["[200]"],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    restart: @",
+        "always",
+        &[
             "on-failure",
-            vec!["no"],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    restart:\n      policy: always\n      max: @",
-            "x",
-            vec!["3", "-1"],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    restart:\n      policy: always\n      window: @",
-            "1m",
-            vec![],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    restart:\n      policy: always\n      backoff: @",
-            "x",
-            vec!["{initial: 1s, max: 10s}"],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    restart:\n      policy: always\n      backoff:\n        initial: @",
-            "1s",
-            vec![],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    restart:\n      policy: always\n      backoff:\n        max: @",
-            "1s",
-            vec![],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    shutdown: @",
-            "x",
-            vec!["{signal: INT, grace: 1s, command: stop}"],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    shutdown:\n      signal: @",
-            "TERM",
-            vec!["SIGINT", "hup", "SigUsr1", "' KILL '", "SIGFOO", "15"],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    shutdown:\n      grace: @",
-            "500ms",
-            vec![],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    shutdown:\n      command: @",
-            "stop",
-            vec![],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    disabled: @",
-            "x",
-            vec![],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    exit_on_end: @",
-            "x",
-            vec![],
-        ),
-        ("services:\n  a:\n    command: run\n    tty: @", "x", vec![]),
-        (
-            "services:\n  a:\n    command: run\n    timeout: @",
-            "1s",
-            vec![],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    replicas: @",
-            "x",
-            vec!["3", "1000", "1001"],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    watch: @",
-            "x",
-            vec!["{paths: [src]}", "{ignore: [x]}"],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    watch:\n      paths: @",
-            "src",
-            vec!["[src, 5]"],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    watch:\n      paths: [src]\n      ignore: @",
-            "'*.tmp'",
-            vec!["['*.tmp', target]"],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    watch:\n      paths: [src]\n      debounce: @",
-            "100ms",
-            vec![],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    watch:\n      paths: [src]\n      action: @",
-            "restart",
-            vec!["'signal:HUP'", "'signal:sigusr1'", "'signal:FOO'", "signal"],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    watch:\n      paths: [src]\n      restart_dependents: @",
-            "x",
-            vec![],
-        ),
-        (
-            "services:\n  a:\n    command: run\n    x-note: @",
-            "x",
-            vec![],
-        ),
-    ]
-}
+            "no",
+            "'no'",
+            "{policy: always, max: 3}",
+            "{max: 3}",
+        ],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    restart:\n      policy: @",
+        "on-failure",
+        &["no"],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    restart:\n      policy: always\n      max: @",
+        "x",
+        &["3", "-1"],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    restart:\n      policy: always\n      window: @",
+        "1m",
+        &[],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    restart:\n      policy: always\n      backoff: @",
+        "x",
+        &["{initial: 1s, max: 10s}"],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    restart:\n      policy: always\n      backoff:\n        initial: @",
+        "1s",
+        &[],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    restart:\n      policy: always\n      backoff:\n        max: @",
+        "1s",
+        &[],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    shutdown: @",
+        "x",
+        &["{signal: INT, grace: 1s, command: stop}"],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    shutdown:\n      signal: @",
+        "TERM",
+        &["SIGINT", "hup", "SigUsr1", "' KILL '", "SIGFOO", "15"],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    shutdown:\n      grace: @",
+        "500ms",
+        &[],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    shutdown:\n      command: @",
+        "stop",
+        &[],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    disabled: @",
+        "x",
+        &[],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    exit_on_end: @",
+        "x",
+        &[],
+    ),
+    ("services:\n  a:\n    command: run\n    tty: @", "x", &[]),
+    (
+        "services:\n  a:\n    command: run\n    timeout: @",
+        "1s",
+        &[],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    replicas: @",
+        "x",
+        &["3", "1000", "1001"],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    watch: @",
+        "x",
+        &["{paths: [src]}", "{ignore: [x]}"],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    watch:\n      paths: @",
+        "src",
+        &["[src, 5]"],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    watch:\n      paths: [src]\n      ignore: @",
+        "'*.tmp'",
+        &["['*.tmp', target]"],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    watch:\n      paths: [src]\n      debounce: @",
+        "100ms",
+        &[],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    watch:\n      paths: [src]\n      action: @",
+        "restart",
+        &["'signal:HUP'", "'signal:sigusr1'", "'signal:FOO'", "signal"],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    watch:\n      paths: [src]\n      restart_dependents: @",
+        "x",
+        &[],
+    ),
+    ("services:\n  a:\n    command: run\n    x-note: @", "x", &[]),
+];
 
 /// Issue 11, defect 8: for every key, a value the key accepts and values of every YAML kind
 /// (and a few of the key's mini-language), the reader accepts the document exactly when the
@@ -445,7 +439,7 @@ fn the_reader_accepts_exactly_what_the_schema_validates() {
     ];
     let mut disagreements = Vec::new();
     let mut checked = 0;
-    for (doc, valid, extra) in agreement_cases() {
+    for &(doc, valid, extra) in AGREEMENT {
         let quoted = if valid.starts_with('\'') {
             valid.to_owned()
         } else {
@@ -455,7 +449,7 @@ fn the_reader_accepts_exactly_what_the_schema_validates() {
         let values = [valid, quoted.as_str(), list.as_str()]
             .into_iter()
             .chain(generic)
-            .chain(extra);
+            .chain(extra.iter().copied());
         for value in values {
             let text = doc.replace('@', value);
             let reader = reader_verdict(&text, dir.path());
