@@ -982,4 +982,5 @@ fn process_compose_rules_exit_zero_unless_a_service_ends_the_stack() {
 }
 
 mod incremental;
+mod props;
 mod timeout;
