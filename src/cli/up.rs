@@ -304,7 +304,7 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
                 eprintln!("pk: {e}");
                 clean_up(&containment, &socket);
                 let _ = log_tx.send(LogEvent::End);
-                let _ = printer.join();
+                let _ = finish(printer).await;
                 return 2;
             }
         }
@@ -333,7 +333,7 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
     clean_up(&containment, &socket);
     let _ = log_tx.send(LogEvent::End);
     // The printer has said on stderr what went wrong; the exit code says output was lost.
-    let exit_code = match printer.join() {
+    let exit_code = match finish(printer).await {
         Err(_) if outcome.exit_code == 0 => 1,
         _ => outcome.exit_code,
     };
@@ -507,4 +507,13 @@ pub async fn up_detached(
         println!("pk: every service is up; `pk ps`, `pk logs -F`, `pk down`");
     }
     code
+}
+
+/// Waits until the renderer has shown everything, off the runtime's thread: the renderer
+/// finishes only after the log hub, a task on this (single-threaded) runtime, has passed it
+/// `LogEvent::End`.
+async fn finish(printer: Renderer) -> std::io::Result<()> {
+    tokio::task::spawn_blocking(move || printer.join())
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("the renderer panicked")))
 }

@@ -660,7 +660,14 @@ impl ProcessTree {
     }
 
     /// Waits until [`ProcessTree::is_drained`], reaping the stages meanwhile. Cancel-safe.
+    ///
+    /// The stages' exits arrive on their pidfds (no polling); only what outlives the stages
+    /// (a process left in the leaf or the group) is polled for, from then on.
     pub async fn wait_drained(&mut self) {
+        if self.drained {
+            return;
+        }
+        self.wait_stages().await;
         escalate::wait_drained(self).await;
     }
 

@@ -33,8 +33,15 @@ static SPAWNING: RwLock<()> = RwLock::new(());
 /// pk's own children: pid → start time.
 static OWN: Mutex<BTreeMap<i32, u64>> = Mutex::new(BTreeMap::new());
 
-/// Above this many entries, [`spawning`] prunes [`OWN`] (bounds it by pk's live children).
+/// [`spawning`] prunes [`OWN`] (bounds it by pk's live children) once it holds this many
+/// entries, or twice as many as were left after the last prune, whichever is more: pruning
+/// reads the start time of every entry, so a fixed threshold would make every spawn past it
+/// cost O(children) (2,000 services took minutes to start); doubling keeps it O(1) amortised.
 const OWN_PRUNE_AT: usize = 1024;
+
+/// When [`spawning`] prunes [`OWN`] next (see [`OWN_PRUNE_AT`]).
+static OWN_PRUNE_NEXT: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(OWN_PRUNE_AT);
 
 /// Adopted orphans known alive: pid → start time.
 static ADOPTED: Mutex<BTreeMap<i32, u64>> = Mutex::new(BTreeMap::new());
@@ -69,9 +76,14 @@ pub(crate) fn spawning<T>(spawn: impl FnOnce() -> T, pids: impl Fn(&T) -> Vec<u3
     let _spawning = SPAWNING.read().unwrap_or_else(PoisonError::into_inner);
     let spawned = spawn();
     let mut own = OWN.lock().unwrap_or_else(PoisonError::into_inner);
-    if own.len() >= OWN_PRUNE_AT {
+    let prune_at = OWN_PRUNE_NEXT.load(std::sync::atomic::Ordering::Relaxed);
+    if own.len() >= prune_at {
         // Without sweeps (no subreaper) nothing else prunes: keep only children still there.
         own.retain(|&pid, &mut start| identity::start_time(pid) == Some(start));
+        OWN_PRUNE_NEXT.store(
+            next_prune_at(own.len()),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
     for pid in pids(&spawned) {
         if let Ok(pid) = i32::try_from(pid)
@@ -81,6 +93,11 @@ pub(crate) fn spawning<T>(spawn: impl FnOnce() -> T, pids: impl Fn(&T) -> Vec<u3
         }
     }
     spawned
+}
+
+/// When to prune [`OWN`] next, `left` entries having survived this prune.
+fn next_prune_at(left: usize) -> usize {
+    (left * 2).max(OWN_PRUNE_AT)
 }
 
 /// pk's children as the kernel lists them (every thread's).
@@ -140,4 +157,28 @@ pub(crate) fn sweep() -> Vec<(i32, u64)> {
     }
     *adopted = alive;
     adopted.iter().map(|(&p, &s)| (p, s)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 10,000 children that all stay alive: pruning (a /proc read per entry) must happen a
+    /// handful of times, not at every spawn past the threshold (which made each spawn cost
+    /// O(children): 2,000 services took minutes to start).
+    #[test]
+    fn pruning_own_children_is_amortised() {
+        let mut next = OWN_PRUNE_AT;
+        let mut prunes = 0;
+        let mut work = 0;
+        for len in 1..=10_000 {
+            if len >= next {
+                prunes += 1;
+                work += len;
+                next = next_prune_at(len);
+            }
+        }
+        assert!(prunes <= 4, "{prunes} prunes");
+        assert!(work < 2 * 10_000, "{work} entries read for 10,000 spawns");
+    }
 }
