@@ -249,18 +249,38 @@ fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS")
 }
 
+/// `Pss:` of `pid` from `/proc/<pid>/smaps_rollup`, in KiB.
+fn pss_kib(pid: u32) -> u64 {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).expect("smaps_rollup");
+    rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .expect("Pss")
+}
+
+/// pk with 50 idle services: its RSS, PSS and threads (`/proc/<pid>/task`), once all 50
+/// started and the start-up has settled.
 fn rss_50(pk: &Path) -> String {
     let dir = stack(50, "", sleeper);
     let mut child = spawn_pk(pk, dir.path(), Stdio::piped());
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
     wait_for(&mut out, "* started (pid", 50);
+    // At rest: let the last reports, snapshots and output settle.
+    std::thread::sleep(Duration::from_millis(500));
     let kib = rss_kib(child.id());
+    let pss = pss_kib(child.id());
+    let threads = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+        .expect("task")
+        .count();
     interrupt(&child);
     std::io::copy(&mut out, &mut std::io::sink()).expect("drain");
     child.wait().expect("wait");
     #[expect(clippy::cast_precision_loss, reason = "a size in MiB for display")]
-    let mib = kib as f64 / 1024.0;
-    format!("pk RSS with 50 idle services: {mib:.1} MiB (target ≤ 15 MiB)")
+    let (rss, pss) = (kib as f64 / 1024.0, pss as f64 / 1024.0);
+    format!(
+        "pk with 50 idle services: RSS {rss:.1} MiB (target ≤ 15 MiB), PSS {pss:.1} MiB (target ≤ 5 MiB), {threads} threads (target ≤ 4)"
+    )
 }
 
 /// Wall time of `pk ps --json` (a whole process: start, connect, answer, print) against a
