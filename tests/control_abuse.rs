@@ -341,6 +341,9 @@ fn a_half_closed_request_is_still_answered() {
     assert_eq!(up.wait_exit(DEADLINE), 0);
 }
 
+/// A client thread: its kind, and what went wrong (empty: nothing).
+type Client = std::thread::JoinHandle<(&'static str, String)>;
+
 /// `VmRSS` and `VmHWM` (peak) of `pid`, in KiB.
 fn rss_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -392,7 +395,6 @@ fn fifty_clients_at_once_are_answered_and_memory_stays_bounded() {
     // The stalled followers hold their connections until every other client is done.
     let (release, released) = std::sync::mpsc::channel::<()>();
     let released = std::sync::Arc::new(std::sync::Mutex::new(released));
-    type Client = std::thread::JoinHandle<(&'static str, String)>;
     let mut clients: Vec<Client> = Vec::new();
     let mut stalled: Vec<Client> = Vec::new();
     let spawn = |kind: &'static str, f: Box<dyn FnOnce() -> String + Send>| -> Client {
