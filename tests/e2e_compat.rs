@@ -461,7 +461,9 @@ fn watch_block_restarts_on_included_files_and_cascades() {
             .count()
     };
     std::fs::write(p.path().join("src/a.txt"), "2").unwrap();
-    run.wait_for_count("app restarted", 2, |l| support::is_output(l, "app", "app-up"));
+    run.wait_for_count("app restarted", 2, |l| {
+        support::is_output(l, "app", "app-up")
+    });
     run.wait_for_count("dep restarted after app", 2, |l| {
         support::is_output(l, "dep", "dep-up")
     });
@@ -473,6 +475,56 @@ fn watch_block_restarts_on_included_files_and_cascades() {
     });
     assert_eq!(ups(&run, "app"), 2, "{}", run.lines().join("\n"));
     assert_eq!(ups(&run, "dep"), 2, "{}", run.lines().join("\n"));
+    run.interrupt();
+    run.wait_exit(DEADLINE);
+}
+
+#[test]
+fn http_probe_sends_its_headers() {
+    // The server answers 401 unless the probe sends `X-Token: s3cret`: the dependent starts
+    // only if the header got there.
+    let port = support::free_port();
+    let p = compose(&format!(
+        r#"processes:
+  web:
+    command: "exec ${{PYTHON}} server.py {port}"
+    readiness_probe:
+      http_get:
+        host: 127.0.0.1
+        port: {port}
+        path: /health
+        headers:
+          X-Token: s3cret
+      period_seconds: 1
+      failure_threshold: 30
+  client:
+    command: "echo client-ran"
+    depends_on:
+      web:
+        condition: process_healthy
+"#
+    ))
+    .file(
+        "server.py",
+        r"import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        ok = self.headers.get('X-Token') == 's3cret'
+        self.send_response(200 if ok else 401)
+        self.end_headers()
+        print('authorised' if ok else 'refused', flush=True)
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
+",
+    );
+    let mut run = p.up().spawn();
+    run.wait_for_line("client-ran", |l| l.ends_with("| client-ran"));
+    assert!(
+        run.lines().iter().any(|l| l.ends_with("| authorised")),
+        "{}",
+        run.lines().join("\n")
+    );
     run.interrupt();
     run.wait_exit(DEADLINE);
 }

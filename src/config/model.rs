@@ -348,7 +348,7 @@ pub struct Probe {
     pub deadline: Option<HumanDuration>,
 }
 
-/// The check of a probe (`status` is folded into `http`).
+/// The check of a probe (`status` and `headers` are folded into `http`).
 #[derive(Debug, Clone)]
 pub struct Check(pub ProbeCheck);
 
@@ -383,6 +383,12 @@ impl JsonSchema for Check {
                     "description": "`http` only: accepted status codes (default: any 2xx or 3xx).",
                     "type": "array",
                     "items": { "type": "integer", "minimum": 100, "maximum": 599 },
+                },
+                "headers": {
+                    "description": "`http` only: request headers sent with each check (`{Authorization: \"Bearer x\"}`).",
+                    "type": "object",
+                    "propertyNames": { "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$" },
+                    "additionalProperties": { "type": ["string", "number", "boolean"] },
                 },
             },
             "oneOf": [
