@@ -450,7 +450,10 @@ impl JsonSchema for Check {
                     "description": "`http` only: request headers sent with each check (`{Authorization: \"Bearer x\"}`).",
                     "type": "object",
                     "propertyNames": { "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$" },
-                    "additionalProperties": { "type": ["string", "number", "boolean"] },
+                    "additionalProperties": {
+                        "type": ["string", "number", "boolean"],
+                        "pattern": "^[^\u{0}-\u{8}\u{a}-\u{1f}\u{7f}-\u{9f}]*$",
+                    },
                 },
             },
             "oneOf": [
@@ -459,7 +462,10 @@ impl JsonSchema for Check {
                 { "required": ["tcp"] },
                 { "required": ["log"] },
             ],
-            "dependencies": { "status": { "required": ["http"] } },
+            "dependencies": {
+                "status": { "required": ["http"] },
+                "headers": { "required": ["http"] },
+            },
         })
     }
 }
