@@ -37,11 +37,15 @@ pub fn schema() -> String {
     text
 }
 
-/// schemars lets every `Option` field be `null`; pk rejects `key: null` (omit the key instead).
+/// schemars lets every `Option` field be `null` (and gives a field with a custom schema a
+/// `null` default); pk rejects `key: null` (omit the key instead).
 fn drop_option_nulls(value: &mut serde_json::Value) {
     use serde_json::Value;
     let null = serde_json::json!({ "type": "null" });
     if let Value::Object(map) = value {
+        if map.get("default") == Some(&Value::Null) {
+            map.remove("default");
+        }
         if let Some(Value::Array(types)) = map.get("type") {
             if let [a, b] = types.as_slice() {
                 if b == "null" {

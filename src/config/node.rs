@@ -53,6 +53,33 @@ impl Node {
         }
     }
 
+    /// The tree as JSON, as a JSON-schema validator (or an editor) sees the document: scalars
+    /// by their YAML type, map keys as their text.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match &self.value {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(n) => i64::try_from(*n)
+                .map(J::from)
+                .or_else(|_| u64::try_from(*n).map(J::from))
+                .ok()
+                .or_else(|| n.to_string().parse::<f64>().ok().map(J::from))
+                .unwrap_or(J::Null),
+            // `.nan` and `.inf` have no JSON number: their text stands in.
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map_or_else(|| J::String(self.raw.clone()), J::Number),
+            Value::Str(s) => J::String(s.clone()),
+            Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
+            Value::Map(entries) => J::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.scalar_text().unwrap_or_default().to_owned(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+
     /// Moves every span of the tree into source number `file`.
     pub fn set_file(&mut self, file: u16) {
         self.span = self.span.in_file(file);

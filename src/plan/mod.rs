@@ -9,8 +9,8 @@ mod graph;
 mod replicas;
 
 pub use build::{
-    Diagnostics, LoadError, find_config, find_configs, load, load_str, load_str_with_warnings,
-    load_strs_with_warnings, load_with_env, load_with_warnings,
+    Diagnostics, LoadError, find_config, find_configs, import_with_env, load, load_str,
+    load_str_with_warnings, load_strs_with_warnings, load_with_env, load_with_warnings,
 };
 pub use graph::{only_namespaces, render_graph, select};
 pub use replicas::{CopyPosition, copy_positions, replica_name, scale};
