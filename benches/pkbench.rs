@@ -251,7 +251,8 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// `Pss:` of `pid` from `/proc/<pid>/smaps_rollup`, in KiB.
 fn pss_kib(pid: u32) -> u64 {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).expect("smaps_rollup");
+    let rollup =
+        std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).expect("smaps_rollup");
     rollup
         .lines()
         .find_map(|l| l.strip_prefix("Pss:"))
