@@ -445,12 +445,13 @@ fn print_out(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
-/// Runs `fut` on a single-threaded runtime on this thread. pk's async work (engine,
-/// supervisors, output pumps, control socket) is small per wake-up; blocking work has threads
-/// of its own (the plain printer, the spawner pool, the dashboard), so more workers would only
-/// add threads and memory at rest (issue 13: at most 4 threads with 50 idle services).
+/// Runs `fut` on a runtime with two workers. A single-threaded runtime (3 threads at rest
+/// instead of 5) was measured: teardowns of 200 and 1,000 services took 2–3× longer on a busy
+/// machine, since the signalling, reaping and cgroup work of every tree then share one thread
+/// (docs/decisions/0006-o1-engine-and-teardown.md).
 pub(crate) fn block_on<F: Future<Output = i32>>(fut: F) -> i32 {
-    match tokio::runtime::Builder::new_current_thread()
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
     {

@@ -225,13 +225,6 @@ pub(crate) fn count_procs(dir: &Path) -> usize {
     leaves + count(dir)
 }
 
-/// rmdirs a leaf whose tree has drained; quiet when it is gone already or (ENOTEMPTY/EBUSY)
-/// not empty: the run cgroup's removal tries again and says what is left.
-pub(crate) fn remove_leaf(dir: &Path) {
-    // Every failure is covered by `remove_tree` at the end of the run.
-    let _ = fs::remove_dir(dir);
-}
-
 fn remove_dir_logged(dir: &Path) {
     match fs::remove_dir(dir) {
         Ok(()) => {}

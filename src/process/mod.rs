@@ -659,18 +659,6 @@ impl ProcessTree {
         self.drained
     }
 
-    /// Once the tree has drained, removes its cgroup leaf (the next spawn into it makes it
-    /// again), so that a teardown of many services removes leaves as their trees drain, in
-    /// parallel with the others still stopping, rather than one after another at the end
-    /// (a cgroup `rmdir` costs hundreds of µs). Best effort: a leaf that cannot be removed
-    /// now is removed with the run cgroup. Nothing to do with process groups, or before the
-    /// tree drained.
-    pub fn release_leaf(&self) {
-        if let (true, Scope::Cgroup { leaf }) = (self.drained, &self.scope) {
-            cgroup::remove_leaf(leaf);
-        }
-    }
-
     /// Waits until [`ProcessTree::is_drained`], reaping the stages meanwhile. Cancel-safe.
     ///
     /// The stages' exits arrive on their pidfds (no polling); only what outlives the stages

@@ -190,9 +190,6 @@ async fn supervise(
     ));
 
     let statuses = run_until_ended(&ctx, spec, service, &mut tree, &mut control).await;
-    // Before the exit is reported: the next generation's spawn (which makes the leaf again)
-    // comes only after it.
-    tree.release_leaf();
     probes.abort();
     if let Some(resize) = resize {
         resize.abort();
