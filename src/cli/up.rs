@@ -506,9 +506,9 @@ pub async fn up_detached(
     code
 }
 
-/// Waits until the renderer has shown everything, off the runtime's thread: the renderer
-/// finishes only after the log hub, a task on this (single-threaded) runtime, has passed it
-/// `LogEvent::End`.
+/// Waits until the renderer has shown everything, off the runtime's threads: the renderer
+/// finishes only after the log hub, a task on this runtime, has passed it `LogEvent::End`
+/// (a blocking join would deadlock a single-threaded runtime).
 async fn finish(printer: Renderer) -> std::io::Result<()> {
     tokio::task::spawn_blocking(move || printer.join())
         .await
