@@ -10,7 +10,7 @@ use crate::config::{import, procfile};
 use crate::plan::LoadError;
 
 /// Runs `pk import`; returns the exit code (2 for a file that cannot be read or translated).
-pub fn run(file: &Path, output: Option<&Path>, cwd: &Path) -> i32 {
+pub(super) fn run(file: &Path, output: Option<&Path>, cwd: &Path) -> i32 {
     let path = cwd.join(file);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,

@@ -13,7 +13,7 @@ use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, S
 
 /// Byte range in one of the config sources (`file` indexes the load's list of sources).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
-pub struct Span {
+pub(crate) struct Span {
     pub file: u16,
     pub offset: usize,
     pub len: usize,
@@ -21,7 +21,7 @@ pub struct Span {
 
 impl Span {
     /// A span in the first (or only) file.
-    pub fn new(offset: usize, len: usize) -> Span {
+    pub(crate) fn new(offset: usize, len: usize) -> Span {
         Span {
             file: 0,
             offset,
@@ -31,21 +31,21 @@ impl Span {
 
     /// The same range, in source number `file`.
     #[must_use]
-    pub fn in_file(self, file: u16) -> Span {
+    pub(crate) fn in_file(self, file: u16) -> Span {
         Span { file, ..self }
     }
 }
 
 /// The text of one config file and the name it is shown under in messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Source {
+pub(crate) struct Source {
     pub name: String,
     pub text: String,
 }
 
 /// One problem: a message, labels pointing into the source, and a hint.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diag {
+pub(crate) struct Diag {
     pub message: String,
     pub labels: Vec<(Span, String)>,
     pub help: Option<String>,
@@ -53,7 +53,7 @@ pub struct Diag {
 }
 
 impl Diag {
-    pub fn error(message: impl Into<String>) -> Diag {
+    pub(crate) fn error(message: impl Into<String>) -> Diag {
         Diag {
             message: message.into(),
             labels: Vec::new(),
@@ -62,7 +62,7 @@ impl Diag {
         }
     }
 
-    pub fn warning(message: impl Into<String>) -> Diag {
+    pub(crate) fn warning(message: impl Into<String>) -> Diag {
         Diag {
             warning: true,
             ..Diag::error(message)
@@ -70,26 +70,26 @@ impl Diag {
     }
 
     #[must_use]
-    pub fn label(mut self, span: Span, text: impl Into<String>) -> Diag {
+    pub(crate) fn label(mut self, span: Span, text: impl Into<String>) -> Diag {
         self.labels.push((span, text.into()));
         self
     }
 
     #[must_use]
-    pub fn help(mut self, help: impl Into<String>) -> Diag {
+    pub(crate) fn help(mut self, help: impl Into<String>) -> Diag {
         self.help = Some(help.into());
         self
     }
 
     #[must_use]
-    pub fn help_opt(mut self, help: Option<String>) -> Diag {
+    pub(crate) fn help_opt(mut self, help: Option<String>) -> Diag {
         self.help = help;
         self
     }
 
     /// Renders this diagnostic against the file its first label points into (a snippet), or
     /// without a snippet. Labels in other files become `also:` lines with `file:line:col`.
-    pub fn render_in(&self, sources: &[Source], color: bool) -> String {
+    pub(crate) fn render_in(&self, sources: &[Source], color: bool) -> String {
         let Some(file) = self.labels.first().map(|(s, _)| s.file) else {
             let only = sources.first().filter(|_| sources.len() == 1);
             return self.render(only.map(|s| (s.name.as_str(), s.text.as_str())), color);
@@ -115,7 +115,7 @@ impl Diag {
     }
 
     /// Renders this diagnostic against `source` (named `name`), or without a snippet.
-    pub fn render(&self, source: Option<(&str, &str)>, color: bool) -> String {
+    pub(crate) fn render(&self, source: Option<(&str, &str)>, color: bool) -> String {
         let theme = if color {
             GraphicalTheme::unicode()
         } else {
@@ -195,7 +195,7 @@ impl miette::Diagnostic for Report<'_> {
 
 /// "did you mean `x`?" for the closest candidate, if any is close enough: within a few edits
 /// (transpositions count as one) or sharing a long prefix.
-pub fn did_you_mean<'a>(
+pub(crate) fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
@@ -215,7 +215,7 @@ pub fn did_you_mean<'a>(
 }
 
 /// 1-based line and column of a byte offset, for one-line messages.
-pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_col(source: &str, offset: usize) -> (usize, usize) {
     let before = &source[..offset.min(source.len())];
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;

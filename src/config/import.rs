@@ -15,7 +15,7 @@ use super::model::{Config, EnvMap, Located, Paths};
 use super::procfile::{self, DOTENV, PORT_STEP, Procfile};
 
 /// The pk.yaml for a Procfile (`path`, shown as `shown`, text `text`), or every problem in it.
-pub fn procfile(
+pub(crate) fn procfile(
     path: &Path,
     shown: &str,
     text: &str,
@@ -77,7 +77,11 @@ pub fn procfile(
 
 /// The pk.yaml for a config some front end read: `warnings` it gave (located in `file`, which
 /// holds `config`'s service spans) become comments above the service they point into.
-pub fn config(config: &Config, from: &str, warnings: &[Diag], notes: Vec<Note>) -> String {
+#[allow(
+    dead_code,
+    reason = "used once `pk import` reads process-compose files (issue 10)"
+)]
+pub(crate) fn config(config: &Config, from: &str, warnings: &[Diag], notes: Vec<Note>) -> String {
     let mut notes = notes;
     for w in warnings {
         let at = w.labels.first().map(|(span, _)| *span);

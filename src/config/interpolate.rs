@@ -14,14 +14,14 @@ use std::collections::BTreeMap;
 
 /// Result of interpolating one string.
 #[derive(Debug, Default)]
-pub struct Expanded {
+pub(crate) struct Expanded {
     pub text: String,
     /// Variables that were unset and had no default (each becomes the empty string).
     pub unset: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InterpolateError {
+pub(crate) enum InterpolateError {
     /// `${VAR:?message}` / `${VAR?message}` hit.
     Required { name: String, message: String },
     /// A `${` that is not a supported form, or has no closing `}`.
@@ -31,9 +31,9 @@ pub enum InterpolateError {
 }
 
 /// How deep `${A:-${B:-…}}` defaults may nest.
-pub const MAX_DEPTH: usize = 32;
+pub(crate) const MAX_DEPTH: usize = 32;
 
-pub fn interpolate(
+pub(crate) fn interpolate(
     input: &str,
     vars: &BTreeMap<String, String>,
 ) -> Result<Expanded, InterpolateError> {

@@ -16,14 +16,14 @@ use super::{compose, envfile, procfile, read};
 
 /// One config file of a load: where it is (absolute) and its text.
 #[derive(Debug, Clone)]
-pub struct File {
+pub(crate) struct File {
     pub path: PathBuf,
     pub source: Source,
 }
 
 impl File {
     /// Reads `path`, shown in messages relative to `cwd` when it is inside it.
-    pub fn read(path: &Path, cwd: &Path) -> Result<File, Diag> {
+    pub(crate) fn read(path: &Path, cwd: &Path) -> Result<File, Diag> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Diag::error(format!("cannot read {}: {e}", path.display()))
                 .help("check that the file exists and is readable (and is UTF-8 text)")
@@ -40,14 +40,14 @@ impl File {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     Pk,
     ProcessCompose,
     Procfile,
 }
 
 impl Format {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Format::Pk => "pk.yaml",
             Format::ProcessCompose => "process-compose",
@@ -58,7 +58,7 @@ impl Format {
 
 /// What a front end hands to `plan::build`.
 #[derive(Debug)]
-pub struct Loaded {
+pub(crate) struct Loaded {
     pub format: Format,
     /// Every file read, including those pulled in by `extends:`; spans index this list.
     pub sources: Vec<Source>,
@@ -77,7 +77,7 @@ pub struct Loaded {
 
 /// Reads `files` (all of one format) into a `Config`, with `env` as the inherited environment
 /// and `cwd` as the directory pk runs in.
-pub fn load(files: Vec<File>, cwd: &Path, env: &BTreeMap<String, String>) -> Loaded {
+pub(crate) fn load(files: Vec<File>, cwd: &Path, env: &BTreeMap<String, String>) -> Loaded {
     let base_dir = files
         .first()
         .and_then(|f| f.path.parent())
@@ -158,7 +158,7 @@ fn in_file(mut diag: Diag, i: usize) -> Diag {
 
 /// The format of a config file: by its name, then by its content. A docker compose file is
 /// an error with a clear message rather than a guess.
-pub fn detect(path: &Path, text: &str) -> Result<Format, Diag> {
+pub(crate) fn detect(path: &Path, text: &str) -> Result<Format, Diag> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -285,7 +285,7 @@ fn read_pk(file: &File, base_dir: &Path, env: &BTreeMap<String, String>) -> Load
 }
 
 /// The variables of `files` (relative to `base_dir`), in order; problems go to `diags`.
-pub fn read_env_files(
+pub(crate) fn read_env_files(
     base_dir: &Path,
     files: &Paths,
     diags: &mut Vec<Diag>,

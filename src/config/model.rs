@@ -15,7 +15,7 @@ use crate::vocab::{CommandSpec, Condition, ProbeCheck, RestartPolicy, StopSignal
 
 /// A value and where it is written in pk.yaml.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Located<T> {
+pub(crate) struct Located<T> {
     pub value: T,
     pub span: Span,
 }
@@ -42,7 +42,7 @@ impl<T: JsonSchema> JsonSchema for Located<T> {
     deny_unknown_fields,
     extend("patternProperties" = { "^x-": { "description": "Free for YAML anchors; ignored." } })
 )]
-pub struct Config {
+pub(crate) struct Config {
     /// Project name; defaults to the name of the directory holding pk.yaml.
     pub name: Option<String>,
     /// Default shutdown grace for every service. Default `10s`.
@@ -62,7 +62,7 @@ pub struct Config {
 
 /// The `services:` map, in file order.
 #[derive(Debug, Clone, Default)]
-pub struct Services(pub Vec<Service>);
+pub(crate) struct Services(pub Vec<Service>);
 
 impl JsonSchema for Services {
     fn schema_name() -> Cow<'static, str> {
@@ -86,7 +86,7 @@ impl JsonSchema for Services {
     clippy::struct_excessive_bools,
     reason = "independent yes/no keys of a service"
 )]
-pub struct Service {
+pub(crate) struct Service {
     #[schemars(skip)]
     pub name: Located<String>,
     /// A string runs under `sh -c`; a list is an argv (no shell). Exactly one of `command` and
@@ -146,6 +146,7 @@ pub struct Service {
     pub tty: bool,
     /// Where the `command`/`pipeline` key is (for "both or neither" errors).
     #[schemars(skip)]
+    #[allow(dead_code, reason = "set by every reader; no error points at it yet")]
     pub span: Span,
     /// What the service is for (process-compose `description`).
     #[schemars(skip)]
@@ -176,7 +177,7 @@ pub struct EndsStack {
 
 /// A string (run by `sh -c`) or a non-empty argv list.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Command(pub CommandSpec);
+pub(crate) struct Command(pub CommandSpec);
 
 impl JsonSchema for Command {
     fn schema_name() -> Cow<'static, str> {
@@ -195,7 +196,7 @@ impl JsonSchema for Command {
 
 /// A human duration: `250ms`, `10s`, `1m30s`, `2h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HumanDuration(pub Duration);
+pub(crate) struct HumanDuration(pub Duration);
 
 impl JsonSchema for HumanDuration {
     fn schema_name() -> Cow<'static, str> {
@@ -213,7 +214,7 @@ impl JsonSchema for HumanDuration {
 
 /// Variables by name, in file order; `None` unsets the variable.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EnvMap(pub Vec<(String, Option<String>)>);
+pub(crate) struct EnvMap(pub Vec<(String, Option<String>)>);
 
 impl JsonSchema for EnvMap {
     fn schema_name() -> Cow<'static, str> {
@@ -230,7 +231,7 @@ impl JsonSchema for EnvMap {
 
 /// One path or a list of paths.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Paths(pub Vec<Located<String>>);
+pub(crate) struct Paths(pub Vec<Located<String>>);
 
 impl JsonSchema for Paths {
     fn schema_name() -> Cow<'static, str> {
@@ -248,7 +249,7 @@ impl JsonSchema for Paths {
 
 /// One `depends_on` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Dependency {
+pub(crate) struct Dependency {
     /// The named service, located at the entry.
     pub service: Located<String>,
     /// The condition, located where it is written (or at the name).
@@ -259,7 +260,7 @@ pub struct Dependency {
 
 /// `depends_on`, in file order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DependsOn(pub Vec<Dependency>);
+pub(crate) struct DependsOn(pub Vec<Dependency>);
 
 fn condition_spellings() -> Vec<String> {
     CONDITIONS
@@ -331,7 +332,7 @@ fn alive_schema(generator: &mut SchemaGenerator) -> Schema {
 /// A readiness or liveness probe: exactly one of `exec`, `http`, `tcp`, `log`.
 #[derive(Debug, Clone, JsonSchema)]
 #[schemars(deny_unknown_fields)]
-pub struct Probe {
+pub(crate) struct Probe {
     /// What is checked: `exec`, `http`, `tcp` or `log`.
     #[serde(flatten)]
     pub check: Check,
@@ -350,7 +351,7 @@ pub struct Probe {
 
 /// The check of a probe (`status` is folded into `http`).
 #[derive(Debug, Clone)]
-pub struct Check(pub ProbeCheck);
+pub(crate) struct Check(pub ProbeCheck);
 
 impl JsonSchema for Check {
     fn schema_name() -> Cow<'static, str> {
@@ -397,7 +398,7 @@ impl JsonSchema for Check {
 
 /// `restart`: a policy, or the long form with limits and backoff.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Restart {
+pub(crate) struct Restart {
     pub policy: RestartPolicy,
     pub max: Option<u32>,
     pub window: Option<Duration>,
@@ -441,7 +442,7 @@ impl JsonSchema for Restart {
 /// How a service is stopped.
 #[derive(Debug, Clone, Default, JsonSchema)]
 #[schemars(deny_unknown_fields)]
-pub struct Shutdown {
+pub(crate) struct Shutdown {
     /// Signal sent to the whole process tree. Default `TERM`.
     pub signal: Option<Signal>,
     /// Time to exit after the signal before SIGKILL. Default: the top-level `grace`.
@@ -452,7 +453,7 @@ pub struct Shutdown {
 
 /// A signal name: `TERM` or `SIGTERM`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Signal(pub StopSignal);
+pub(crate) struct Signal(pub StopSignal);
 
 impl JsonSchema for Signal {
     fn schema_name() -> Cow<'static, str> {
@@ -469,7 +470,7 @@ impl JsonSchema for Signal {
 /// Restart (or signal) a service when files change.
 #[derive(Debug, Clone, Default, JsonSchema)]
 #[schemars(deny_unknown_fields)]
-pub struct Watch {
+pub(crate) struct Watch {
     /// Files or directories to watch, relative to pk.yaml.
     #[schemars(length(min = 1))]
     pub paths: Vec<String>,
@@ -486,7 +487,7 @@ pub struct Watch {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WatchAction {
+pub(crate) enum WatchAction {
     Restart,
     Signal(StopSignal),
 }

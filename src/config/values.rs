@@ -7,10 +7,10 @@ use std::time::Duration;
 use crate::vocab::{Condition, RestartPolicy, StopSignal, stop_signals};
 
 /// `(message, hint)` for a value that does not parse.
-pub type Problem = (String, Option<String>);
+pub(crate) type Problem = (String, Option<String>);
 
 /// A human duration: `250ms`, `10s`, `1m30s`, `2h`.
-pub fn duration(text: &str) -> Result<Duration, Problem> {
+pub(crate) fn duration(text: &str) -> Result<Duration, Problem> {
     let t = text.trim();
     if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
         return Err((
@@ -31,7 +31,7 @@ pub fn duration(text: &str) -> Result<Duration, Problem> {
 }
 
 /// `TERM`, `SIGTERM`, `term` → `StopSignal`.
-pub fn signal(text: &str) -> Result<StopSignal, Problem> {
+pub(crate) fn signal(text: &str) -> Result<StopSignal, Problem> {
     let upper = text.trim().to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
     if let Some(signal) = stop_signals().find(|s| s.name == name) {
@@ -45,10 +45,11 @@ pub fn signal(text: &str) -> Result<StopSignal, Problem> {
     Err((format!("`{text}` is not a signal pk can send"), Some(hint)))
 }
 
-pub const CONDITIONS: &[&str] = &["started", "healthy", "completed", "completed_successfully"];
+pub(crate) const CONDITIONS: &[&str] =
+    &["started", "healthy", "completed", "completed_successfully"];
 
 /// A `depends_on` condition; `service_*` and `process_*` spellings are accepted.
-pub fn condition(text: &str) -> Result<Condition, Problem> {
+pub(crate) fn condition(text: &str) -> Result<Condition, Problem> {
     let bare = text
         .strip_prefix("service_")
         .or_else(|| text.strip_prefix("process_"))
@@ -71,9 +72,9 @@ pub fn condition(text: &str) -> Result<Condition, Problem> {
     }
 }
 
-pub const POLICIES: &[&str] = &["no", "on-failure", "always"];
+pub(crate) const POLICIES: &[&str] = &["no", "on-failure", "always"];
 
-pub fn restart_policy(text: &str) -> Result<RestartPolicy, Problem> {
+pub(crate) fn restart_policy(text: &str) -> Result<RestartPolicy, Problem> {
     match text {
         "no" | "false" => Ok(RestartPolicy::No),
         "on-failure" => Ok(RestartPolicy::OnFailure),
@@ -90,13 +91,13 @@ pub fn restart_policy(text: &str) -> Result<RestartPolicy, Problem> {
 
 /// A parsed `http://host:port/path` probe target.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpTarget {
+pub(crate) struct HttpTarget {
     pub host: String,
     pub port: u16,
     pub path: String,
 }
 
-pub fn http_url(text: &str) -> Result<HttpTarget, Problem> {
+pub(crate) fn http_url(text: &str) -> Result<HttpTarget, Problem> {
     let hint = || Some("write it like `http://127.0.0.1:8080/health`".to_owned());
     let Some(rest) = text.strip_prefix("http://") else {
         if text.starts_with("https://") {
@@ -118,7 +119,7 @@ pub fn http_url(text: &str) -> Result<HttpTarget, Problem> {
 }
 
 /// A `host:port` tcp probe target.
-pub fn tcp_address(text: &str) -> Result<String, Problem> {
+pub(crate) fn tcp_address(text: &str) -> Result<String, Problem> {
     split_host_port(text, None)
         .map(|_| text.to_owned())
         .map_err(|m| {
@@ -159,9 +160,9 @@ fn split_host_port(authority: &str, default_port: Option<u16>) -> Result<(String
 
 /// Service names become cgroup directory names: `^[A-Za-z0-9][A-Za-z0-9_.-]*$`.
 /// The most copies `replicas:` (or `--scale`) may ask for: a bound on what one line can spawn.
-pub const MAX_REPLICAS: u32 = 1000;
+pub(crate) const MAX_REPLICAS: u32 = 1000;
 
-pub fn is_valid_service_name(name: &str) -> bool {
+pub(crate) fn is_valid_service_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))

@@ -51,7 +51,7 @@ pub struct ServiceSnapshot {
 
 impl ServiceSnapshot {
     /// What the metrics sampler needs of this service.
-    pub fn run(&self) -> Run<'_> {
+    pub(crate) fn run(&self) -> Run<'_> {
         Run {
             name: &self.name,
             pids: &self.pids,
@@ -62,12 +62,12 @@ impl ServiceSnapshot {
 
 impl Snapshot {
     /// Every service as the metrics sampler sees it.
-    pub fn runs(&self) -> Vec<Run<'_>> {
+    pub(crate) fn runs(&self) -> Vec<Run<'_>> {
         self.services.iter().map(ServiceSnapshot::run).collect()
     }
 
     /// The engine's state as of `now`.
-    pub fn of(engine: &Engine, now: Instant) -> Snapshot {
+    pub(crate) fn of(engine: &Engine, now: Instant) -> Snapshot {
         let plan = engine.plan();
         let states = engine.services();
         let wall_now = SystemTime::now();

@@ -4,7 +4,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// GETs `http://host:port/path`; success is a status in `accepted`, or 2xx/3xx when empty.
-pub async fn get(host: &str, port: u16, path: &str, accepted: &[u16]) -> Result<(), String> {
+pub(super) async fn get(host: &str, port: u16, path: &str, accepted: &[u16]) -> Result<(), String> {
     let what = format!("http http://{host}:{port}{path}");
     let mut stream = TcpStream::connect((host, port))
         .await

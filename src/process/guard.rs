@@ -120,7 +120,7 @@ pub fn start() -> io::Result<()> {
 }
 
 /// The guard's pid, if this pk has one.
-pub fn pid() -> Option<u32> {
+pub(crate) fn pid() -> Option<u32> {
     LINK.get().map(|link| link.pid)
 }
 
@@ -154,7 +154,7 @@ fn send(link: &Link, bytes: &[u8]) {
 }
 
 /// Tells the guard the control socket pk bound (removed if pk dies).
-pub fn note_socket(path: &Path) {
+pub(crate) fn note_socket(path: &Path) {
     note(Note::Socket(path));
 }
 

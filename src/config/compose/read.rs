@@ -141,7 +141,7 @@ const NO_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// `max_restarts` counts restarts over the whole run, not within a window.
 const WHOLE_RUN: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
-pub struct Reader<'a> {
+pub(super) struct Reader<'a> {
     cwd: &'a Path,
     diags: &'a mut Vec<Diag>,
     strict: bool,
@@ -185,7 +185,7 @@ fn join(path: &str, key: &str) -> String {
 }
 
 impl<'a> Reader<'a> {
-    pub fn new(cwd: &'a Path, diags: &'a mut Vec<Diag>) -> Reader<'a> {
+    pub(super) fn new(cwd: &'a Path, diags: &'a mut Vec<Diag>) -> Reader<'a> {
         Reader {
             cwd,
             diags,
@@ -396,7 +396,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The whole (merged) file.
-    pub fn config(&mut self, root: &Node) -> Option<Config> {
+    pub(super) fn config(&mut self, root: &Node) -> Option<Config> {
         if let Some(strict) = root.get("is_strict") {
             self.strict = self.bool(strict, "is_strict").unwrap_or(false);
         }
