@@ -190,8 +190,10 @@ pub(crate) enum CliCommand {
     /// Translate a Procfile or process-compose file into pk.yaml, with a comment wherever the
     /// meaning changed or a key was dropped.
     Import {
-        /// The file to translate.
-        file: PathBuf,
+        /// The file to translate: a Procfile, or process-compose files (several merge in order,
+        /// as `-f a -f b` does).
+        #[arg(required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
         /// Write here instead of to stdout (refuses to overwrite an existing file).
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
@@ -426,7 +428,7 @@ pub fn run(cli: Cli) -> i32 {
         } => remote::remote_call(file, &cwd, |c| async move {
             remote::wait(&c, services, until, timeout).await
         }),
-        CliCommand::Import { file: path, output } => import::run(&path, output.as_deref(), &cwd),
+        CliCommand::Import { files, output } => import::run(&files, output.as_deref(), &cwd),
     }
 }
 

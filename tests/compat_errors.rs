@@ -47,7 +47,7 @@ fn template_that_cannot_render() {
 fn strict_turns_warnings_into_errors_and_bad_values_are_errors() {
     insta::assert_snapshot!(errors(&[(
         "/project/process-compose.yaml",
-        "is_strict: true\nprocesses:\n  web:\n    command: ./web\n    is_tty: true\n    colour: red\n    availability:\n      restart: on_failur\n    shutdown:\n      signal: 99\n    readiness_probe:\n      http_get:\n        port: ${NOPE}\n    depends_on:\n      web2:\n        condition: process_log_ready\n  web2:\n    command: ./web2\n",
+        "is_strict: true\nprocesses:\n  web:\n    command: ./web\n    is_elevated: true\n    colour: red\n    availability:\n      restart: on_failur\n    shutdown:\n      signal: 99\n    readiness_probe:\n      http_get:\n        port: ${NOPE}\n    depends_on:\n      web2:\n        condition: process_log_ready\n  web2:\n    command: ./web2\n",
     )]));
 }
 
@@ -67,5 +67,19 @@ fn formats_cannot_be_mixed() {
             "processes:\n  a:\n    command: x\n"
         ),
         ("/project/pk.yaml", "services:\n  a:\n    command: x\n"),
+    ]));
+}
+
+#[test]
+fn pk_yaml_cycle_across_merged_files() {
+    insta::assert_snapshot!(errors(&[
+        (
+            "/project/pk.yaml",
+            "services:\n  a:\n    command: ./a\n    depends_on: [b]\n  b:\n    command: ./b\n",
+        ),
+        (
+            "/project/pk.override.yaml",
+            "services:\n  b:\n    depends_on:\n      a: completed\n  c:\n    command: ./c\n    depends_on: [nope]\n",
+        ),
     ]));
 }

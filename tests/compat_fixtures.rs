@@ -2,10 +2,9 @@
 //! place) under `pk up`: each one process-compose's tests run gives the outcome its
 //! `EXPECTED.md` records (order, states, exit code).
 //!
-//! Not here: `process-compose-scale.yaml` (replicas and runtime scaling) and
-//! `process-compose-success-exit-on-end.yaml` (`exit_on_end`) wait for replicas and
-//! `exit_on_end`; `process-compose-namespace-profiles.yaml` tests runtime namespace start/stop
-//! and live reload, which pk does not have.
+//! Not here: `process-compose-namespace-profiles.yaml` tests runtime namespace start/stop and
+//! live reload, and the runtime half of `process-compose-scale.yaml` (`ScaleProcess` on a
+//! running project), which pk does not have; pk's `--scale` at start is checked instead.
 
 mod support;
 
@@ -287,4 +286,67 @@ fn extends_chain_and_process_extends() {
     assert_eq!(derived.working_dir, PathBuf::from("/tmp"));
     let top = &plan.services[plan.service_id("chain_top").unwrap()];
     assert_eq!(top.restart.policy, pk::vocab::RestartPolicy::Always);
+}
+
+#[test]
+fn scale_runs_every_replica_after_its_dependency_with_process_compose_names() {
+    let Some(root) = fixtures() else { return };
+    let file = root.join("fixtures-code/process-compose-scale.yaml");
+    // process-compose's test: 4 processes (process1-0, process1-1, process2, process3).
+    let plan = pk::plan::load(std::slice::from_ref(&file), &root).unwrap();
+    let names: Vec<&str> = plan.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["process1-0", "process1-1", "process2", "process3"]);
+    // Ten copies are zero-padded: process1-00 … process1-09.
+    let ten = pk::plan::scale(plan, &[("process1".to_owned(), 10)]).unwrap();
+    let copies: Vec<&str> = ten
+        .services
+        .iter()
+        .map(|s| s.name.as_str())
+        .filter(|n| n.starts_with("process1"))
+        .collect();
+    assert_eq!(copies.len(), 10);
+    assert_eq!((copies[0], copies[9]), ("process1-00", "process1-09"));
+
+    let out = up(&file, &[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout(), out.stderr);
+    // Each copy ran, with its own replica number, after process2 completed successfully.
+    let done = notice_at(&out.lines, "process2", "completed");
+    for copy in ["process1-0", "process1-1"] {
+        assert!(
+            output_at(&out.lines, copy, "process1") > done,
+            "{}",
+            out.stdout()
+        );
+    }
+    assert_edges_held(&file, &out.lines);
+}
+
+#[test]
+fn exit_on_end_with_a_success_code_exits_0_and_without_it_with_the_code() {
+    let Some(root) = fixtures() else { return };
+    let file = root.join("fixtures-code/process-compose-success-exit-on-end.yaml");
+    let out = up(&file, &[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout(), out.stderr);
+    assert!(
+        out.lines
+            .iter()
+            .any(|l| is_notice(l, "signal_exit", "exited 130") && l.contains("exit_on_end")),
+        "{}",
+        out.stdout()
+    );
+    // process-compose's control run clears `success_exit_codes` in code: the project then
+    // exits 130. Here the same file without the key (written by the test, not copied).
+    let p = Project::named(
+        "process-compose.yaml",
+        "processes:\n  signal_exit:\n    command: \"exit 130\"\n    availability:\n      exit_on_end: true\n  other:\n    command: \"exec sleep 30\"\n",
+    );
+    let out = p.up().run();
+    assert_eq!(out.code, 130, "{}\n{}", out.stdout(), out.stderr);
+    assert!(
+        out.lines.iter().any(|l| is_notice(l, "other", "stopped")
+            || is_notice(l, "other", "exited")
+            || is_notice(l, "other", "killed")),
+        "the other process is stopped:\n{}",
+        out.stdout()
+    );
 }

@@ -1,10 +1,13 @@
-//! `pk check` on every real process-compose file in `../shared/realworld/process-compose/`.
+//! `pk check` and `pk import` on every real process-compose file in
+//! `../shared/realworld/process-compose/`.
 //!
 //! The files belong to their authors and are read in place (never copied here). Each is loaded
 //! from its own directory with a fixed, nearly empty environment, so `${VAR}` expansion gives
 //! the same result everywhere. A file that process-compose itself rejects with that
 //! environment, or a fragment meant to be merged with another file, is listed in `REJECTED`
-//! with the exact errors pk gives; every other file must load without an error.
+//! with the exact errors pk gives; every other file must load without an error, and its
+//! `pk import` must load back (`pk check`) to the same plan, apart from what the import's
+//! comments say it dropped.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -79,23 +82,95 @@ pub fn fixed_env() -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Errors of `pk check -f FILE` run in the file's directory (empty: the file loads).
-fn check(path: &Path) -> Vec<String> {
+fn errors(e: &pk::plan::LoadError) -> Vec<String> {
+    e.diagnostics()
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains(": error: "))
+        .collect()
+}
+
+/// Errors of `pk check -f FILE` run in the file's directory (empty: the file loads), and the
+/// plan when it loads.
+fn check(path: &Path) -> (Vec<String>, Option<pk::plan::Plan>) {
     let dir = path.parent().unwrap();
     let name = PathBuf::from(path.file_name().unwrap());
     match pk::plan::load_with_env(&[name], dir, &fixed_env()) {
-        Ok(_) => Vec::new(),
-        Err(e) => e
-            .diagnostics()
-            .lines()
-            .into_iter()
-            .filter(|l| l.contains(": error: "))
-            .collect(),
+        Ok((plan, _)) => (Vec::new(), Some(plan)),
+        Err(e) => (errors(&e), None),
     }
 }
 
+/// `pk import FILE` in the file's directory, read back as a pk.yaml written there (nothing is
+/// written: the text is loaded as if it were): why it differs from `plan`, if it does.
+fn import_differs(path: &Path, plan: &pk::plan::Plan) -> Option<String> {
+    let dir = path.parent().unwrap();
+    let name = PathBuf::from(path.file_name().unwrap());
+    let yaml = match pk::plan::import_with_env(&[name], dir, &fixed_env()) {
+        Ok(y) => y,
+        Err(e) => return Some(format!("pk import failed: {}", e.render(false))),
+    };
+    let target = dir.join("pk.imported.yaml");
+    let back = match pk::plan::load_strs_with_warnings(&[(&target, &yaml)], dir, &fixed_env()) {
+        Ok((back, _)) => back,
+        Err(e) => {
+            return Some(format!(
+                "the import fails pk check:\n{}\n{yaml}",
+                e.render(false)
+            ));
+        }
+    };
+    // What pk.yaml cannot say: each must be named by a comment in the import.
+    let dropped = |s: &pk::plan::ServiceSpec| -> Vec<&str> {
+        let mut why = Vec::new();
+        if !s.success_codes.is_empty() {
+            why.push("Dropped: success_exit_codes");
+        }
+        if !s.namespaces.is_empty() {
+            why.push("Dropped: namespace");
+        }
+        if s.ends_stack.on_failure {
+            why.push("Dropped: `restart: exit_on_failure`");
+        }
+        if s.ends_stack.on_skipped {
+            why.push("Dropped: `exit_on_skipped`");
+        }
+        why
+    };
+    let normal = |s: &pk::plan::ServiceSpec| {
+        let mut s = s.clone();
+        s.success_codes.clear();
+        s.namespaces.clear();
+        s.ends_stack = pk::plan::EndsStack::default();
+        // How the file spelled the environment; the resolved `env` is compared.
+        s.env_source = pk::plan::EnvSource::default();
+        format!("{s:#?}")
+    };
+    if plan.services.len() != back.services.len() || plan.order != back.order {
+        return Some(format!(
+            "other services or order: {:?} vs {:?}\n{yaml}",
+            plan.order, back.order
+        ));
+    }
+    for (a, b) in plan.services.iter().zip(&back.services) {
+        for why in dropped(a) {
+            if !yaml.contains(why) {
+                return Some(format!("{}: no comment `{why}`\n{yaml}", a.name));
+            }
+        }
+        let (a_text, b_text) = (normal(a), normal(b));
+        if a_text != b_text {
+            return Some(format!(
+                "{} differs:\noriginal: {a_text}\nimport: {b_text}\n{yaml}",
+                a.name
+            ));
+        }
+    }
+    None
+}
+
 #[test]
-fn every_real_process_compose_file_passes_pk_check() {
+fn every_real_process_compose_file_passes_pk_check_and_imports_to_the_same_plan() {
     let Some(root) = realworld() else { return };
     let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("process-compose"))
         .unwrap()
@@ -110,7 +185,7 @@ fn every_real_process_compose_file_passes_pk_check() {
     let mut failures = Vec::new();
     for path in &files {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let got = check(path);
+        let (got, plan) = check(path);
         let want: Vec<String> = REJECTED
             .iter()
             .find(|(n, _)| *n == name)
@@ -118,6 +193,9 @@ fn every_real_process_compose_file_passes_pk_check() {
             .unwrap_or_default();
         if got != want {
             failures.push(format!("{name}\n  want: {want:#?}\n  got:  {got:#?}"));
+        }
+        if let Some(why) = plan.and_then(|plan| import_differs(path, &plan)) {
+            failures.push(format!("{name}: pk import: {why}"));
         }
     }
     for (name, _) in REJECTED {

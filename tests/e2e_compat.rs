@@ -278,3 +278,140 @@ fn discovery_uses_the_override_file() {
     let out = p.up().run_within(Duration::from_secs(15));
     output_at(&out.lines, "a", "from-override");
 }
+
+#[test]
+fn replicas_a_dependency_on_them_tty_and_underscore_names() {
+    let p = compose(
+        r#"processes:
+  web:
+    replicas: 2
+    command: "echo copy $$PC_REPLICA_NUM of $$PC_PROC_NAME; sleep 0.3; echo copy-done"
+  client:
+    command: "echo client-ran"
+    depends_on:
+      web:
+        condition: process_completed_successfully
+  _pc_log:
+    command: "if [ -t 1 ]; then echo on-a-tty; else echo on-a-pipe; fi"
+    is_tty: true
+"#,
+    );
+    let out = p.up().run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout(), out.stderr);
+    output_at(&out.lines, "web-0", "copy 0 of web");
+    output_at(&out.lines, "web-1", "copy 1 of web");
+    // The dependent waits for every copy.
+    let client = output_at(&out.lines, "client", "client-ran");
+    for copy in ["web-0", "web-1"] {
+        assert!(
+            notice_at(&out.lines, copy, "completed") < client,
+            "{}",
+            out.stdout()
+        );
+    }
+    output_at(&out.lines, "_pc_log", "on-a-tty");
+}
+
+#[test]
+fn several_pk_yaml_files_merge_by_compose_rules() {
+    let p = Project::named(
+        "pk.yaml",
+        "services:\n  db:\n    command: \"echo db-done\"\n  web:\n    command: \"echo web $$GREETING $$KEEP\"\n    env: { GREETING: base, KEEP: kept, DROP: x }\n    depends_on: [db]\n",
+    )
+    .file(
+        "dev.yaml",
+        "services:\n  web:\n    env: { GREETING: over, DROP: null }\n    depends_on:\n      db: completed_successfully\n  extra:\n    command: \"echo extra-ran $${DROP:-unset}\"\n",
+    )
+    .file(
+        "more.yaml",
+        "services:\n  extra:\n    env: { DROP: again }\n",
+    );
+    let files = ["-f", "pk.yaml", "-f", "dev.yaml", "-f", "more.yaml"];
+    let run = |args: &[&str]| {
+        let mut all = files.to_vec();
+        all.extend_from_slice(args);
+        p.pk(&all).run()
+    };
+    let out = run(&["up", "--plain", "--color", "never"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout(), out.stderr);
+    // env merged by key; depends_on merged by name (its condition replaced): web starts only
+    // once db completed.
+    let web = output_at(&out.lines, "web", "web over kept");
+    assert!(
+        notice_at(&out.lines, "db", "completed") < web,
+        "{}",
+        out.stdout()
+    );
+    output_at(&out.lines, "extra", "extra-ran again");
+    let check = run(&["check"]);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    let graph = run(&["graph"]);
+    assert!(
+        graph
+            .stdout()
+            .contains("web    ← db (completed_successfully)")
+            && graph.stdout().contains("extra"),
+        "{}",
+        graph.stdout()
+    );
+}
+
+#[test]
+fn pk_import_of_a_process_compose_file_checks_runs_and_comments_the_changes() {
+    let p = compose(
+        r#"environment:
+  - GREETING=hi
+processes:
+  db:
+    description: the database
+    command: "echo db $$FROM_DOTENV"
+    namespace: data
+    success_exit_codes: [3]
+  web:
+    command: "echo web $$GREETING $$PC_REPLICA_NUM"
+    replicas: 2
+    working_dir: sub
+    depends_on:
+      db:
+        condition: process_completed
+    availability:
+      restart: exit_on_failure
+    is_elevated: true
+"#,
+    )
+    .file(".env", "FROM_DOTENV=dotenv-value\n")
+    .file("sub/keep", "");
+    let out = p
+        .pk(&["import", "process-compose.yaml", "-o", "pk.yaml"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let yaml = std::fs::read_to_string(p.path().join("pk.yaml")).unwrap();
+    for comment in [
+        "# description: the database",
+        "# Dropped: namespace data.",
+        "# Dropped: success_exit_codes [3].",
+        "# Dropped: `restart: exit_on_failure`",
+        "# `is_elevated` is not supported by pk",
+        "# `.env` (FROM_DOTENV) is read as a top-level `env_file`",
+        "# Exit code: process-compose exits 0",
+    ] {
+        assert!(yaml.contains(comment), "no `{comment}` in\n{yaml}");
+    }
+    assert!(yaml.contains("working_dir: \"sub\""), "{yaml}");
+    // It never overwrites.
+    let again = p
+        .pk(&["import", "process-compose.yaml", "-o", "pk.yaml"])
+        .run();
+    assert_eq!(again.code, 2, "{}", again.stderr);
+    // pk.yaml is found first: the import checks, draws the same graph and runs.
+    let check = p.pk(&["check"]).run();
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    let graph = p.pk(&["graph"]).run();
+    let original = p.pk(&["-f", "process-compose.yaml", "graph"]).run();
+    assert_eq!(graph.stdout(), original.stdout());
+    let out = p.up().run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout(), out.stderr);
+    output_at(&out.lines, "db", "db dotenv-value");
+    output_at(&out.lines, "web-0", "web hi 0");
+    output_at(&out.lines, "web-1", "web hi 1");
+}

@@ -1,38 +1,21 @@
-//! `pk import FILE [-o OUT]`: writes the pk.yaml equivalent of a Procfile or a
-//! process-compose file (the translation itself is `config::import`).
+//! `pk import FILE… [-o OUT]`: writes the pk.yaml equivalent of a Procfile or of
+//! process-compose files (the translation itself is `plan::import_with_env` and
+//! `config::import`).
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::config::{import, procfile};
-use crate::plan::LoadError;
-
-/// Runs `pk import`; returns the exit code (2 for a file that cannot be read or translated).
-pub(super) fn run(file: &Path, output: Option<&Path>, cwd: &Path) -> i32 {
-    let path = cwd.join(file);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("pk: cannot read {}: {e}", path.display());
-            return 2;
-        }
-    };
-    let shown = file.display().to_string();
+/// Runs `pk import`; returns the exit code (2 for files that cannot be read or translated).
+pub(crate) fn run(files: &[PathBuf], output: Option<&Path>, cwd: &Path) -> i32 {
     let env: BTreeMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
-    let yaml = if procfile::is_procfile(&path) {
-        import::procfile(&path, &shown, &text, &env)
-    } else {
-        eprintln!("pk: {shown}: pk import reads a Procfile (process-compose files: not yet)");
-        return 2;
-    };
-    let yaml = match yaml {
+    let files: Vec<PathBuf> = files.iter().map(|f| cwd.join(f)).collect();
+    let yaml = match crate::plan::import_with_env(&files, cwd, &env) {
         Ok(y) => y,
-        Err(diags) => {
-            let err = LoadError::with_source(&shown, &text, diags);
+        Err(err) => {
             eprint!("{}", err.render(std::io::stderr().is_terminal()));
             return 2;
         }

@@ -292,10 +292,14 @@ fn comment(out: &mut String, indent: usize, text: &str) {
     }
 }
 
-/// A duration the reader parses back exactly: `1500ms`, `10s`.
+/// A duration the reader parses back exactly: `1500ms`, `10s`, `5m`, `876000h`.
 fn duration(d: Duration) -> String {
     if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
+        match d.as_secs() {
+            s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
+            s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+            s => format!("{s}s"),
+        }
     } else if d.subsec_nanos() % 1_000_000 == 0 {
         format!("{}ms", d.as_millis())
     } else {

@@ -3,14 +3,20 @@
 //!
 //! The front end reads the file into the one `Config` model; `emit` writes it back as pk.yaml.
 //! What the model cannot say in pk.yaml words (a Procfile's per-copy `PORT`, `.env` winning
-//! over the shell) is written the closest way and commented. Warnings the front end gave (an
+//! over the shell, process-compose's `success_exit_codes`, namespaces and exit code rules) is
+//! written the closest way, or dropped, and commented. Warnings the front end gave (an
 //! unsupported key, say) become comments above the service they point into.
+//!
+//! Invariant: apart from what a comment names, the written pk.yaml builds the same plan as the
+//! original (`tests/compat_realworld.rs` and `tests/realworld_procfile.rs` check it on every
+//! real file).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::diag::{Diag, Span};
 use super::emit::{self, Note};
+use super::load::{Format, Loaded};
 use super::model::{Config, EnvMap, Located, Paths};
 use super::procfile::{self, DOTENV, PORT_STEP, Procfile};
 
@@ -75,6 +81,105 @@ pub(crate) fn procfile(
     Ok(emit::to_yaml(&config, &header, &notes))
 }
 
+/// The pk.yaml for process-compose files that `compose::load` read into `loaded` (run from
+/// `cwd`; `from` names them in the header).
+pub(crate) fn compose(loaded: &Loaded, cwd: &Path, from: &str) -> Option<String> {
+    debug_assert_eq!(loaded.format, Format::ProcessCompose);
+    let mut config = loaded.config.clone()?;
+    let mut notes = vec![Note::top(
+        "Exit code: process-compose exits 0 even when processes fail or are skipped (unless `exit_on_failure`, `exit_on_end` or `exit_on_skipped` ends it); pk.yaml exits 1 when a service failed, crashed or was skipped.",
+    )];
+    let relative = |path: &str| -> Option<String> {
+        match Path::new(path).strip_prefix(cwd) {
+            Ok(rest) if rest.as_os_str().is_empty() => None,
+            Ok(rest) => Some(rest.display().to_string()),
+            Err(_) => Some(path.to_owned()),
+        }
+    };
+    let relative_paths = |paths: &mut Paths| {
+        for p in &mut paths.0 {
+            p.value = relative(&p.value).unwrap_or_else(|| ".".to_owned());
+        }
+    };
+    let mut relocated = false;
+    if !loaded.top_file_vars.is_empty() {
+        config.env_file = Paths(vec![Located {
+            value: ".env".to_owned(),
+            span: Span::default(),
+        }]);
+        let names: Vec<&str> = loaded
+            .top_file_vars
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        notes.push(Note::top(format!(
+            "`.env` ({}) is read as a top-level `env_file`: it goes into every service and the shell's environment wins over it, as in process-compose. process-compose reads it from the directory it runs in; pk.yaml from its own directory.",
+            names.join(", ")
+        )));
+        relocated = true;
+    }
+    for service in &mut config.services.0 {
+        let name = service.name.value.clone();
+        let mut note = |text: String| notes.push(Note::service(name.clone(), text));
+        // pk sets both for every service (and every copy) itself.
+        service
+            .env
+            .0
+            .retain(|(k, _)| k != "PC_PROC_NAME" && k != "PC_REPLICA_NUM");
+        if let Some(text) = service.description.take() {
+            note(format!("description: {text}"));
+        }
+        if !service.namespaces.is_empty() {
+            note(format!(
+                "Dropped: namespace {}. pk.yaml has no namespaces; `pk up NAME…` starts a selection.",
+                service.namespaces.join(", ")
+            ));
+        }
+        if !service.success_exit_codes.is_empty() {
+            let codes: Vec<String> = service
+                .success_exit_codes
+                .iter()
+                .map(i32::to_string)
+                .collect();
+            note(format!(
+                "Dropped: success_exit_codes [{}]. In pk.yaml only 0 is success: these codes now count as failures (restarts, `completed_successfully`, the exit code).",
+                codes.join(", ")
+            ));
+        }
+        if service.ends_stack.on_failure {
+            note("Dropped: `restart: exit_on_failure` (when it fails, the stack stops and pk exits with its code). pk.yaml has `exit_on_end: true`, which also ends the stack when it succeeds.".to_owned());
+        }
+        if service.ends_stack.on_skipped {
+            note(
+                "Dropped: `exit_on_skipped` (when it is skipped, the stack stops and pk exits 1)."
+                    .to_owned(),
+            );
+        }
+        if service.dotenv_disabled && !loaded.top_file_vars.is_empty() {
+            note("Changed: `is_dotenv_disabled` has no pk.yaml equivalent; the top-level `env_file: .env` reaches this service too.".to_owned());
+        }
+        service.working_dir = service.working_dir.as_deref().and_then(relative);
+        service.log_file = service
+            .log_file
+            .as_deref()
+            .map(|f| relative(f).unwrap_or_else(|| ".".to_owned()));
+        relative_paths(&mut service.env_file);
+        if let Some(watch) = &mut service.watch {
+            for p in &mut watch.paths {
+                *p = relative(p).unwrap_or_else(|| ".".to_owned());
+            }
+        }
+        relocated = true;
+    }
+    if relocated {
+        notes.push(Note::top(
+            "Paths are written relative to the directory `pk import` ran in (process-compose resolves them against the directory it runs in): keep this pk.yaml there.",
+        ));
+    }
+    let warnings: Vec<Diag> = loaded.diags.iter().filter(|d| d.warning).cloned().collect();
+    Some(self::config(&config, from, &warnings, notes))
+}
+
 /// The pk.yaml for a config some front end read: `warnings` it gave (located in `file`, which
 /// holds `config`'s service spans) become comments above the service they point into.
 #[allow(
@@ -98,14 +203,14 @@ pub(crate) fn config(config: &Config, from: &str, warnings: &[Diag], notes: Vec<
     emit::to_yaml(config, &header, &notes)
 }
 
-/// The service whose block holds `span`: the last one declared at or before it (services are
-/// contiguous in YAML maps).
+/// The service whose block holds `span`: the last one declared at or before it in the same
+/// file (services are contiguous in YAML maps).
 fn service_at(config: &Config, span: Span) -> Option<String> {
     config
         .services
         .0
         .iter()
-        .filter(|s| s.name.span.offset <= span.offset)
+        .filter(|s| s.name.span.file == span.file && s.name.span.offset <= span.offset)
         .max_by_key(|s| s.name.span.offset)
         .map(|s| s.name.value.clone())
 }

@@ -1,9 +1,9 @@
 //! The entry point of every config format: detects each file's format and hands the files to
 //! the front end that reads it into the one `Config` model.
 //!
-//! Front ends: pk.yaml (`read`), process-compose (`compose`), Procfile (`procfile`, not built
-//! yet). All files of one load must have the same format; they merge in the order given, by
-//! the rules of their format. Every span a front end produces carries the index of its file in
+//! Front ends: pk.yaml (`read`, several files merged by `merge`), process-compose (`compose`),
+//! Procfile (`procfile`, one file). All files of one load must have the same format; they merge
+//! in the order given, by the rules of their format. Every span a front end produces carries the index of its file in
 //! `files`, so diagnostics are rendered against the right source.
 
 use std::collections::BTreeMap;
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use super::diag::{Diag, Source, Span};
 use super::model::{Config, Paths};
 use super::node::{self, Node, Value};
-use super::{compose, envfile, procfile, read};
+use super::{compose, envfile, merge, procfile, read};
 
 /// One config file of a load: where it is (absolute) and its text.
 #[derive(Debug, Clone)]
@@ -116,14 +116,7 @@ pub(crate) fn load(files: Vec<File>, cwd: &Path, env: &BTreeMap<String, String>)
         return failed(format, vec![diag]);
     }
     match format {
-        Format::Pk => {
-            if files.len() > 1 {
-                let diag = Diag::error("merging several pk.yaml files is not supported yet")
-                    .help("give one pk.yaml with -f");
-                return failed(format, vec![diag]);
-            }
-            read_pk(&files[0], &base_dir, env)
-        }
+        Format::Pk => read_pk(&files, &base_dir, env),
         Format::ProcessCompose => compose::load(files, cwd, env),
         Format::Procfile => {
             if files.len() > 1 {
@@ -249,23 +242,37 @@ fn looks_like_procfile(text: &str) -> bool {
     any
 }
 
-/// The pk.yaml front end: one file, read by `read::Reader`.
-fn read_pk(file: &File, base_dir: &Path, env: &BTreeMap<String, String>) -> Loaded {
+/// The pk.yaml front end: each file parsed (its spans carry its index in `files`), the trees
+/// merged in order by docker compose's rules (`merge`), the result read by `read::Reader`.
+/// Interpolation runs after the merge, so a later file's `env_file` counts.
+fn read_pk(files: &[File], base_dir: &Path, env: &BTreeMap<String, String>) -> Loaded {
     let mut loaded = Loaded {
         format: Format::Pk,
-        sources: vec![file.source.clone()],
+        sources: files.iter().map(|f| f.source.clone()).collect(),
         config: None,
         top_file_vars: Vec::new(),
         diags: Vec::new(),
         base_dir: base_dir.to_path_buf(),
         invalid_ready: Vec::new(),
     };
-    let root = match node::parse(&file.source.text) {
-        Ok(root) => root,
-        Err(diag) => {
-            loaded.diags.push(diag);
-            return loaded;
+    let mut root: Option<Node> = None;
+    for (i, file) in files.iter().enumerate() {
+        let index = u16::try_from(i).unwrap_or(u16::MAX);
+        match node::parse_file(&file.source.text, index) {
+            // An empty file adds nothing (it does not replace the files before it).
+            Ok(tree) if root.is_some() && matches!(tree.value, Value::Null) => {}
+            Ok(tree) => {
+                root = Some(match root {
+                    Some(base) => merge::merge(base, tree),
+                    None => tree,
+                });
+            }
+            // Every file's syntax errors are reported; nothing is read.
+            Err(diag) => loaded.diags.push(diag),
         }
+    }
+    let Some(root) = root.filter(|_| loaded.diags.is_empty()) else {
+        return loaded;
     };
     let (top_files, mut diags) = read::top_env_files(&root, env);
     let top_file_vars = read_env_files(base_dir, &top_files, &mut diags);

@@ -16,7 +16,6 @@ use super::node::{Node, Value};
 const PROBE_KINDS: &[&str] = &["exec", "http", "tcp", "log", "status"];
 
 /// `over` merged onto `base` (both whole files).
-#[allow(dead_code, reason = "not wired to `-f a -f b` yet (issue 10)")]
 pub(crate) fn merge(base: Node, over: Node) -> Node {
     merge_at(base, over, &[])
 }

@@ -73,7 +73,7 @@ impl JsonSchema for Services {
         json_schema!({
             "type": "object",
             "minProperties": 1,
-            "propertyNames": { "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$" },
+            "propertyNames": { "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]*$" },
             "additionalProperties": service,
         })
     }

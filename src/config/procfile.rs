@@ -290,8 +290,10 @@ mod tests {
 
     #[test]
     fn every_bad_line_is_reported() {
-        let (services, diags) = lines("web: a\nno colon here\nmy web: b\nempty:\nweb: c\n_x: d\n");
-        assert_eq!(services.len(), 1);
+        let (services, diags) =
+            lines("web: a\nno colon here\nmy web: b\nempty:\nweb: c\n-x: d\n_x: e\n");
+        // `_x` is a name for foreman's regex and for pk.
+        assert_eq!(services.len(), 2);
         assert_eq!(
             diags,
             [
@@ -299,7 +301,7 @@ mod tests {
                 "`my web` is not a valid process name",
                 "process `empty` has no command",
                 "process `web` is declared twice",
-                "`_x` is not a valid process name",
+                "`-x` is not a valid process name",
             ]
         );
     }

@@ -494,7 +494,7 @@ impl<'a> Reader<'a> {
                 self.diags.push(
                     Diag::error(format!("`{name}` is not a valid service name"))
                         .label(key.span, "invalid name")
-                        .help("a service name starts with a letter or digit and has only letters, digits, `_`, `.` and `-`"),
+                        .help("a service name starts with a letter, a digit or `_` and has only letters, digits, `_`, `.` and `-`"),
                 );
             }
             let name = Located {

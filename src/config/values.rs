@@ -158,13 +158,15 @@ fn split_host_port(authority: &str, default_port: Option<u16>) -> Result<(String
     Ok((host.to_owned(), port))
 }
 
-/// Service names become cgroup directory names: `^[A-Za-z0-9][A-Za-z0-9_.-]*$`.
+/// Service names become cgroup directory names: `^[A-Za-z0-9_][A-Za-z0-9_.-]*$`.
 /// The most copies `replicas:` (or `--scale`) may ask for: a bound on what one line can spawn.
 pub(crate) const MAX_REPLICAS: u32 = 1000;
 
 pub(crate) fn is_valid_service_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
@@ -203,6 +205,8 @@ mod tests {
     fn names_and_signals() {
         assert!(is_valid_service_name("api-2.v1_x"));
         assert!(!is_valid_service_name("-api"));
+        assert!(is_valid_service_name("_pc_log"));
+        assert!(!is_valid_service_name(".hidden"));
         assert!(!is_valid_service_name("a/b"));
         assert_eq!(signal("SIGINT").unwrap().name, "INT");
         assert_eq!(signal("term").unwrap().number, 15);

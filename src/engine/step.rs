@@ -540,7 +540,16 @@ impl Engine {
         }
         let s = &self.services[id];
         let (code, what) = match &s.phase {
-            Phase::Exited(e) | Phase::Crashed(e) => (exit_code_of(e.status), e.to_string()),
+            // A success exit code (`success_exit_codes`) ends the stack with 0, as in
+            // process-compose.
+            Phase::Exited(e) | Phase::Crashed(e) => {
+                let code = if e.success() {
+                    0
+                } else {
+                    exit_code_of(e.status)
+                };
+                (code, e.to_string())
+            }
             Phase::Failed(reason) => (1, format!("failed: {reason}")),
             _ => return,
         };

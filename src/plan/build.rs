@@ -109,17 +109,6 @@ impl LoadError {
         }
     }
 
-    /// Problems found in one file (`name`, `text`) outside `load` (`pk import`).
-    pub(crate) fn with_source(name: &str, text: &str, diags: Vec<Diag>) -> LoadError {
-        LoadError::new(
-            vec![Source {
-                name: name.to_owned(),
-                text: text.to_owned(),
-            }],
-            diags,
-        )
-    }
-
     /// Problems that point into no file (command-line arguments), all reported.
     pub(crate) fn unlocated(diags: Vec<Diag>) -> LoadError {
         LoadError::new(Vec::new(), diags)
@@ -185,6 +174,46 @@ pub fn load_with_env(
     cwd: &Path,
     env: &BTreeMap<String, String>,
 ) -> Result<(Plan, Diagnostics), LoadError> {
+    build(read_files(explicit, cwd, env)?, cwd, env)
+}
+
+/// `pk import`: the pk.yaml for the files `explicit` (a Procfile, or process-compose files
+/// merged in order), with a comment wherever the meaning changes. The files must build a plan
+/// first, so an import never hides an error of the original; the warnings become comments.
+pub fn import_with_env(
+    explicit: &[PathBuf],
+    cwd: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<String, LoadError> {
+    let files = read_files(explicit, cwd, env)?;
+    build(files.clone(), cwd, env)?;
+    let from: Vec<&str> = files.iter().map(|f| f.source.name.as_str()).collect();
+    let from = from.join(" ");
+    let loaded = load::load(files.clone(), cwd, env);
+    let yaml = match loaded.format {
+        load::Format::Procfile => {
+            let file = &files[0];
+            crate::config::import::procfile(&file.path, &from, &file.source.text, env)
+                .map_err(|diags| LoadError::new(loaded.sources.clone(), diags))?
+        }
+        load::Format::ProcessCompose => crate::config::import::compose(&loaded, cwd, &from)
+            .ok_or_else(|| LoadError::new(loaded.sources.clone(), loaded.diags.clone()))?,
+        load::Format::Pk => {
+            return Err(LoadError::single(
+                Diag::error(format!("`{from}` is a pk.yaml already"))
+                    .help("pk import translates a Procfile or process-compose files"),
+            ));
+        }
+    };
+    Ok(yaml)
+}
+
+/// The config files (`explicit`, else `PK_FILE` from `env`, else discovery from `cwd`), read.
+fn read_files(
+    explicit: &[PathBuf],
+    cwd: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<Vec<load::File>, LoadError> {
     let pk_file = env.get("PK_FILE").map(PathBuf::from);
     let paths = discover::find(explicit, pk_file.as_deref(), cwd).map_err(LoadError::single)?;
     let mut files = Vec::with_capacity(paths.len());
@@ -204,7 +233,7 @@ pub fn load_with_env(
             }
         }
     }
-    build(files, cwd, env)
+    Ok(files)
 }
 
 /// Builds the plan from YAML text as if read from `path`, with `env` as the inherited
@@ -251,10 +280,13 @@ fn build(
     cwd: &Path,
     env: &BTreeMap<String, String>,
 ) -> Result<(Plan, Diagnostics), LoadError> {
-    let path = files.first().map(|f| f.path.clone()).unwrap_or_default();
-    let config_path = std::fs::canonicalize(&path)
-        .or_else(|_| std::path::absolute(&path))
-        .unwrap_or_else(|_| path.clone());
+    let canonical = |path: &Path| {
+        std::fs::canonicalize(path)
+            .or_else(|_| std::path::absolute(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    };
+    let all_files: Vec<PathBuf> = files.iter().map(|f| canonical(&f.path)).collect();
+    let config_path = all_files.first().cloned().unwrap_or_default();
     let loaded = load::load(files, cwd, env);
     let load::Loaded {
         format,
@@ -291,7 +323,7 @@ fn build(
     });
     let plan = Plan {
         name,
-        files: vec![config_path.clone()],
+        files: all_files,
         config_path,
         base_dir,
         services,

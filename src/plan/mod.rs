@@ -10,7 +10,8 @@ mod replicas;
 
 pub(crate) use build::load_with_warnings;
 pub use build::{
-    LoadError, load, load_str, load_str_with_warnings, load_strs_with_warnings, load_with_env,
+    LoadError, import_with_env, load, load_str, load_str_with_warnings, load_strs_with_warnings,
+    load_with_env,
 };
 pub(crate) use build::{find_config, find_configs};
 pub(crate) use graph::only_namespaces;
@@ -18,7 +19,7 @@ pub use graph::{render_graph, select};
 pub use replicas::scale;
 pub(crate) use replicas::{CopyPosition, copy_positions};
 
-pub(crate) use crate::config::model::EndsStack;
+pub use crate::config::model::EndsStack;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

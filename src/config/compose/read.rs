@@ -83,7 +83,6 @@ const PROCESS_KEYS: &[&str] = &[
 ];
 /// Accepted, but pk cannot do what they ask: one warning each (an error with `is_strict`).
 const PROCESS_UNSUPPORTED: &[&str] = &[
-    "is_tty",
     "is_interactive",
     "is_foreground",
     "is_elevated",
@@ -509,7 +508,7 @@ impl<'a> Reader<'a> {
                 self.diags.push(
                     Diag::error(format!("`{name}` is not a valid process name for pk"))
                         .label(key.span, "invalid name")
-                        .help("a name starts with a letter or digit and has only letters, digits, `_`, `.` and `-` (it names a cgroup and a log file)"),
+                        .help("a name starts with a letter, a digit or `_` and has only letters, digits, `_`, `.` and `-` (it names a cgroup and a log file)"),
                 );
             }
             let located = Located {
@@ -671,26 +670,16 @@ impl<'a> Reader<'a> {
                     ready_log_line = self.string(value, &p).map(|l| (l, value.span));
                 }
                 "shutdown" => service.shutdown = self.shutdown(value, &p),
-                "replicas" => {
-                    let many = self.u32(value, &p).is_some_and(|n| n > 1);
-                    if many {
-                        self.lenient(
-                            Diag::warning(
-                                "`replicas` above 1 is not supported yet; pk runs one copy",
-                            )
-                            .label(value.span, "one copy runs"),
-                        );
-                    }
-                }
+                "replicas" => service.replicas = self.replicas(value, &p),
                 "log_location" => {
                     service.log_file = self.string(value, &p).map(|l| self.path_from_cwd(&l));
                 }
                 "watch" => service.watch = self.watch(value, &p),
+                "is_tty" => service.tty = self.bool(value, &p).unwrap_or(false),
                 _ if PROCESS_UNSUPPORTED.contains(&key) => {
                     let on = !matches!(value.value, Value::Bool(false) | Value::Null);
                     if on {
                         let what = match key {
-                            "is_tty" => "pk has no PTY mode yet; output is captured through pipes",
                             "is_interactive" => "no interactive terminal pane; stdin is /dev/null",
                             "is_foreground" => "no foreground takeover; the process is not started",
                             "is_elevated" => "no sudo prompt; the command runs as you",
@@ -910,15 +899,7 @@ impl<'a> Reader<'a> {
                         .u32(value, &p)
                         .map(|n| if n == 0 { u32::MAX } else { n });
                 }
-                "exit_on_end" => {
-                    let on = self.bool(value, &p).unwrap_or(false);
-                    if on {
-                        self.lenient(
-                            Diag::warning("`exit_on_end` is not supported yet; the stack keeps running when this process ends")
-                                .label(value.span, "not acted on"),
-                        );
-                    }
-                }
+                "exit_on_end" => service.exit_on_end = self.bool(value, &p).unwrap_or(false),
                 "exit_on_skipped" => {
                     service.ends_stack.on_skipped = self.bool(value, &p).unwrap_or(false);
                 }
@@ -927,6 +908,23 @@ impl<'a> Reader<'a> {
         }
         restart.max = Some(restart.max.unwrap_or(u32::MAX));
         service.restart = Some(restart);
+    }
+
+    /// `replicas`: 0 (Go's zero value) means unset, as in process-compose; at most
+    /// `values::MAX_REPLICAS`.
+    fn replicas(&mut self, node: &Node, path: &str) -> Option<Located<u32>> {
+        let n = self.u32(node, path)?;
+        if n > values::MAX_REPLICAS {
+            self.diags.push(
+                Diag::error(format!("`{path}` must be at most {}", values::MAX_REPLICAS))
+                    .label(node.span, "too many copies"),
+            );
+            return None;
+        }
+        (n > 1).then_some(Located {
+            value: n,
+            span: node.span,
+        })
     }
 
     fn exit_codes(&mut self, node: &Node, path: &str) -> Vec<i32> {
