@@ -257,3 +257,12 @@ fn tty_with_a_pipeline() {
         "services:\n  logs:\n    pipeline: [[tail, -F, a.log], [grep, ERROR]]\n    tty: true\n"
     ));
 }
+
+/// Issue 11, defect 8: an empty path and an empty `watch.paths` list are errors (the schema
+/// says so too).
+#[test]
+fn empty_paths() {
+    insta::assert_snapshot!(errors(
+        "services:\n  api:\n    command: x\n    env_file: ''\n    watch:\n      paths: []\n"
+    ));
+}

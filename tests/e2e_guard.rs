@@ -1,7 +1,8 @@
 //! pk killed hard (issue 12): whatever way pk dies — SIGKILL, SIGKILL of its whole process
 //! group, its terminal hung up, a background pk killed with SIGKILL — nothing the stack spawned
 //! lives on (a background grandchild, a `setsid` child, a double-forked daemon), and no cgroup,
-//! socket or run record is left, within [`GONE_WITHIN`]. In normal use the guard is invisible: gone after
+//! nor any file of the run in the socket directory (socket, run record, lock file), is left
+//! within [`GONE_WITHIN`]. In normal use the guard is invisible: gone after
 //! every normal exit, never listed by `pk ps`.
 //!
 //! Every test leaves nothing behind even when it fails: `Leftovers` SIGKILLs every pid it saw
@@ -111,7 +112,8 @@ struct Scene {
     pids: Vec<(&'static str, u32)>,
     cgroup: Option<PathBuf>,
     socket: PathBuf,
-    record: PathBuf,
+    /// The run's log, which a failed background run keeps on purpose.
+    keep_log: bool,
 }
 
 impl Scene {
@@ -131,7 +133,7 @@ impl Scene {
             pids,
             cgroup,
             socket: pk::control::socket_path(&config),
-            record: pk::control::record_path(&config),
+            keep_log: false,
         }
     }
 
@@ -148,8 +150,8 @@ impl Scene {
             if let Some(dir) = self.cgroup.as_ref().filter(|d| d.exists()) {
                 left.push(format!("cgroup {}", dir.display()));
             }
-            for file in [&self.socket, &self.record] {
-                if file.exists() {
+            for file in run_files(&self.socket) {
+                if !(self.keep_log && file.extension().is_some_and(|e| e == "log")) {
                     left.push(file.display().to_string());
                 }
             }
@@ -167,6 +169,24 @@ impl Scene {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// Every file of the run whose socket is `socket` in the socket directory: the socket, run
+/// record, lock file, log and temporary files all share its name up to the first dot.
+fn run_files(socket: &Path) -> Vec<PathBuf> {
+    let stem = socket.file_stem().unwrap().to_str().unwrap();
+    let prefix = format!("{stem}.");
+    std::fs::read_dir(socket.parent().unwrap())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .map(|e| e.path())
+        .collect()
 }
 
 fn project(backend: Backend) -> Project {
@@ -249,7 +269,8 @@ fn sigkill_of_a_background_pk(backend: Backend) {
         }
     };
     left.cgroup.clone_from(&cgroup);
-    let scene = Scene::read(&p, pk, cgroup, &mut left);
+    let mut scene = Scene::read(&p, pk, cgroup, &mut left);
+    scene.keep_log = true;
     let since = Instant::now();
     kill(pk, false);
     scene.assert_gone_within(since);
@@ -590,15 +611,19 @@ fn the_run_record_names_the_marker_before_any_service_runs() {
     support::output_at(&out.lines, "first", "recorded");
 }
 
-/// The fallback (guard killed too) under process groups also finds what left the group: the
-/// setsid grandchild carries the run marker.
-#[test]
-fn pk_down_after_pk_and_its_guard_died_finds_setsid_escapees_by_the_marker() {
-    let p = project(Backend::Pgroup);
+both_backends!(pk_down_after_pk_and_its_guard_died_leaves_nothing);
+
+/// The fallback (guard killed too): `pk down` kills what the run left and removes every file of
+/// it (socket, run record, lock file). Under process groups it also finds what left the group:
+/// the setsid grandchild carries the run marker.
+fn pk_down_after_pk_and_its_guard_died_leaves_nothing(backend: Backend) {
+    let p = project(backend);
     let mut left = Leftovers::new(&p);
     let mut up = p.up().spawn();
+    let cgroup = run_cgroup(&up, backend);
+    left.cgroup.clone_from(&cgroup);
     up.wait_for_line("tree | spawned", |l| l.ends_with("| spawned"));
-    let scene = Scene::read(&p, up.pid(), None, &mut left);
+    let scene = Scene::read(&p, up.pid(), cgroup, &mut left);
     let guard = scene.pids.iter().find(|(n, _)| *n == "guard").unwrap().1;
     kill(guard, false);
     support::wait_gone(guard, "the guard");

@@ -109,10 +109,9 @@ pub(super) fn reap_leftovers(config: &Path) -> bool {
     }
     match crate::process::leftovers::reap(&control::record_path(config)) {
         Ok(Some(r)) => {
-            let socket = control::socket_path(config);
-            if std::os::unix::net::UnixStream::connect(&socket).is_err() {
-                // The dead pk's socket; nobody answers on it any more.
-                let _ = std::fs::remove_file(&socket);
+            // The dead pk's socket and lock file, unless a live pk serves them by now.
+            if let Err(e) = control::Server::remove_stale(config) {
+                eprintln!("pk: cannot remove the control socket of a previous run: {e}");
             }
             eprintln!(
                 "pk: a previous pk (pid {}) for this config died without cleaning up; killed {} leftover {}",
@@ -360,7 +359,7 @@ fn clean_up(containment: &Containment, socket: &Path) {
 
 /// Before anything is spawned: the run record, and what pk's guard must clean if pk dies.
 fn keep_crash_records(containment: &Containment, config: &Path, socket: &Path) {
-    crate::process::guard::note_socket(socket);
+    crate::process::guard::note_socket(socket, &control::lock_path(config));
     if let Err(e) = containment.keep_record(&control::record_path(config), config) {
         eprintln!("pk: cannot write the run record (crash recovery will not work): {e}");
     }

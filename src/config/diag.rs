@@ -13,7 +13,7 @@ use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, S
 
 /// Byte range in one of the config sources (`file` indexes the load's list of sources).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
-pub(crate) struct Span {
+pub struct Span {
     pub file: u16,
     pub offset: usize,
     pub len: usize,
@@ -38,14 +38,14 @@ impl Span {
 
 /// The text of one config file and the name it is shown under in messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Source {
+pub struct Source {
     pub name: String,
     pub text: String,
 }
 
 /// One problem: a message, labels pointing into the source, and a hint.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Diag {
+pub struct Diag {
     pub message: String,
     pub labels: Vec<(Span, String)>,
     pub help: Option<String>,

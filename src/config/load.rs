@@ -16,7 +16,7 @@ use super::{compose, envfile, merge, procfile, read};
 
 /// One config file of a load: where it is (absolute) and its text.
 #[derive(Debug, Clone)]
-pub(crate) struct File {
+pub struct File {
     pub path: PathBuf,
     pub source: Source,
 }
@@ -40,7 +40,7 @@ impl File {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Format {
+pub enum Format {
     Pk,
     ProcessCompose,
     Procfile,
@@ -58,7 +58,7 @@ impl Format {
 
 /// What a front end hands to `plan::build`.
 #[derive(Debug)]
-pub(crate) struct Loaded {
+pub struct Loaded {
     pub format: Format,
     /// Every file read, including those pulled in by `extends:`; spans index this list.
     pub sources: Vec<Source>,
@@ -77,7 +77,7 @@ pub(crate) struct Loaded {
 
 /// Reads `files` (all of one format) into a `Config`, with `env` as the inherited environment
 /// and `cwd` as the directory pk runs in.
-pub(crate) fn load(files: Vec<File>, cwd: &Path, env: &BTreeMap<String, String>) -> Loaded {
+pub fn load(files: Vec<File>, cwd: &Path, env: &BTreeMap<String, String>) -> Loaded {
     let base_dir = files
         .first()
         .and_then(|f| f.path.parent())

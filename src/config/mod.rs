@@ -9,16 +9,16 @@
 //! checks (`depends_on` targets, cycles, `healthy` without a probe) to the same list.
 
 pub(crate) mod compose;
-pub(crate) mod diag;
+pub mod diag;
 pub(crate) mod discover;
 pub(crate) mod emit;
 pub(crate) mod envfile;
 pub(crate) mod import;
 pub(crate) mod interpolate;
-pub(crate) mod load;
+pub mod load;
 pub(crate) mod merge;
 pub(crate) mod model;
-pub(crate) mod node;
+pub mod node;
 pub(crate) mod procfile;
 pub mod read;
 pub(crate) mod source;
@@ -36,11 +36,15 @@ pub fn schema() -> String {
     text
 }
 
-/// schemars lets every `Option` field be `null`; pk rejects `key: null` (omit the key instead).
+/// schemars lets every `Option` field be `null` (and gives a field with a custom schema a
+/// `null` default); pk rejects `key: null` (omit the key instead).
 fn drop_option_nulls(value: &mut serde_json::Value) {
     use serde_json::Value;
     let null = serde_json::json!({ "type": "null" });
     if let Value::Object(map) = value {
+        if map.get("default") == Some(&Value::Null) {
+            map.remove("default");
+        }
         if let Some(Value::Array(types)) = map.get("type") {
             if let [a, b] = types.as_slice() {
                 if b == "null" {

@@ -15,7 +15,7 @@ use crate::vocab::{CommandSpec, Condition, ProbeCheck, RestartPolicy, StopSignal
 
 /// A value and where it is written in pk.yaml.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Located<T> {
+pub struct Located<T> {
     pub value: T,
     pub span: Span,
 }
@@ -35,6 +35,43 @@ impl<T: JsonSchema> JsonSchema for Located<T> {
     }
 }
 
+/// Text: a string, or a plain number or `true`/`false`, which the reader takes as written
+/// (`name: 2024` is the text `2024`).
+fn text(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": ["string", "number", "boolean"] })
+}
+
+/// A path: non-empty text.
+fn path_schema() -> serde_json::Value {
+    serde_json::json!({ "type": ["string", "number", "boolean"], "minLength": 1 })
+}
+
+/// `word` matched in any case, as a JSON-schema (ECMA 262) pattern has no case flag.
+fn any_case(word: &str) -> String {
+    word.chars()
+        .map(|c| {
+            if c.is_ascii_alphabetic() {
+                format!("[{}{}]", c.to_ascii_uppercase(), c.to_ascii_lowercase())
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// The signal names the reader accepts (`values::signal`: any case, optional `SIG`, spaces
+/// around), as a pattern without anchors.
+fn signal_pattern() -> String {
+    let names: Vec<String> = crate::vocab::stop_signals()
+        .map(|s| any_case(s.name))
+        .collect();
+    format!("\\s*({})?({})\\s*", any_case("SIG"), names.join("|"))
+}
+
+/// A TCP port, 1-65535, as a pattern without anchors.
+const PORT_PATTERN: &str =
+    "([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])";
+
 /// A pk.yaml file.
 #[derive(Debug, Clone, Default, JsonSchema)]
 #[schemars(
@@ -42,8 +79,10 @@ impl<T: JsonSchema> JsonSchema for Located<T> {
     deny_unknown_fields,
     extend("patternProperties" = { "^x-": { "description": "Free for YAML anchors; ignored." } })
 )]
-pub(crate) struct Config {
+pub struct Config {
     /// Project name; defaults to the name of the directory holding pk.yaml.
+    #[serde(default)]
+    #[schemars(schema_with = "text")]
     pub name: Option<String>,
     /// Default shutdown grace for every service. Default `10s`.
     pub grace: Option<HumanDuration>,
@@ -55,6 +94,8 @@ pub(crate) struct Config {
     pub env_file: Paths,
     /// Keep every service's output in `<log_dir>/<service>.log` (relative to pk.yaml), rotated
     /// at 10 MiB with 3 old files kept.
+    #[serde(default)]
+    #[schemars(schema_with = "text")]
     pub log_dir: Option<String>,
     /// The services, by name.
     pub services: Services,
@@ -62,7 +103,7 @@ pub(crate) struct Config {
 
 /// The `services:` map, in file order.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Services(pub Vec<Service>);
+pub struct Services(pub Vec<Service>);
 
 impl JsonSchema for Services {
     fn schema_name() -> Cow<'static, str> {
@@ -81,24 +122,33 @@ impl JsonSchema for Services {
 
 /// One service: a command or a pipeline, and how pk runs it.
 #[derive(Debug, Clone, Default, JsonSchema)]
-#[schemars(deny_unknown_fields, extend("patternProperties" = { "^x-": {} }))]
+#[schemars(
+    deny_unknown_fields,
+    extend("patternProperties" = { "^x-": {} }),
+    extend("oneOf" = [{ "required": ["command"] }, { "required": ["pipeline"] }])
+)]
 #[expect(
     clippy::struct_excessive_bools,
     reason = "independent yes/no keys of a service"
 )]
-pub(crate) struct Service {
+pub struct Service {
     #[schemars(skip)]
     pub name: Located<String>,
     /// A string runs under `sh -c`; a list is an argv (no shell). Exactly one of `command` and
     /// `pipeline`.
     pub command: Option<Command>,
     /// Shell-free pipeline of at least two argv lists: each stage's stdout feeds the next stage.
-    #[schemars(length(min = 2))]
+    #[serde(default)]
+    #[schemars(schema_with = "pipeline_schema")]
     pub pipeline: Option<Vec<Vec<String>>>,
     /// Working directory, relative to pk.yaml's directory (the default).
+    #[serde(default)]
+    #[schemars(schema_with = "text")]
     pub working_dir: Option<String>,
     /// Keep this service's output in this file (relative to pk.yaml; overrides `log_dir`),
     /// rotated at 10 MiB with 3 old files kept.
+    #[serde(default)]
+    #[schemars(schema_with = "text")]
     pub log_file: Option<String>,
     /// Environment of this service; a `null` value unsets a variable.
     #[serde(default)]
@@ -177,7 +227,17 @@ pub struct EndsStack {
 
 /// A string (run by `sh -c`) or a non-empty argv list.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Command(pub CommandSpec);
+pub struct Command(pub CommandSpec);
+
+/// An argv: a non-empty list of words (text).
+fn argv_schema() -> serde_json::Value {
+    serde_json::json!({ "type": "array", "items": { "type": ["string", "number", "boolean"] }, "minItems": 1 })
+}
+
+/// `pipeline`: at least two argv lists.
+fn pipeline_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "array", "items": argv_schema(), "minItems": 2 })
+}
 
 impl JsonSchema for Command {
     fn schema_name() -> Cow<'static, str> {
@@ -187,8 +247,8 @@ impl JsonSchema for Command {
         json_schema!({
             "description": "A string runs under `sh -c`; a list is an argv, no shell.",
             "oneOf": [
-                { "type": "string", "minLength": 1 },
-                { "type": "array", "items": { "type": "string" }, "minItems": 1 },
+                { "type": ["string", "number", "boolean"], "pattern": "\\S" },
+                argv_schema(),
             ],
         })
     }
@@ -196,7 +256,7 @@ impl JsonSchema for Command {
 
 /// A human duration: `250ms`, `10s`, `1m30s`, `2h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct HumanDuration(pub Duration);
+pub struct HumanDuration(pub Duration);
 
 impl JsonSchema for HumanDuration {
     fn schema_name() -> Cow<'static, str> {
@@ -206,7 +266,7 @@ impl JsonSchema for HumanDuration {
         json_schema!({
             "description": "A duration with a unit: `250ms`, `10s`, `1m30s`, `2h`.",
             "type": "string",
-            "pattern": "^\\s*[0-9]",
+            "pattern": "^\\s*[0-9]+(\\.[0-9]+)?\\s*[A-Za-z]",
             "examples": ["250ms", "10s", "1m30s"],
         })
     }
@@ -214,7 +274,7 @@ impl JsonSchema for HumanDuration {
 
 /// Variables by name, in file order; `None` unsets the variable.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct EnvMap(pub Vec<(String, Option<String>)>);
+pub struct EnvMap(pub Vec<(String, Option<String>)>);
 
 impl JsonSchema for EnvMap {
     fn schema_name() -> Cow<'static, str> {
@@ -224,6 +284,7 @@ impl JsonSchema for EnvMap {
         json_schema!({
             "description": "Variables; a null value unsets an inherited variable.",
             "type": "object",
+            "propertyNames": { "pattern": "^[^=]+$" },
             "additionalProperties": { "type": ["string", "number", "boolean", "null"] },
         })
     }
@@ -231,7 +292,7 @@ impl JsonSchema for EnvMap {
 
 /// One path or a list of paths.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Paths(pub Vec<Located<String>>);
+pub struct Paths(pub Vec<Located<String>>);
 
 impl JsonSchema for Paths {
     fn schema_name() -> Cow<'static, str> {
@@ -240,8 +301,8 @@ impl JsonSchema for Paths {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "oneOf": [
-                { "type": "string" },
-                { "type": "array", "items": { "type": "string" } },
+                path_schema(),
+                { "type": "array", "items": path_schema() },
             ],
         })
     }
@@ -249,7 +310,7 @@ impl JsonSchema for Paths {
 
 /// One `depends_on` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Dependency {
+pub struct Dependency {
     /// The named service, located at the entry.
     pub service: Located<String>,
     /// The condition, located where it is written (or at the name).
@@ -260,7 +321,7 @@ pub(crate) struct Dependency {
 
 /// `depends_on`, in file order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct DependsOn(pub Vec<Dependency>);
+pub struct DependsOn(pub Vec<Dependency>);
 
 fn condition_spellings() -> Vec<String> {
     CONDITIONS
@@ -284,12 +345,13 @@ impl JsonSchema for DependsOn {
         json_schema!({
             "description": "A list of service names (condition `started`), or a map of name to a condition or to `{condition, required, restart}`.",
             "oneOf": [
-                { "type": "array", "items": { "type": "string" }, "uniqueItems": true },
+                { "type": "array", "items": { "type": ["string", "number", "boolean"] }, "uniqueItems": true },
                 {
                     "type": "object",
                     "additionalProperties": {
                         "oneOf": [
                             { "type": "string", "enum": conditions },
+                            { "description": "`started`", "type": "null" },
                             {
                                 "type": "object",
                                 "additionalProperties": false,
@@ -332,7 +394,7 @@ fn alive_schema(generator: &mut SchemaGenerator) -> Schema {
 /// A readiness or liveness probe: exactly one of `exec`, `http`, `tcp`, `log`.
 #[derive(Debug, Clone, JsonSchema)]
 #[schemars(deny_unknown_fields)]
-pub(crate) struct Probe {
+pub struct Probe {
     /// What is checked: `exec`, `http`, `tcp` or `log`.
     #[serde(flatten)]
     pub check: Check,
@@ -343,7 +405,7 @@ pub(crate) struct Probe {
     /// Time one check may take. Default `1s`.
     pub timeout: Option<HumanDuration>,
     /// Consecutive failures before the probe counts as failed. Default 3.
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 4_294_967_295_u32))]
     pub retries: Option<u32>,
     /// `ready` only: the service has failed to start if no check passed by then. Default `60s`.
     pub deadline: Option<HumanDuration>,
@@ -351,7 +413,7 @@ pub(crate) struct Probe {
 
 /// The check of a probe (`status` is folded into `http`).
 #[derive(Debug, Clone)]
-pub(crate) struct Check(pub ProbeCheck);
+pub struct Check(pub ProbeCheck);
 
 impl JsonSchema for Check {
     fn schema_name() -> Cow<'static, str> {
@@ -369,16 +431,16 @@ impl JsonSchema for Check {
                 "http": {
                     "description": "Passes on a 2xx/3xx answer (or one listed in `status`) from `http://host:port/path`.",
                     "type": "string",
-                    "pattern": "^http://",
+                    "pattern": format!("^http://(\\[[^\\]/?@]+\\]|[^:/?@\\[\\]]+)(:{PORT_PATTERN})?([/?].*)?$"),
                 },
                 "tcp": {
                     "description": "Passes when `host:port` accepts a TCP connection.",
                     "type": "string",
-                    "pattern": ":[0-9]+$",
+                    "pattern": format!("^[^@]+:{PORT_PATTERN}$"),
                 },
                 "log": {
-                    "description": "Passes when a line of the service's output matches this regex.",
-                    "type": "string",
+                    "description": "Passes when a line of the service's output matches this regex (Rust regex syntax).",
+                    "type": ["string", "number", "boolean"],
                 },
                 "status": {
                     "description": "`http` only: accepted status codes (default: any 2xx or 3xx).",
@@ -392,13 +454,14 @@ impl JsonSchema for Check {
                 { "required": ["tcp"] },
                 { "required": ["log"] },
             ],
+            "dependencies": { "status": { "required": ["http"] } },
         })
     }
 }
 
 /// `restart`: a policy, or the long form with limits and backoff.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Restart {
+pub struct Restart {
     pub policy: RestartPolicy,
     pub max: Option<u32>,
     pub window: Option<Duration>,
@@ -422,7 +485,7 @@ impl JsonSchema for Restart {
                     "required": ["policy"],
                     "properties": {
                         "policy": policy,
-                        "max": { "description": "Restarts allowed within `window`; one more ends in `crashed`. Default 5.", "type": "integer", "minimum": 0 },
+                        "max": { "description": "Restarts allowed within `window`; one more ends in `crashed`. Default 5.", "type": "integer", "minimum": 0, "maximum": u32::MAX },
                         "window": duration,
                         "backoff": {
                             "type": "object",
@@ -442,7 +505,7 @@ impl JsonSchema for Restart {
 /// How a service is stopped.
 #[derive(Debug, Clone, Default, JsonSchema)]
 #[schemars(deny_unknown_fields)]
-pub(crate) struct Shutdown {
+pub struct Shutdown {
     /// Signal sent to the whole process tree. Default `TERM`.
     pub signal: Option<Signal>,
     /// Time to exit after the signal before SIGKILL. Default: the top-level `grace`.
@@ -451,9 +514,9 @@ pub(crate) struct Shutdown {
     pub command: Option<Command>,
 }
 
-/// A signal name: `TERM` or `SIGTERM`.
+/// A signal name: `TERM`, `SIGTERM` or `term`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Signal(pub StopSignal);
+pub struct Signal(pub StopSignal);
 
 impl JsonSchema for Signal {
     fn schema_name() -> Cow<'static, str> {
@@ -463,19 +526,24 @@ impl JsonSchema for Signal {
         let names: Vec<String> = crate::vocab::stop_signals()
             .flat_map(|s| [s.name.to_owned(), format!("SIG{}", s.name)])
             .collect();
-        json_schema!({ "type": "string", "enum": names })
+        // The names for editors to offer; the pattern for every spelling the reader takes.
+        json_schema!({
+            "type": "string",
+            "anyOf": [{ "enum": names }, { "pattern": format!("^{}$", signal_pattern()) }],
+        })
     }
 }
 
 /// Restart (or signal) a service when files change.
 #[derive(Debug, Clone, Default, JsonSchema)]
 #[schemars(deny_unknown_fields)]
-pub(crate) struct Watch {
-    /// Files or directories to watch, relative to pk.yaml.
-    #[schemars(length(min = 1))]
+pub struct Watch {
+    /// Files or directories to watch, relative to pk.yaml: one or a non-empty list.
+    #[schemars(schema_with = "watch_paths_schema")]
     pub paths: Vec<String>,
     /// Glob patterns of paths to ignore.
     #[serde(default)]
+    #[schemars(schema_with = "text_list")]
     pub ignore: Vec<String>,
     /// Quiet time before acting on a burst of changes. Default `200ms`.
     pub debounce: Option<HumanDuration>,
@@ -486,8 +554,20 @@ pub(crate) struct Watch {
     pub restart_dependents: bool,
 }
 
+/// `watch.paths`: a path or a non-empty list of paths.
+fn watch_paths_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "oneOf": [path_schema(), { "type": "array", "items": path_schema(), "minItems": 1 }],
+    })
+}
+
+/// A list of text.
+fn text_list(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "array", "items": { "type": ["string", "number", "boolean"] } })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WatchAction {
+pub enum WatchAction {
     Restart,
     Signal(StopSignal),
 }
@@ -497,6 +577,9 @@ impl JsonSchema for WatchAction {
         "WatchAction".into()
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({ "type": "string", "pattern": "^(restart|signal:(SIG)?[A-Z0-9]+)$" })
+        json_schema!({
+            "type": "string",
+            "pattern": format!("^(restart|signal:{})$", signal_pattern()),
+        })
     }
 }

@@ -11,7 +11,7 @@ use serde_saphyr::{Location, Spanned};
 use super::diag::{Diag, Span};
 
 #[derive(Debug, Clone)]
-pub(crate) struct Node {
+pub struct Node {
     pub value: Value,
     /// Where the value is defined (for aliases and merges: the anchored definition).
     pub span: Span,
@@ -20,7 +20,7 @@ pub(crate) struct Node {
 }
 
 #[derive(Debug, Clone)]
-pub(crate) enum Value {
+pub enum Value {
     Null,
     Bool(bool),
     Int(i128),
@@ -50,6 +50,33 @@ impl Node {
             Value::Str(s) => Some(s),
             Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) => Some(&self.raw),
             Value::Seq(_) | Value::Map(_) => None,
+        }
+    }
+
+    /// The tree as JSON, as a JSON-schema validator (or an editor) sees the document: scalars
+    /// by their YAML type, map keys as their text.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match &self.value {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(n) => i64::try_from(*n)
+                .map(J::from)
+                .or_else(|_| u64::try_from(*n).map(J::from))
+                .ok()
+                .or_else(|| n.to_string().parse::<f64>().ok().map(J::from))
+                .unwrap_or(J::Null),
+            // `.nan` and `.inf` have no JSON number: their text stands in.
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map_or_else(|| J::String(self.raw.clone()), J::Number),
+            Value::Str(s) => J::String(s.clone()),
+            Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
+            Value::Map(entries) => J::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.scalar_text().unwrap_or_default().to_owned(), v.to_json()))
+                    .collect(),
+            ),
         }
     }
 
@@ -93,7 +120,7 @@ impl Node {
 }
 
 /// Parses YAML into a node tree; a syntax error is one located diagnostic.
-pub(crate) fn parse(source: &str) -> Result<Node, Diag> {
+pub fn parse(source: &str) -> Result<Node, Diag> {
     parse_file(source, 0)
 }
 

@@ -388,16 +388,29 @@ impl<'a> Reader<'a> {
             .collect()
     }
 
+    /// One path or a list of paths; an empty path is an error.
     fn paths(&mut self, node: &Node, path: &str) -> Paths {
-        match &node.value {
-            Value::Seq(items) => Paths(
-                items
-                    .iter()
-                    .filter_map(|item| self.located_string(item, path))
-                    .collect(),
-            ),
-            _ => Paths(self.located_string(node, path).into_iter().collect()),
-        }
+        let items = match &node.value {
+            Value::Seq(items) => items.iter().collect(),
+            _ => vec![node],
+        };
+        Paths(
+            items
+                .into_iter()
+                .filter_map(|item| {
+                    let p = self.located_string(item, path)?;
+                    if p.value.is_empty() {
+                        self.diags.push(
+                            Diag::error(format!("`{path}` names an empty path"))
+                                .label(item.span, "empty")
+                                .help("give a file or directory, relative to pk.yaml"),
+                        );
+                        return None;
+                    }
+                    Some(p)
+                })
+                .collect(),
+        )
     }
 
     fn env(&mut self, node: &Node, path: &str) -> EnvMap {
@@ -996,10 +1009,21 @@ impl<'a> Reader<'a> {
         for (key, _, value) in fields.iter() {
             let p = join(path, key);
             match key {
-                "paths" => match value.value {
-                    Value::Seq(_) => watch.paths = self.string_list(value, &p).unwrap_or_default(),
-                    _ => watch.paths = self.string(value, &p).into_iter().collect(),
-                },
+                "paths" => {
+                    if matches!(&value.value, Value::Seq(items) if items.is_empty()) {
+                        self.diags.push(
+                            Diag::error(format!("`{p}` is an empty list"))
+                                .label(value.span, "nothing to watch")
+                                .help("add `paths: [src]` (relative to pk.yaml)"),
+                        );
+                    }
+                    watch.paths = self
+                        .paths(value, &p)
+                        .0
+                        .into_iter()
+                        .map(|l| l.value)
+                        .collect();
+                }
                 "ignore" => watch.ignore = self.string_list(value, &p).unwrap_or_default(),
                 "debounce" => watch.debounce = self.duration(value, &p),
                 "restart_dependents" => {

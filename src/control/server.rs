@@ -19,6 +19,7 @@ use crate::engine::{EngineHandle, Input, Intent, ServiceSnapshot, Snapshot};
 use crate::logs::hub::{FOLLOWER_BUDGET, Follow, HubHandle, LogQuery, LogRecord, follow_channel};
 use crate::plan::Plan;
 use crate::process::Containment;
+use crate::process::runlock::RunLock;
 use crate::vocab::{Condition, Progress, ServiceId, State, Verdict, meets};
 
 /// A request must arrive this soon after connecting.
@@ -29,8 +30,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct Server {
     listener: UnixListener,
     path: PathBuf,
-    /// Held, never read: its `flock` says a live pk serves `path`.
-    _lock: SocketLock,
+    /// Held, never read: its `flock` says a live pk serves `path` (see `process::runlock`).
+    _lock: RunLock,
 }
 
 /// CPU % and memory bytes of each service's tree, for `ps`.
@@ -44,57 +45,6 @@ pub(crate) struct ServerContext {
     pub plan: Arc<Plan>,
     pub containment: Arc<Containment>,
     pub metrics: Arc<MetricsFn>,
-}
-
-/// The exclusive `flock` on the lock file beside a socket, held by the pk serving it. The
-/// kernel drops it when that pk dies, however it dies: a free lock proves a socket stale.
-struct SocketLock {
-    /// Held, never read: the `flock` lives as long as this descriptor.
-    _file: std::fs::File,
-    path: PathBuf,
-}
-
-impl SocketLock {
-    /// Takes the lock, or None if a live pk holds it.
-    fn take(path: &Path) -> std::io::Result<Option<SocketLock>> {
-        use rustix::fs::{FlockOperation, flock};
-        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-        loop {
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .open(path)?;
-            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-                Ok(()) => {}
-                Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
-                Err(e) => return Err(e.into()),
-            }
-            // The previous holder removes the file before it lets go: the lock only counts if
-            // it is on the file the path names now.
-            let held = file.metadata()?;
-            match std::fs::metadata(path) {
-                Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {
-                    return Ok(Some(SocketLock {
-                        _file: file,
-                        path: path.to_path_buf(),
-                    }));
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-}
-
-impl Drop for SocketLock {
-    fn drop(&mut self) {
-        // Removed while still held (see `take`); the lock goes with `file`, dropped after this.
-        let _ = std::fs::remove_file(&self.path);
-    }
 }
 
 impl Server {
@@ -113,7 +63,7 @@ impl Server {
             config: config.to_path_buf(),
             socket: path.clone(),
         };
-        let Some(lock) = SocketLock::take(&lock_path(config)).map_err(io)? else {
+        let Some(lock) = RunLock::take(&lock_path(config)).map_err(io)? else {
             return Err(busy());
         };
         match std::fs::symlink_metadata(&path) {
@@ -143,6 +93,25 @@ impl Server {
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Removes what a dead pk left of `config`'s socket: the socket file and its lock file,
+    /// only when provably stale (as in [`Server::bind`]); a live pk's are left alone. Returns
+    /// whether the lock was free.
+    pub(crate) fn remove_stale(config: &Path) -> std::io::Result<bool> {
+        let Some(lock) = RunLock::take(&lock_path(config))? else {
+            return Ok(false);
+        };
+        let path = socket_path(config);
+        if std::fs::symlink_metadata(&path).is_ok()
+            && std::os::unix::net::UnixStream::connect(&path)
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            std::fs::remove_file(&path)?;
+        }
+        // Removes the lock file, then lets go.
+        drop(lock);
+        Ok(true)
     }
 
     /// Serves connections until the returned task is aborted.

@@ -586,6 +586,11 @@ impl Engine {
             }
             Report::SpawnFailed { error } => {
                 let s = &mut self.services[id];
+                // A stop sent meanwhile ends here too: nothing of it may carry over to the
+                // next run (a stale `Restart` reason would restart a one-shot when it exits).
+                s.stopping = None;
+                s.killed = false;
+                s.stop_reason = None;
                 s.phase = Phase::Failed(format!("could not start: {error}"));
                 fx.push(notice(id, format!("failed to start: {error}")));
             }

@@ -6,10 +6,10 @@
 //! with pk copy-on-write). It holds the read end of a pipe whose write end only pk holds
 //! (close-on-exec, so no service inherits it). pk tells it, over that pipe, what to clean:
 //! the run cgroup, the run marker and each process group as it starts (process-group backend),
-//! each adopted orphan, the socket and the run record. When the pipe closes without a goodbye,
-//! pk is dead: the guard kills what pk told it about (identity-checked, see `leftovers::Remains`),
-//! removes the cgroups, the socket (only the one pk bound) and the run record (only pk's), and
-//! exits. After pk's goodbye (a normal exit: pk cleaned up itself) it just exits.
+//! each adopted orphan, the socket, its lock file and the run record. When the pipe closes
+//! without a goodbye, pk is dead: the guard kills what pk told it about (identity-checked, see
+//! `leftovers::Remains`), removes the cgroups, the socket (only the one pk bound), the run record
+//! (only pk's) and the lock file (only once its lock is free, see `runlock`), and exits. After pk's goodbye (a normal exit: pk cleaned up itself) it just exits.
 //!
 //! Invariants:
 //! - the guard is forked before any other thread exists, and never execs or spawns;
@@ -32,9 +32,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rustix::io::Errno;
 
 use super::leftovers::{self, Remains};
+use super::runlock::RunLock;
 
 /// The largest note pk sends (`PIPE_BUF`: a write this size is atomic).
 const MAX_NOTE: usize = 4096;
+
+/// How long the guard waits for the dead pk's lock to be let go before it removes the lock file.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// pk's end of the link to its guard.
 #[derive(Debug)]
@@ -63,6 +67,8 @@ pub(crate) enum Note<'a> {
     AdoptedGone(i32),
     /// The control socket pk bound.
     Socket(&'a Path),
+    /// The lock file beside it, whose lock pk holds.
+    Lock(&'a Path),
     /// The run record pk keeps.
     Record(&'a Path),
 }
@@ -72,6 +78,7 @@ impl Note<'_> {
         let text = match self {
             Note::Cgroup(p) => return tagged(b"cgroup ", p),
             Note::Socket(p) => return tagged(b"socket ", p),
+            Note::Lock(p) => return tagged(b"lock ", p),
             Note::Record(p) => return tagged(b"record ", p),
             Note::Marker(m) => format!("marker {m}"),
             Note::Group { pgid, start } => format!("group {pgid} {start}"),
@@ -153,9 +160,11 @@ fn send(link: &Link, bytes: &[u8]) {
     }
 }
 
-/// Tells the guard the control socket pk bound (removed if pk dies).
-pub(crate) fn note_socket(path: &Path) {
+/// Tells the guard the control socket pk bound and the lock file beside it (both removed if
+/// pk dies).
+pub(crate) fn note_socket(path: &Path, lock: &Path) {
     note(Note::Socket(path));
+    note(Note::Lock(lock));
 }
 
 /// pk cleaned up after itself and is about to exit: the guard exits without doing anything.
@@ -170,6 +179,7 @@ pub fn dismiss() {
 struct Told {
     remains: Remains,
     socket: Option<(PathBuf, u64, u64)>,
+    lock: Option<PathBuf>,
     record: Option<PathBuf>,
 }
 
@@ -206,6 +216,7 @@ impl Told {
                     self.socket = Some((p, meta.dev(), meta.ino()));
                 }
             }
+            b"lock" => self.lock = Some(path()),
             b"record" => self.record = Some(path()),
             _ => {}
         }
@@ -225,6 +236,11 @@ impl Told {
             && leftovers::RunRecord::read(path).is_ok_and(|r| i64::from(r.pid) == i64::from(pk))
         {
             let _ = std::fs::remove_file(path);
+        }
+        if let Some(path) = &self.lock {
+            // pk's descriptors may still be closing: wait (bounded) until its lock is free. A
+            // lock still held then is a new pk's, and its file stays.
+            let _ = RunLock::remove_if_free(path, LOCK_WAIT);
         }
         if !self.remains.is_empty() {
             eprintln!(
@@ -340,7 +356,9 @@ mod tests {
             Note::Adopted { pid: 21, start: 96 },
             Note::AdoptedGone(21),
             Note::Record(Path::new("/tmp/x.run.json")),
+            Note::Lock(Path::new("/tmp/x.lock")),
         ]);
+        assert_eq!(t.lock, Some(PathBuf::from("/tmp/x.lock")));
         assert_eq!(
             t.remains.cgroups,
             [PathBuf::from("/sys/fs/cgroup/a b/pk-1-0")]

@@ -22,6 +22,7 @@ pub(crate) mod leftovers;
 mod pgroup;
 mod pool;
 mod pty;
+pub mod runlock;
 mod spawn;
 mod spawner;
 mod subreaper;
