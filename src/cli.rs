@@ -160,6 +160,9 @@ pub(crate) enum CliCommand {
         /// http: accepted status codes (repeatable); default any 2xx or 3xx.
         #[arg(long, value_name = "CODE")]
         status: Vec<u16>,
+        /// http: a request header `Name: value` (repeatable).
+        #[arg(long, value_name = "HEADER")]
+        header: Vec<String>,
         /// Retry every --interval until the check passes or --deadline has passed.
         #[arg(long, conflicts_with = "alive")]
         wait: bool,
@@ -345,6 +348,7 @@ pub fn run(cli: Cli) -> i32 {
         CliCommand::Probe {
             check,
             status,
+            header,
             wait,
             alive,
             deadline,
@@ -357,6 +361,7 @@ pub fn run(cli: Cli) -> i32 {
             probe::ProbeArgs {
                 check,
                 status,
+                header,
                 wait,
                 alive,
                 deadline,

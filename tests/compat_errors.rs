@@ -83,3 +83,11 @@ fn pk_yaml_cycle_across_merged_files() {
         ),
     ]));
 }
+
+#[test]
+fn bad_http_probe_headers() {
+    insta::assert_snapshot!(errors(&[(
+        "/project/process-compose.yaml",
+        "processes:\n  web:\n    command: ./web\n    readiness_probe:\n      http_get:\n        port: 8080\n        headers:\n          \"X Token\": a\n          Ok: \"line\\nbreak\"\n",
+    )]));
+}

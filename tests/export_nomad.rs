@@ -296,3 +296,19 @@ fn output_file_and_instructions() {
     check_job(&text);
     assert!(out.stdout().contains("nomad job run "), "{}", out.stdout());
 }
+
+#[test]
+fn each_replica_is_its_own_task_with_its_copy_number() {
+    let out = export(&repo().join("tests/export_fixtures/replicas.yaml"), &[]);
+    let body = check_job(&out.stdout());
+    let phases = lifecycles(&body);
+    let tasks: Vec<&str> = phases.keys().map(String::as_str).collect();
+    assert_eq!(tasks, ["api", "web-0", "web-1", "web-2"], "{phases:?}");
+    for i in 0..3 {
+        assert!(
+            out.stdout().contains(&format!("PC_REPLICA_NUM = \"{i}\"")),
+            "web-{i} carries its copy number:\n{}",
+            out.stdout()
+        );
+    }
+}

@@ -228,3 +228,37 @@ fn the_units_ordering_graph_is_pk_graph() {
         assert_eq!(unit_edges(&dir, prefix), expected, "{}", config.display());
     }
 }
+
+#[test]
+fn each_replica_is_its_own_unit_and_a_dependent_needs_every_copy() {
+    let config = repo().join("tests/export_fixtures/replicas.yaml");
+    let (_p, dir, out) = export(&config, &[], Path::new("/nonexistent"));
+    assert_eq!(out.stderr, "", "nothing is lost exporting replicas");
+    verify(&dir, None);
+    let names: Vec<String> = units(&dir).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        [
+            "replicas-api.service",
+            "replicas-web-0.service",
+            "replicas-web-1.service",
+            "replicas-web-2.service",
+            "replicas.target"
+        ]
+    );
+    for (name, body) in units(&dir) {
+        if let Some(i) = name
+            .strip_prefix("replicas-web-")
+            .and_then(|n| n.strip_suffix(".service"))
+        {
+            assert!(
+                body.contains(&format!("PC_REPLICA_NUM={i}")),
+                "{name} carries its copy number:\n{body}"
+            );
+        }
+    }
+    let expected: BTreeSet<(String, String, bool)> = (0..3)
+        .map(|i| ("api".to_owned(), format!("web-{i}"), true))
+        .collect();
+    assert_eq!(unit_edges(&dir, "replicas"), expected);
+}

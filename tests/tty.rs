@@ -309,11 +309,11 @@ fn terminal_output_is_drawn_in_colour() {
     let mut store = LogStore::new(1, 1 << 20);
     store.push_output(0, pk::logs::Stream::Stdout, &output, 0);
     let snap = Snapshot {
-        services: vec![ServiceSnapshot {
+        services: vec![std::sync::Arc::new(ServiceSnapshot {
             name: "ls".into(),
             state: pk::vocab::State::Completed,
             ..ServiceSnapshot::default()
-        }],
+        })],
         ..Snapshot::default()
     };
     let mut app = App::new("tty", vec!["ls".into()], "cgroup v2");

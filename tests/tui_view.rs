@@ -1,6 +1,8 @@
 //! Snapshot tests of the dashboard's pure view functions (ratatui `TestBackend` + insta), and
 //! of how keys become intents and scroll positions.
 
+use std::sync::Arc;
+
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use pk::engine::{Intent, ServiceSnapshot, Snapshot};
 use pk::logs::Stream;
@@ -58,9 +60,11 @@ fn every_state() -> Snapshot {
     old.last_exit = Some("killed by KILL".into());
     let extra = service("extra", State::Inactive);
     Snapshot {
-        services: vec![
+        services: [
             db, api, web, probe, worker, queue, cron, mail, docs, migrate, old, extra,
-        ],
+        ]
+        .map(Arc::new)
+        .into(),
         ..Snapshot::default()
     }
 }
@@ -359,13 +363,15 @@ fn mouse_click_selects_and_wheel_scrolls() {
 #[test]
 fn replicas_are_grouped() {
     let snap = Snapshot {
-        services: vec![
+        services: [
             live(service("db", State::Running), 101, 5_000),
             live(service("web-0", State::Running), 102, 5_000),
             live(service("web-1", State::Running), 103, 5_000),
             service("web-2", State::Pending),
             service("proxy", State::Pending),
-        ],
+        ]
+        .map(Arc::new)
+        .into(),
         ..Snapshot::default()
     };
     let store = logs(snap.services.len());

@@ -195,6 +195,7 @@ fn probe(out: &mut String, i: usize, name: &str, p: &Probe) {
             port,
             path,
             status,
+            headers,
         } => {
             let host = if host.contains(':') {
                 format!("[{host}]")
@@ -209,6 +210,12 @@ fn probe(out: &mut String, i: usize, name: &str, p: &Probe) {
             if !status.is_empty() {
                 let codes: Vec<String> = status.iter().map(u16::to_string).collect();
                 line(out, j, &format!("status: [{}]", codes.join(", ")));
+            }
+            if !headers.is_empty() {
+                line(out, j, "headers:");
+                for (name, value) in headers {
+                    line(out, j + 2, &format!("{}: {}", key(name), string(value)));
+                }
             }
         }
         ProbeCheck::Tcp { address } => line(out, j, &format!("tcp: {}", string(address))),
@@ -368,6 +375,19 @@ mod tests {
         ] {
             assert!(once.contains(expected), "{expected} missing from\n{once}");
         }
+    }
+
+    #[test]
+    fn probe_headers_survive_a_round_trip() {
+        let config = reread(
+            "services:\n  web:\n    command: x\n    ready:\n      http: http://127.0.0.1:80/h\n      headers: { Authorization: 'Bearer $$T', X-N: 3 }\n",
+        );
+        let text = to_yaml(&config, &[], &[]);
+        assert!(
+            text.contains("headers:\n        Authorization: \"Bearer $$T\"\n        X-N: \"3\"\n"),
+            "{text}"
+        );
+        assert_eq!(to_yaml(&reread(&text), &[], &[]), text);
     }
 
     #[test]

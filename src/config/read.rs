@@ -56,6 +56,7 @@ pub(crate) const READY_KEYS: &[&str] = &[
     "retries",
     "deadline",
     "status",
+    "headers",
 ];
 pub(crate) const ALIVE_KEYS: &[&str] = &[
     "exec",
@@ -67,6 +68,7 @@ pub(crate) const ALIVE_KEYS: &[&str] = &[
     "timeout",
     "retries",
     "status",
+    "headers",
 ];
 const PROBE_KINDS: &[&str] = &["exec", "http", "tcp", "log"];
 pub(crate) const DEPENDENCY_KEYS: &[&str] = &["condition", "required", "restart"];
@@ -793,11 +795,24 @@ impl<'a> Reader<'a> {
                 );
             }
         }
+        let mut headers = Vec::new();
+        if let Some(node) = fields.get("headers") {
+            headers = self.headers(node, &join(path, "headers"));
+            if kinds != ["http"] {
+                self.diags.push(
+                    Diag::error(format!("`{path}.headers` applies only to an `http` probe")).label(
+                        fields.key_span("headers").unwrap_or_default(),
+                        "not an http probe",
+                    ),
+                );
+            }
+        }
         let check = self.check(
             kinds[0],
             fields.get(kinds[0])?,
             &join(path, kinds[0]),
             status.unwrap_or_default(),
+            headers,
         );
         let mut probe = Probe {
             check: Check(ProbeCheck::Tcp {
@@ -832,6 +847,26 @@ impl<'a> Reader<'a> {
         Some(probe)
     }
 
+    /// `headers: {Name: value}` of an http probe, in order.
+    fn headers(&mut self, node: &Node, path: &str) -> Vec<(String, String)> {
+        let Value::Map(entries) = &node.value else {
+            self.type_error(node, path, "a map of header names to values");
+            return Vec::new();
+        };
+        let mut headers = Vec::new();
+        for (key, value) in entries {
+            let name = key.scalar_text().unwrap_or_default().to_owned();
+            let Some(text) = self.text(value, &join(path, &name), "a header value") else {
+                continue;
+            };
+            match values::http_header(&name, &text) {
+                Ok(()) => headers.push((name, text)),
+                Err(problem) => self.problem(key, path, problem),
+            }
+        }
+        headers
+    }
+
     fn status(&mut self, node: &Node, path: &str) -> Option<Vec<u16>> {
         let Value::Seq(items) = &node.value else {
             self.type_error(node, path, "a list of status codes");
@@ -859,6 +894,7 @@ impl<'a> Reader<'a> {
         node: &Node,
         path: &str,
         status: Vec<u16>,
+        headers: Vec<(String, String)>,
     ) -> Option<ProbeCheck> {
         if kind == "exec" {
             return self.command(node, path).map(|c| ProbeCheck::Exec(c.0));
@@ -870,6 +906,7 @@ impl<'a> Reader<'a> {
                 port: t.port,
                 path: t.path,
                 status,
+                headers,
             }),
             "tcp" => values::tcp_address(&text).map(|address| ProbeCheck::Tcp { address }),
             _ => regex::Regex::new(&text).map(ProbeCheck::Log).map_err(|e| {

@@ -118,6 +118,25 @@ pub(crate) fn http_url(text: &str) -> Result<HttpTarget, Problem> {
     Ok(HttpTarget { host, port, path })
 }
 
+/// One header of an http probe: a name of HTTP token characters and a value without control
+/// characters (so a value cannot end the header line and smuggle another).
+pub(crate) fn http_header(name: &str, value: &str) -> Result<(), Problem> {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        return Err((
+            format!("`{name}` is not an HTTP header name"),
+            Some("a header name is letters, digits and `-` (e.g. `Authorization`)".into()),
+        ));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        return Err((
+            format!("the value of header `{name}` has a line break or a control character"),
+            Some("a header value is one line of text".into()),
+        ));
+    }
+    Ok(())
+}
+
 /// A `host:port` tcp probe target.
 pub(crate) fn tcp_address(text: &str) -> Result<String, Problem> {
     split_host_port(text, None)

@@ -349,7 +349,7 @@ fn ps(ctx: &ServerContext) -> Response {
         .iter()
         .zip(usage.into_iter().chain(std::iter::repeat((None, None))))
         .map(|(s, (cpu, mem))| PsRow {
-            service: s.clone(),
+            service: ServiceSnapshot::clone(s),
             cpu_percent: cpu,
             memory_bytes: mem,
         })

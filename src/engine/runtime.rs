@@ -1,16 +1,20 @@
 //! The async side of the engine: one loop that takes inputs from one channel, steps the state
-//! machine, carries out its effects and publishes a snapshot.
+//! machine, carries out its effects and publishes snapshots.
 //!
-//! Invariant: this task is the only owner of the `Engine`; supervisors, timers, signal
-//! handlers and the control socket only send `Input`s.
+//! Invariants: this task is the only owner of the `Engine`; supervisors, timers, signal
+//! handlers and the control socket only send `Input`s. Snapshots are coalesced: every input
+//! already queued is applied before one is published, and while inputs keep coming at most
+//! one is published per `PUBLISH_EVERY` — but never later than that after a change, at once
+//! when a barrier (`EngineHandle::sync`) waits, and always when the run ends.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::snapshot::Snapshot;
+use super::snapshot::{Snapshot, Snapshots};
 use super::step::{Effect, Engine, Input};
 use crate::logs::{LogEvent, LogSender, OutputGate, OutputSink};
 use crate::plan::Plan;
@@ -38,6 +42,10 @@ impl EngineHandle {
     }
 }
 
+/// The most often a snapshot is published while inputs keep coming (a burst of 2,000 starts
+/// publishes a few hundred, not 2,000); a change is published no later than this.
+const PUBLISH_EVERY: Duration = Duration::from_millis(5);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RunOutcome {
     pub exit_code: i32,
@@ -51,6 +59,8 @@ pub(crate) struct Runtime {
     timers: mpsc::UnboundedSender<Input>,
     supervisors: HashMap<ServiceId, Supervisor>,
     snapshots: watch::Sender<Arc<Snapshot>>,
+    /// Builds each snapshot from the last one and the services that changed.
+    builder: Snapshots,
     /// Keep running once everything has settled, until a teardown (a detached stack).
     hold_open: bool,
 }
@@ -65,8 +75,9 @@ impl Runtime {
     ) -> (Runtime, EngineHandle) {
         let (tx, rx) = mpsc::unbounded_channel();
         let seed = u64::from(std::process::id()) ^ 0x9e37_79b9_7f4a_7c15;
-        let engine = Engine::new(Arc::clone(&plan), selected, seed);
-        let snapshot = Arc::new(Snapshot::of(&engine, Instant::now()));
+        let mut engine = Engine::new(Arc::clone(&plan), selected, seed);
+        let mut builder = Snapshots::default();
+        let snapshot = Arc::new(builder.next(&mut engine, Instant::now()));
         let (snap_tx, snap_rx) = watch::channel(snapshot);
         let ctx = Arc::new(Context {
             plan,
@@ -97,6 +108,7 @@ impl Runtime {
             inputs: rx,
             supervisors: HashMap::new(),
             snapshots: snap_tx,
+            builder,
             hold_open: false,
         };
         let handle = EngineHandle {
@@ -132,9 +144,25 @@ impl Runtime {
         let effects = self.engine.start(Instant::now());
         self.apply(effects);
         self.publish();
+        let mut last_publish = Instant::now();
+        // A change not published yet (the last one was less than `PUBLISH_EVERY` ago).
+        let mut unpublished = false;
         let mut barriers = Vec::new();
         while !self.done() {
-            let Some(input) = self.inputs.recv().await else {
+            let input = if unpublished {
+                tokio::select! {
+                    input = self.inputs.recv() => input,
+                    () = tokio::time::sleep_until(last_publish + PUBLISH_EVERY) => {
+                        self.publish();
+                        last_publish = Instant::now();
+                        unpublished = false;
+                        continue;
+                    }
+                }
+            } else {
+                self.inputs.recv().await
+            };
+            let Some(input) = input else {
                 break;
             };
             self.take(input, &mut barriers);
@@ -142,11 +170,21 @@ impl Runtime {
             while let Ok(input) = self.inputs.try_recv() {
                 self.take(input, &mut barriers);
             }
+            let now = Instant::now();
+            if barriers.is_empty() && now < last_publish + PUBLISH_EVERY && !self.done() {
+                unpublished = true;
+                continue;
+            }
             self.publish();
+            last_publish = now;
+            unpublished = false;
             for barrier in barriers.drain(..) {
                 // The waiter may have gone away; nothing to answer then.
                 let _ = barrier.send(());
             }
+        }
+        if unpublished {
+            self.publish();
         }
         RunOutcome {
             exit_code: self.engine.exit_code(),
@@ -233,8 +271,8 @@ impl Runtime {
         }
     }
 
-    fn publish(&self) {
-        let snap = Snapshot::of(&self.engine, Instant::now());
+    fn publish(&mut self) {
+        let snap = self.builder.next(&mut self.engine, Instant::now());
         self.snapshots.send_replace(Arc::new(snap));
     }
 }

@@ -167,3 +167,87 @@ impl ServiceState {
         }
     }
 }
+
+/// What a change to a service's state must be followed by; each consumer drains its own list.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Follow {
+    /// The service and those its state gates (dependents, dependencies) are re-evaluated by
+    /// the next reconcile.
+    Reconcile = 0,
+    /// It may have met its `ends_stack` event.
+    EndsStack = 1,
+    /// The engine-wide counts (settled, failures) are brought up to date.
+    Counts = 2,
+    /// Its snapshot is rebuilt at the next publish.
+    Snapshot = 3,
+}
+
+const FOLLOWS: usize = 4;
+const ALL_FOLLOWS: u8 = (1 << FOLLOWS) - 1;
+
+/// Every service's state, indexed by `ServiceId`, recording which ones changed.
+///
+/// Invariant: a `&mut ServiceState` can only be had through `IndexMut`, which marks the service
+/// in every `Follow` list it is not already in — so no change goes unseen by the reconcile,
+/// the counts or the snapshot, and each list holds a service at most once. Reading is free.
+#[derive(Debug)]
+pub(super) struct States {
+    all: Vec<ServiceState>,
+    /// Per service: a bit per `Follow` list it is in.
+    marks: Vec<u8>,
+    lists: [Vec<usize>; FOLLOWS],
+}
+
+impl States {
+    /// Every service starts marked in every list (nothing has been seen yet).
+    pub(super) fn new(states: Vec<ServiceState>) -> States {
+        let all: Vec<usize> = (0..states.len()).collect();
+        States {
+            marks: vec![ALL_FOLLOWS; states.len()],
+            lists: std::array::from_fn(|_| all.clone()),
+            all: states,
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.all.len()
+    }
+
+    #[cfg(test)]
+    pub(super) fn as_slice(&self) -> &[ServiceState] {
+        &self.all
+    }
+
+    /// Moves the services changed since the last call (for `follow`) into `out`, unordered.
+    pub(super) fn take(&mut self, follow: Follow, out: &mut Vec<usize>) {
+        let bit = 1u8 << follow as u8;
+        let list = &mut self.lists[follow as usize];
+        for &id in list.iter() {
+            self.marks[id] &= !bit;
+        }
+        out.append(list);
+    }
+}
+
+impl std::ops::Index<usize> for States {
+    type Output = ServiceState;
+
+    fn index(&self, id: usize) -> &ServiceState {
+        &self.all[id]
+    }
+}
+
+impl std::ops::IndexMut<usize> for States {
+    fn index_mut(&mut self, id: usize) -> &mut ServiceState {
+        let marks = self.marks[id];
+        if marks != ALL_FOLLOWS {
+            for (f, list) in self.lists.iter_mut().enumerate() {
+                if marks & (1 << f) == 0 {
+                    list.push(id);
+                }
+            }
+            self.marks[id] = ALL_FOLLOWS;
+        }
+        &mut self.all[id]
+    }
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::state::{Phase, ServiceState, StopReason};
+use super::state::{Follow, Phase, ServiceState, States, StopReason};
 use crate::plan::Plan;
 use crate::supervisor::Report;
 use crate::vocab::{
@@ -116,6 +116,41 @@ struct Teardown {
     force: bool,
 }
 
+/// How many services are in each engine-wide condition (so `settled` and `exit_code` cost
+/// O(1), not a walk of every service).
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    /// Services whose phase is not final.
+    unsettled: usize,
+    stop_wanted: usize,
+    /// Services that count as a failure for pk's exit code.
+    failed: usize,
+}
+
+const COUNTS_UNSETTLED: u8 = 1;
+const COUNTS_STOP_WANTED: u8 = 2;
+const COUNTS_FAILED: u8 = 4;
+
+/// Which `Counts` a service adds to.
+fn counted_bits(s: &ServiceState) -> u8 {
+    let failed = match &s.phase {
+        Phase::Exited(e) => !e.success(),
+        Phase::Crashed(_) | Phase::Failed(_) | Phase::Skipped(_) | Phase::TimedOut { .. } => true,
+        _ => false,
+    };
+    let mut bits = 0;
+    if !s.phase.is_final() {
+        bits |= COUNTS_UNSETTLED;
+    }
+    if s.stop_wanted {
+        bits |= COUNTS_STOP_WANTED;
+    }
+    if failed {
+        bits |= COUNTS_FAILED;
+    }
+    bits
+}
+
 /// Whether a dependency's condition holds.
 enum Gate {
     Met,
@@ -125,7 +160,18 @@ enum Gate {
 
 pub(crate) struct Engine {
     plan: Arc<Plan>,
-    services: Vec<ServiceState>,
+    /// Every service's state; records which ones each step changed (see `States`).
+    services: States,
+    /// Per service, the services that depend on it directly, in id order.
+    dependents: Vec<Vec<ServiceId>>,
+    /// Per service, its position in `plan.order`.
+    rank: Vec<usize>,
+    /// Engine-wide counts, kept up to date from the changed services after each step.
+    counts: Counts,
+    /// Per service, what it adds to `counts` (`COUNTS_*` bits).
+    counted: Vec<u8>,
+    /// Reused buffer for the changed services a step takes from `services`.
+    scratch: Vec<ServiceId>,
     teardown: Option<Teardown>,
     /// The `exit_on_end` service whose end stopped the stack, and pk's exit code from it.
     ended_by: Option<(ServiceId, i32)>,
@@ -138,42 +184,75 @@ pub(crate) struct Engine {
     /// Whether any service has an `ends_stack` event (else the check after each step is
     /// skipped).
     any_ends_stack: bool,
+    /// Tests: reconcile and check `ends_stack` by walking every service, as before the
+    /// incremental reconcile (the reference the differential test compares against).
+    #[cfg(test)]
+    pub(super) walk_all: bool,
 }
 
 impl Engine {
     /// `selected[id]` says whether a service takes part in this run. `seed` drives the
     /// backoff jitter.
     pub(crate) fn new(plan: Arc<Plan>, selected: &[bool], seed: u64) -> Engine {
-        let services = (0..plan.services.len())
+        let n = plan.services.len();
+        let services = (0..n)
             .map(|id| ServiceState::new(selected.get(id).copied().unwrap_or(false)))
             .collect();
         let any_ends_stack = plan
             .services
             .iter()
             .any(|s| s.ends_stack != crate::plan::EndsStack::default());
-        Engine {
+        let mut dependents: Vec<Vec<ServiceId>> = vec![Vec::new(); n];
+        for (d, spec) in plan.services.iter().enumerate() {
+            for dep in &spec.depends_on {
+                // Ascending and once each, as `Plan::dependents` lists them.
+                if dependents[dep.service].last() != Some(&d) {
+                    dependents[dep.service].push(d);
+                }
+            }
+        }
+        let mut rank = vec![0; n];
+        for (r, &id) in plan.order.iter().enumerate() {
+            rank[id] = r;
+        }
+        let mut engine = Engine {
             plan,
-            services,
+            services: States::new(services),
+            dependents,
+            rank,
+            counts: Counts::default(),
+            counted: vec![0; n],
+            scratch: Vec::new(),
             teardown: None,
             ended_by: None,
             rng: seed | 1,
             now: Instant::now(),
             stack_exit: None,
             any_ends_stack,
-        }
+            #[cfg(test)]
+            walk_all: false,
+        };
+        engine.recount();
+        engine
     }
 
     pub(crate) fn plan(&self) -> &Arc<Plan> {
         &self.plan
     }
 
-    #[cfg(test)]
     pub(crate) fn service(&self, id: ServiceId) -> &ServiceState {
         &self.services[id]
     }
 
+    #[cfg(test)]
     pub(crate) fn services(&self) -> &[ServiceState] {
-        &self.services
+        self.services.as_slice()
+    }
+
+    /// Moves into `out` the services whose state changed since the last call (each once, in no
+    /// particular order; every service on the first call): what a snapshot must rebuild.
+    pub(crate) fn take_changed(&mut self, out: &mut Vec<ServiceId>) {
+        self.services.take(Follow::Snapshot, out);
     }
 
     pub(crate) fn shutting_down(&self) -> bool {
@@ -185,6 +264,7 @@ impl Engine {
         self.now = now;
         let mut fx = Vec::new();
         self.reconcile(now, &mut fx);
+        self.recount();
         fx
     }
 
@@ -209,18 +289,52 @@ impl Engine {
         if self.any_ends_stack && self.stack_exit.is_none() {
             self.check_ends_stack(now, &mut fx);
         }
+        self.recount();
         fx
+    }
+
+    /// Brings `counts` up to date with the services changed since the last call.
+    fn recount(&mut self) {
+        let mut changed = std::mem::take(&mut self.scratch);
+        self.services.take(Follow::Counts, &mut changed);
+        for &id in &changed {
+            let old = self.counted[id];
+            let new = counted_bits(&self.services[id]);
+            if old != new {
+                let count = |total: &mut usize, bit: u8| {
+                    if old & bit != 0 {
+                        *total -= 1;
+                    }
+                    if new & bit != 0 {
+                        *total += 1;
+                    }
+                };
+                count(&mut self.counts.unsettled, COUNTS_UNSETTLED);
+                count(&mut self.counts.stop_wanted, COUNTS_STOP_WANTED);
+                count(&mut self.counts.failed, COUNTS_FAILED);
+                self.counted[id] = new;
+            }
+        }
+        changed.clear();
+        self.scratch = changed;
     }
 
     /// A service whose `ends_stack` event happened (it failed for good, or was skipped) starts
     /// the teardown and decides pk's exit code; only the first one counts.
+    ///
+    /// Only the services changed since the last check can have met their event (one that had
+    /// would have ended the stack then), so only those are looked at, in id order.
     fn check_ends_stack(&mut self, now: Instant, fx: &mut Vec<Effect>) {
-        let found = self
-            .plan
-            .services
-            .iter()
-            .enumerate()
-            .find_map(|(id, spec)| {
+        let mut changed = std::mem::take(&mut self.scratch);
+        self.services.take(Follow::EndsStack, &mut changed);
+        #[cfg(test)]
+        if self.walk_all {
+            changed = (0..self.services.len()).collect();
+        }
+        changed.sort_unstable();
+        let found = changed.iter().find_map(|&id| {
+            let spec = &self.plan.services[id];
+            {
                 let code = match &self.services[id].phase {
                     Phase::Exited(e) | Phase::Crashed(e)
                         if spec.ends_stack.on_failure && !e.success() =>
@@ -232,7 +346,10 @@ impl Engine {
                     _ => return None,
                 };
                 Some((id, code))
-            });
+            }
+        });
+        changed.clear();
+        self.scratch = changed;
         let Some((id, code)) = found else {
             return;
         };
@@ -245,8 +362,7 @@ impl Engine {
     /// Nothing is running, pending or due to restart, and no service is merely held stopped
     /// by `pk stop` (it may be started again): `pk up` may exit.
     pub(crate) fn settled(&self) -> bool {
-        self.services.iter().all(|s| s.phase.is_final())
-            && (self.teardown.is_some() || !self.services.iter().any(|s| s.stop_wanted))
+        self.counts.unsettled == 0 && (self.teardown.is_some() || self.counts.stop_wanted == 0)
     }
 
     /// The exit code of the service that ended the stack (`exit_on_end`, or a process-compose
@@ -262,14 +378,7 @@ impl Engine {
         if self.plan.exit_rules == crate::plan::ExitRules::ProcessCompose {
             return 0;
         }
-        let failed = self.services.iter().any(|s| match &s.phase {
-            Phase::Exited(e) => !e.success(),
-            Phase::Crashed(_) | Phase::Failed(_) | Phase::Skipped(_) | Phase::TimedOut { .. } => {
-                true
-            }
-            _ => false,
-        });
-        i32::from(failed)
+        i32::from(self.counts.failed > 0)
     }
 
     fn on_intent(&mut self, intent: &Intent, fx: &mut Vec<Effect>) {
@@ -425,9 +534,36 @@ impl Engine {
 
     /// `id` and everything in this run that depends on it, transitively.
     fn with_dependents(&self, id: ServiceId) -> Vec<ServiceId> {
-        let mut all = self.plan.with_dependents(id);
+        // `Plan::with_dependents`'s order, through the engine's index of dependents.
+        let mut all = vec![id];
+        let mut i = 0;
+        while i < all.len() {
+            for &d in &self.dependents[all[i]] {
+                if !all.contains(&d) {
+                    all.push(d);
+                }
+            }
+            i += 1;
+        }
         all.retain(|&d| d == id || self.services[d].phase != Phase::Inactive);
         all
+    }
+
+    /// Whether anything that depends on `id`, directly or not, has a live tree.
+    fn any_live_dependent(&self, id: ServiceId) -> bool {
+        let mut seen = std::collections::HashSet::new();
+        let mut work = vec![id];
+        while let Some(at) = work.pop() {
+            for &d in &self.dependents[at] {
+                if seen.insert(d) {
+                    if self.services[d].phase.is_live() {
+                        return true;
+                    }
+                    work.push(d);
+                }
+            }
+        }
+        false
     }
 
     /// Wakes what `id` depends on that is not running and not done: stopped, never started,
@@ -797,7 +933,8 @@ impl Engine {
         let mut work = vec![id];
         while let Some(origin) = work.pop() {
             let name = self.plan.services[origin].name.clone();
-            for d in 0..self.plan.services.len() {
+            for i in 0..self.dependents[origin].len() {
+                let d = self.dependents[origin][i];
                 let declared = self.plan.services[d]
                     .depends_on
                     .iter()
@@ -885,7 +1022,69 @@ impl Engine {
     /// Brings services forward until nothing changes: starts those whose dependencies are
     /// met, skips those whose dependencies never will be, and during teardown stops those
     /// whose dependents are all down.
+    ///
+    /// It looks only at what the changes since the last reconcile can affect — a changed
+    /// service, its direct dependents (their gate) and everything it depends on (their stop
+    /// waits for their dependents) — in passes over `plan.order`, exactly as a walk of every
+    /// service in that order, repeated until a pass changes nothing, would: a service a pass
+    /// affects comes later in the same pass if it is after the cursor, else in the next pass.
+    /// Services that nothing affected would not change, so skipping them changes no effect
+    /// and no order; the cost is that of the affected services, not of the stack.
     fn reconcile(&mut self, _now: Instant, fx: &mut Vec<Effect>) {
+        #[cfg(test)]
+        if self.walk_all {
+            self.reconcile_walking_all(fx);
+            return;
+        }
+        let mut changed = std::mem::take(&mut self.scratch);
+        // Ranks (positions in `plan.order`) still to look at in this pass, and in the next.
+        let mut pass = std::collections::BTreeSet::new();
+        let mut next = std::collections::BTreeSet::new();
+        self.services.take(Follow::Reconcile, &mut changed);
+        for &id in &changed {
+            self.affected(id, |rank| {
+                pass.insert(rank);
+            });
+        }
+        changed.clear();
+        loop {
+            let Some(cursor) = pass.pop_first() else {
+                if next.is_empty() {
+                    break;
+                }
+                std::mem::swap(&mut pass, &mut next);
+                continue;
+            };
+            let id = self.plan.order[cursor];
+            let moved = if self.services[id].stop_wanted {
+                self.maybe_stop(id, fx)
+            } else {
+                self.maybe_start(id, fx)
+            };
+            self.services.take(Follow::Reconcile, &mut changed);
+            if !moved {
+                // Only `id`'s own notes (what it waits for, that it said so) changed, which
+                // no other service's reconcile reads.
+                changed.clear();
+            }
+            for &id in &changed {
+                self.affected(id, |rank| {
+                    if rank > cursor {
+                        pass.insert(rank);
+                    } else {
+                        next.insert(rank);
+                    }
+                });
+            }
+            changed.clear();
+        }
+        self.scratch = changed;
+    }
+
+    /// The reconcile as it was before it became incremental: every service in `plan.order`,
+    /// again and again until a pass changes nothing.
+    #[cfg(test)]
+    fn reconcile_walking_all(&mut self, fx: &mut Vec<Effect>) {
         loop {
             let mut changed = false;
             for i in 0..self.plan.order.len() {
@@ -900,8 +1099,62 @@ impl Engine {
                 break;
             }
         }
+        let mut drained = Vec::new();
+        self.services.take(Follow::Reconcile, &mut drained);
     }
 
+    /// Tests: the engine's indexes and counts against walks of the plan and every service.
+    #[cfg(test)]
+    pub(super) fn check_against_walks(&self) {
+        for id in 0..self.services.len() {
+            let mut walked = self.plan.with_dependents(id);
+            walked.retain(|&d| d == id || self.services[d].phase != Phase::Inactive);
+            assert_eq!(self.with_dependents(id), walked, "dependents of {id}");
+            let down = walked
+                .iter()
+                .skip(1)
+                .all(|&d| !self.services[d].phase.is_live());
+            assert_eq!(
+                self.any_live_dependent(id),
+                !down,
+                "live dependents of {id}"
+            );
+        }
+        let all = self.services.as_slice();
+        let settled = all.iter().all(|s| s.phase.is_final())
+            && (self.teardown.is_some() || !all.iter().any(|s| s.stop_wanted));
+        assert_eq!(self.settled(), settled, "settled");
+        if self.ended_by.is_none()
+            && self.stack_exit.is_none()
+            && self.plan.exit_rules == crate::plan::ExitRules::Pk
+        {
+            let failed = all.iter().any(|s| match &s.phase {
+                Phase::Exited(e) => !e.success(),
+                Phase::Crashed(_)
+                | Phase::Failed(_)
+                | Phase::Skipped(_)
+                | Phase::TimedOut { .. } => true,
+                _ => false,
+            });
+            assert_eq!(self.exit_code(), i32::from(failed), "exit code");
+        }
+    }
+
+    /// Calls `mark` with the rank of every service whose reconcile a change of `id` may
+    /// change: `id`, its direct dependents, and everything it depends on, directly or not.
+    fn affected(&self, id: ServiceId, mut mark: impl FnMut(usize)) {
+        mark(self.rank[id]);
+        for &d in &self.dependents[id] {
+            mark(self.rank[d]);
+        }
+        if !self.plan.services[id].depends_on.is_empty() {
+            for dep in self.plan.with_dependencies(id).into_iter().skip(1) {
+                mark(self.rank[dep]);
+            }
+        }
+    }
+
+    /// Starts or skips `id` if it is pending and its dependencies allow; true if it did.
     fn maybe_start(&mut self, id: ServiceId, fx: &mut Vec<Effect>) -> bool {
         if self.services[id].phase != Phase::Pending {
             return false;
@@ -927,9 +1180,9 @@ impl Engine {
                 }
             }
         }
-        let s = &mut self.services[id];
-        s.waiting_for = (!waiting.is_empty()).then(|| waiting.join(", "));
         if waiting.is_empty() {
+            let s = &mut self.services[id];
+            s.waiting_for = None;
             for reason in optional_failed {
                 fx.push(notice(
                     id,
@@ -947,14 +1200,20 @@ impl Engine {
             });
             true
         } else {
-            if !s.wait_announced {
-                s.wait_announced = true;
+            // Written only when it changes: a write marks the service changed (`States`).
+            let waiting_for = Some(waiting.join(", "));
+            if self.services[id].waiting_for != waiting_for {
+                self.services[id].waiting_for = waiting_for;
+            }
+            if !self.services[id].wait_announced {
+                self.services[id].wait_announced = true;
                 fx.push(notice(id, format!("waiting for {}", waiting.join(", "))));
             }
             false
         }
     }
 
+    /// Stops `id` if it is to stop and nothing that depends on it is live; true if it did.
     fn maybe_stop(&mut self, id: ServiceId, fx: &mut Vec<Effect>) -> bool {
         let s = &self.services[id];
         if !s.phase.is_live() || s.phase == Phase::Stopping {
@@ -962,12 +1221,7 @@ impl Engine {
         }
         // Transitive: a dependent through a finished one-shot (api → migrate → db) still
         // needs `id`, so it must be down first.
-        let dependents_down = self
-            .with_dependents(id)
-            .into_iter()
-            .skip(1)
-            .all(|d| !self.services[d].phase.is_live());
-        if !dependents_down {
+        if self.any_live_dependent(id) {
             return false;
         }
         self.stop_service(id, StopReason::Requested, fx);

@@ -981,5 +981,6 @@ fn process_compose_rules_exit_zero_unless_a_service_ends_the_stack() {
     assert_eq!(e.exit_code(), 1);
 }
 
+mod incremental;
 mod props;
 mod timeout;

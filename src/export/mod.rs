@@ -108,9 +108,13 @@ pub(crate) fn probe_argv(
             port,
             path,
             status,
+            headers,
         } => {
             for code in status {
                 argv.extend(["--status".to_owned(), code.to_string()]);
+            }
+            for (name, value) in headers {
+                argv.extend(["--header".to_owned(), format!("{name}: {value}")]);
             }
             let host = if host.contains(':') {
                 format!("[{host}]")

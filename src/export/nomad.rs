@@ -520,9 +520,25 @@ impl Writer<'_> {
             h.attr_str("name", what);
             h.attr_str("port", label);
             match &probe.check {
-                ProbeCheck::Http { path, .. } => {
+                ProbeCheck::Http { path, headers, .. } => {
                     h.attr_str("type", "http");
                     h.attr_str("path", path);
+                    if !headers.is_empty() {
+                        h.open("header", &[]);
+                        for (name, value) in headers {
+                            let ident = name
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                            if ident {
+                                h.attr_list(name, std::slice::from_ref(value));
+                            } else {
+                                h.comment(&format!(
+                                    "header `{name}` is not an HCL name: add it by hand"
+                                ));
+                            }
+                        }
+                        h.close();
+                    }
                 }
                 _ => h.attr_str("type", "tcp"),
             }

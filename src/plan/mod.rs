@@ -105,6 +105,8 @@ pub struct EnvSource {
     /// Absolute `env_file` paths: the top-level ones, then the service's (later files win).
     pub files: Vec<PathBuf>,
     /// `env:` entries (interpolated): the top-level ones, then the service's; `None` unsets.
+    /// Last, what pk sets itself and an exporter must write too: a Procfile's `PORT`, and a
+    /// replica's `PC_PROC_NAME`/`PC_REPLICA_NUM` (only for services with several copies).
     pub vars: Vec<(String, Option<String>)>,
 }
 

@@ -110,10 +110,17 @@ pub(crate) fn expand(
             copy.replica = index;
             copy.replicas = count;
             copy.depends_on.clone_from(&depends_on);
-            copy.env.insert("PC_PROC_NAME".into(), spec.group.clone());
-            copy.env.insert("PC_REPLICA_NUM".into(), index.to_string());
+            let mut set = |key: &str, value: String| {
+                copy.env.insert(key.into(), value.clone());
+                // What an exporter must write too: the copy number tells copies apart.
+                if count > 1 || key == "PORT" {
+                    copy.env_source.vars.push((key.into(), Some(value)));
+                }
+            };
+            set("PC_PROC_NAME", spec.group.clone());
+            set("PC_REPLICA_NUM", index.to_string());
             if let Some(port) = spec.port {
-                copy.env.insert("PORT".into(), (port + index).to_string());
+                set("PORT", (port + index).to_string());
             }
             if count > 1 {
                 let suffix = &copy.name[spec.group.len()..];

@@ -44,7 +44,8 @@ pub(crate) async fn check(
                 port,
                 path,
                 status,
-            } => http::get(host, *port, path, status).await,
+                headers,
+            } => http::get(host, *port, path, status, headers).await,
             ProbeCheck::Exec(_) => Ok(()),
             ProbeCheck::Log(re) => match &ctx.log {
                 Some(m) if m.take_seen() => Ok(()),

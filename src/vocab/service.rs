@@ -48,6 +48,9 @@ pub enum ProbeCheck {
         path: String,
         /// Accepted statuses; empty means any 2xx or 3xx.
         status: Vec<u16>,
+        /// Extra request headers (name, value), sent in this order; checked at load to be a
+        /// header token and a value without CR/LF.
+        headers: Vec<(String, String)>,
     },
     /// `host:port` as written; resolved at probe time.
     Tcp {

@@ -1081,15 +1081,10 @@ impl<'a> Reader<'a> {
             }
             None => Vec::new(),
         };
-        if let Some(headers) = fields.get("headers") {
-            if !matches!(&headers.value, Value::Map(m) if m.is_empty()) {
-                self.lenient(
-                    Diag::warning("http probe `headers` are not sent by pk")
-                        .label(fields.key_span("headers").unwrap_or(headers.span), "not sent")
-                        .help("the probe sends a plain GET; use an `exec` probe with curl if the server needs these headers"),
-                );
-            }
-        }
+        let headers = fields
+            .get("headers")
+            .map(|n| self.headers(n, &join(path, "headers")))
+            .unwrap_or_default();
         let scheme = match fields.get("scheme") {
             Some(s) => self.string(s, &join(path, "scheme"))?.to_ascii_lowercase(),
             None => "http".to_owned(),
@@ -1100,12 +1095,13 @@ impl<'a> Reader<'a> {
                 port,
                 path: url_path,
                 status,
+                headers,
             }),
             "https" => {
                 self.lenient(
-                    Diag::warning("pk's http probes speak plain http; this https probe only checks that the port accepts connections")
+                    Diag::warning(format!("pk's http probes speak plain http: this https probe only checks that {host}:{port} accepts a TCP connection (no TLS handshake, no request, so `path`, `headers` and `status_code` are not checked)"))
                         .label(fields.key_span("scheme").unwrap_or(node.span), "https")
-                        .help("use an `exec` probe (e.g. `curl -fsk https://…`) to check the answer"),
+                        .help("to check the answer, use an `exec` probe, e.g. `curl -fsk https://…`"),
                 );
                 let address = if host.contains(':') {
                     format!("[{host}]:{port}")
@@ -1124,6 +1120,32 @@ impl<'a> Reader<'a> {
                 None
             }
         }
+    }
+
+    /// `http_get.headers`: a map of header names to values, each checked.
+    fn headers(&mut self, node: &Node, p: &str) -> Vec<(String, String)> {
+        let mut headers = Vec::new();
+        match &node.value {
+            Value::Map(entries) => {
+                for (key, value) in entries {
+                    let name = key.scalar_text().unwrap_or_default().to_owned();
+                    let Some(text) = self.string(value, &join(p, &name)) else {
+                        continue;
+                    };
+                    match values::http_header(&name, &text) {
+                        Ok(()) => headers.push((name, text)),
+                        Err((message, hint)) => self.diags.push(
+                            Diag::error(format!("`{p}`: {message}"))
+                                .label(key.span, "here")
+                                .help_opt(hint),
+                        ),
+                    }
+                }
+            }
+            Value::Null => {}
+            _ => self.type_error(node, p, "a map of header names to values"),
+        }
+        headers
     }
 
     fn shutdown(&mut self, node: &Node, path: &str) -> Option<Shutdown> {
