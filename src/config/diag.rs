@@ -89,7 +89,7 @@ impl Diag {
 
     /// Renders this diagnostic against the file its first label points into (a snippet), or
     /// without a snippet. Labels in other files become `also:` lines with `file:line:col`.
-    pub(crate) fn render_in(&self, sources: &[Source], color: bool) -> String {
+    pub fn render_in(&self, sources: &[Source], color: bool) -> String {
         let Some(file) = self.labels.first().map(|(s, _)| s.file) else {
             let only = sources.first().filter(|_| sources.len() == 1);
             return self.render(only.map(|s| (s.name.as_str(), s.text.as_str())), color);

@@ -14,14 +14,14 @@ use std::collections::BTreeMap;
 
 /// Result of interpolating one string.
 #[derive(Debug, Default)]
-pub(crate) struct Expanded {
+pub struct Expanded {
     pub text: String,
     /// Variables that were unset and had no default (each becomes the empty string).
     pub unset: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum InterpolateError {
+pub enum InterpolateError {
     /// `${VAR:?message}` / `${VAR?message}` hit.
     Required { name: String, message: String },
     /// A `${` that is not a supported form, or has no closing `}`.
@@ -33,7 +33,7 @@ pub(crate) enum InterpolateError {
 /// How deep `${A:-${B:-…}}` defaults may nest.
 pub(crate) const MAX_DEPTH: usize = 32;
 
-pub(crate) fn interpolate(
+pub fn interpolate(
     input: &str,
     vars: &BTreeMap<String, String>,
 ) -> Result<Expanded, InterpolateError> {

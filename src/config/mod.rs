@@ -14,7 +14,7 @@ pub(crate) mod discover;
 pub(crate) mod emit;
 pub(crate) mod envfile;
 pub(crate) mod import;
-pub(crate) mod interpolate;
+pub mod interpolate;
 pub mod load;
 pub(crate) mod merge;
 pub(crate) mod model;
@@ -22,7 +22,7 @@ pub mod node;
 pub(crate) mod procfile;
 pub mod read;
 pub(crate) mod source;
-pub(crate) mod values;
+pub mod values;
 
 pub(crate) use model::Config;
 

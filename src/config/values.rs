@@ -10,7 +10,7 @@ use crate::vocab::{Condition, RestartPolicy, StopSignal, stop_signals};
 pub(crate) type Problem = (String, Option<String>);
 
 /// A human duration: `250ms`, `10s`, `1m30s`, `2h`.
-pub(crate) fn duration(text: &str) -> Result<Duration, Problem> {
+pub fn duration(text: &str) -> Result<Duration, Problem> {
     let t = text.trim();
     if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
         return Err((
@@ -31,7 +31,7 @@ pub(crate) fn duration(text: &str) -> Result<Duration, Problem> {
 }
 
 /// `TERM`, `SIGTERM`, `term` → `StopSignal`.
-pub(crate) fn signal(text: &str) -> Result<StopSignal, Problem> {
+pub fn signal(text: &str) -> Result<StopSignal, Problem> {
     let upper = text.trim().to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
     if let Some(signal) = stop_signals().find(|s| s.name == name) {
@@ -49,7 +49,7 @@ pub(crate) const CONDITIONS: &[&str] =
     &["started", "healthy", "completed", "completed_successfully"];
 
 /// A `depends_on` condition; `service_*` and `process_*` spellings are accepted.
-pub(crate) fn condition(text: &str) -> Result<Condition, Problem> {
+pub fn condition(text: &str) -> Result<Condition, Problem> {
     let bare = text
         .strip_prefix("service_")
         .or_else(|| text.strip_prefix("process_"))
@@ -74,7 +74,7 @@ pub(crate) fn condition(text: &str) -> Result<Condition, Problem> {
 
 pub(crate) const POLICIES: &[&str] = &["no", "on-failure", "always"];
 
-pub(crate) fn restart_policy(text: &str) -> Result<RestartPolicy, Problem> {
+pub fn restart_policy(text: &str) -> Result<RestartPolicy, Problem> {
     match text {
         "no" | "false" => Ok(RestartPolicy::No),
         "on-failure" => Ok(RestartPolicy::OnFailure),
@@ -91,13 +91,13 @@ pub(crate) fn restart_policy(text: &str) -> Result<RestartPolicy, Problem> {
 
 /// A parsed `http://host:port/path` probe target.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct HttpTarget {
+pub struct HttpTarget {
     pub host: String,
     pub port: u16,
     pub path: String,
 }
 
-pub(crate) fn http_url(text: &str) -> Result<HttpTarget, Problem> {
+pub fn http_url(text: &str) -> Result<HttpTarget, Problem> {
     let hint = || Some("write it like `http://127.0.0.1:8080/health`".to_owned());
     let Some(rest) = text.strip_prefix("http://") else {
         if text.starts_with("https://") {
@@ -138,7 +138,7 @@ pub(crate) fn http_header(name: &str, value: &str) -> Result<(), Problem> {
 }
 
 /// A `host:port` tcp probe target.
-pub(crate) fn tcp_address(text: &str) -> Result<String, Problem> {
+pub fn tcp_address(text: &str) -> Result<String, Problem> {
     split_host_port(text, None)
         .map(|_| text.to_owned())
         .map_err(|m| {
@@ -181,7 +181,7 @@ fn split_host_port(authority: &str, default_port: Option<u16>) -> Result<(String
 /// The most copies `replicas:` (or `--scale`) may ask for: a bound on what one line can spawn.
 pub(crate) const MAX_REPLICAS: u32 = 1000;
 
-pub(crate) fn is_valid_service_name(name: &str) -> bool {
+pub fn is_valid_service_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()

@@ -91,7 +91,7 @@ pub(crate) struct OutputSink {
 /// and said) for a renderer that lags past its budget instead of queueing without bound; the
 /// history and log files still get every line.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Backlog(Arc<std::sync::atomic::AtomicUsize>);
+pub struct Backlog(Arc<std::sync::atomic::AtomicUsize>);
 
 impl Backlog {
     pub(crate) fn add(&self, bytes: usize) {

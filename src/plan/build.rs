@@ -59,7 +59,7 @@ impl Diagnostics {
     }
 
     /// Every diagnostic with `file:line:col`, snippet and hint; colour only if `color`.
-    pub(crate) fn render(&self, color: bool) -> String {
+    pub fn render(&self, color: bool) -> String {
         let mut out = String::new();
         for diag in &self.diags {
             out.push_str(&diag.render_in(&self.files, color));
