@@ -128,9 +128,6 @@ pub fn reap_leftovers(config: &Path) -> bool {
     }
 }
 
-/// Output the dashboard may have queued before the hub sheds lines for it.
-const DASHBOARD_BACKLOG: usize = 16 * 1024 * 1024;
-
 /// Set in the environment of the background pk that `pk up -d` starts.
 pub const DETACHED_ENV: &str = "PK_DETACHED";
 
@@ -162,7 +159,7 @@ fn ui_budget(renderer: &Renderer, backlog: crate::logs::Backlog) -> crate::logs:
     if matches!(renderer, Renderer::Pending(_)) {
         UiBudget::Lagging(LaggingRenderer {
             backlog,
-            budget: DASHBOARD_BACKLOG,
+            budget: crate::logs::DASHBOARD_BACKLOG,
         })
     } else {
         UiBudget::Printer

@@ -145,6 +145,7 @@ fn parse_first(source: &str) -> Result<Node, Diag> {
             Ok(node)
         }
         Ok(None) => Err(Diag::error("the config file is empty")
+            .label(Span::new(0, 0), "no YAML document in this file")
             .help("a pk.yaml needs at least a `services:` map, e.g.\nservices:\n  web:\n    command: python3 -m http.server")),
         Err(err) => Err(syntax_error(source, &err)),
     }

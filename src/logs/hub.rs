@@ -352,9 +352,7 @@ impl Hub {
             // The UI may be gone during exit; it then has nothing left to show.
             let _ = self.ui.send(LogEvent::Notice {
                 service: (slot < self.unshown.len() - 1).then_some(slot),
-                text: format!(
-                    "… {lines} lines not shown here: the dashboard fell behind (`pk logs` has them)"
-                ),
+                text: super::not_shown(lines),
             });
         }
         // The UI may be gone during exit; it then has nothing left to show.

@@ -111,6 +111,57 @@ impl Backlog {
 }
 pub type LogReceiver = mpsc::UnboundedReceiver<LogEvent>;
 
+/// Output a dashboard may have queued (not yet taken) before lines for it are shed.
+pub const DASHBOARD_BACKLOG: usize = 16 * 1024 * 1024;
+
+/// What a lagging renderer is told about the lines it was not given.
+pub fn not_shown(lines: u64) -> String {
+    format!("… {lines} lines not shown here: the dashboard fell behind (`pk logs` has them)")
+}
+
+/// Bounds the queue to a renderer that is fed from elsewhere than the hub (`pk attach`):
+/// output past `budget` bytes not yet taken (the `Backlog` the renderer takes from) is shed,
+/// counted, and said with the next line that fits.
+#[derive(Debug)]
+pub struct Shedder {
+    backlog: Backlog,
+    budget: usize,
+    unshown: u64,
+}
+
+impl Shedder {
+    pub fn new(backlog: Backlog, budget: usize) -> Shedder {
+        Shedder {
+            backlog,
+            budget,
+            unshown: 0,
+        }
+    }
+
+    /// What to send for `event`: nothing (shed), the event, or a notice of the lines shed
+    /// before it and the event.
+    pub fn admit(&mut self, event: LogEvent) -> Vec<LogEvent> {
+        if let LogEvent::Output { data, .. } = &event {
+            if self.backlog.bytes() > self.budget {
+                self.unshown += u64::try_from(data.split(|&b| b == b'\n').count() - 1)
+                    .unwrap_or(0)
+                    .max(1);
+                return Vec::new();
+            }
+            self.backlog.add(data.len());
+        }
+        let mut out = Vec::with_capacity(2);
+        if self.unshown > 0 {
+            out.push(LogEvent::Notice {
+                service: None,
+                text: not_shown(std::mem::take(&mut self.unshown)),
+            });
+        }
+        out.push(event);
+        out
+    }
+}
+
 /// Forwards everything `reader` yields as line-aligned chunks until EOF; a last unterminated
 /// line gets a `\n`. Every chunk is also shown to `taps` (the `log` probes).
 pub async fn pump<R: AsyncRead + Unpin>(
@@ -177,4 +228,39 @@ pub fn timestamp(ts_ms: u64) -> String {
         .ok()
         .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
         .map_or_else(String::new, |t| format!("{t:.3}"))
+}
+
+#[cfg(test)]
+mod shedder_tests {
+    use super::*;
+
+    fn line(text: &str) -> LogEvent {
+        LogEvent::Output {
+            service: 0,
+            stream: Stream::Stdout,
+            data: format!("{text}\n").into_bytes(),
+        }
+    }
+
+    /// `pk attach`'s queue to its dashboard is bounded: past the budget lines are shed and
+    /// counted, and the count is said before the next line that fits.
+    #[test]
+    fn a_lagging_renderer_gets_a_count_of_the_lines_it_was_not_given() {
+        let backlog = Backlog::default();
+        let mut shedder = Shedder::new(backlog.clone(), 10);
+        assert_eq!(shedder.admit(line("0123456789")).len(), 1);
+        assert_eq!(backlog.bytes(), 11);
+        assert!(shedder.admit(line("a")).is_empty(), "over the budget: shed");
+        assert!(shedder.admit(line("b")).is_empty());
+        assert_eq!(backlog.bytes(), 11, "shed lines are not queued");
+        backlog.take(11);
+        let out = shedder.admit(line("c"));
+        assert_eq!(out.len(), 2);
+        assert!(
+            matches!(&out[0], LogEvent::Notice { text, .. } if text.starts_with("… 2 lines not shown here")),
+            "{:?}",
+            out[0]
+        );
+        assert!(matches!(&out[1], LogEvent::Output { data, .. } if data == b"c\n"));
+    }
 }
