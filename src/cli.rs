@@ -193,7 +193,7 @@ pub(crate) enum CliCommand {
     /// Translate a Procfile or process-compose file into pk.yaml, with a comment wherever the
     /// meaning changed or a key was dropped.
     Import {
-        /// The file to translate: a Procfile, or process-compose files (several merge in order,
+        /// What to translate: a Procfile, or process-compose files (several merge in order,
         /// as `-f a -f b` does).
         #[arg(required = true, num_args = 1..)]
         files: Vec<PathBuf>,
