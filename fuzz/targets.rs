@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// A target: bytes in, a panic on a violation.
-pub type Target = fn(&[u8]);
+pub(crate) type Target = fn(&[u8]);
 
 /// Every target, by name (also the `cargo fuzz` target names).
-pub const TARGETS: &[(&str, Target)] = &[
+pub(crate) const TARGETS: &[(&str, Target)] = &[
     ("yaml", yaml),
     ("pk_yaml", pk_yaml),
     ("compose", compose),
@@ -29,7 +29,7 @@ fn text(data: &[u8]) -> Option<&str> {
 }
 
 /// The YAML node tree (serde-saphyr underneath): a tree, or one located syntax error.
-pub fn yaml(data: &[u8]) {
+pub(crate) fn yaml(data: &[u8]) {
     let Some(text) = text(data) else { return };
     match pk::config::node::parse(text) {
         Ok(node) => {
@@ -91,22 +91,22 @@ fn load_as(name: &str, data: &[u8]) {
 }
 
 /// pk.yaml: the node tree, the reader, interpolation, env files, the plan's checks.
-pub fn pk_yaml(data: &[u8]) {
+pub(crate) fn pk_yaml(data: &[u8]) {
     load_as("pk.yaml", data);
 }
 
 /// The process-compose front end (raw-text `${VAR}` expansion, templates, merge rules).
-pub fn compose(data: &[u8]) {
+pub(crate) fn compose(data: &[u8]) {
     load_as("process-compose.yaml", data);
 }
 
 /// The Procfile front end.
-pub fn procfile(data: &[u8]) {
+pub(crate) fn procfile(data: &[u8]) {
     load_as("Procfile", data);
 }
 
 /// `${VAR}` interpolation on its own: an expansion or an error, in bounded time.
-pub fn interpolate(data: &[u8]) {
+pub(crate) fn interpolate(data: &[u8]) {
     let Some(text) = text(data) else { return };
     let vars: BTreeMap<String, String> = [("A", "a"), ("B", "${A}"), ("EMPTY", "")]
         .into_iter()
@@ -116,7 +116,7 @@ pub fn interpolate(data: &[u8]) {
 }
 
 /// The scalar mini-languages: durations, signals, URLs, addresses, conditions, policies.
-pub fn values(data: &[u8]) {
+pub(crate) fn values(data: &[u8]) {
     use pk::config::values;
     let Some(text) = text(data) else { return };
     let _ = values::duration(text);

@@ -18,7 +18,7 @@ use crate::ui::tui;
 /// Lines of history the dashboard starts with.
 const BACKLOG: usize = 5000;
 
-pub async fn attach(config: &Path, history_bytes: usize) -> i32 {
+pub(super) async fn attach(config: &Path, history_bytes: usize) -> i32 {
     match run(config, history_bytes).await {
         Ok(()) => 0,
         Err(e) => {

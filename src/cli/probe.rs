@@ -18,7 +18,7 @@ use crate::vocab::{CommandSpec, ProbeCheck, StopSignal};
 
 /// What `pk probe` was asked to do, as parsed by clap.
 #[derive(Debug, Clone)]
-pub struct ProbeArgs {
+pub(super) struct ProbeArgs {
     /// `[kind, target…]`: `tcp HOST:PORT`, `http URL`, `exec CMD…`.
     pub check: Vec<String>,
     pub status: Vec<u16>,
@@ -35,7 +35,7 @@ pub struct ProbeArgs {
 }
 
 /// Runs the probe; 0 when it passed, 1 when it failed, 2 for a check that does not parse.
-pub fn probe_command(args: ProbeArgs, cwd: &Path) -> i32 {
+pub(super) fn probe_command(args: ProbeArgs, cwd: &Path) -> i32 {
     let check = match parse_check(&args.check, &args.status, &args.header) {
         Ok(check) => check,
         Err((message, hint)) => {

@@ -16,20 +16,20 @@ use crate::vocab::{CommandSpec, Condition, ProbeCheck, RestartPolicy};
 
 /// A comment for the written file: at the top (`service` None) or above a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Note {
+pub(crate) struct Note {
     pub service: Option<String>,
     pub text: String,
 }
 
 impl Note {
-    pub fn top(text: impl Into<String>) -> Note {
+    pub(crate) fn top(text: impl Into<String>) -> Note {
         Note {
             service: None,
             text: text.into(),
         }
     }
 
-    pub fn service(service: impl Into<String>, text: impl Into<String>) -> Note {
+    pub(crate) fn service(service: impl Into<String>, text: impl Into<String>) -> Note {
         Note {
             service: Some(service.into()),
             text: text.into(),
@@ -38,7 +38,7 @@ impl Note {
 }
 
 /// The pk.yaml for `config`; `header` comment lines first, then each note where it belongs.
-pub fn to_yaml(config: &Config, header: &[String], notes: &[Note]) -> String {
+pub(crate) fn to_yaml(config: &Config, header: &[String], notes: &[Note]) -> String {
     let mut out = String::new();
     for line in header {
         comment(&mut out, 0, line);

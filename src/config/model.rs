@@ -196,6 +196,7 @@ pub struct Service {
     pub tty: bool,
     /// Where the `command`/`pipeline` key is (for "both or neither" errors).
     #[schemars(skip)]
+    #[allow(dead_code, reason = "set by every reader; no error points at it yet")]
     pub span: Span,
     /// What the service is for (process-compose `description`).
     #[schemars(skip)]

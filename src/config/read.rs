@@ -25,8 +25,8 @@ fn shorten(text: &str, max: usize) -> String {
     }
 }
 
-pub const TOP_KEYS: &[&str] = &["name", "grace", "env", "env_file", "log_dir", "services"];
-pub const SERVICE_KEYS: &[&str] = &[
+pub(crate) const TOP_KEYS: &[&str] = &["name", "grace", "env", "env_file", "log_dir", "services"];
+pub(crate) const SERVICE_KEYS: &[&str] = &[
     "command",
     "pipeline",
     "working_dir",
@@ -45,7 +45,7 @@ pub const SERVICE_KEYS: &[&str] = &[
     "timeout",
     "tty",
 ];
-pub const READY_KEYS: &[&str] = &[
+pub(crate) const READY_KEYS: &[&str] = &[
     "exec",
     "http",
     "tcp",
@@ -58,7 +58,7 @@ pub const READY_KEYS: &[&str] = &[
     "status",
     "headers",
 ];
-pub const ALIVE_KEYS: &[&str] = &[
+pub(crate) const ALIVE_KEYS: &[&str] = &[
     "exec",
     "http",
     "tcp",
@@ -71,11 +71,11 @@ pub const ALIVE_KEYS: &[&str] = &[
     "headers",
 ];
 const PROBE_KINDS: &[&str] = &["exec", "http", "tcp", "log"];
-pub const DEPENDENCY_KEYS: &[&str] = &["condition", "required", "restart"];
-pub const RESTART_KEYS: &[&str] = &["policy", "max", "window", "backoff"];
-pub const BACKOFF_KEYS: &[&str] = &["initial", "max"];
-pub const SHUTDOWN_KEYS: &[&str] = &["signal", "grace", "command"];
-pub const WATCH_KEYS: &[&str] = &[
+pub(crate) const DEPENDENCY_KEYS: &[&str] = &["condition", "required", "restart"];
+pub(crate) const RESTART_KEYS: &[&str] = &["policy", "max", "window", "backoff"];
+pub(crate) const BACKOFF_KEYS: &[&str] = &["initial", "max"];
+pub(crate) const SHUTDOWN_KEYS: &[&str] = &["signal", "grace", "command"];
+pub(crate) const WATCH_KEYS: &[&str] = &[
     "paths",
     "ignore",
     "debounce",
@@ -99,7 +99,7 @@ pub const ACCEPTED_KEYS: &[(&str, &[&str])] = &[
 ];
 
 /// The walker's state: interpolation variables and the diagnostics found so far.
-pub struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     vars: &'a BTreeMap<String, String>,
     pub diags: Vec<Diag>,
     /// Services whose `ready` block was given but is invalid (already reported): later checks
@@ -143,7 +143,7 @@ fn join(path: &str, key: &str) -> String {
 }
 
 impl<'a> Reader<'a> {
-    pub fn new(vars: &'a BTreeMap<String, String>) -> Reader<'a> {
+    pub(crate) fn new(vars: &'a BTreeMap<String, String>) -> Reader<'a> {
         Reader {
             vars,
             diags: Vec::new(),
@@ -454,7 +454,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The whole file.
-    pub fn config(&mut self, root: &Node) -> Option<Config> {
+    pub(crate) fn config(&mut self, root: &Node) -> Option<Config> {
         if !matches!(root.value, Value::Map(_)) {
             self.diags.push(
                 Diag::error(format!(
@@ -1106,7 +1106,10 @@ impl<'a> Reader<'a> {
 
 /// The top-level `env_file` entries, interpolated with the inherited environment only (they
 /// are read before the variables they define exist).
-pub fn top_env_files(root: &Node, inherited: &BTreeMap<String, String>) -> (Paths, Vec<Diag>) {
+pub(crate) fn top_env_files(
+    root: &Node,
+    inherited: &BTreeMap<String, String>,
+) -> (Paths, Vec<Diag>) {
     let mut reader = Reader::new(inherited);
     let mut paths = Paths::default();
     if let Value::Map(entries) = &root.value {
@@ -1120,6 +1123,6 @@ pub fn top_env_files(root: &Node, inherited: &BTreeMap<String, String>) -> (Path
 }
 
 /// Resolved defaults for probe timings.
-pub fn or(d: Option<HumanDuration>, default: Duration) -> Duration {
+pub(crate) fn or(d: Option<HumanDuration>, default: Duration) -> Duration {
     d.map_or(default, |d| d.0)
 }

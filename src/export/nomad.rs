@@ -28,7 +28,7 @@ use crate::vocab::{Condition, ProbeCheck, RestartPolicy, ServiceId};
 
 /// Which Nomad driver runs the tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Driver {
+pub(crate) enum Driver {
     /// No isolation: the processes run as pk would run them.
     RawExec,
     /// Isolated (chroot, cgroups): paths outside the chroot are not visible.
@@ -46,7 +46,7 @@ impl Driver {
 
 /// How to write the job.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub(crate) struct Options {
     pub driver: Driver,
     /// The `pk` binary the tasks call for probes.
     pub pk: PathBuf,
@@ -54,7 +54,7 @@ pub struct Options {
 
 /// Where a service runs in the group's lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// `lifecycle { hook = "prestart" }`: must complete successfully before the main tasks.
     PrestartOnce,
     /// `lifecycle { hook = "prestart", sidecar = true }`: running before the main tasks.
@@ -75,7 +75,7 @@ impl Phase {
 }
 
 /// The phase of each service (`None`: not in the job, being disabled and not needed).
-pub fn phases(plan: &Plan) -> Vec<Option<Phase>> {
+pub(crate) fn phases(plan: &Plan) -> Vec<Option<Phase>> {
     let wanted = crate::plan::select(plan, &[]).unwrap_or_else(|_| vec![true; plan.services.len()]);
     let n = plan.services.len();
     let mut phase: Vec<Option<Phase>> = vec![None; n];
@@ -117,7 +117,7 @@ pub fn phases(plan: &Plan) -> Vec<Option<Phase>> {
 }
 
 /// Writes the job for `plan`.
-pub fn export(plan: &Plan, options: &Options) -> Export {
+pub(crate) fn export(plan: &Plan, options: &Options) -> Export {
     let mut out = Export::default();
     let phases = phases(plan);
     let mut writer = Writer {

@@ -7,7 +7,7 @@ use tokio::net::TcpStream;
 
 /// GETs `http://host:port/path` with `headers` added; success is a status in `accepted`, or
 /// 2xx/3xx when empty.
-pub async fn get(
+pub(super) async fn get(
     host: &str,
     port: u16,
     path: &str,

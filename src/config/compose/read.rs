@@ -140,7 +140,7 @@ const NO_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// `max_restarts` counts restarts over the whole run, not within a window.
 const WHOLE_RUN: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
-pub struct Reader<'a> {
+pub(super) struct Reader<'a> {
     cwd: &'a Path,
     diags: &'a mut Vec<Diag>,
     strict: bool,
@@ -184,7 +184,7 @@ fn join(path: &str, key: &str) -> String {
 }
 
 impl<'a> Reader<'a> {
-    pub fn new(cwd: &'a Path, diags: &'a mut Vec<Diag>) -> Reader<'a> {
+    pub(super) fn new(cwd: &'a Path, diags: &'a mut Vec<Diag>) -> Reader<'a> {
         Reader {
             cwd,
             diags,
@@ -395,7 +395,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The whole (merged) file.
-    pub fn config(&mut self, root: &Node) -> Option<Config> {
+    pub(super) fn config(&mut self, root: &Node) -> Option<Config> {
         if let Some(strict) = root.get("is_strict") {
             self.strict = self.bool(strict, "is_strict").unwrap_or(false);
         }
@@ -635,6 +635,18 @@ impl<'a> Reader<'a> {
             }
             vars.insert("PC_REPLICA_NUM".into(), "0".into());
             vars.insert("PC_PROC_NAME".into(), name.value.clone());
+            let replicated = node.get("replicas").is_some_and(|n| match &n.value {
+                Value::Int(n) => *n > 1,
+                Value::Str(s) => s.trim().parse::<u32>().is_ok_and(|n| n > 1),
+                _ => false,
+            });
+            if let Some(span) = replicated.then(|| replica_template(&node)).flatten() {
+                self.lenient(
+                    Diag::warning("`{{ .PC_REPLICA_NUM }}` renders as 0 in every copy of a process (pk renders templates once per process, process-compose once per replica)")
+                        .label(span, "the same in every copy")
+                        .help("use the environment variable instead: `$$PC_REPLICA_NUM` in a `command` is each copy's number"),
+                );
+            }
             self.render(&mut node, &vars);
         }
         let fields = self.fields(&node, &path, PROCESS_KEYS)?;
@@ -1275,5 +1287,30 @@ impl<'a> Reader<'a> {
             return None;
         }
         Some(watch)
+    }
+}
+
+/// Where a string of `node` uses `{{ .PC_REPLICA_NUM }}`, if one does.
+fn replica_template(node: &Node) -> Option<Span> {
+    match &node.value {
+        Value::Str(s) => {
+            let mut rest = s.as_str();
+            while let Some(open) = rest.find("{{") {
+                let after = &rest[open + 2..];
+                let close = after.find("}}").unwrap_or(after.len());
+                let inner = after[..close].trim_matches(|c: char| c == '-' || c.is_whitespace());
+                if inner == ".PC_REPLICA_NUM" {
+                    return Some(node.span);
+                }
+                rest = &after[close..];
+            }
+            None
+        }
+        Value::Seq(items) => items.iter().find_map(replica_template),
+        Value::Map(entries) => entries
+            .iter()
+            .filter(|(k, _)| k.scalar_text() != Some("vars"))
+            .find_map(|(_, v)| replica_template(v)),
+        _ => None,
     }
 }
