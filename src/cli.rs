@@ -10,14 +10,14 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 mod attach;
-pub mod completions;
+pub(crate) mod completions;
 mod export;
 mod import;
 mod probe;
 mod remote;
 mod up;
 
-pub use up::{DETACHED_ENV, UpOptions, containment_label};
+pub(crate) use up::UpOptions;
 
 use crate::control::{Op, WaitFor};
 use crate::plan::{self, Plan};
@@ -34,13 +34,13 @@ pub struct Cli {
     /// else pk.yaml / pk.yml in this or a parent directory, else process-compose.yaml (+ its
     /// override file) or a Procfile in this directory).
     #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
-    pub file: Vec<PathBuf>,
+    pub(crate) file: Vec<PathBuf>,
     #[command(subcommand)]
-    pub command: CliCommand,
+    pub(crate) command: CliCommand,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum CliCommand {
+pub(crate) enum CliCommand {
     /// Start the stack (or the named services and what they depend on).
     Up {
         /// Services to start; default: every service that is not `disabled`.
@@ -160,6 +160,9 @@ pub enum CliCommand {
         /// http: accepted status codes (repeatable); default any 2xx or 3xx.
         #[arg(long, value_name = "CODE")]
         status: Vec<u16>,
+        /// http: a request header `Name: value` (repeatable).
+        #[arg(long, value_name = "HEADER")]
+        header: Vec<String>,
         /// Retry every --interval until the check passes or --deadline has passed.
         #[arg(long, conflicts_with = "alive")]
         wait: bool,
@@ -190,7 +193,7 @@ pub enum CliCommand {
     /// Translate a Procfile or process-compose file into pk.yaml, with a comment wherever the
     /// meaning changed or a key was dropped.
     Import {
-        /// The file to translate: a Procfile, or process-compose files (several merge in order,
+        /// What to translate: a Procfile, or process-compose files (several merge in order,
         /// as `-f a -f b` does).
         #[arg(required = true, num_args = 1..)]
         files: Vec<PathBuf>,
@@ -231,7 +234,7 @@ impl Cli {
 }
 
 /// Parses a human duration (`250ms`, `10s`, `1m30s`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let d: jiff::SignedDuration = text
         .trim()
         .parse()
@@ -243,7 +246,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// stderr, as `pk: warn: …` lines, filtered by `PK_LOG` (default `warn`: warnings and errors
 /// always reach the user; `PK_LOG=debug` shows more, `PK_LOG=off` nothing). On the dashboard,
 /// stderr is captured into pk's own log lines; detached, it goes to `<socket>.log`.
-pub fn init_logging() {
+pub(crate) fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("PK_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
     // A second call (tests calling `run` twice) keeps the first subscriber.
@@ -345,6 +348,7 @@ pub fn run(cli: Cli) -> i32 {
         CliCommand::Probe {
             check,
             status,
+            header,
             wait,
             alive,
             deadline,
@@ -357,6 +361,7 @@ pub fn run(cli: Cli) -> i32 {
             probe::ProbeArgs {
                 check,
                 status,
+                header,
                 wait,
                 alive,
                 deadline,

@@ -83,3 +83,20 @@ fn pk_yaml_cycle_across_merged_files() {
         ),
     ]));
 }
+
+#[test]
+fn bad_http_probe_headers() {
+    insta::assert_snapshot!(errors(&[(
+        "/project/process-compose.yaml",
+        "processes:\n  web:\n    command: ./web\n    readiness_probe:\n      http_get:\n        port: 8080\n        headers:\n          \"X Token\": a\n          Ok: \"line\\nbreak\"\n",
+    )]));
+}
+
+#[test]
+fn replica_number_template_is_strict_error() {
+    // process-compose's issue 420 shape: `{{.PC_REPLICA_NUM}}` in a replicated process.
+    insta::assert_snapshot!(errors(&[(
+        "/project/process-compose.yaml",
+        "is_strict: true\nprocesses:\n  test:\n    replicas: 3\n    environment:\n      - \"REPL={{.PC_REPLICA_NUM}}\"\n    command: echo [$REPL]\n",
+    )]));
+}

@@ -97,7 +97,7 @@ fn design_example_loads() {
     assert!(api.depends_on[1].restart && api.depends_on[1].required);
     let alive = api.alive.as_ref().unwrap();
     assert!(
-        matches!(&alive.check, ProbeCheck::Http { host, port: 8080, path, status } if host == "127.0.0.1" && path == "/health" && status.is_empty())
+        matches!(&alive.check, ProbeCheck::Http { host, port: 8080, path, status, .. } if host == "127.0.0.1" && path == "/health" && status.is_empty())
     );
     assert_eq!(
         (alive.interval, alive.retries, alive.deadline),
@@ -411,6 +411,7 @@ services:
     ready:
       http: http://localhost/ready
       status: [200, 204]
+      headers: { Authorization: Bearer x, X-Retry: 3 }
       initial_delay: 2s
       interval: 500ms
       timeout: 2s
@@ -423,7 +424,7 @@ services:
     let s = svc(&plan, "s");
     let ready = s.ready.as_ref().unwrap();
     assert!(
-        matches!(&ready.check, ProbeCheck::Http { host, port: 80, path, status } if host == "localhost" && path == "/ready" && status == &[200, 204])
+        matches!(&ready.check, ProbeCheck::Http { host, port: 80, path, status, headers } if host == "localhost" && path == "/ready" && status == &[200, 204] && headers == &[("Authorization".to_owned(), "Bearer x".to_owned()), ("X-Retry".to_owned(), "3".to_owned())])
     );
     assert_eq!(
         (

@@ -309,6 +309,25 @@ const AGREEMENT: &[(&str, &str, &[&str])] = &[
         &["[200]"],
     ),
     (
+        "services:\n  a:\n    command: run\n    ready:\n      http: 'http://h/'\n      headers: @",
+        "{X-Token: x}",
+        &[
+            "{'X Token': a}",
+            "{'': a}",
+            "{X: 5}",
+            "{X: true}",
+            "{X: null}",
+            "{X: [a]}",
+            "{X: \"a\\nb\"}",
+            "{X: \"a\\tb\"}",
+        ],
+    ),
+    (
+        "services:\n  a:\n    command: run\n    ready:\n      exec: x\n      headers: @",
+        "x",
+        &["{X: a}"],
+    ),
+    (
         "services:\n  a:\n    command: run\n    restart: @",
         "always",
         &[

@@ -340,3 +340,204 @@ fn a_half_closed_request_is_still_answered() {
     up.interrupt();
     assert_eq!(up.wait_exit(DEADLINE), 0);
 }
+
+/// A client thread: its kind, and what went wrong (empty: nothing).
+type Client = std::thread::JoinHandle<(&'static str, String)>;
+
+/// `VmRSS` and `VmHWM` (peak) of `pid`, in KiB.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// One request on a new connection; the first answer line (empty if none by the deadline).
+fn first_answer(socket: &Path, line: &[u8], half_close: bool) -> String {
+    let Ok(mut s) = UnixStream::connect(socket) else {
+        return String::new();
+    };
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    // The server may answer and close before an oversized line is all written.
+    let _ = s.write_all(line);
+    if half_close {
+        let _ = s.shutdown(std::net::Shutdown::Write);
+    }
+    let mut answer = String::new();
+    let _ = BufReader::new(&s).read_line(&mut answer);
+    answer
+}
+
+/// Issue 11, part 3: 50 clients at once — 20 × 3 `ps`, 10 `logs -F` (5 read, 5 never read
+/// while the others run), 8 `restart web`, 5 malformed, 3 × 10 MiB lines without a newline,
+/// 4 half-closed `ps`. Every well-formed client is answered, the bad ones get an `error`, the
+/// server stays up, and pk's peak memory grows by less than one oversized line would cost.
+#[test]
+#[expect(clippy::too_many_lines, reason = "one client kind after the other")]
+fn fifty_clients_at_once_are_answered_and_memory_stays_bounded() {
+    let p = Project::new(
+        "services:\n  ticker:\n    command: \"while :; do echo tick; sleep 0.002; done\"\n  web:\n    command: \"echo up; exec sleep 1000\"\n",
+    );
+    let mut up = p.up().spawn();
+    up.wait_notice("web", "started (pid");
+    let socket = pk::control::socket_path(&p.config_path());
+    support::wait_until(DEADLINE, "the socket", || {
+        UnixStream::connect(&socket).ok().map(drop)
+    });
+    let pk = up.pid();
+    let (before, _) = rss_kib(pk);
+    // The stalled followers hold their connections until every other client is done.
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = std::sync::Arc::new(std::sync::Mutex::new(released));
+    let mut clients: Vec<Client> = Vec::new();
+    let mut stalled: Vec<Client> = Vec::new();
+    let spawn = |kind: &'static str, f: Box<dyn FnOnce() -> String + Send>| -> Client {
+        std::thread::spawn(move || (kind, f()))
+    };
+    for _ in 0..20 {
+        let socket = socket.clone();
+        clients.push(spawn(
+            "ps",
+            Box::new(move || {
+                (0..3)
+                    .map(|_| first_answer(&socket, b"{\"v\":1,\"op\":\"ps\"}\n", false))
+                    .find(|a| !a.contains("\"event\":\"ps\""))
+                    .unwrap_or_default()
+            }),
+        ));
+    }
+    for i in 0..10 {
+        let socket = socket.clone();
+        let released = std::sync::Arc::clone(&released);
+        let client = spawn(
+            "logs -F",
+            Box::new(move || {
+                let mut s = UnixStream::connect(&socket).unwrap();
+                s.write_all(b"{\"v\":1,\"op\":\"logs\",\"follow\":true,\"tail\":10}\n")
+                    .unwrap();
+                if i % 2 == 0 {
+                    // Never reads; holds the connection until the others are done.
+                    let _ = released.lock().unwrap().recv();
+                    return String::new();
+                }
+                s.set_read_timeout(Some(DEADLINE)).unwrap();
+                let mut reader = BufReader::new(&s);
+                let mut line = String::new();
+                // A followed line of the ticker (after the tail).
+                for _ in 0..100 {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return format!("ended: {line:?}");
+                    }
+                    if line.contains("tick") {
+                        return String::new();
+                    }
+                }
+                format!("no ticker line: {line:?}")
+            }),
+        );
+        if i % 2 == 0 {
+            stalled.push(client);
+        } else {
+            clients.push(client);
+        }
+    }
+    for _ in 0..8 {
+        let socket = socket.clone();
+        clients.push(spawn(
+            "restart",
+            Box::new(move || {
+                let mut s = UnixStream::connect(&socket).unwrap();
+                s.set_read_timeout(Some(DEADLINE)).unwrap();
+                s.write_all(b"{\"v\":1,\"op\":\"restart\",\"services\":[\"web\"]}\n")
+                    .unwrap();
+                for line in BufReader::new(&s).lines() {
+                    let Ok(line) = line else { break };
+                    if line.contains("\"event\":\"ok\"") {
+                        return String::new();
+                    }
+                    if line.contains("\"event\":\"error\"") {
+                        return line;
+                    }
+                }
+                "no final answer".into()
+            }),
+        ));
+    }
+    for _ in 0..5 {
+        let socket = socket.clone();
+        clients.push(spawn(
+            "malformed",
+            Box::new(move || {
+                let a = first_answer(&socket, b"{nope\n", false);
+                if a.contains("\"event\":\"error\"") {
+                    String::new()
+                } else {
+                    a
+                }
+            }),
+        ));
+    }
+    for _ in 0..3 {
+        let socket = socket.clone();
+        clients.push(spawn(
+            "10 MiB line",
+            Box::new(move || {
+                let a = first_answer(&socket, &vec![b'x'; 10 * 1024 * 1024], false);
+                if a.contains("request longer than") {
+                    String::new()
+                } else {
+                    a
+                }
+            }),
+        ));
+    }
+    for _ in 0..4 {
+        let socket = socket.clone();
+        clients.push(spawn(
+            "half-closed",
+            Box::new(move || {
+                let a = first_answer(&socket, b"{\"v\":1,\"op\":\"ps\"}", true);
+                if a.contains("\"event\":\"ps\"") {
+                    String::new()
+                } else {
+                    a
+                }
+            }),
+        ));
+    }
+    let mut failed = Vec::new();
+    for c in clients {
+        let (kind, problem) = c.join().expect("a client thread");
+        if !problem.is_empty() {
+            failed.push(format!("{kind}: {problem:?}"));
+        }
+    }
+    // With 5 followers still connected and unread, the server answers at once.
+    let ps = first_answer(&socket, b"{\"v\":1,\"op\":\"ps\"}\n", false);
+    drop(release);
+    for c in stalled {
+        c.join().expect("a stalled follower");
+    }
+    assert!(
+        failed.is_empty(),
+        "clients not answered as they should be: {failed:?}"
+    );
+    assert!(ps.contains("\"event\":\"ps\""), "{ps:?}");
+    assert!(up.try_exit().is_none(), "pk ended under the load");
+    let (_, peak) = rss_kib(pk);
+    let grown = peak.saturating_sub(before);
+    eprintln!("pk RSS before the clients {before} KiB, peak {peak} KiB");
+    assert!(
+        grown < 10 * 1024,
+        "pk's peak RSS grew by {grown} KiB (from {before} KiB): an oversized request was buffered"
+    );
+    up.interrupt();
+    assert_eq!(up.wait_exit(DEADLINE), 0);
+}

@@ -415,3 +415,116 @@ processes:
     output_at(&out.lines, "web-0", "web hi 0");
     output_at(&out.lines, "web-1", "web hi 1");
 }
+
+#[test]
+fn watch_block_restarts_on_included_files_and_cascades() {
+    // `include` globs, `exclude`, `cascade` (→ restart_dependents): a change to an included file
+    // restarts `app` and then its dependent; an excluded file does nothing (proven by a later
+    // change for `other`, whose restart is awaited first).
+    let p = compose(
+        r#"processes:
+  app:
+    command: "echo app-up; exec sleep 30"
+    watch:
+      paths:
+        - path: src
+          include: ["*.txt"]
+          exclude: ["skip.txt"]
+      cascade: true
+      debounce: 50ms
+  dep:
+    command: "echo dep-up; exec sleep 30"
+    depends_on:
+      app:
+        condition: process_started
+  other:
+    command: "echo other-up; exec sleep 30"
+    watch:
+      paths:
+        - path: more
+"#,
+    )
+    .file("src/a.txt", "1")
+    .file("src/skip.txt", "1")
+    .file("more/x", "1");
+    let mut run = p
+        .pk(&["up", "--watch", "--plain", "--color", "never"])
+        .spawn();
+    run.wait_notice("pk", "watching");
+    for s in ["app", "dep", "other"] {
+        run.wait_for_line(s, |l| support::is_output(l, s, &format!("{s}-up")));
+    }
+    let ups = |run: &support::Running, s: &str| {
+        run.lines()
+            .iter()
+            .filter(|l| support::is_output(l, s, &format!("{s}-up")))
+            .count()
+    };
+    std::fs::write(p.path().join("src/a.txt"), "2").unwrap();
+    run.wait_for_count("app restarted", 2, |l| {
+        support::is_output(l, "app", "app-up")
+    });
+    run.wait_for_count("dep restarted after app", 2, |l| {
+        support::is_output(l, "dep", "dep-up")
+    });
+    std::fs::write(p.path().join("src/skip.txt"), "2").unwrap();
+    std::fs::write(p.path().join("src/notes.md"), "2").unwrap();
+    std::fs::write(p.path().join("more/x"), "2").unwrap();
+    run.wait_for_count("other restarted", 2, |l| {
+        support::is_output(l, "other", "other-up")
+    });
+    assert_eq!(ups(&run, "app"), 2, "{}", run.lines().join("\n"));
+    assert_eq!(ups(&run, "dep"), 2, "{}", run.lines().join("\n"));
+    run.interrupt();
+    run.wait_exit(DEADLINE);
+}
+
+#[test]
+fn http_probe_sends_its_headers() {
+    // The server answers 401 unless the probe sends `X-Token: s3cret`: the dependent starts
+    // only if the header got there.
+    let port = support::free_port();
+    let p = compose(&format!(
+        r#"processes:
+  web:
+    command: "exec ${{PYTHON}} server.py {port}"
+    readiness_probe:
+      http_get:
+        host: 127.0.0.1
+        port: {port}
+        path: /health
+        headers:
+          X-Token: s3cret
+      period_seconds: 1
+      failure_threshold: 30
+  client:
+    command: "echo client-ran"
+    depends_on:
+      web:
+        condition: process_healthy
+"#
+    ))
+    .file(
+        "server.py",
+        r"import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        ok = self.headers.get('X-Token') == 's3cret'
+        self.send_response(200 if ok else 401)
+        self.end_headers()
+        print('authorised' if ok else 'refused', flush=True)
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
+",
+    );
+    let mut run = p.up().spawn();
+    run.wait_for_line("client-ran", |l| l.ends_with("| client-ran"));
+    assert!(
+        run.lines().iter().any(|l| l.ends_with("| authorised")),
+        "{}",
+        run.lines().join("\n")
+    );
+    run.interrupt();
+    run.wait_exit(DEADLINE);
+}

@@ -2,19 +2,23 @@
 //! passes `pk check` too, and `pk graph` prints the same graph for both.
 //!
 //! The files belong to their authors and are read in place (never copied here). The folder is
-//! `<repo>/../shared/realworld` (or `$PK_REALWORLD`); where it is absent the test says so
-//! loudly and skips. The test walks the folder: a new file is checked without a code change.
+//! `<repo>/../shared/realworld` (or `$PK_REALWORLD`; from a worktree, one level further up);
+//! where it is absent the test says so loudly and skips. The test walks the folder: a new file is checked without a code change.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn realworld() -> Option<PathBuf> {
-    let dir = std::env::var_os("PK_REALWORLD").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/realworld"),
-        PathBuf::from,
-    );
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::var_os("PK_REALWORLD")
+        .map_or_else(|| repo.join("../shared/realworld"), PathBuf::from);
     if dir.is_dir() {
         return Some(dir);
+    }
+    // A worktree (`/work/wt/<name>`) sits one level deeper than the repository.
+    let worktree = repo.join("../../shared/realworld");
+    if std::env::var_os("PK_REALWORLD").is_none() && worktree.is_dir() {
+        return Some(worktree);
     }
     // Straight to fd 2: libtest captures `eprintln!`, and a skip must not go unnoticed.
     let _ = std::io::Write::write_all(

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 /// Builds `pk` in release mode; returns its path. `PK_BENCH_BIN=<path>` measures that binary
 /// instead (e.g. a build of an earlier commit, for before/after figures).
-pub fn build_pk() -> PathBuf {
+pub(crate) fn build_pk() -> PathBuf {
     if let Some(bin) = std::env::var_os("PK_BENCH_BIN") {
         return PathBuf::from(bin);
     }

@@ -12,13 +12,13 @@ use tokio::sync::{mpsc, watch};
 use crate::control::{Call, ControlError, Op, Response};
 use crate::engine::{EngineHandle, Input, Intent, Snapshot};
 use crate::logs::hub::RecordKind;
-use crate::logs::{LogEvent, LogSender, Stream};
+use crate::logs::{Backlog, DASHBOARD_BACKLOG, LogEvent, LogSender, Shedder, Stream};
 use crate::ui::tui;
 
 /// Lines of history the dashboard starts with.
 const BACKLOG: usize = 5000;
 
-pub async fn attach(config: &Path, history_bytes: usize) -> i32 {
+pub(super) async fn attach(config: &Path, history_bytes: usize) -> i32 {
     match run(config, history_bytes).await {
         Ok(()) => 0,
         Err(e) => {
@@ -63,6 +63,8 @@ async fn run(config: &Path, history_bytes: usize) -> Result<(), ControlError> {
     let (snap_tx, snap_rx) = watch::channel(Arc::new(first));
     let (input_tx, input_rx) = mpsc::unbounded_channel();
     let (log_tx, log_rx) = mpsc::unbounded_channel();
+    // What the socket brings is queued for the dashboard up to a budget, then shed (counted).
+    let backlog = Backlog::default();
     let label = containment
         .split(" (")
         .next()
@@ -75,7 +77,7 @@ async fn run(config: &Path, history_bytes: usize) -> Result<(), ControlError> {
             containment: None,
             containment_label: label,
             history_bytes,
-            backlog: None,
+            backlog: Some(backlog.clone()),
             exit_now: Box::new(|| {
                 tui::restore_terminal();
                 std::process::exit(0);
@@ -91,7 +93,8 @@ async fn run(config: &Path, history_bytes: usize) -> Result<(), ControlError> {
         snapshots: snap_rx,
     });
     tokio::spawn(follow_snapshots(snapshots, snap_tx, log_tx.clone()));
-    tokio::spawn(follow_logs(logs, names.clone(), log_tx.clone()));
+    let shedder = Shedder::new(backlog, DASHBOARD_BACKLOG);
+    tokio::spawn(follow_logs(logs, names.clone(), log_tx.clone(), shedder));
     tokio::spawn(forward_intents(
         config.to_path_buf(),
         names,
@@ -120,8 +123,9 @@ async fn follow_snapshots(mut call: Call, tx: watch::Sender<Arc<Snapshot>>, logs
     let _ = logs.send(LogEvent::End);
 }
 
-/// Turns the stack's log lines into the events the dashboard renders.
-async fn follow_logs(mut call: Call, names: Vec<String>, logs: LogSender) {
+/// Turns the stack's log lines into the events the dashboard renders (shed past the budget
+/// when the dashboard falls behind the socket).
+async fn follow_logs(mut call: Call, names: Vec<String>, logs: LogSender, mut shedder: Shedder) {
     while let Ok(Some(resp)) = call.next().await {
         if let Response::Shed { lines, .. } = resp {
             let text =
@@ -166,8 +170,10 @@ async fn follow_logs(mut call: Call, names: Vec<String>, logs: LogSender) {
                 }
             }
         };
-        if logs.send(event).is_err() {
-            return;
+        for event in shedder.admit(event) {
+            if logs.send(event).is_err() {
+                return;
+            }
         }
     }
 }

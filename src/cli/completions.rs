@@ -11,21 +11,21 @@ use std::path::{Path, PathBuf};
 use clap::CommandFactory;
 
 /// The value name of every argument that takes a service name.
-pub const SERVICE: &str = "SERVICE";
+pub(crate) const SERVICE: &str = "SERVICE";
 
 /// The name of the hidden subcommand the scripts call.
-pub const HELPER: &str = "__complete-services";
+pub(crate) const HELPER: &str = "__complete-services";
 
 /// The shells `pk completions` writes scripts for.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Shell {
+pub(crate) enum Shell {
     Bash,
     Zsh,
     Fish,
 }
 
 /// The completion script for `shell`.
-pub fn script(shell: Shell) -> String {
+pub(crate) fn script(shell: Shell) -> String {
     let mut cmd = super::Cli::command();
     let mut out = Vec::new();
     let generator = match shell {
@@ -45,7 +45,7 @@ pub fn script(shell: Shell) -> String {
 
 /// The man page (roff): pk's synopsis, description and global options, then a section per
 /// subcommand (synopsis, description, options), so one page says everything `--help` does.
-pub fn man_page() -> Vec<u8> {
+pub(crate) fn man_page() -> Vec<u8> {
     let top = super::Cli::command();
     let mut out = Vec::new();
     let man = clap_mangen::Man::new(top.clone());
@@ -77,7 +77,7 @@ pub fn man_page() -> Vec<u8> {
 
 /// `pk __complete-services`: the config's service names, one a line; nothing (and exit code
 /// 1) when there is no readable config, so a TAB never prints an error into the prompt.
-pub fn complete_services(file: &[PathBuf], cwd: &Path) -> i32 {
+pub(crate) fn complete_services(file: &[PathBuf], cwd: &Path) -> i32 {
     match crate::plan::load_with_warnings(file, cwd) {
         Ok((plan, _warnings)) => {
             let mut names = String::new();

@@ -8,7 +8,7 @@ use clap::Subcommand;
 use crate::export::{self, Export};
 
 #[derive(Debug, Clone, Subcommand)]
-pub enum ExportTarget {
+pub(crate) enum ExportTarget {
     /// systemd units: `<project>-<service>.service` per service and a `<project>.target`.
     Systemd {
         /// User units (`systemctl --user`, `default.target`, `%h` paths).
@@ -30,14 +30,14 @@ pub enum ExportTarget {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum NomadDriver {
+pub(crate) enum NomadDriver {
     #[value(name = "raw_exec")]
     RawExec,
     Exec,
 }
 
 /// Runs an export; 0 when the files were written (warnings or not), 2 for config or I/O errors.
-pub fn export_command(target: ExportTarget, file: &[PathBuf], cwd: &Path) -> i32 {
+pub(super) fn export_command(target: ExportTarget, file: &[PathBuf], cwd: &Path) -> i32 {
     let plan = match super::load(file, cwd) {
         Ok(plan) => plan,
         Err(code) => return code,

@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Runs `pk import`; returns the exit code (2 for files that cannot be read or translated).
-pub fn run(files: &[PathBuf], output: Option<&Path>, cwd: &Path) -> i32 {
+pub(crate) fn run(files: &[PathBuf], output: Option<&Path>, cwd: &Path) -> i32 {
     let env: BTreeMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();

@@ -18,10 +18,12 @@ use crate::vocab::{CommandSpec, ProbeCheck, StopSignal};
 
 /// What `pk probe` was asked to do, as parsed by clap.
 #[derive(Debug, Clone)]
-pub struct ProbeArgs {
+pub(super) struct ProbeArgs {
     /// `[kind, target…]`: `tcp HOST:PORT`, `http URL`, `exec CMD…`.
     pub check: Vec<String>,
     pub status: Vec<u16>,
+    /// `--header "Name: value"` (http).
+    pub header: Vec<String>,
     pub wait: bool,
     pub alive: bool,
     pub deadline: Duration,
@@ -33,8 +35,8 @@ pub struct ProbeArgs {
 }
 
 /// Runs the probe; 0 when it passed, 1 when it failed, 2 for a check that does not parse.
-pub fn probe_command(args: ProbeArgs, cwd: &Path) -> i32 {
-    let check = match parse_check(&args.check, &args.status) {
+pub(super) fn probe_command(args: ProbeArgs, cwd: &Path) -> i32 {
+    let check = match parse_check(&args.check, &args.status, &args.header) {
         Ok(check) => check,
         Err((message, hint)) => {
             eprintln!("pk probe: {message}");
@@ -95,7 +97,11 @@ pub fn probe_command(args: ProbeArgs, cwd: &Path) -> i32 {
 
 /// `tcp HOST:PORT`, `http URL`, or `exec CMD…` (one word runs under `sh -c`, several are an
 /// argv), parsed by the same functions that read probes in pk.yaml.
-fn parse_check(words: &[String], status: &[u16]) -> Result<ProbeCheck, values::Problem> {
+fn parse_check(
+    words: &[String],
+    status: &[u16],
+    header: &[String],
+) -> Result<ProbeCheck, values::Problem> {
     let usage = || {
         Some(
             "write `tcp HOST:PORT`, `http URL` or `exec CMD…`, e.g. `pk probe tcp 127.0.0.1:5432`"
@@ -111,6 +117,24 @@ fn parse_check(words: &[String], status: &[u16]) -> Result<ProbeCheck, values::P
             None,
         ));
     }
+    if !header.is_empty() && kind != "http" {
+        return Err((
+            "`--header` applies only to an `http` check".to_owned(),
+            None,
+        ));
+    }
+    let mut headers = Vec::new();
+    for h in header {
+        let Some((name, value)) = h.split_once(':') else {
+            return Err((
+                format!("`--header {h}` is not `Name: value`"),
+                Some("e.g. `--header \"Authorization: Bearer x\"`".to_owned()),
+            ));
+        };
+        let (name, value) = (name.trim(), value.trim());
+        values::http_header(name, value)?;
+        headers.push((name.to_owned(), value.to_owned()));
+    }
     match (kind.as_str(), rest) {
         ("tcp", [address]) => {
             values::tcp_address(address).map(|address| ProbeCheck::Tcp { address })
@@ -120,6 +144,7 @@ fn parse_check(words: &[String], status: &[u16]) -> Result<ProbeCheck, values::P
             port: t.port,
             path: t.path,
             status: status.to_vec(),
+            headers,
         }),
         ("exec", [command]) => Ok(ProbeCheck::Exec(CommandSpec::Shell(command.clone()))),
         ("exec", argv) if !argv.is_empty() => {
@@ -191,7 +216,7 @@ mod tests {
 
     #[test]
     fn checks_parse_like_pk_yaml_probes() {
-        let describe = |t: &str| parse_check(&words(t), &[]).map(|c| c.describe());
+        let describe = |t: &str| parse_check(&words(t), &[], &[]).map(|c| c.describe());
         assert_eq!(
             describe("tcp 127.0.0.1:5432").unwrap(),
             "tcp 127.0.0.1:5432"
@@ -229,6 +254,13 @@ mod tests {
                 .0
                 .contains("exactly one")
         );
-        assert!(parse_check(&words("tcp a:1"), &[200]).is_err());
+        assert!(parse_check(&words("tcp a:1"), &[200], &[]).is_err());
+        assert!(parse_check(&words("tcp a:1"), &[], &["X: y".into()]).is_err());
+        let with = parse_check(&words("http http://h:1/"), &[], &["X-Token: a b".into()]);
+        assert!(
+            matches!(with, Ok(crate::vocab::ProbeCheck::Http { ref headers, .. }) if headers == &[("X-Token".to_owned(), "a b".to_owned())]),
+            "{with:?}"
+        );
+        assert!(parse_check(&words("http http://h:1/"), &[], &["X-Token".into()]).is_err());
     }
 }

@@ -13,7 +13,7 @@ use crate::vocab::{State, fmt_duration, now_ms};
 
 /// Runs a client command against the stack of the config file found like `up` finds it (the
 /// file is not parsed: a broken config must not stop `pk down`).
-pub fn remote_call<F, Fut>(file: &[PathBuf], cwd: &Path, call: F) -> i32
+pub(super) fn remote_call<F, Fut>(file: &[PathBuf], cwd: &Path, call: F) -> i32
 where
     F: FnOnce(PathBuf) -> Fut,
     Fut: Future<Output = i32>,
@@ -28,7 +28,7 @@ where
 }
 
 /// Maps a control error to a message and `pk`'s exit code (1: nothing running, 2: other).
-pub fn fail(e: &ControlError) -> i32 {
+pub(super) fn fail(e: &ControlError) -> i32 {
     eprintln!("pk: {e}");
     match e {
         ControlError::NotRunning { .. } => 1,
@@ -49,7 +49,7 @@ fn report_failures(failed: &[Failure]) -> i32 {
     i32::from(!failed.is_empty())
 }
 
-pub async fn down(config: &Path, grace: Option<Duration>) -> i32 {
+pub(super) async fn down(config: &Path, grace: Option<Duration>) -> i32 {
     match control::down(config, grace, print_state).await {
         Ok(_) => {
             println!("stopped");
@@ -60,7 +60,7 @@ pub async fn down(config: &Path, grace: Option<Duration>) -> i32 {
 }
 
 /// `start`, `stop` or `restart`: returns when done, 1 if a service did not get there.
-pub async fn act(config: &Path, op: Op) -> i32 {
+pub(super) async fn act(config: &Path, op: Op) -> i32 {
     let result = async { Call::open(config, op).await?.finish(print_state).await }.await;
     match result {
         Ok(Some(Response::Ok { failed, .. })) => report_failures(&failed),
@@ -72,7 +72,12 @@ pub async fn act(config: &Path, op: Op) -> i32 {
     }
 }
 
-pub async fn wait(config: &Path, services: Vec<String>, until: WaitFor, timeout: Duration) -> i32 {
+pub(super) async fn wait(
+    config: &Path,
+    services: Vec<String>,
+    until: WaitFor,
+    timeout: Duration,
+) -> i32 {
     let timeout_ms = Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
     let op = Op::Wait {
         services,
@@ -91,7 +96,7 @@ pub async fn wait(config: &Path, services: Vec<String>, until: WaitFor, timeout:
 }
 
 /// Fetches `pk ps` data, bounded by a timeout.
-pub async fn ps(config: &Path, json: bool) -> i32 {
+pub(super) async fn ps(config: &Path, json: bool) -> i32 {
     let resp = match control::ps(config).await {
         Ok(r) => r,
         Err(e) => return fail(&e),
@@ -109,7 +114,7 @@ pub async fn ps(config: &Path, json: bool) -> i32 {
 }
 
 /// The `pk ps` table.
-pub fn render_ps(resp: &Response, now_ms: u64) -> String {
+pub(super) fn render_ps(resp: &Response, now_ms: u64) -> String {
     let Response::Ps {
         name,
         containment,
@@ -190,7 +195,7 @@ fn ps_row(row: &PsRow, now_ms: u64) -> [String; 9] {
     ]
 }
 
-pub fn human_bytes(b: u64) -> String {
+pub(super) fn human_bytes(b: u64) -> String {
     #[expect(clippy::cast_precision_loss, reason = "a size for display")]
     let f = b as f64;
     if b >= 1 << 30 {
@@ -202,7 +207,7 @@ pub fn human_bytes(b: u64) -> String {
     }
 }
 
-pub struct LogsArgs {
+pub(super) struct LogsArgs {
     pub services: Vec<String>,
     pub follow: bool,
     pub tail: Option<usize>,
@@ -211,7 +216,7 @@ pub struct LogsArgs {
     pub color: bool,
 }
 
-pub async fn logs(config: &Path, args: LogsArgs) -> i32 {
+pub(super) async fn logs(config: &Path, args: LogsArgs) -> i32 {
     let since_ms = args
         .since
         .map(|d| now_ms().saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)));

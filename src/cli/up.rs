@@ -17,7 +17,7 @@ use crate::ui::{Renderer, tui};
 
 /// How `pk up` runs.
 #[expect(clippy::struct_excessive_bools, reason = "mirrors the command line")]
-pub struct UpOptions {
+pub(crate) struct UpOptions {
     pub plain: bool,
     pub color: bool,
     pub detach: bool,
@@ -33,7 +33,12 @@ pub struct UpOptions {
 }
 
 /// `pk up`: load, select, then run in the foreground or start in the background.
-pub fn up_command(file: &[PathBuf], cwd: &Path, services: Vec<String>, opts: UpOptions) -> i32 {
+pub(super) fn up_command(
+    file: &[PathBuf],
+    cwd: &Path,
+    services: Vec<String>,
+    opts: UpOptions,
+) -> i32 {
     let plan = match load(file, cwd).and_then(|p| {
         plan::scale(p, &opts.scale).map_err(|e| {
             eprint!("{}", e.render(std::io::stderr().is_terminal()));
@@ -98,7 +103,7 @@ pub fn up_command(file: &[PathBuf], cwd: &Path, services: Vec<String>, opts: UpO
 }
 
 /// Kills what a pk killed with SIGKILL left of this stack, and says so.
-pub fn reap_leftovers(config: &Path) -> bool {
+pub(super) fn reap_leftovers(config: &Path) -> bool {
     if control::ensure_socket_dir().is_err() {
         return false;
     }
@@ -128,14 +133,11 @@ pub fn reap_leftovers(config: &Path) -> bool {
     }
 }
 
-/// Output the dashboard may have queued before the hub sheds lines for it.
-const DASHBOARD_BACKLOG: usize = 16 * 1024 * 1024;
-
 /// Set in the environment of the background pk that `pk up -d` starts.
-pub const DETACHED_ENV: &str = "PK_DETACHED";
+pub(crate) const DETACHED_ENV: &str = "PK_DETACHED";
 
 /// The short name of a containment for the dashboard.
-pub fn containment_label(containment: &Containment) -> String {
+pub(crate) fn containment_label(containment: &Containment) -> String {
     match containment.kind() {
         crate::process::ContainmentKind::Cgroup => "cgroup v2".into(),
         crate::process::ContainmentKind::ProcessGroup => "process groups".into(),
@@ -162,7 +164,7 @@ fn ui_budget(renderer: &Renderer, backlog: crate::logs::Backlog) -> crate::logs:
     if matches!(renderer, Renderer::Pending(_)) {
         UiBudget::Lagging(LaggingRenderer {
             backlog,
-            budget: DASHBOARD_BACKLOG,
+            budget: crate::logs::DASHBOARD_BACKLOG,
         })
     } else {
         UiBudget::Printer
@@ -443,7 +445,7 @@ async fn forward_signals(engine: EngineHandle, containment: Arc<Containment>, so
 
 /// `pk up -d`: starts pk in the background on the same config and returns once every selected
 /// service is up (0), or says which did not (1).
-pub async fn up_detached(
+pub(super) async fn up_detached(
     config: &Path,
     files: &[PathBuf],
     requested: Vec<String>,

@@ -21,7 +21,7 @@ pub struct Span {
 
 impl Span {
     /// A span in the first (or only) file.
-    pub fn new(offset: usize, len: usize) -> Span {
+    pub(crate) fn new(offset: usize, len: usize) -> Span {
         Span {
             file: 0,
             offset,
@@ -31,7 +31,7 @@ impl Span {
 
     /// The same range, in source number `file`.
     #[must_use]
-    pub fn in_file(self, file: u16) -> Span {
+    pub(crate) fn in_file(self, file: u16) -> Span {
         Span { file, ..self }
     }
 }
@@ -53,7 +53,7 @@ pub struct Diag {
 }
 
 impl Diag {
-    pub fn error(message: impl Into<String>) -> Diag {
+    pub(crate) fn error(message: impl Into<String>) -> Diag {
         Diag {
             message: message.into(),
             labels: Vec::new(),
@@ -62,7 +62,7 @@ impl Diag {
         }
     }
 
-    pub fn warning(message: impl Into<String>) -> Diag {
+    pub(crate) fn warning(message: impl Into<String>) -> Diag {
         Diag {
             warning: true,
             ..Diag::error(message)
@@ -70,19 +70,19 @@ impl Diag {
     }
 
     #[must_use]
-    pub fn label(mut self, span: Span, text: impl Into<String>) -> Diag {
+    pub(crate) fn label(mut self, span: Span, text: impl Into<String>) -> Diag {
         self.labels.push((span, text.into()));
         self
     }
 
     #[must_use]
-    pub fn help(mut self, help: impl Into<String>) -> Diag {
+    pub(crate) fn help(mut self, help: impl Into<String>) -> Diag {
         self.help = Some(help.into());
         self
     }
 
     #[must_use]
-    pub fn help_opt(mut self, help: Option<String>) -> Diag {
+    pub(crate) fn help_opt(mut self, help: Option<String>) -> Diag {
         self.help = help;
         self
     }
@@ -115,7 +115,7 @@ impl Diag {
     }
 
     /// Renders this diagnostic against `source` (named `name`), or without a snippet.
-    pub fn render(&self, source: Option<(&str, &str)>, color: bool) -> String {
+    pub(crate) fn render(&self, source: Option<(&str, &str)>, color: bool) -> String {
         let theme = if color {
             GraphicalTheme::unicode()
         } else {
@@ -195,7 +195,7 @@ impl miette::Diagnostic for Report<'_> {
 
 /// "did you mean `x`?" for the closest candidate, if any is close enough: within a few edits
 /// (transpositions count as one) or sharing a long prefix.
-pub fn did_you_mean<'a>(
+pub(crate) fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
@@ -215,7 +215,7 @@ pub fn did_you_mean<'a>(
 }
 
 /// 1-based line and column of a byte offset, for one-line messages.
-pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_col(source: &str, offset: usize) -> (usize, usize) {
     let before = &source[..offset.min(source.len())];
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;

@@ -8,17 +8,17 @@ use std::path::{Path, PathBuf};
 
 use super::diag::Diag;
 
-pub const FILE_NAMES: &[&str] = &["pk.yaml", "pk.yml"];
+pub(crate) const FILE_NAMES: &[&str] = &["pk.yaml", "pk.yml"];
 /// process-compose's own discovery order (`compose.y*ml` is left out: it is docker's name too).
-pub const COMPOSE_NAMES: &[&str] = &["process-compose.yml", "process-compose.yaml"];
-pub const COMPOSE_OVERRIDE_NAMES: &[&str] = &[
+pub(crate) const COMPOSE_NAMES: &[&str] = &["process-compose.yml", "process-compose.yaml"];
+pub(crate) const COMPOSE_OVERRIDE_NAMES: &[&str] = &[
     "process-compose.override.yml",
     "process-compose.override.yaml",
 ];
-pub const PROCFILE_NAMES: &[&str] = &["Procfile"];
+pub(crate) const PROCFILE_NAMES: &[&str] = &["Procfile"];
 
 /// The config files to load, in merge order. `pk_file` is the value of `PK_FILE`, if set.
-pub fn find(
+pub(crate) fn find(
     explicit: &[PathBuf],
     pk_file: Option<&Path>,
     cwd: &Path,

@@ -16,20 +16,20 @@ use crate::vocab::{CommandSpec, Condition, ProbeCheck, RestartPolicy};
 
 /// A comment for the written file: at the top (`service` None) or above a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Note {
+pub(crate) struct Note {
     pub service: Option<String>,
     pub text: String,
 }
 
 impl Note {
-    pub fn top(text: impl Into<String>) -> Note {
+    pub(crate) fn top(text: impl Into<String>) -> Note {
         Note {
             service: None,
             text: text.into(),
         }
     }
 
-    pub fn service(service: impl Into<String>, text: impl Into<String>) -> Note {
+    pub(crate) fn service(service: impl Into<String>, text: impl Into<String>) -> Note {
         Note {
             service: Some(service.into()),
             text: text.into(),
@@ -38,7 +38,7 @@ impl Note {
 }
 
 /// The pk.yaml for `config`; `header` comment lines first, then each note where it belongs.
-pub fn to_yaml(config: &Config, header: &[String], notes: &[Note]) -> String {
+pub(crate) fn to_yaml(config: &Config, header: &[String], notes: &[Note]) -> String {
     let mut out = String::new();
     for line in header {
         comment(&mut out, 0, line);
@@ -195,6 +195,7 @@ fn probe(out: &mut String, i: usize, name: &str, p: &Probe) {
             port,
             path,
             status,
+            headers,
         } => {
             let host = if host.contains(':') {
                 format!("[{host}]")
@@ -209,6 +210,12 @@ fn probe(out: &mut String, i: usize, name: &str, p: &Probe) {
             if !status.is_empty() {
                 let codes: Vec<String> = status.iter().map(u16::to_string).collect();
                 line(out, j, &format!("status: [{}]", codes.join(", ")));
+            }
+            if !headers.is_empty() {
+                line(out, j, "headers:");
+                for (name, value) in headers {
+                    line(out, j + 2, &format!("{}: {}", key(name), string(value)));
+                }
             }
         }
         ProbeCheck::Tcp { address } => line(out, j, &format!("tcp: {}", string(address))),
@@ -368,6 +375,19 @@ mod tests {
         ] {
             assert!(once.contains(expected), "{expected} missing from\n{once}");
         }
+    }
+
+    #[test]
+    fn probe_headers_survive_a_round_trip() {
+        let config = reread(
+            "services:\n  web:\n    command: x\n    ready:\n      http: http://127.0.0.1:80/h\n      headers: { Authorization: 'Bearer $$T', X-N: 3 }\n",
+        );
+        let text = to_yaml(&config, &[], &[]);
+        assert!(
+            text.contains("headers:\n        Authorization: \"Bearer $$T\"\n        X-N: \"3\"\n"),
+            "{text}"
+        );
+        assert_eq!(to_yaml(&reread(&text), &[], &[]), text);
     }
 
     #[test]

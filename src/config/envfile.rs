@@ -10,7 +10,7 @@ use super::model::Located;
 
 /// The variables of `path` (relative to `base_dir`) in file order, or a diagnostic located at
 /// the `env_file` entry.
-pub fn read(base_dir: &Path, path: &Located<String>) -> Result<Vec<(String, String)>, Diag> {
+pub(crate) fn read(base_dir: &Path, path: &Located<String>) -> Result<Vec<(String, String)>, Diag> {
     let full = base_dir.join(&path.value);
     let bytes = super::source::read_bytes(&full).map_err(|reason| {
         Diag::error(format!(

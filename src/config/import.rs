@@ -21,7 +21,7 @@ use super::model::{Config, EnvMap, Located, Paths};
 use super::procfile::{self, DOTENV, PORT_STEP, Procfile};
 
 /// The pk.yaml for a Procfile (`path`, shown as `shown`, text `text`), or every problem in it.
-pub fn procfile(
+pub(crate) fn procfile(
     path: &Path,
     shown: &str,
     text: &str,
@@ -83,7 +83,7 @@ pub fn procfile(
 
 /// The pk.yaml for process-compose files that `compose::load` read into `loaded` (run from
 /// `cwd`; `from` names them in the header).
-pub fn compose(loaded: &Loaded, cwd: &Path, from: &str) -> Option<String> {
+pub(crate) fn compose(loaded: &Loaded, cwd: &Path, from: &str) -> Option<String> {
     debug_assert_eq!(loaded.format, Format::ProcessCompose);
     let mut config = loaded.config.clone()?;
     let mut notes = vec![Note::top(
@@ -182,7 +182,11 @@ pub fn compose(loaded: &Loaded, cwd: &Path, from: &str) -> Option<String> {
 
 /// The pk.yaml for a config some front end read: `warnings` it gave (located in `file`, which
 /// holds `config`'s service spans) become comments above the service they point into.
-pub fn config(config: &Config, from: &str, warnings: &[Diag], notes: Vec<Note>) -> String {
+#[allow(
+    dead_code,
+    reason = "used once `pk import` reads process-compose files (issue 10)"
+)]
+pub(crate) fn config(config: &Config, from: &str, warnings: &[Diag], notes: Vec<Note>) -> String {
     let mut notes = notes;
     for w in warnings {
         let at = w.labels.first().map(|(span, _)| *span);

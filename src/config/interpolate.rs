@@ -31,7 +31,7 @@ pub enum InterpolateError {
 }
 
 /// How deep `${A:-${B:-…}}` defaults may nest.
-pub const MAX_DEPTH: usize = 32;
+pub(crate) const MAX_DEPTH: usize = 32;
 
 pub fn interpolate(
     input: &str,

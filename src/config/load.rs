@@ -23,7 +23,7 @@ pub struct File {
 
 impl File {
     /// Reads `path`, shown in messages relative to `cwd` when it is inside it.
-    pub fn read(path: &Path, cwd: &Path) -> Result<File, Diag> {
+    pub(crate) fn read(path: &Path, cwd: &Path) -> Result<File, Diag> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Diag::error(format!("cannot read {}: {e}", path.display()))
                 .help("check that the file exists and is readable (and is UTF-8 text)")
@@ -47,7 +47,7 @@ pub enum Format {
 }
 
 impl Format {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Format::Pk => "pk.yaml",
             Format::ProcessCompose => "process-compose",
@@ -151,7 +151,7 @@ fn in_file(mut diag: Diag, i: usize) -> Diag {
 
 /// The format of a config file: by its name, then by its content. A docker compose file is
 /// an error with a clear message rather than a guess.
-pub fn detect(path: &Path, text: &str) -> Result<Format, Diag> {
+pub(crate) fn detect(path: &Path, text: &str) -> Result<Format, Diag> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -292,7 +292,7 @@ fn read_pk(files: &[File], base_dir: &Path, env: &BTreeMap<String, String>) -> L
 }
 
 /// The variables of `files` (relative to `base_dir`), in order; problems go to `diags`.
-pub fn read_env_files(
+pub(crate) fn read_env_files(
     base_dir: &Path,
     files: &Paths,
     diags: &mut Vec<Diag>,

@@ -16,7 +16,7 @@ use super::node::{Node, Value};
 const PROBE_KINDS: &[&str] = &["exec", "http", "tcp", "log", "status"];
 
 /// `over` merged onto `base` (both whole files).
-pub fn merge(base: Node, over: Node) -> Node {
+pub(crate) fn merge(base: Node, over: Node) -> Node {
     merge_at(base, over, &[])
 }
 

@@ -8,24 +8,23 @@
 //! located `Diag` for each problem instead of stopping. `plan::build` adds the cross-reference
 //! checks (`depends_on` targets, cycles, `healthy` without a probe) to the same list.
 
-pub mod compose;
+pub(crate) mod compose;
 pub mod diag;
-pub mod discover;
-pub mod emit;
-pub mod envfile;
-pub mod import;
+pub(crate) mod discover;
+pub(crate) mod emit;
+pub(crate) mod envfile;
+pub(crate) mod import;
 pub mod interpolate;
 pub mod load;
-pub mod merge;
-pub mod model;
+pub(crate) mod merge;
+pub(crate) mod model;
 pub mod node;
-pub mod procfile;
+pub(crate) mod procfile;
 pub mod read;
-pub mod source;
+pub(crate) mod source;
 pub mod values;
 
-pub use diag::{Diag, Span};
-pub use model::Config;
+pub(crate) use model::Config;
 
 /// The JSON Schema (draft-07) of pk.yaml, pretty-printed.
 pub fn schema() -> String {

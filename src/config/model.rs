@@ -196,6 +196,7 @@ pub struct Service {
     pub tty: bool,
     /// Where the `command`/`pipeline` key is (for "both or neither" errors).
     #[schemars(skip)]
+    #[allow(dead_code, reason = "set by every reader; no error points at it yet")]
     pub span: Span,
     /// What the service is for (process-compose `description`).
     #[schemars(skip)]
@@ -410,7 +411,7 @@ pub struct Probe {
     pub deadline: Option<HumanDuration>,
 }
 
-/// The check of a probe (`status` is folded into `http`).
+/// The check of a probe (`status` and `headers` are folded into `http`).
 #[derive(Debug, Clone)]
 pub struct Check(pub ProbeCheck);
 
@@ -446,6 +447,15 @@ impl JsonSchema for Check {
                     "type": "array",
                     "items": { "type": "integer", "minimum": 100, "maximum": 599 },
                 },
+                "headers": {
+                    "description": "`http` only: request headers sent with each check (`{Authorization: \"Bearer x\"}`).",
+                    "type": "object",
+                    "propertyNames": { "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$" },
+                    "additionalProperties": {
+                        "type": ["string", "number", "boolean"],
+                        "pattern": "^[^\u{0}-\u{8}\u{a}-\u{1f}\u{7f}-\u{9f}]*$",
+                    },
+                },
             },
             "oneOf": [
                 { "required": ["exec"] },
@@ -453,7 +463,10 @@ impl JsonSchema for Check {
                 { "required": ["tcp"] },
                 { "required": ["log"] },
             ],
-            "dependencies": { "status": { "required": ["http"] } },
+            "dependencies": {
+                "status": { "required": ["http"] },
+                "headers": { "required": ["http"] },
+            },
         })
     }
 }

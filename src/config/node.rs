@@ -32,7 +32,7 @@ pub enum Value {
 
 impl Node {
     /// "a string", "a list", … for "expected X, found Y" messages.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self.value {
             Value::Null => "null",
             Value::Bool(_) => "a boolean",
@@ -45,7 +45,7 @@ impl Node {
 
     /// The text of a scalar as a key or plain word: strings as parsed, other scalars as written
     /// (`n`, `on`, `0755` stay what the user typed).
-    pub fn scalar_text(&self) -> Option<&str> {
+    pub(crate) fn scalar_text(&self) -> Option<&str> {
         match &self.value {
             Value::Str(s) => Some(s),
             Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) => Some(&self.raw),
@@ -81,7 +81,7 @@ impl Node {
     }
 
     /// Moves every span of the tree into source number `file`.
-    pub fn set_file(&mut self, file: u16) {
+    pub(crate) fn set_file(&mut self, file: u16) {
         self.span = self.span.in_file(file);
         match &mut self.value {
             Value::Seq(items) => items.iter_mut().for_each(|n| n.set_file(file)),
@@ -94,7 +94,7 @@ impl Node {
     }
 
     /// The value of `key` in a map node.
-    pub fn get(&self, key: &str) -> Option<&Node> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Node> {
         match &self.value {
             Value::Map(entries) => entries
                 .iter()
@@ -125,7 +125,7 @@ pub fn parse(source: &str) -> Result<Node, Diag> {
 }
 
 /// `parse` for source number `file` of a load: every span (and a syntax error's) points there.
-pub fn parse_file(source: &str, file: u16) -> Result<Node, Diag> {
+pub(crate) fn parse_file(source: &str, file: u16) -> Result<Node, Diag> {
     let mut parsed = parse_first(source);
     match &mut parsed {
         Ok(node) => node.set_file(file),
@@ -145,6 +145,7 @@ fn parse_first(source: &str) -> Result<Node, Diag> {
             Ok(node)
         }
         Ok(None) => Err(Diag::error("the config file is empty")
+            .label(Span::new(0, 0), "no YAML document in this file")
             .help("a pk.yaml needs at least a `services:` map, e.g.\nservices:\n  web:\n    command: python3 -m http.server")),
         Err(err) => Err(syntax_error(source, &err)),
     }

@@ -25,15 +25,15 @@ use super::values;
 use crate::vocab::CommandSpec;
 
 /// `PORT` of the first process when neither `.env` nor the environment sets one.
-pub const DEFAULT_PORT_BASE: u32 = 5000;
+pub(crate) const DEFAULT_PORT_BASE: u32 = 5000;
 /// Ports between two process types (foreman and honcho both use 100).
-pub const PORT_STEP: u32 = 100;
+pub(crate) const PORT_STEP: u32 = 100;
 /// The name of the env file read beside a Procfile.
-pub const DOTENV: &str = ".env";
+pub(crate) const DOTENV: &str = ".env";
 
 /// A Procfile read into the model.
 #[derive(Debug, Clone)]
-pub struct Procfile {
+pub(crate) struct Procfile {
     /// Services in file order, each with `exit_on_end` and `port`; `env` holds `.env`.
     pub config: Config,
     /// `.env` beside the Procfile, if there is one: its path as shown and its variables.
@@ -45,7 +45,7 @@ pub struct Procfile {
 /// Reads the Procfile at `path` (shown as `shown`) with text `text`, and the `.env` beside it.
 /// `env` is the inherited environment (for the `PORT` base). Returns the config only if there
 /// was no error; warnings come back either way. Spans point into `text`.
-pub fn read(
+pub(crate) fn read(
     path: &Path,
     shown: &str,
     text: &str,
@@ -241,7 +241,7 @@ fn parse(text: &str, base: usize, diags: &mut Vec<Diag>) -> Vec<(Located<String>
 
 /// Whether `path` is named like a Procfile: `Procfile`, `Procfile.dev`, `web.Procfile`,
 /// `app__Procfile.dev` (case-insensitive), but not `Procfile.yaml`-like YAML names.
-pub fn is_procfile(path: &Path) -> bool {
+pub(crate) fn is_procfile(path: &Path) -> bool {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return false;
     };

@@ -25,8 +25,8 @@ fn shorten(text: &str, max: usize) -> String {
     }
 }
 
-pub const TOP_KEYS: &[&str] = &["name", "grace", "env", "env_file", "log_dir", "services"];
-pub const SERVICE_KEYS: &[&str] = &[
+pub(crate) const TOP_KEYS: &[&str] = &["name", "grace", "env", "env_file", "log_dir", "services"];
+pub(crate) const SERVICE_KEYS: &[&str] = &[
     "command",
     "pipeline",
     "working_dir",
@@ -45,7 +45,7 @@ pub const SERVICE_KEYS: &[&str] = &[
     "timeout",
     "tty",
 ];
-pub const READY_KEYS: &[&str] = &[
+pub(crate) const READY_KEYS: &[&str] = &[
     "exec",
     "http",
     "tcp",
@@ -56,8 +56,9 @@ pub const READY_KEYS: &[&str] = &[
     "retries",
     "deadline",
     "status",
+    "headers",
 ];
-pub const ALIVE_KEYS: &[&str] = &[
+pub(crate) const ALIVE_KEYS: &[&str] = &[
     "exec",
     "http",
     "tcp",
@@ -67,13 +68,14 @@ pub const ALIVE_KEYS: &[&str] = &[
     "timeout",
     "retries",
     "status",
+    "headers",
 ];
 const PROBE_KINDS: &[&str] = &["exec", "http", "tcp", "log"];
-pub const DEPENDENCY_KEYS: &[&str] = &["condition", "required", "restart"];
-pub const RESTART_KEYS: &[&str] = &["policy", "max", "window", "backoff"];
-pub const BACKOFF_KEYS: &[&str] = &["initial", "max"];
-pub const SHUTDOWN_KEYS: &[&str] = &["signal", "grace", "command"];
-pub const WATCH_KEYS: &[&str] = &[
+pub(crate) const DEPENDENCY_KEYS: &[&str] = &["condition", "required", "restart"];
+pub(crate) const RESTART_KEYS: &[&str] = &["policy", "max", "window", "backoff"];
+pub(crate) const BACKOFF_KEYS: &[&str] = &["initial", "max"];
+pub(crate) const SHUTDOWN_KEYS: &[&str] = &["signal", "grace", "command"];
+pub(crate) const WATCH_KEYS: &[&str] = &[
     "paths",
     "ignore",
     "debounce",
@@ -97,7 +99,7 @@ pub const ACCEPTED_KEYS: &[(&str, &[&str])] = &[
 ];
 
 /// The walker's state: interpolation variables and the diagnostics found so far.
-pub struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     vars: &'a BTreeMap<String, String>,
     pub diags: Vec<Diag>,
     /// Services whose `ready` block was given but is invalid (already reported): later checks
@@ -141,7 +143,7 @@ fn join(path: &str, key: &str) -> String {
 }
 
 impl<'a> Reader<'a> {
-    pub fn new(vars: &'a BTreeMap<String, String>) -> Reader<'a> {
+    pub(crate) fn new(vars: &'a BTreeMap<String, String>) -> Reader<'a> {
         Reader {
             vars,
             diags: Vec::new(),
@@ -452,7 +454,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The whole file.
-    pub fn config(&mut self, root: &Node) -> Option<Config> {
+    pub(crate) fn config(&mut self, root: &Node) -> Option<Config> {
         if !matches!(root.value, Value::Map(_)) {
             self.diags.push(
                 Diag::error(format!(
@@ -793,11 +795,24 @@ impl<'a> Reader<'a> {
                 );
             }
         }
+        let mut headers = Vec::new();
+        if let Some(node) = fields.get("headers") {
+            headers = self.headers(node, &join(path, "headers"));
+            if kinds != ["http"] {
+                self.diags.push(
+                    Diag::error(format!("`{path}.headers` applies only to an `http` probe")).label(
+                        fields.key_span("headers").unwrap_or_default(),
+                        "not an http probe",
+                    ),
+                );
+            }
+        }
         let check = self.check(
             kinds[0],
             fields.get(kinds[0])?,
             &join(path, kinds[0]),
             status.unwrap_or_default(),
+            headers,
         );
         let mut probe = Probe {
             check: Check(ProbeCheck::Tcp {
@@ -832,6 +847,26 @@ impl<'a> Reader<'a> {
         Some(probe)
     }
 
+    /// `headers: {Name: value}` of an http probe, in order.
+    fn headers(&mut self, node: &Node, path: &str) -> Vec<(String, String)> {
+        let Value::Map(entries) = &node.value else {
+            self.type_error(node, path, "a map of header names to values");
+            return Vec::new();
+        };
+        let mut headers = Vec::new();
+        for (key, value) in entries {
+            let name = key.scalar_text().unwrap_or_default().to_owned();
+            let Some(text) = self.text(value, &join(path, &name), "a header value") else {
+                continue;
+            };
+            match values::http_header(&name, &text) {
+                Ok(()) => headers.push((name, text)),
+                Err(problem) => self.problem(key, path, problem),
+            }
+        }
+        headers
+    }
+
     fn status(&mut self, node: &Node, path: &str) -> Option<Vec<u16>> {
         let Value::Seq(items) = &node.value else {
             self.type_error(node, path, "a list of status codes");
@@ -859,6 +894,7 @@ impl<'a> Reader<'a> {
         node: &Node,
         path: &str,
         status: Vec<u16>,
+        headers: Vec<(String, String)>,
     ) -> Option<ProbeCheck> {
         if kind == "exec" {
             return self.command(node, path).map(|c| ProbeCheck::Exec(c.0));
@@ -870,6 +906,7 @@ impl<'a> Reader<'a> {
                 port: t.port,
                 path: t.path,
                 status,
+                headers,
             }),
             "tcp" => values::tcp_address(&text).map(|address| ProbeCheck::Tcp { address }),
             _ => regex::Regex::new(&text).map(ProbeCheck::Log).map_err(|e| {
@@ -1069,7 +1106,10 @@ impl<'a> Reader<'a> {
 
 /// The top-level `env_file` entries, interpolated with the inherited environment only (they
 /// are read before the variables they define exist).
-pub fn top_env_files(root: &Node, inherited: &BTreeMap<String, String>) -> (Paths, Vec<Diag>) {
+pub(crate) fn top_env_files(
+    root: &Node,
+    inherited: &BTreeMap<String, String>,
+) -> (Paths, Vec<Diag>) {
     let mut reader = Reader::new(inherited);
     let mut paths = Paths::default();
     if let Value::Map(entries) = &root.value {
@@ -1083,6 +1123,6 @@ pub fn top_env_files(root: &Node, inherited: &BTreeMap<String, String>) -> (Path
 }
 
 /// Resolved defaults for probe timings.
-pub fn or(d: Option<HumanDuration>, default: Duration) -> Duration {
+pub(crate) fn or(d: Option<HumanDuration>, default: Duration) -> Duration {
     d.map_or(default, |d| d.0)
 }

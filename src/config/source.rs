@@ -12,11 +12,11 @@ use std::path::Path;
 use super::diag::{Diag, Span};
 
 /// The largest config or env file read (8 MiB): far above any real one.
-pub const MAX_SOURCE: usize = 8 * 1024 * 1024;
+pub(crate) const MAX_SOURCE: usize = 8 * 1024 * 1024;
 
 /// Why a source could not be read.
 #[derive(Debug)]
-pub enum SourceError {
+pub(crate) enum SourceError {
     Io(std::io::Error),
     /// Not a regular file (a FIFO, device, directory, socket).
     NotRegular(&'static str),
@@ -49,7 +49,7 @@ impl std::fmt::Display for SourceError {
 impl SourceError {
     /// A diagnostic for `shown` (the file's name as the user knows it), pointing at the first
     /// invalid byte when the text is not UTF-8; the source to render it against, if any.
-    pub fn diag(&self, shown: &str) -> (Diag, Option<String>) {
+    pub(crate) fn diag(&self, shown: &str) -> (Diag, Option<String>) {
         match self {
             SourceError::NotUtf8 { lossy, offset, .. } => {
                 let len = '\u{fffd}'.len_utf8();
@@ -75,7 +75,7 @@ impl SourceError {
 }
 
 /// The bytes of the regular file at `path`, at most `MAX_SOURCE` of them.
-pub fn read_bytes(path: &Path) -> Result<Vec<u8>, SourceError> {
+pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, SourceError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
@@ -108,12 +108,12 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>, SourceError> {
 }
 
 /// The text of the regular file at `path` (see `read_bytes`), which must be UTF-8.
-pub fn read_text(path: &Path) -> Result<String, SourceError> {
+pub(crate) fn read_text(path: &Path) -> Result<String, SourceError> {
     text(read_bytes(path)?)
 }
 
 /// `bytes` as UTF-8, or where it is not.
-pub fn text(bytes: Vec<u8>) -> Result<String, SourceError> {
+pub(crate) fn text(bytes: Vec<u8>) -> Result<String, SourceError> {
     String::from_utf8(bytes).map_err(|e| {
         let offset = e.utf8_error().valid_up_to();
         let bytes = e.into_bytes();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::vocab::{Condition, RestartPolicy, StopSignal, stop_signals};
 
 /// `(message, hint)` for a value that does not parse.
-pub type Problem = (String, Option<String>);
+pub(crate) type Problem = (String, Option<String>);
 
 /// A human duration: `250ms`, `10s`, `1m30s`, `2h`.
 pub fn duration(text: &str) -> Result<Duration, Problem> {
@@ -45,7 +45,8 @@ pub fn signal(text: &str) -> Result<StopSignal, Problem> {
     Err((format!("`{text}` is not a signal pk can send"), Some(hint)))
 }
 
-pub const CONDITIONS: &[&str] = &["started", "healthy", "completed", "completed_successfully"];
+pub(crate) const CONDITIONS: &[&str] =
+    &["started", "healthy", "completed", "completed_successfully"];
 
 /// A `depends_on` condition; `service_*` and `process_*` spellings are accepted.
 pub fn condition(text: &str) -> Result<Condition, Problem> {
@@ -71,7 +72,7 @@ pub fn condition(text: &str) -> Result<Condition, Problem> {
     }
 }
 
-pub const POLICIES: &[&str] = &["no", "on-failure", "always"];
+pub(crate) const POLICIES: &[&str] = &["no", "on-failure", "always"];
 
 pub fn restart_policy(text: &str) -> Result<RestartPolicy, Problem> {
     match text {
@@ -117,6 +118,25 @@ pub fn http_url(text: &str) -> Result<HttpTarget, Problem> {
     Ok(HttpTarget { host, port, path })
 }
 
+/// One header of an http probe: a name of HTTP token characters and a value without control
+/// characters (so a value cannot end the header line and smuggle another).
+pub(crate) fn http_header(name: &str, value: &str) -> Result<(), Problem> {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        return Err((
+            format!("`{name}` is not an HTTP header name"),
+            Some("a header name is letters, digits and `-` (e.g. `Authorization`)".into()),
+        ));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        return Err((
+            format!("the value of header `{name}` has a line break or a control character"),
+            Some("a header value is one line of text".into()),
+        ));
+    }
+    Ok(())
+}
+
 /// A `host:port` tcp probe target.
 pub fn tcp_address(text: &str) -> Result<String, Problem> {
     split_host_port(text, None)
@@ -159,7 +179,7 @@ fn split_host_port(authority: &str, default_port: Option<u16>) -> Result<(String
 
 /// Service names become cgroup directory names: `^[A-Za-z0-9_][A-Za-z0-9_.-]*$`.
 /// The most copies `replicas:` (or `--scale`) may ask for: a bound on what one line can spawn.
-pub const MAX_REPLICAS: u32 = 1000;
+pub(crate) const MAX_REPLICAS: u32 = 1000;
 
 pub fn is_valid_service_name(name: &str) -> bool {
     let mut chars = name.chars();

@@ -16,10 +16,10 @@ use super::{ControlError, check_peer, check_socket_dir, socket_path};
 /// Connecting to a live socket takes microseconds; this bounds a wedged peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A request that should answer at once (`ps`) gets this long.
-pub const QUICK_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const QUICK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An open request to a running stack; yields its response lines.
-pub struct Call {
+pub(crate) struct Call {
     lines: Lines<BufReader<OwnedReadHalf>>,
     path: std::path::PathBuf,
     // Kept open so the server does not see a half-closed connection.
@@ -28,7 +28,7 @@ pub struct Call {
 
 impl Call {
     /// Connects to the stack running `config` and sends `op`.
-    pub async fn open(config: &Path, op: Op) -> Result<Call, ControlError> {
+    pub(crate) async fn open(config: &Path, op: Op) -> Result<Call, ControlError> {
         let path = socket_path(config);
         let not_running = || ControlError::NotRunning {
             config: config.to_path_buf(),
@@ -77,7 +77,7 @@ impl Call {
     }
 
     /// The next response line; None once the server closed the connection.
-    pub async fn next(&mut self) -> Result<Option<Response>, ControlError> {
+    pub(crate) async fn next(&mut self) -> Result<Option<Response>, ControlError> {
         let line = self
             .lines
             .next_line()
@@ -95,7 +95,7 @@ impl Call {
     }
 
     /// Reads until a final response, handing the others to `on_event`.
-    pub async fn finish(
+    pub(crate) async fn finish(
         mut self,
         mut on_event: impl FnMut(&Response),
     ) -> Result<Option<Response>, ControlError> {
@@ -114,7 +114,7 @@ impl Call {
 
 /// Asks the `pk up` running `config` to tear down, reporting progress to `on_event`; returns
 /// once everything has stopped.
-pub async fn down(
+pub(crate) async fn down(
     config: &Path,
     grace: Option<Duration>,
     on_event: impl FnMut(&Response),
@@ -130,7 +130,7 @@ pub async fn down(
 
 /// Asks the `pk up` running `config` for the state of every service (`pk ps`), bounded by
 /// `QUICK_TIMEOUT`.
-pub async fn ps(config: &Path) -> Result<Response, ControlError> {
+pub(crate) async fn ps(config: &Path) -> Result<Response, ControlError> {
     let call = async { Call::open(config, Op::Ps).await?.finish(|_| {}).await };
     match tokio::time::timeout(QUICK_TIMEOUT, call).await {
         Ok(Ok(Some(resp @ Response::Ps { .. }))) => Ok(resp),

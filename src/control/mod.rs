@@ -11,9 +11,9 @@ mod client;
 mod protocol;
 mod server;
 
-pub use client::{Call, QUICK_TIMEOUT, down, ps};
-pub use protocol::{Failure, Op, PROTOCOL_VERSION, PsRow, Request, Response, WaitFor};
-pub use server::{MetricsFn, Server, ServerContext};
+pub(crate) use client::{Call, QUICK_TIMEOUT, down, ps};
+pub(crate) use protocol::{Failure, Op, PsRow, Response, WaitFor};
+pub(crate) use server::{MetricsFn, Server, ServerContext};
 
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -39,7 +39,7 @@ pub enum ControlError {
 }
 
 /// The per-user directory for sockets: `$XDG_RUNTIME_DIR/pk`, else `/tmp/pk-<uid>`.
-pub fn socket_dir() -> PathBuf {
+pub(crate) fn socket_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(dir) if !dir.is_empty() => Path::new(&dir).join("pk"),
         _ => PathBuf::from(format!("/tmp/pk-{}", rustix::process::getuid().as_raw())),
@@ -75,7 +75,7 @@ pub fn lock_path(config: &Path) -> PathBuf {
 
 /// Checks that an existing socket directory is a directory owned by us that nobody else may
 /// use: what a client must know before it trusts a socket in it.
-pub fn check_socket_dir(dir: &Path) -> Result<(), ControlError> {
+pub(crate) fn check_socket_dir(dir: &Path) -> Result<(), ControlError> {
     let meta = std::fs::symlink_metadata(dir).map_err(|source| ControlError::Io {
         path: dir.to_path_buf(),
         source,
@@ -101,7 +101,7 @@ pub fn check_socket_dir(dir: &Path) -> Result<(), ControlError> {
 }
 
 /// Checks that the process at the other end of `stream` runs with our uid.
-pub fn check_peer(stream: &tokio::net::UnixStream, path: &Path) -> Result<(), ControlError> {
+pub(crate) fn check_peer(stream: &tokio::net::UnixStream, path: &Path) -> Result<(), ControlError> {
     let cred = stream.peer_cred().map_err(|source| ControlError::Io {
         path: path.to_path_buf(),
         source,

@@ -8,18 +8,18 @@ use crate::engine::{ServiceSnapshot, Snapshot};
 use crate::logs::hub::RecordKind;
 use crate::vocab::State;
 
-pub const PROTOCOL_VERSION: u32 = 1;
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
 
 /// A request line: the version and the operation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Request {
+pub(crate) struct Request {
     pub v: u32,
     #[serde(flatten)]
     pub op: Op,
 }
 
 impl Request {
-    pub fn new(op: Op) -> Request {
+    pub(crate) fn new(op: Op) -> Request {
         Request {
             v: PROTOCOL_VERSION,
             op,
@@ -29,7 +29,7 @@ impl Request {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub enum Op {
+pub(crate) enum Op {
     /// Tear the stack down; `grace_ms` overrides every service's grace.
     Down {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,7 +73,7 @@ pub enum Op {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
-pub enum WaitFor {
+pub(crate) enum WaitFor {
     /// Its process is running (or it already ran).
     Started,
     /// Its `ready` probe passed.
@@ -86,7 +86,7 @@ pub enum WaitFor {
 
 /// One row of `pk ps`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PsRow {
+pub(crate) struct PsRow {
     #[serde(flatten)]
     pub service: ServiceSnapshot,
     /// CPU use of the whole tree, percent of one core, over the last second.
@@ -97,7 +97,7 @@ pub struct PsRow {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
-pub enum Response {
+pub(crate) enum Response {
     /// A service changed state.
     State {
         v: u32,
@@ -143,7 +143,7 @@ pub enum Response {
 
 /// A service that did not reach what was asked, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Failure {
+pub(crate) struct Failure {
     pub service: String,
     pub state: State,
     pub reason: String,

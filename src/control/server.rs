@@ -27,7 +27,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A bound control socket; the file is removed when this is dropped, and the lock beside it
 /// is held until then.
-pub struct Server {
+pub(crate) struct Server {
     listener: UnixListener,
     path: PathBuf,
     /// Held, never read: its `flock` says a live pk serves `path` (see `process::runlock`).
@@ -35,11 +35,11 @@ pub struct Server {
 }
 
 /// CPU % and memory bytes of each service's tree, for `ps`.
-pub type MetricsFn = dyn Fn(&Snapshot) -> Vec<(Option<f64>, Option<u64>)> + Send + Sync;
+pub(crate) type MetricsFn = dyn Fn(&Snapshot) -> Vec<(Option<f64>, Option<u64>)> + Send + Sync;
 
 /// What requests are answered from.
 #[derive(Clone)]
-pub struct ServerContext {
+pub(crate) struct ServerContext {
     pub engine: EngineHandle,
     pub hub: HubHandle,
     pub plan: Arc<Plan>,
@@ -52,7 +52,7 @@ impl Server {
     ///
     /// Stale is proven, not guessed: the lock beside the socket is free (its holder died), and
     /// nothing answers on the socket. Any other error connecting leaves the file alone.
-    pub fn bind(config: &Path) -> Result<Server, ControlError> {
+    pub(crate) fn bind(config: &Path) -> Result<Server, ControlError> {
         ensure_socket_dir()?;
         let path = socket_path(config);
         let io = |source| ControlError::Io {
@@ -91,14 +91,14 @@ impl Server {
         })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Removes what a dead pk left of `config`'s socket: the socket file and its lock file,
     /// only when provably stale (as in [`Server::bind`]); a live pk's are left alone. Returns
     /// whether the lock was free.
-    pub fn remove_stale(config: &Path) -> std::io::Result<bool> {
+    pub(crate) fn remove_stale(config: &Path) -> std::io::Result<bool> {
         let Some(lock) = RunLock::take(&lock_path(config))? else {
             return Ok(false);
         };
@@ -119,7 +119,7 @@ impl Server {
     /// When accepting fails for want of resources (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`),
     /// the loop pauses before it tries again instead of spinning: the pending connection stays
     /// in the backlog until a descriptor is free.
-    pub fn serve(self, ctx: ServerContext) -> tokio::task::JoinHandle<()> {
+    pub(crate) fn serve(self, ctx: ServerContext) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             loop {
                 let stream = match self.listener.accept().await {
@@ -155,7 +155,7 @@ fn accept_pause(error: &std::io::Error) -> Option<Duration> {
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// The longest request line served; a longer one is answered with an `error`.
-pub const MAX_REQUEST: usize = 1024 * 1024;
+pub(super) const MAX_REQUEST: usize = 1024 * 1024;
 
 /// Reads one request line of at most `MAX_REQUEST` bytes (a client that half-closes after its
 /// request may leave out the newline); Err(message) for the `error` answer when it is longer,

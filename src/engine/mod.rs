@@ -9,10 +9,10 @@ mod snapshot;
 mod state;
 mod step;
 
-pub use runtime::{EngineHandle, RunOutcome, Runtime};
+pub(crate) use runtime::{EngineHandle, Runtime};
 pub use snapshot::{ServiceSnapshot, Snapshot};
-pub use state::{Phase, ServiceState, StopReason};
-pub use step::{Effect, Engine, Input, Intent, STABLE_AFTER};
+pub(crate) use step::Input;
+pub use step::Intent;
 
 #[cfg(test)]
 mod tests;

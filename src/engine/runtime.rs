@@ -24,7 +24,7 @@ use crate::vocab::ServiceId;
 
 /// What other tasks hold to talk to a running engine.
 #[derive(Clone)]
-pub struct EngineHandle {
+pub(crate) struct EngineHandle {
     pub inputs: mpsc::UnboundedSender<Input>,
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
 }
@@ -33,7 +33,7 @@ impl EngineHandle {
     /// Resolves once every input this handle sent before has been applied and the resulting
     /// snapshot published (at once when the engine is gone): after it, `snapshots` shows the
     /// engine's verdict on those inputs, never an older state.
-    pub async fn sync(&self) {
+    pub(crate) async fn sync(&self) {
         let (tx, rx) = oneshot::channel();
         if self.inputs.send(Input::Barrier(tx)).is_ok() {
             // An error means the engine ended; nothing is pending then.
@@ -47,11 +47,11 @@ impl EngineHandle {
 const PUBLISH_EVERY: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RunOutcome {
+pub(crate) struct RunOutcome {
     pub exit_code: i32,
 }
 
-pub struct Runtime {
+pub(crate) struct Runtime {
     engine: Engine,
     ctx: Arc<Context>,
     inputs: mpsc::UnboundedReceiver<Input>,
@@ -66,7 +66,7 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(
+    pub(crate) fn new(
         plan: Arc<Plan>,
         selected: &[bool],
         containment: Arc<Containment>,
@@ -121,14 +121,14 @@ impl Runtime {
     /// Keeps the stack (and its control socket) up after every service has ended, until a
     /// teardown is asked for: what a detached stack does, so `pk logs` still works.
     #[must_use]
-    pub fn hold_open(mut self, yes: bool) -> Runtime {
+    pub(crate) fn hold_open(mut self, yes: bool) -> Runtime {
         self.hold_open = yes;
         self
     }
 
     /// Where `tty: true` services take their window size from (default: 120×24, fixed).
     #[must_use]
-    pub fn pty_size(mut self, sizes: watch::Receiver<WinSize>) -> Runtime {
+    pub(crate) fn pty_size(mut self, sizes: watch::Receiver<WinSize>) -> Runtime {
         Arc::get_mut(&mut self.ctx)
             .expect("no supervisor runs before `run`")
             .pty_size = sizes;
@@ -140,7 +140,7 @@ impl Runtime {
     }
 
     /// Runs the stack until every service is settled; returns `pk up`'s exit code.
-    pub async fn run(mut self) -> RunOutcome {
+    pub(crate) async fn run(mut self) -> RunOutcome {
         let effects = self.engine.start(Instant::now());
         self.apply(effects);
         self.publish();

@@ -58,7 +58,7 @@ pub struct ServiceSnapshot {
 
 impl ServiceSnapshot {
     /// What the metrics sampler needs of this service.
-    pub fn run(&self) -> Run<'_> {
+    pub(crate) fn run(&self) -> Run<'_> {
         Run {
             name: &self.name,
             pids: &self.pids,
@@ -69,12 +69,13 @@ impl ServiceSnapshot {
 
 impl Snapshot {
     /// Every service as the metrics sampler sees it.
-    pub fn runs(&self) -> Vec<Run<'_>> {
+    pub(crate) fn runs(&self) -> Vec<Run<'_>> {
         self.services.iter().map(|s| s.run()).collect()
     }
 
+    #[cfg(test)]
     /// The engine's state as of `now`, every service built afresh.
-    pub fn of(engine: &Engine, now: Instant) -> Snapshot {
+    pub(crate) fn of(engine: &Engine, now: Instant) -> Snapshot {
         let wall = Wall::new(now);
         let plan = engine.plan();
         let services = plan
@@ -99,7 +100,7 @@ impl Snapshot {
 /// Builds the runtime's snapshots, rebuilding only the services the engine changed since the
 /// last one.
 #[derive(Debug, Default)]
-pub struct Snapshots {
+pub(super) struct Snapshots {
     services: Vec<Arc<ServiceSnapshot>>,
     changed: Vec<ServiceId>,
 }
@@ -107,7 +108,7 @@ pub struct Snapshots {
 impl Snapshots {
     /// The engine's state as of `now`; equal to `Snapshot::of(engine, now)` (times of a
     /// service that did not change are those computed when it last did).
-    pub fn next(&mut self, engine: &mut Engine, now: Instant) -> Snapshot {
+    pub(super) fn next(&mut self, engine: &mut Engine, now: Instant) -> Snapshot {
         engine.take_changed(&mut self.changed);
         if !self.changed.is_empty() {
             let wall = Wall::new(now);

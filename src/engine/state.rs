@@ -9,7 +9,7 @@ use crate::vocab::{ExitInfo, State};
 
 /// Where a service is in its life. See DESIGN.md §3.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Not part of this run (not selected).
     Inactive,
     /// Waiting on its dependencies.
@@ -40,7 +40,7 @@ pub enum Phase {
 
 impl Phase {
     /// A process tree exists (or is being created) for this phase.
-    pub fn is_live(&self) -> bool {
+    pub(crate) fn is_live(&self) -> bool {
         matches!(
             self,
             Phase::Starting | Phase::Running | Phase::Healthy | Phase::Stopping
@@ -48,7 +48,7 @@ impl Phase {
     }
 
     /// Nothing more will happen to the service without a new intent.
-    pub fn is_final(&self) -> bool {
+    pub(crate) fn is_final(&self) -> bool {
         matches!(
             self,
             Phase::Inactive
@@ -62,7 +62,7 @@ impl Phase {
     }
 
     /// The public state this phase shows as (`pk ps`, the UI, the protocol).
-    pub fn state(&self) -> State {
+    pub(crate) fn state(&self) -> State {
         match self {
             Phase::Inactive => State::Inactive,
             Phase::Pending => State::Pending,
@@ -87,7 +87,7 @@ impl Phase {
     clippy::struct_excessive_bools,
     reason = "independent facts about one service"
 )]
-pub struct ServiceState {
+pub(crate) struct ServiceState {
     pub phase: Phase,
     /// Spawn generation; reports about an older generation are ignored.
     pub generation: u64,
@@ -124,7 +124,7 @@ pub struct ServiceState {
 
 /// Why pk sent a service its stop sequence.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StopReason {
+pub(crate) enum StopReason {
     /// Teardown or `pk stop`: lands in `stopped`.
     Requested,
     /// It failed (e.g. its `ready` deadline passed): lands in `failed` with this reason.
@@ -140,7 +140,7 @@ pub enum StopReason {
 }
 
 impl ServiceState {
-    pub fn new(active: bool) -> ServiceState {
+    pub(crate) fn new(active: bool) -> ServiceState {
         ServiceState {
             phase: if active {
                 Phase::Pending
@@ -200,7 +200,7 @@ pub(super) struct States {
 
 impl States {
     /// Every service starts marked in every list (nothing has been seen yet).
-    pub fn new(states: Vec<ServiceState>) -> States {
+    pub(super) fn new(states: Vec<ServiceState>) -> States {
         let all: Vec<usize> = (0..states.len()).collect();
         States {
             marks: vec![ALL_FOLLOWS; states.len()],
@@ -209,16 +209,17 @@ impl States {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.all.len()
     }
 
-    pub fn as_slice(&self) -> &[ServiceState] {
+    #[cfg(test)]
+    pub(super) fn as_slice(&self) -> &[ServiceState] {
         &self.all
     }
 
     /// Moves the services changed since the last call (for `follow`) into `out`, unordered.
-    pub fn take(&mut self, follow: Follow, out: &mut Vec<usize>) {
+    pub(super) fn take(&mut self, follow: Follow, out: &mut Vec<usize>) {
         let bit = 1u8 << follow as u8;
         let list = &mut self.lists[follow as usize];
         for &id in list.iter() {

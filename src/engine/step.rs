@@ -17,11 +17,11 @@ use crate::vocab::{
 };
 
 /// A service that stayed up this long gets its backoff reset.
-pub const STABLE_AFTER: Duration = Duration::from_secs(30);
+pub(crate) const STABLE_AFTER: Duration = Duration::from_secs(30);
 
 /// Something that happened, fed to the engine.
 #[derive(Debug)]
-pub enum Input {
+pub(crate) enum Input {
     Intent(Intent),
     /// A fact reported by the supervisor of `service`'s spawn `generation`.
     Report {
@@ -73,7 +73,7 @@ pub enum Intent {
 
 /// Something the runtime must carry out.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Effect {
+pub(crate) enum Effect {
     Spawn {
         service: ServiceId,
         generation: u64,
@@ -158,7 +158,7 @@ enum Gate {
     Never(String),
 }
 
-pub struct Engine {
+pub(crate) struct Engine {
     plan: Arc<Plan>,
     /// Every service's state; records which ones each step changed (see `States`).
     services: States,
@@ -193,7 +193,7 @@ pub struct Engine {
 impl Engine {
     /// `selected[id]` says whether a service takes part in this run. `seed` drives the
     /// backoff jitter.
-    pub fn new(plan: Arc<Plan>, selected: &[bool], seed: u64) -> Engine {
+    pub(crate) fn new(plan: Arc<Plan>, selected: &[bool], seed: u64) -> Engine {
         let n = plan.services.len();
         let services = (0..n)
             .map(|id| ServiceState::new(selected.get(id).copied().unwrap_or(false)))
@@ -236,30 +236,31 @@ impl Engine {
         engine
     }
 
-    pub fn plan(&self) -> &Arc<Plan> {
+    pub(crate) fn plan(&self) -> &Arc<Plan> {
         &self.plan
     }
 
-    pub fn service(&self, id: ServiceId) -> &ServiceState {
+    pub(crate) fn service(&self, id: ServiceId) -> &ServiceState {
         &self.services[id]
     }
 
-    pub fn services(&self) -> &[ServiceState] {
+    #[cfg(test)]
+    pub(crate) fn services(&self) -> &[ServiceState] {
         self.services.as_slice()
     }
 
     /// Moves into `out` the services whose state changed since the last call (each once, in no
     /// particular order; every service on the first call): what a snapshot must rebuild.
-    pub fn take_changed(&mut self, out: &mut Vec<ServiceId>) {
+    pub(crate) fn take_changed(&mut self, out: &mut Vec<ServiceId>) {
         self.services.take(Follow::Snapshot, out);
     }
 
-    pub fn shutting_down(&self) -> bool {
+    pub(crate) fn shutting_down(&self) -> bool {
         self.teardown.is_some()
     }
 
     /// The first effects of a run: start what has no unmet dependency.
-    pub fn start(&mut self, now: Instant) -> Vec<Effect> {
+    pub(crate) fn start(&mut self, now: Instant) -> Vec<Effect> {
         self.now = now;
         let mut fx = Vec::new();
         self.reconcile(now, &mut fx);
@@ -267,7 +268,7 @@ impl Engine {
         fx
     }
 
-    pub fn step(&mut self, input: Input, now: Instant) -> Vec<Effect> {
+    pub(crate) fn step(&mut self, input: Input, now: Instant) -> Vec<Effect> {
         self.now = now;
         let mut fx = Vec::new();
         match input {
@@ -360,14 +361,14 @@ impl Engine {
 
     /// Nothing is running, pending or due to restart, and no service is merely held stopped
     /// by `pk stop` (it may be started again): `pk up` may exit.
-    pub fn settled(&self) -> bool {
+    pub(crate) fn settled(&self) -> bool {
         self.counts.unsettled == 0 && (self.teardown.is_some() || self.counts.stop_wanted == 0)
     }
 
     /// The exit code of the service that ended the stack (`exit_on_end`, or a process-compose
     /// `exit_on_failure`/`exit_on_skipped`), if one did; else by the plan's rules: pk's (0 when
     /// every service succeeded or was stopped on request, 1 otherwise) or process-compose's (0).
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         if let Some((_, code)) = self.ended_by {
             return code;
         }

@@ -331,7 +331,7 @@ fn backoff_resets_after_the_service_stayed_up() {
         crash_and_restart(&mut e, 1, &mut now);
     }
     spawned(&mut e, 0, now);
-    now += super::STABLE_AFTER;
+    now += super::step::STABLE_AFTER;
     let (_, after) = timer_after(&exited(&mut e, 0, 1, now)).unwrap();
     assert!(
         after <= Duration::from_millis(121),

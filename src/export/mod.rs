@@ -5,8 +5,8 @@
 //! Anything the target engine cannot express faithfully becomes a `Warning` naming the service
 //! and the reason, and a comment in the output; the export never stops for it.
 
-pub mod nomad;
-pub mod systemd;
+pub(crate) mod nomad;
+pub(crate) mod systemd;
 
 use std::fmt;
 use std::path::Path;
@@ -17,7 +17,7 @@ use crate::vocab::{CommandSpec, ProbeCheck, command_argv};
 
 /// Something the target engine cannot do as pk does, for one service.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Warning {
+pub(crate) struct Warning {
     pub service: String,
     pub reason: String,
 }
@@ -30,14 +30,14 @@ impl fmt::Display for Warning {
 
 /// One file of an export: a name (relative to the output directory) and its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExportFile {
+pub(crate) struct ExportFile {
     pub name: String,
     pub text: String,
 }
 
 /// What a back end produced.
 #[derive(Debug, Clone, Default)]
-pub struct Export {
+pub(crate) struct Export {
     pub files: Vec<ExportFile>,
     pub warnings: Vec<Warning>,
 }
@@ -53,7 +53,7 @@ impl Export {
 
 /// A duration every target reads the same way: whole seconds as `Ns`, else `Nms`
 /// (systemd time spans, Go durations in Nomad, and `pk probe`'s own flags all accept both).
-pub fn duration_arg(d: Duration) -> String {
+pub(crate) fn duration_arg(d: Duration) -> String {
     let ms = d.as_millis();
     if ms % 1000 == 0 {
         format!("{}s", ms / 1000)
@@ -64,7 +64,7 @@ pub fn duration_arg(d: Duration) -> String {
 
 /// How an exported `pk probe` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProbeMode {
+pub(crate) enum ProbeMode {
     /// `--wait`: until the check passes or the probe's deadline passes (a `ready` probe).
     Wait,
     /// `--alive`: until `retries` checks in a row failed (an `alive` probe).
@@ -73,7 +73,7 @@ pub enum ProbeMode {
 
 /// The `pk probe` argv that runs `spec` as pk would, or `None` for a `log` probe (it reads a
 /// service's output, which only a running pk sees).
-pub fn probe_argv(
+pub(crate) fn probe_argv(
     pk: &Path,
     service: &str,
     spec: &ProbeSpec,
@@ -108,9 +108,13 @@ pub fn probe_argv(
             port,
             path,
             status,
+            headers,
         } => {
             for code in status {
                 argv.extend(["--status".to_owned(), code.to_string()]);
+            }
+            for (name, value) in headers {
+                argv.extend(["--header".to_owned(), format!("{name}: {value}")]);
             }
             let host = if host.contains(':') {
                 format!("[{host}]")
@@ -138,7 +142,7 @@ pub fn probe_argv(
 }
 
 /// A word quoted for a POSIX shell (unchanged when it needs no quoting).
-pub fn shell_quote(word: &str) -> String {
+pub(crate) fn shell_quote(word: &str) -> String {
     let plain = !word.is_empty()
         && word
             .chars()
@@ -151,7 +155,7 @@ pub fn shell_quote(word: &str) -> String {
 }
 
 /// An argv as one POSIX shell command line.
-pub fn shell_line(argv: &[String]) -> String {
+pub(crate) fn shell_line(argv: &[String]) -> String {
     argv.iter()
         .map(|w| shell_quote(w))
         .collect::<Vec<_>>()
@@ -162,7 +166,7 @@ pub fn shell_line(argv: &[String]) -> String {
 /// runs it (`vocab::command_argv`: a string under `/bin/sh -c` unless it is a simple command),
 /// a pipeline under bash with `pipefail` (pk's exit rule: the last stage that failed decides;
 /// dash has no `pipefail`).
-pub fn run_argv(run: &RunSpec) -> Vec<String> {
+pub(crate) fn run_argv(run: &RunSpec) -> Vec<String> {
     match run {
         RunSpec::Command(command) => command_argv(command),
         RunSpec::Pipeline(stages) => {
@@ -180,7 +184,7 @@ pub fn run_argv(run: &RunSpec) -> Vec<String> {
 
 /// `argv[0]` made absolute when it is a relative path (`./migrate.sh`): pk resolves it in the
 /// service's working directory, the target engines do not.
-pub fn anchor_program(mut argv: Vec<String>, working_dir: &Path) -> Vec<String> {
+pub(crate) fn anchor_program(mut argv: Vec<String>, working_dir: &Path) -> Vec<String> {
     if let Some(first) = argv.first_mut() {
         if first.contains('/') && !first.starts_with('/') {
             *first = working_dir.join(&*first).display().to_string();

@@ -28,7 +28,7 @@ use crate::vocab::{Condition, ProbeCheck, RestartPolicy, ServiceId};
 
 /// Which Nomad driver runs the tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Driver {
+pub(crate) enum Driver {
     /// No isolation: the processes run as pk would run them.
     RawExec,
     /// Isolated (chroot, cgroups): paths outside the chroot are not visible.
@@ -46,7 +46,7 @@ impl Driver {
 
 /// How to write the job.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub(crate) struct Options {
     pub driver: Driver,
     /// The `pk` binary the tasks call for probes.
     pub pk: PathBuf,
@@ -54,7 +54,7 @@ pub struct Options {
 
 /// Where a service runs in the group's lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// `lifecycle { hook = "prestart" }`: must complete successfully before the main tasks.
     PrestartOnce,
     /// `lifecycle { hook = "prestart", sidecar = true }`: running before the main tasks.
@@ -75,7 +75,7 @@ impl Phase {
 }
 
 /// The phase of each service (`None`: not in the job, being disabled and not needed).
-pub fn phases(plan: &Plan) -> Vec<Option<Phase>> {
+pub(crate) fn phases(plan: &Plan) -> Vec<Option<Phase>> {
     let wanted = crate::plan::select(plan, &[]).unwrap_or_else(|_| vec![true; plan.services.len()]);
     let n = plan.services.len();
     let mut phase: Vec<Option<Phase>> = vec![None; n];
@@ -117,7 +117,7 @@ pub fn phases(plan: &Plan) -> Vec<Option<Phase>> {
 }
 
 /// Writes the job for `plan`.
-pub fn export(plan: &Plan, options: &Options) -> Export {
+pub(crate) fn export(plan: &Plan, options: &Options) -> Export {
     let mut out = Export::default();
     let phases = phases(plan);
     let mut writer = Writer {
@@ -520,9 +520,25 @@ impl Writer<'_> {
             h.attr_str("name", what);
             h.attr_str("port", label);
             match &probe.check {
-                ProbeCheck::Http { path, .. } => {
+                ProbeCheck::Http { path, headers, .. } => {
                     h.attr_str("type", "http");
                     h.attr_str("path", path);
+                    if !headers.is_empty() {
+                        h.open("header", &[]);
+                        for (name, value) in headers {
+                            let ident = name
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                            if ident {
+                                h.attr_list(name, std::slice::from_ref(value));
+                            } else {
+                                h.comment(&format!(
+                                    "header `{name}` is not an HCL name: add it by hand"
+                                ));
+                            }
+                        }
+                        h.close();
+                    }
                 }
                 _ => h.attr_str("type", "tcp"),
             }

@@ -15,7 +15,7 @@ use crate::vocab::{Condition, RestartPolicy, ServiceId};
 
 /// How to write the units.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub(crate) struct Options {
     /// User units (`systemctl --user`): wanted by `default.target`, `$HOME` written as `%h`.
     pub user: bool,
     /// The `pk` binary the units call for probes.
@@ -25,7 +25,7 @@ pub struct Options {
 }
 
 /// `<project>` as a unit-name prefix: characters systemd does not allow become `_`.
-pub fn unit_prefix(plan: &Plan) -> String {
+pub(crate) fn unit_prefix(plan: &Plan) -> String {
     plan.name
         .chars()
         .map(|c| {
@@ -39,12 +39,12 @@ pub fn unit_prefix(plan: &Plan) -> String {
 }
 
 /// The unit name of a service.
-pub fn service_unit(plan: &Plan, id: ServiceId) -> String {
+pub(crate) fn service_unit(plan: &Plan, id: ServiceId) -> String {
     format!("{}-{}.service", unit_prefix(plan), plan.services[id].name)
 }
 
 /// Writes the units for `plan`.
-pub fn export(plan: &Plan, options: &Options) -> Export {
+pub(crate) fn export(plan: &Plan, options: &Options) -> Export {
     let mut out = Export::default();
     let writer = Writer { plan, options };
     let prefix = unit_prefix(plan);

@@ -7,11 +7,11 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// Rotate when a file would grow past this.
-pub const MAX_SIZE: u64 = 10 * 1024 * 1024;
+pub(crate) const MAX_SIZE: u64 = 10 * 1024 * 1024;
 /// Old files kept: `api.log.1` (newest) … `api.log.3`.
-pub const KEEP: usize = 3;
+pub(crate) const KEEP: usize = 3;
 
-pub struct RotatingFile {
+pub(crate) struct RotatingFile {
     path: PathBuf,
     file: Option<File>,
     size: u64,
@@ -20,11 +20,11 @@ pub struct RotatingFile {
 }
 
 impl RotatingFile {
-    pub fn new(path: PathBuf) -> RotatingFile {
+    pub(crate) fn new(path: PathBuf) -> RotatingFile {
         RotatingFile::with_limits(path, MAX_SIZE, KEEP)
     }
 
-    pub fn with_limits(path: PathBuf, max_size: u64, keep: usize) -> RotatingFile {
+    pub(crate) fn with_limits(path: PathBuf, max_size: u64, keep: usize) -> RotatingFile {
         RotatingFile {
             path,
             file: None,
@@ -34,12 +34,12 @@ impl RotatingFile {
         }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Appends `data` (whole lines), rotating first if it would not fit.
-    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+    pub(crate) fn write(&mut self, data: &[u8]) -> io::Result<()> {
         if self.file.is_none() {
             self.open()?;
         }

@@ -22,11 +22,11 @@ use super::{LogEvent, LogReceiver, LogSender, Stream};
 use crate::vocab::{ServiceId, now_ms};
 
 /// Bytes of history kept per service (and for pk's own notices).
-pub const HISTORY_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const HISTORY_BYTES: usize = 4 * 1024 * 1024;
 
 /// One line of history, as `pk logs` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogRecord {
+pub(crate) struct LogRecord {
     /// None: a line about pk itself.
     pub service: Option<ServiceId>,
     pub kind: RecordKind,
@@ -36,7 +36,7 @@ pub struct LogRecord {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RecordKind {
+pub(crate) enum RecordKind {
     Stdout,
     Stderr,
     /// A lifecycle line (`started (pid 12)`).
@@ -44,7 +44,7 @@ pub enum RecordKind {
 }
 
 /// A question to the hub.
-pub struct LogQuery {
+pub(crate) struct LogQuery {
     /// Empty: every service.
     pub services: Vec<ServiceId>,
     /// At most this many of the newest lines.
@@ -56,7 +56,7 @@ pub struct LogQuery {
     pub reply: oneshot::Sender<LogReply>,
 }
 
-pub struct LogReply {
+pub(crate) struct LogReply {
     pub records: Vec<LogRecord>,
     /// Lines dropped from the history of the asked-for services because it was full.
     pub dropped: u64,
@@ -64,7 +64,7 @@ pub struct LogReply {
 
 /// Bytes of lines queued for one follower and not yet taken by it (each line counted with its
 /// overhead), past which its lines are shed (and counted) instead of queued.
-pub const FOLLOWER_BUDGET: usize = 4 * 1024 * 1024;
+pub(crate) const FOLLOWER_BUDGET: usize = 4 * 1024 * 1024;
 
 /// What a queued record costs beyond its text (the `String`, the enum, the channel's node):
 /// short lines (`yes`) would otherwise queue several times the budget.
@@ -76,7 +76,7 @@ fn cost(record: &LogRecord) -> usize {
 
 /// What a follower receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Follow {
+pub(crate) enum Follow {
     Record(LogRecord),
     /// This many lines were not sent because the follower fell behind.
     Shed(u64),
@@ -84,7 +84,7 @@ pub enum Follow {
 
 /// The hub's end of a follower's queue: unbounded as a channel, bounded by the bytes the
 /// follower has not taken yet (`FollowReceiver::recv` takes them).
-pub struct FollowSender {
+pub(crate) struct FollowSender {
     tx: mpsc::UnboundedSender<Follow>,
     backlog: super::Backlog,
     budget: usize,
@@ -92,13 +92,13 @@ pub struct FollowSender {
 }
 
 /// The follower's end.
-pub struct FollowReceiver {
+pub(crate) struct FollowReceiver {
     rx: mpsc::UnboundedReceiver<Follow>,
     backlog: super::Backlog,
 }
 
 /// A follower queue that sheds lines once `budget` bytes are waiting in it.
-pub fn follow_channel(budget: usize) -> (FollowSender, FollowReceiver) {
+pub(crate) fn follow_channel(budget: usize) -> (FollowSender, FollowReceiver) {
     let (tx, rx) = mpsc::unbounded_channel();
     let backlog = super::Backlog::default();
     let sender = FollowSender {
@@ -130,13 +130,13 @@ impl FollowSender {
 }
 
 impl FollowReceiver {
-    pub async fn recv(&mut self) -> Option<Follow> {
+    pub(crate) async fn recv(&mut self) -> Option<Follow> {
         let item = self.rx.recv().await;
         self.taken(item.as_ref());
         item
     }
 
-    pub fn try_recv(&mut self) -> Option<Follow> {
+    pub(crate) fn try_recv(&mut self) -> Option<Follow> {
         let item = self.rx.try_recv().ok();
         self.taken(item.as_ref());
         item
@@ -150,7 +150,7 @@ impl FollowReceiver {
 }
 
 /// How output sent to the UI is accounted for.
-pub enum UiBudget {
+pub(crate) enum UiBudget {
     /// The plain printer: it gives the bytes back to the `OutputGate` once written (lossless;
     /// the pumps wait for it).
     Printer,
@@ -160,13 +160,13 @@ pub enum UiBudget {
 
 /// How other tasks reach the hub.
 #[derive(Clone)]
-pub struct HubHandle {
+pub(crate) struct HubHandle {
     queries: mpsc::UnboundedSender<LogQuery>,
 }
 
 impl HubHandle {
     /// The history matching the query (and, with `follow`, a subscription).
-    pub async fn query(&self, mut query: LogQuery) -> Option<LogReply> {
+    pub(crate) async fn query(&self, mut query: LogQuery) -> Option<LogReply> {
         let (tx, rx) = oneshot::channel();
         query.reply = tx;
         self.queries.send(query).ok()?;
@@ -201,7 +201,7 @@ impl History {
 }
 
 /// A renderer that may lag: output beyond `budget` bytes in its queue is not sent to it.
-pub struct LaggingRenderer {
+pub(crate) struct LaggingRenderer {
     pub backlog: super::Backlog,
     pub budget: usize,
 }
@@ -222,7 +222,7 @@ struct Hub {
 
 /// Starts the hub: events from `input` are recorded (and written to the services' log files,
 /// `files[service]`) and passed on to `ui` unchanged.
-pub fn spawn(
+pub(crate) fn spawn(
     files: Vec<Option<PathBuf>>,
     input: LogReceiver,
     gate: super::OutputGate,
@@ -352,9 +352,7 @@ impl Hub {
             // The UI may be gone during exit; it then has nothing left to show.
             let _ = self.ui.send(LogEvent::Notice {
                 service: (slot < self.unshown.len() - 1).then_some(slot),
-                text: format!(
-                    "… {lines} lines not shown here: the dashboard fell behind (`pk logs` has them)"
-                ),
+                text: super::not_shown(lines),
             });
         }
         // The UI may be gone during exit; it then has nothing left to show.

@@ -4,8 +4,8 @@
 //! chatty service never blocks and a line is never split between two chunks (a line longer
 //! than `MAX_LINE` is cut into pieces of that size).
 
-pub mod file;
-pub mod hub;
+pub(crate) mod file;
+pub(crate) mod hub;
 
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use crate::vocab::{LogMatcher, ServiceId};
 
 /// Longest line kept whole; longer ones are cut.
-pub const MAX_LINE: usize = 64 * 1024;
+pub(crate) const MAX_LINE: usize = 64 * 1024;
 /// Reads start small (an idle service costs little memory) and double while they come back
 /// full, up to this (a flood is read in big chunks).
 const READ_MAX: usize = 64 * 1024;
@@ -45,10 +45,10 @@ pub enum LogEvent {
     End,
 }
 
-pub type LogSender = mpsc::UnboundedSender<LogEvent>;
+pub(crate) type LogSender = mpsc::UnboundedSender<LogEvent>;
 
 /// Bytes of output the hub may fall behind the pumps before they wait.
-pub const OUTPUT_BUDGET: usize = 16 * 1024 * 1024;
+pub(crate) const OUTPUT_BUDGET: usize = 16 * 1024 * 1024;
 
 /// Flow control between the output pumps and the hub: a pump takes permits for the bytes it
 /// sends, the hub gives them back once it has handled them. When the hub falls behind by
@@ -56,7 +56,7 @@ pub const OUTPUT_BUDGET: usize = 16 * 1024 * 1024;
 /// backpressure) instead of pk buffering without bound. Renderers never cause this: a lagging
 /// dashboard sheds lines (`Backlog`).
 #[derive(Debug, Clone)]
-pub struct OutputGate(Arc<tokio::sync::Semaphore>);
+pub(crate) struct OutputGate(Arc<tokio::sync::Semaphore>);
 
 impl Default for OutputGate {
     fn default() -> Self {
@@ -66,7 +66,7 @@ impl Default for OutputGate {
 
 impl OutputGate {
     /// Waits until `bytes` more may be in flight to the hub.
-    pub async fn enter(&self, bytes: usize) {
+    pub(crate) async fn enter(&self, bytes: usize) {
         let n = u32::try_from(bytes.min(OUTPUT_BUDGET)).unwrap_or(u32::MAX);
         if let Ok(permit) = self.0.acquire_many(n).await {
             // Given back by `leave` once the hub has handled the chunk.
@@ -75,14 +75,14 @@ impl OutputGate {
     }
 
     /// The hub has handled `bytes`.
-    pub fn leave(&self, bytes: usize) {
+    pub(crate) fn leave(&self, bytes: usize) {
         self.0.add_permits(bytes.min(OUTPUT_BUDGET));
     }
 }
 
 /// Where output pumps send: the log channel, through the gate.
 #[derive(Debug, Clone)]
-pub struct OutputSink {
+pub(crate) struct OutputSink {
     pub tx: LogSender,
     pub gate: OutputGate,
 }
@@ -94,26 +94,77 @@ pub struct OutputSink {
 pub struct Backlog(Arc<std::sync::atomic::AtomicUsize>);
 
 impl Backlog {
-    pub fn add(&self, bytes: usize) {
+    pub(crate) fn add(&self, bytes: usize) {
         self.0
             .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The renderer took `bytes` off its queue.
-    pub fn take(&self, bytes: usize) {
+    pub(crate) fn take(&self, bytes: usize) {
         self.0
             .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
-pub type LogReceiver = mpsc::UnboundedReceiver<LogEvent>;
+pub(crate) type LogReceiver = mpsc::UnboundedReceiver<LogEvent>;
+
+/// Output a dashboard may have queued (not yet taken) before lines for it are shed.
+pub const DASHBOARD_BACKLOG: usize = 16 * 1024 * 1024;
+
+/// What a lagging renderer is told about the lines it was not given.
+pub fn not_shown(lines: u64) -> String {
+    format!("… {lines} lines not shown here: the dashboard fell behind (`pk logs` has them)")
+}
+
+/// Bounds the queue to a renderer that is fed from elsewhere than the hub (`pk attach`):
+/// output past `budget` bytes not yet taken (the `Backlog` the renderer takes from) is shed,
+/// counted, and said with the next line that fits.
+#[derive(Debug)]
+pub struct Shedder {
+    backlog: Backlog,
+    budget: usize,
+    unshown: u64,
+}
+
+impl Shedder {
+    pub fn new(backlog: Backlog, budget: usize) -> Shedder {
+        Shedder {
+            backlog,
+            budget,
+            unshown: 0,
+        }
+    }
+
+    /// What to send for `event`: nothing (shed), the event, or a notice of the lines shed
+    /// before it and the event.
+    pub fn admit(&mut self, event: LogEvent) -> Vec<LogEvent> {
+        if let LogEvent::Output { data, .. } = &event {
+            if self.backlog.bytes() > self.budget {
+                self.unshown += u64::try_from(data.split(|&b| b == b'\n').count() - 1)
+                    .unwrap_or(0)
+                    .max(1);
+                return Vec::new();
+            }
+            self.backlog.add(data.len());
+        }
+        let mut out = Vec::with_capacity(2);
+        if self.unshown > 0 {
+            out.push(LogEvent::Notice {
+                service: None,
+                text: not_shown(std::mem::take(&mut self.unshown)),
+            });
+        }
+        out.push(event);
+        out
+    }
+}
 
 /// Forwards everything `reader` yields as line-aligned chunks until EOF; a last unterminated
 /// line gets a `\n`. Every chunk is also shown to `taps` (the `log` probes).
-pub async fn pump<R: AsyncRead + Unpin>(
+pub(crate) async fn pump<R: AsyncRead + Unpin>(
     mut reader: R,
     service: ServiceId,
     stream: Stream,
@@ -172,9 +223,44 @@ pub async fn pump<R: AsyncRead + Unpin>(
 }
 
 /// An RFC 3339 UTC time with milliseconds, for timestamps in logs.
-pub fn timestamp(ts_ms: u64) -> String {
+pub(crate) fn timestamp(ts_ms: u64) -> String {
     i64::try_from(ts_ms)
         .ok()
         .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
         .map_or_else(String::new, |t| format!("{t:.3}"))
+}
+
+#[cfg(test)]
+mod shedder_tests {
+    use super::*;
+
+    fn line(text: &str) -> LogEvent {
+        LogEvent::Output {
+            service: 0,
+            stream: Stream::Stdout,
+            data: format!("{text}\n").into_bytes(),
+        }
+    }
+
+    /// `pk attach`'s queue to its dashboard is bounded: past the budget lines are shed and
+    /// counted, and the count is said before the next line that fits.
+    #[test]
+    fn a_lagging_renderer_gets_a_count_of_the_lines_it_was_not_given() {
+        let backlog = Backlog::default();
+        let mut shedder = Shedder::new(backlog.clone(), 10);
+        assert_eq!(shedder.admit(line("0123456789")).len(), 1);
+        assert_eq!(backlog.bytes(), 11);
+        assert!(shedder.admit(line("a")).is_empty(), "over the budget: shed");
+        assert!(shedder.admit(line("b")).is_empty());
+        assert_eq!(backlog.bytes(), 11, "shed lines are not queued");
+        backlog.take(11);
+        let out = shedder.admit(line("c"));
+        assert_eq!(out.len(), 2);
+        assert!(
+            matches!(&out[0], LogEvent::Notice { text, .. } if text.starts_with("… 2 lines not shown here")),
+            "{:?}",
+            out[0]
+        );
+        assert!(matches!(&out[1], LogEvent::Output { data, .. } if data == b"c\n"));
+    }
 }

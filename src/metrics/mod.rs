@@ -19,7 +19,7 @@ use crate::process::{Containment, ContainmentKind};
 /// What the sampler needs to know of one service: its name (its cgroup leaf), the pids pk
 /// spawned, and when the current run started (None: no live tree).
 #[derive(Debug, Clone, Copy)]
-pub struct Run<'a> {
+pub(crate) struct Run<'a> {
     pub name: &'a str,
     pub pids: &'a [u32],
     pub started_at_ms: Option<u64>,
@@ -35,7 +35,7 @@ pub struct Usage {
 
 /// Keeps the previous CPU totals so that each sample can give a rate.
 #[derive(Debug)]
-pub struct Sampler {
+pub(crate) struct Sampler {
     proc_root: PathBuf,
     ticks_per_second: u64,
     /// By service name: (the run it belongs to (`started_at_ms`), CPU ticks, when read).
@@ -57,7 +57,7 @@ struct Stat {
 }
 
 impl Sampler {
-    pub fn new() -> Sampler {
+    pub(crate) fn new() -> Sampler {
         Sampler {
             proc_root: PathBuf::from("/proc"),
             ticks_per_second: rustix::param::clock_ticks_per_second().max(1),
@@ -66,7 +66,11 @@ impl Sampler {
     }
 
     /// One entry per service of `runs`, None for a service with no live tree.
-    pub fn sample(&mut self, containment: &Containment, runs: &[Run<'_>]) -> Vec<Option<Usage>> {
+    pub(crate) fn sample(
+        &mut self,
+        containment: &Containment,
+        runs: &[Run<'_>],
+    ) -> Vec<Option<Usage>> {
         let now = Instant::now();
         let now_ms = crate::vocab::now_ms();
         let groups = match containment.kind() {

@@ -37,10 +37,6 @@ impl Diagnostics {
         self.diags.is_empty()
     }
 
-    pub fn len(&self) -> usize {
-        self.diags.len()
-    }
-
     /// Each diagnostic as one line: `file:line:col: message` (for logs and tests).
     pub fn lines(&self) -> Vec<String> {
         self.diags
@@ -113,17 +109,6 @@ impl LoadError {
         }
     }
 
-    /// Problems found in one file (`name`, `text`) outside `load` (`pk import`).
-    pub fn with_source(name: &str, text: &str, diags: Vec<Diag>) -> LoadError {
-        LoadError::new(
-            vec![Source {
-                name: name.to_owned(),
-                text: text.to_owned(),
-            }],
-            diags,
-        )
-    }
-
     /// Problems that point into no file (command-line arguments), all reported.
     pub(crate) fn unlocated(diags: Vec<Diag>) -> LoadError {
         LoadError::new(Vec::new(), diags)
@@ -155,7 +140,7 @@ pub fn load(explicit: &[PathBuf], cwd: &Path) -> Result<Plan, LoadError> {
 
 /// The canonical path of the (first) config file `load` would read, without reading it; it
 /// names the stack for `pk down`, `pk ps` and the like.
-pub fn find_config(explicit: &[PathBuf], cwd: &Path) -> Result<PathBuf, LoadError> {
+pub(crate) fn find_config(explicit: &[PathBuf], cwd: &Path) -> Result<PathBuf, LoadError> {
     let pk_file = std::env::var_os("PK_FILE").map(PathBuf::from);
     let paths = discover::find(explicit, pk_file.as_deref(), cwd).map_err(LoadError::single)?;
     let path = paths[0].clone();
@@ -163,7 +148,7 @@ pub fn find_config(explicit: &[PathBuf], cwd: &Path) -> Result<PathBuf, LoadErro
 }
 
 /// Every config file `load` would read (canonical, in merge order), without reading them.
-pub fn find_configs(explicit: &[PathBuf], cwd: &Path) -> Result<Vec<PathBuf>, LoadError> {
+pub(crate) fn find_configs(explicit: &[PathBuf], cwd: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let pk_file = std::env::var_os("PK_FILE").map(PathBuf::from);
     let paths = discover::find(explicit, pk_file.as_deref(), cwd).map_err(LoadError::single)?;
     Ok(paths
@@ -173,7 +158,7 @@ pub fn find_configs(explicit: &[PathBuf], cwd: &Path) -> Result<Vec<PathBuf>, Lo
 }
 
 /// `load`, returning the warnings instead of printing them.
-pub fn load_with_warnings(
+pub(crate) fn load_with_warnings(
     explicit: &[PathBuf],
     cwd: &Path,
 ) -> Result<(Plan, Diagnostics), LoadError> {

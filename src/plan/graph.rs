@@ -124,7 +124,7 @@ fn start_order(services: &[ServiceSpec]) -> Vec<ServiceId> {
 /// `default`), as process-compose's `-n` does: dependencies on the services left out are
 /// dropped (the dependent starts without waiting for them), each with a warning on stderr. No
 /// service in any of them is an error naming the namespaces there are.
-pub fn only_namespaces(plan: &Plan, namespaces: &[String]) -> Result<Plan, LoadError> {
+pub(crate) fn only_namespaces(plan: &Plan, namespaces: &[String]) -> Result<Plan, LoadError> {
     let in_ns = |s: &ServiceSpec| {
         if s.namespaces.is_empty() {
             namespaces.iter().any(|n| n == "default")

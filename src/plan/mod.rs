@@ -8,12 +8,16 @@ mod build;
 mod graph;
 mod replicas;
 
+pub(crate) use build::load_with_warnings;
 pub use build::{
-    Diagnostics, LoadError, find_config, find_configs, import_with_env, load, load_str,
-    load_str_with_warnings, load_strs_with_warnings, load_with_env, load_with_warnings,
+    LoadError, import_with_env, load, load_str, load_str_with_warnings, load_strs_with_warnings,
+    load_with_env,
 };
-pub use graph::{only_namespaces, render_graph, select};
-pub use replicas::{CopyPosition, copy_positions, replica_name, scale};
+pub(crate) use build::{find_config, find_configs};
+pub(crate) use graph::only_namespaces;
+pub use graph::{render_graph, select};
+pub use replicas::scale;
+pub(crate) use replicas::{CopyPosition, copy_positions};
 
 pub use crate::config::model::EndsStack;
 
@@ -216,7 +220,7 @@ impl Plan {
     }
 
     /// `id` followed by everything that depends on it, directly or not.
-    pub fn with_dependents(&self, id: ServiceId) -> Vec<ServiceId> {
+    pub(crate) fn with_dependents(&self, id: ServiceId) -> Vec<ServiceId> {
         let mut out = vec![id];
         let mut i = 0;
         while i < out.len() {
@@ -231,7 +235,7 @@ impl Plan {
     }
 
     /// `id` followed by everything it depends on, directly or not.
-    pub fn with_dependencies(&self, id: ServiceId) -> Vec<ServiceId> {
+    pub(crate) fn with_dependencies(&self, id: ServiceId) -> Vec<ServiceId> {
         let mut out = vec![id];
         let mut i = 0;
         while i < out.len() {
@@ -246,7 +250,7 @@ impl Plan {
     }
 
     /// Services that depend directly on `id`.
-    pub fn dependents(&self, id: ServiceId) -> impl Iterator<Item = ServiceId> + '_ {
+    pub(crate) fn dependents(&self, id: ServiceId) -> impl Iterator<Item = ServiceId> + '_ {
         self.services
             .iter()
             .enumerate()

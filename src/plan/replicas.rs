@@ -18,7 +18,7 @@ use crate::config::diag::{Diag, Span, did_you_mean};
 use crate::config::values::MAX_REPLICAS;
 
 /// Name of copy `index` of `count` copies of `group`.
-pub fn replica_name(group: &str, index: u32, count: u32) -> String {
+pub(super) fn replica_name(group: &str, index: u32, count: u32) -> String {
     if count <= 1 {
         return group.to_owned();
     }
@@ -28,7 +28,7 @@ pub fn replica_name(group: &str, index: u32, count: u32) -> String {
 
 /// Where a name sits in a run of copies (for the dashboard's grouping).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CopyPosition {
+pub(crate) enum CopyPosition {
     First,
     Middle,
     Last,
@@ -37,7 +37,7 @@ pub enum CopyPosition {
 /// For each name, its place in a run of consecutive copies named by `replica_name`
 /// (`web-0`, `web-1`, `web-2`), or None. Works from names alone, so `pk attach` can group
 /// what `pk ps` lists.
-pub fn copy_positions(names: &[String]) -> Vec<Option<CopyPosition>> {
+pub(crate) fn copy_positions(names: &[String]) -> Vec<Option<CopyPosition>> {
     let mut out = vec![None; names.len()];
     let mut i = 0;
     while i < names.len() {

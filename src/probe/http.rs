@@ -1,17 +1,24 @@
 //! A plain HTTP/1.1 GET over tokio, enough for a health check (no client framework).
 
+use std::fmt::Write as _;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// GETs `http://host:port/path`; success is a status in `accepted`, or 2xx/3xx when empty.
-pub async fn get(host: &str, port: u16, path: &str, accepted: &[u16]) -> Result<(), String> {
+/// GETs `http://host:port/path` with `headers` added; success is a status in `accepted`, or
+/// 2xx/3xx when empty.
+pub(super) async fn get(
+    host: &str,
+    port: u16,
+    path: &str,
+    accepted: &[u16],
+    headers: &[(String, String)],
+) -> Result<(), String> {
     let what = format!("http http://{host}:{port}{path}");
     let mut stream = TcpStream::connect((host, port))
         .await
         .map_err(|e| format!("{what}: {}", super::short_io(&e)))?;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: pk-probe\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-    );
+    let request = request(host, port, path, headers);
     stream
         .write_all(request.as_bytes())
         .await
@@ -41,6 +48,22 @@ pub async fn get(host: &str, port: u16, path: &str, accepted: &[u16]) -> Result<
     }
 }
 
+/// The request: pk's own headers, then `headers` (a `Host` among them replaces pk's). Names
+/// and values were checked at load (`config::values::http_header`): no CR/LF gets in.
+fn request(host: &str, port: u16, path: &str, headers: &[(String, String)]) -> String {
+    let own_host = !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host"));
+    let mut text = format!("GET {path} HTTP/1.1\r\n");
+    if own_host {
+        let _ = write!(text, "Host: {host}:{port}\r\n");
+    }
+    text.push_str("User-Agent: pk-probe\r\nAccept: */*\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        let _ = write!(text, "{name}: {value}\r\n");
+    }
+    text.push_str("\r\n");
+    text
+}
+
 /// The status code of an `HTTP/1.x NNN reason` status line.
 fn parse_status(head: &[u8]) -> Option<u16> {
     let line = head.split(|&b| b == b'\n').next()?;
@@ -54,7 +77,30 @@ fn parse_status(head: &[u8]) -> Option<u16> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_status;
+    use super::{parse_status, request};
+
+    #[test]
+    fn headers_follow_pk_s_own_and_host_can_be_replaced() {
+        let plain = request("127.0.0.1", 80, "/h", &[]);
+        assert_eq!(
+            plain,
+            "GET /h HTTP/1.1\r\nHost: 127.0.0.1:80\r\nUser-Agent: pk-probe\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        );
+        let with = request(
+            "127.0.0.1",
+            80,
+            "/",
+            &[
+                ("Host".into(), "example.test".into()),
+                ("X-Token".into(), "s3cret".into()),
+            ],
+        );
+        assert!(!with.contains("Host: 127.0.0.1"), "{with}");
+        assert!(
+            with.ends_with("Host: example.test\r\nX-Token: s3cret\r\n\r\n"),
+            "{with}"
+        );
+    }
 
     #[test]
     fn status_lines() {

@@ -17,14 +17,14 @@ use crate::process::{Containment, OwnedSpawnSpec};
 use crate::vocab::{CommandSpec, ExitStatus, LogMatcher, ProbeCheck, command_argv, fmt_duration};
 
 /// What an attempt needs besides the check itself.
-pub struct ProbeContext {
+pub(crate) struct ProbeContext {
     pub containment: Arc<Containment>,
     /// The log probe's matcher, fed by the service's output pump.
     pub log: Option<Arc<LogMatcher>>,
 }
 
 /// One attempt: `Ok` on success, else a short reason (`tcp 127.0.0.1:5432: refused`).
-pub async fn check(
+pub(crate) async fn check(
     spec: &ProbeSpec,
     service: &ServiceSpec,
     ctx: &ProbeContext,
@@ -44,7 +44,8 @@ pub async fn check(
                 port,
                 path,
                 status,
-            } => http::get(host, *port, path, status).await,
+                headers,
+            } => http::get(host, *port, path, status, headers).await,
             ProbeCheck::Exec(_) => Ok(()),
             ProbeCheck::Log(re) => match &ctx.log {
                 Some(m) if m.take_seen() => Ok(()),
@@ -115,14 +116,14 @@ fn short_io(e: &std::io::Error) -> String {
 
 /// How a `ready` loop ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReadyOutcome {
+pub(crate) enum ReadyOutcome {
     Ready,
     /// The deadline passed; the reason names the probe and its last failure.
     NotReady(String),
 }
 
 /// Runs `ready` attempts from `started` until one passes or the deadline passes.
-pub async fn until_ready(
+pub(crate) async fn until_ready(
     spec: &ProbeSpec,
     service: &ServiceSpec,
     ctx: &ProbeContext,
@@ -133,7 +134,7 @@ pub async fn until_ready(
 
 /// `until_ready`, calling `failed` with the reason of each failed attempt (`pk probe --wait`
 /// reports progress with it).
-pub async fn until_ready_noting(
+pub(crate) async fn until_ready_noting(
     spec: &ProbeSpec,
     service: &ServiceSpec,
     ctx: &ProbeContext,
@@ -178,7 +179,11 @@ pub async fn until_ready_noting(
 
 /// Runs `alive` attempts every interval; returns the reason once `retries` consecutive
 /// attempts failed.
-pub async fn until_dead(spec: &ProbeSpec, service: &ServiceSpec, ctx: &ProbeContext) -> String {
+pub(crate) async fn until_dead(
+    spec: &ProbeSpec,
+    service: &ServiceSpec,
+    ctx: &ProbeContext,
+) -> String {
     tokio::time::sleep(spec.initial_delay).await;
     let mut failures = 0u32;
     loop {

@@ -101,7 +101,7 @@ pub(crate) struct RunCgroup {
 
 impl RunCgroup {
     /// Creates the run cgroup, or says in a few words why cgroups cannot be used.
-    pub fn create() -> Result<RunCgroup, String> {
+    pub(super) fn create() -> Result<RunCgroup, String> {
         let mountinfo = fs::read_to_string("/proc/self/mountinfo")
             .map_err(|error| format!("cannot read /proc/self/mountinfo: {error}"))?;
         let mounts = parse_mountinfo(&mountinfo);
@@ -158,7 +158,7 @@ impl RunCgroup {
     }
 
     /// The leaf directory for `name`, created on first use.
-    pub fn leaf(&self, name: &str) -> io::Result<PathBuf> {
+    pub(super) fn leaf(&self, name: &str) -> io::Result<PathBuf> {
         let dir = self.dir.join(leaf_dir_name(name)?);
         match fs::create_dir(&dir) {
             Ok(()) => Ok(dir),
@@ -180,12 +180,12 @@ impl RunCgroup {
     }
 
     /// SIGKILLs everything below the run cgroup at once.
-    pub fn kill_all(&self) {
+    pub(super) fn kill_all(&self) {
         kill_leaf(&self.dir);
     }
 
     /// Blocks until nothing runs below the run cgroup, or `limit` passed.
-    pub fn wait_empty(&self, limit: std::time::Duration) {
+    pub(super) fn wait_empty(&self, limit: std::time::Duration) {
         let deadline = std::time::Instant::now() + limit;
         while is_populated(&self.dir) && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(2));
@@ -193,7 +193,7 @@ impl RunCgroup {
     }
 
     /// rmdirs every leaf, then the run cgroup; a populated one stays (logged).
-    pub fn remove(&self) {
+    pub(super) fn remove(&self) {
         remove_tree(&self.dir);
     }
 }

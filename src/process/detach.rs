@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
     clippy::disallowed_methods,
     reason = "process/ is the one place that spawns"
 )]
-pub fn spawn_detached(
+pub(crate) fn spawn_detached(
     exe: &Path,
     args: &[String],
     envs: &[(&str, &str)],

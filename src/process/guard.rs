@@ -127,7 +127,7 @@ pub fn start() -> io::Result<()> {
 }
 
 /// The guard's pid, if this pk has one.
-pub fn pid() -> Option<u32> {
+pub(crate) fn pid() -> Option<u32> {
     LINK.get().map(|link| link.pid)
 }
 
@@ -162,7 +162,7 @@ fn send(link: &Link, bytes: &[u8]) {
 
 /// Tells the guard the control socket pk bound and the lock file beside it (both removed if
 /// pk dies).
-pub fn note_socket(path: &Path, lock: &Path) {
+pub(crate) fn note_socket(path: &Path, lock: &Path) {
     note(Note::Socket(path));
     note(Note::Lock(lock));
 }

@@ -25,7 +25,7 @@ pub(crate) struct ProcStat {
 }
 
 /// This boot's id, or `None` where the kernel does not say.
-pub fn boot_id() -> Option<String> {
+pub(crate) fn boot_id() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .ok()
         .map(|s| s.trim().to_owned())
@@ -52,12 +52,12 @@ pub(crate) fn stat(pid: i32) -> Option<ProcStat> {
 }
 
 /// The start time of `pid`, if it exists.
-pub fn start_time(pid: i32) -> Option<u64> {
+pub(crate) fn start_time(pid: i32) -> Option<u64> {
     stat(pid).map(|s| s.start)
 }
 
 /// Whether `pid` is still the process that started at `start` (and has not exited).
-pub fn is_same_live(pid: i32, start: u64) -> bool {
+pub(crate) fn is_same_live(pid: i32, start: u64) -> bool {
     stat(pid).is_some_and(|s| s.start == start && s.state != 'Z')
 }
 

@@ -31,7 +31,7 @@ use super::{Containment, cgroup};
 
 /// What a run leaves on disk while it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunRecord {
+pub(crate) struct RunRecord {
     pub pid: u32,
     /// pk's start time (clock ticks after boot).
     pub start: u64,
@@ -50,7 +50,7 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    pub fn of(containment: &Containment, config: &Path) -> RunRecord {
+    pub(crate) fn of(containment: &Containment, config: &Path) -> RunRecord {
         let pid = std::process::id();
         RunRecord {
             pid,
@@ -65,7 +65,7 @@ impl RunRecord {
     }
 
     /// Writes the record atomically, readable and writable by pk's user only.
-    pub fn write(&self, path: &Path) -> io::Result<()> {
+    pub(crate) fn write(&self, path: &Path) -> io::Result<()> {
         use std::io::Write as _;
         let tmp = path.with_extension("tmp");
         // A stale temp file (of a killed pk) could have another mode; start afresh.
@@ -82,7 +82,7 @@ impl RunRecord {
 
     /// Reads a record pk wrote; `PermissionDenied` for a file pk cannot have written (another
     /// owner, writable by others, not a regular file), `InvalidData` for one it cannot parse.
-    pub fn read(path: &Path) -> io::Result<RunRecord> {
+    pub(crate) fn read(path: &Path) -> io::Result<RunRecord> {
         use std::io::Read as _;
         let mut file = std::fs::OpenOptions::new()
             .read(true)
@@ -118,7 +118,7 @@ impl RunRecord {
     }
 
     /// Whether the record belongs to this boot.
-    pub fn this_boot(&self) -> bool {
+    pub(crate) fn this_boot(&self) -> bool {
         match (&self.boot_id, identity::boot_id()) {
             (Some(recorded), Some(now)) => *recorded == now,
             // Without a boot id the start-time checks alone decide.
@@ -127,7 +127,7 @@ impl RunRecord {
     }
 
     /// Whether the pk that wrote this record still runs (same pid, same start, same boot).
-    pub fn owner_alive(&self) -> bool {
+    pub(crate) fn owner_alive(&self) -> bool {
         self.this_boot()
             && i32::try_from(self.pid).is_ok_and(|pid| identity::is_same_live(pid, self.start))
     }
@@ -182,7 +182,7 @@ fn is_run_cgroup_of(dir: &Path, owner: u32) -> bool {
 }
 
 /// Whether `pid` is a live process (a zombie is not).
-pub fn is_running(pid: u32) -> bool {
+pub(crate) fn is_running(pid: u32) -> bool {
     i32::try_from(pid)
         .ok()
         .and_then(identity::stat)
@@ -207,7 +207,7 @@ const KILL_ROUNDS: usize = 8;
 const KILL_WAIT: Duration = Duration::from_secs(2);
 
 impl Remains {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.cgroups.is_empty()
             && self.groups.is_empty()
             && self.adopted.is_empty()
@@ -217,7 +217,7 @@ impl Remains {
     /// SIGKILLs everything of the run (identity-checked, see the module header), waits (bounded)
     /// until it is gone, and removes the cgroups. Returns how many processes were killed.
     /// Blocking; safe to run twice or concurrently with another cleaner.
-    pub fn kill(&self) -> usize {
+    pub(crate) fn kill(&self) -> usize {
         let mut killed = 0;
         for dir in &self.cgroups {
             killed += cgroup::count_procs(dir);
@@ -290,7 +290,7 @@ impl Remains {
 
 /// What `reap` found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reaped {
+pub(crate) struct Reaped {
     /// The dead pk that left the trees.
     pub owner: u32,
     /// Processes that were still alive and are now killed.
@@ -301,7 +301,7 @@ pub struct Reaped {
 /// If `record_path` holds the record of a run whose pk is gone, kills whatever that run left,
 /// removes its run cgroup and the record, and says what it did. A live owner's record is left
 /// alone; a record pk cannot have written is an error and is left alone too.
-pub fn reap(record_path: &Path) -> io::Result<Option<Reaped>> {
+pub(crate) fn reap(record_path: &Path) -> io::Result<Option<Reaped>> {
     let record = match RunRecord::read(record_path) {
         Ok(r) => r,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),

@@ -18,7 +18,7 @@ mod detach;
 mod escalate;
 pub mod guard;
 pub mod identity;
-pub mod leftovers;
+pub(crate) mod leftovers;
 mod pgroup;
 mod pool;
 mod pty;
@@ -43,16 +43,17 @@ use rustix::process::{Pid, Signal};
 use tokio::net::unix::pipe::Receiver;
 
 use self::cgroup::RunCgroup;
-pub use self::detach::spawn_detached;
+pub(crate) use self::detach::spawn_detached;
 use self::escalate::Drainable;
 use self::pgroup::GroupRegistry;
-pub use self::pty::{Pty, WinSize};
+pub(crate) use self::pty::Pty;
+pub use self::pty::WinSize;
 use self::spawn::Placement;
 pub use self::spawner::{spawner_pid, start as start_spawner, stop as stop_spawner};
 pub use self::vfork::raise_fd_limit;
 
 /// Environment variable that forces the process-group fallback when set to `pgroup`.
-pub const CONTAINMENT_ENV: &str = "PK_CONTAINMENT";
+pub(crate) const CONTAINMENT_ENV: &str = "PK_CONTAINMENT";
 
 /// Which mechanism contains the trees of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +100,7 @@ pub struct Containment {
 
 /// A `SpawnSpec` that owns its data, to hand to another thread.
 #[derive(Debug, Clone)]
-pub struct OwnedSpawnSpec {
+pub(crate) struct OwnedSpawnSpec {
     pub stages: Vec<Vec<String>>,
     pub cwd: PathBuf,
     pub env: BTreeMap<String, String>,
@@ -201,7 +202,7 @@ impl Containment {
     /// Keeps a `RunRecord` of this run at `path` (written now, before anything is spawned, and
     /// rewritten whenever a new process group is spawned) so that a later pk can clean up if
     /// this one is killed with SIGKILL, and tells pk's guard (if any) what to clean.
-    pub fn keep_record(&self, path: &Path, config: &Path) -> io::Result<()> {
+    pub(crate) fn keep_record(&self, path: &Path, config: &Path) -> io::Result<()> {
         match &self.backend {
             Backend::Cgroup(run) => guard::note(guard::Note::Cgroup(&run.dir)),
             Backend::ProcessGroups { marker, .. } => guard::note(guard::Note::Marker(marker)),
@@ -216,7 +217,7 @@ impl Containment {
     }
 
     /// Removes the run record (on a clean exit).
-    pub fn drop_record(&self) {
+    pub(crate) fn drop_record(&self) {
         if let Some((path, _)) = self
             .record
             .lock()
@@ -230,7 +231,7 @@ impl Containment {
 
     /// The process groups spawned so far and not known gone, with their leaders' start times
     /// (process-group backend).
-    pub fn process_groups_spawned(&self) -> Vec<(i32, u64)> {
+    pub(crate) fn process_groups_spawned(&self) -> Vec<(i32, u64)> {
         match &self.backend {
             Backend::Cgroup(_) => Vec::new(),
             Backend::ProcessGroups { groups, .. } => groups.snapshot(),
@@ -276,7 +277,7 @@ impl Containment {
     /// The run cgroup's directory, when the cgroup backend is in use.
     /// The cgroup directory of leaf `leaf` (see `leaf_name`), whether or not it exists yet;
     /// None with process groups.
-    pub fn leaf_dir(&self, leaf: &str) -> Option<PathBuf> {
+    pub(crate) fn leaf_dir(&self, leaf: &str) -> Option<PathBuf> {
         let run = self.run_cgroup()?;
         cgroup::leaf_dir_name(leaf).ok().map(|name| run.join(name))
     }
@@ -291,7 +292,7 @@ impl Containment {
     /// `spawn` on one of the containment's long-lived spawner threads, so the caller's runtime
     /// worker is not blocked while the children fork and exec. Must be called within a tokio
     /// runtime (the pool enters the one it is first used from).
-    pub async fn spawn_async(
+    pub(crate) async fn spawn_async(
         self: &Arc<Self>,
         leaf: String,
         spec: OwnedSpawnSpec,
@@ -398,7 +399,7 @@ impl Containment {
     /// run that left their service's group (adopted orphans, and anything else carrying the
     /// run marker) get SIGTERM, up to `grace` to exit, then SIGKILL. Returns how many there
     /// were. Under cgroups nothing escapes a stopped service's leaf: returns 0.
-    pub async fn stop_escapees(&self, grace: Duration) -> usize {
+    pub(crate) async fn stop_escapees(&self, grace: Duration) -> usize {
         let Backend::ProcessGroups { marker, .. } = &self.backend else {
             return 0;
         };

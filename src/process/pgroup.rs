@@ -40,18 +40,18 @@ impl GroupRegistry {
     }
 
     /// Registers group `pgid` whose leader started at `start` (clock ticks after boot).
-    pub fn insert(&self, pgid: Pid, start: u64) {
+    pub(super) fn insert(&self, pgid: Pid, start: u64) {
         let pgid = pgid.as_raw_nonzero().get();
         self.live().insert(pgid, start);
         super::guard::note(super::guard::Note::Group { pgid, start });
     }
 
     /// The groups not yet known to be gone, with their leaders' start times.
-    pub fn snapshot(&self) -> Vec<(i32, u64)> {
+    pub(super) fn snapshot(&self) -> Vec<(i32, u64)> {
         self.live().iter().map(|(&g, &s)| (g, s)).collect()
     }
 
-    pub fn remove(&self, pgid: Pid) {
+    pub(super) fn remove(&self, pgid: Pid) {
         let pgid = pgid.as_raw_nonzero().get();
         if self.live().remove(&pgid).is_some() {
             super::guard::note(super::guard::Note::GroupGone(pgid));
@@ -59,7 +59,7 @@ impl GroupRegistry {
     }
 
     /// SIGKILLs every registered group, forgetting those that turn out to be gone.
-    pub fn kill_all(&self) {
+    pub(super) fn kill_all(&self) {
         self.live().retain(|&raw, _| {
             let Some(pgid) = Pid::from_raw(raw) else {
                 return false;

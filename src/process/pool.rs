@@ -20,7 +20,7 @@ pub(crate) struct Pool {
 
 impl Pool {
     /// Starts the pool on the current tokio runtime. Must be called within one.
-    pub fn start() -> Pool {
+    pub(super) fn start() -> Pool {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = std::sync::Arc::new(Mutex::new(rx));
         let runtime = tokio::runtime::Handle::current();
@@ -57,7 +57,10 @@ impl Pool {
     }
 
     /// Runs `job` on a pool thread; resolves with its result.
-    pub async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> T {
+    pub(super) async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let boxed: Job = Box::new(move || {
             // The caller may have stopped waiting; the result is then moot.

@@ -23,13 +23,13 @@ pub struct WinSize {
 
 impl WinSize {
     /// What a service gets when pk has no terminal to follow: 120 columns, 24 rows.
-    pub const DEFAULT: WinSize = WinSize {
+    pub(crate) const DEFAULT: WinSize = WinSize {
         rows: 24,
         cols: 120,
     };
 
     /// The size of the terminal on `fd`, if it is one.
-    pub fn of_terminal(fd: impl AsFd) -> Option<WinSize> {
+    pub(crate) fn of_terminal(fd: impl AsFd) -> Option<WinSize> {
         let ws = rustix::termios::tcgetwinsize(fd).ok()?;
         (ws.ws_col > 0 && ws.ws_row > 0).then_some(WinSize {
             rows: ws.ws_row,
@@ -55,12 +55,13 @@ pub struct Pty {
 }
 
 impl Pty {
-    pub fn resize(&self, size: WinSize) -> io::Result<()> {
+    pub(crate) fn resize(&self, size: WinSize) -> io::Result<()> {
         Ok(rustix::termios::tcsetwinsize(&self.master, size.winsize())?)
     }
 
     /// The window size the service sees now.
-    pub fn size(&self) -> io::Result<WinSize> {
+    #[cfg(test)]
+    pub(crate) fn size(&self) -> io::Result<WinSize> {
         let ws = rustix::termios::tcgetwinsize(&self.master)?;
         Ok(WinSize {
             rows: ws.ws_row,

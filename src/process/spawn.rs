@@ -45,14 +45,14 @@ pub(crate) enum StageChild {
 }
 
 impl StageChild {
-    pub async fn wait(&mut self) -> io::Result<std::process::ExitStatus> {
+    pub(super) async fn wait(&mut self) -> io::Result<std::process::ExitStatus> {
         match self {
             StageChild::Tokio(c) => c.wait().await,
             StageChild::Pidfd(c) => c.wait().await,
         }
     }
 
-    pub fn try_wait(&mut self) -> io::Result<Option<std::process::ExitStatus>> {
+    pub(super) fn try_wait(&mut self) -> io::Result<Option<std::process::ExitStatus>> {
         match self {
             StageChild::Tokio(c) => c.try_wait(),
             StageChild::Pidfd(c) => c.try_wait(),

@@ -161,13 +161,16 @@ impl Spawner {
     }
 
     /// The spawner's pid.
-    pub fn pid(&self) -> u32 {
+    pub(super) fn pid(&self) -> u32 {
         self.pid.unsigned_abs()
     }
 
     /// Starts `req` in the spawner; returns once the program has exec'd (or why it could not).
     /// `Err(Ok(_))` asks the caller to spawn in-process.
-    pub fn spawn(&self, req: &Request<'_>) -> Result<PidfdChild, Result<Unavailable, io::Error>> {
+    pub(super) fn spawn(
+        &self,
+        req: &Request<'_>,
+    ) -> Result<PidfdChild, Result<Unavailable, io::Error>> {
         let message = encode(req).ok_or(Ok(Unavailable::TooBig))?;
         let mut fds: Vec<RawFd> = req.stdio.iter().map(AsRawFd::as_raw_fd).collect();
         if let Some(procs) = &req.procs {

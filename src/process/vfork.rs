@@ -83,7 +83,7 @@ unsafe impl Send for ChildStack {}
 const STACK_SIZE: usize = 64 * 1024;
 
 impl ChildStack {
-    pub fn new() -> io::Result<ChildStack> {
+    pub(super) fn new() -> io::Result<ChildStack> {
         let guard = rustix::param::page_size();
         let len = STACK_SIZE + guard;
         // SAFETY: a fresh anonymous private mapping; checked below.
@@ -110,7 +110,7 @@ impl ChildStack {
 
     /// The initial stack pointer: the top of the mapping, 16-aligned (stacks grow down on every
     /// Linux target pk supports).
-    pub fn top(&self) -> *mut c_void {
+    pub(super) fn top(&self) -> *mut c_void {
         let top = self.base as usize + self.len;
         (top & !15) as *mut c_void
     }
@@ -179,7 +179,7 @@ pub(super) struct Prepared {
 pub(super) const SH: &std::ffi::CStr = c"/bin/sh";
 
 impl Prepared {
-    pub fn new(
+    pub(super) fn new(
         program: &Path,
         argv: &[String],
         env: &std::collections::BTreeMap<String, String>,
@@ -462,12 +462,12 @@ impl PidfdChild {
         }
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(super) fn pid(&self) -> u32 {
         self.pid
     }
 
     /// Reaps the child if it has exited.
-    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+    pub(super) fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
         if let Some(status) = self.status {
             return Ok(Some(status));
         }
@@ -483,7 +483,7 @@ impl PidfdChild {
     }
 
     /// Waits until the child exits and reaps it. Cancel-safe.
-    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+    pub(super) async fn wait(&mut self) -> io::Result<ExitStatus> {
         loop {
             if let Some(status) = self.try_wait()? {
                 return Ok(status);

@@ -24,7 +24,7 @@ const OUTPUT_DRAIN: Duration = Duration::from_millis(200);
 
 /// A fact a supervisor (or its probe loop) reports about its spawn generation.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Report {
+pub(crate) enum Report {
     Spawned {
         pids: Vec<u32>,
     },
@@ -50,11 +50,11 @@ pub enum Report {
 }
 
 /// Where supervisors send their reports: `(service, generation, report)`.
-pub type ReportFn = dyn Fn(ServiceId, u64, Report) + Send + Sync;
+pub(crate) type ReportFn = dyn Fn(ServiceId, u64, Report) + Send + Sync;
 
 /// A request from the runtime to a supervisor.
 #[derive(Debug, Clone, Copy)]
-pub enum Control {
+pub(crate) enum Control {
     /// Shutdown command, then the signal; the engine's deadline comes as `Kill`.
     Stop {
         signal: StopSignal,
@@ -65,7 +65,7 @@ pub enum Control {
 }
 
 /// What every supervisor needs; shared by the runtime.
-pub struct Context {
+pub(crate) struct Context {
     pub plan: Arc<Plan>,
     pub containment: Arc<Containment>,
     /// Delivers reports to the engine (in order with everything else it is told).
@@ -79,13 +79,13 @@ pub struct Context {
 }
 
 /// The runtime's handle on one supervisor task.
-pub struct Supervisor {
+pub(crate) struct Supervisor {
     pub generation: u64,
     control: mpsc::UnboundedSender<Control>,
 }
 
 impl Supervisor {
-    pub fn start(ctx: &Arc<Context>, service: ServiceId, generation: u64) -> Supervisor {
+    pub(crate) fn start(ctx: &Arc<Context>, service: ServiceId, generation: u64) -> Supervisor {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(supervise(Arc::clone(ctx), service, generation, rx));
         Supervisor {
@@ -94,7 +94,7 @@ impl Supervisor {
         }
     }
 
-    pub fn send(&self, control: Control) {
+    pub(crate) fn send(&self, control: Control) {
         // A supervisor that already reported its exit needs no more requests.
         let _ = self.control.send(control);
     }
@@ -108,7 +108,7 @@ fn reporter(ctx: &Context, service: ServiceId, generation: u64) -> impl Fn(Repor
 }
 
 /// The argv of every stage of a service's run spec.
-pub fn stages(run: &RunSpec) -> Vec<Vec<String>> {
+pub(crate) fn stages(run: &RunSpec) -> Vec<Vec<String>> {
     match run {
         RunSpec::Command(cmd) => vec![command_argv(cmd)],
         RunSpec::Pipeline(stages) => stages.clone(),
@@ -444,7 +444,7 @@ fn started_text(pids: &[u32]) -> String {
 }
 
 /// The exit of a pipeline under `pipefail`: the last stage that failed decides.
-pub fn pipefail(stages: &[Vec<String>], statuses: &[std::process::ExitStatus]) -> ExitInfo {
+pub(crate) fn pipefail(stages: &[Vec<String>], statuses: &[std::process::ExitStatus]) -> ExitInfo {
     let statuses: Vec<ExitStatus> = statuses.iter().copied().map(ExitStatus::from_std).collect();
     if statuses.len() <= 1 {
         return ExitInfo::new(statuses.first().copied().unwrap_or(ExitStatus::Code(0)));

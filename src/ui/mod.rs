@@ -2,7 +2,7 @@
 //!
 //! Invariant: the UI never changes service state; it turns input into intents only.
 
-pub mod plain;
+pub(crate) mod plain;
 pub mod tui;
 
 use std::thread::JoinHandle;
@@ -11,7 +11,7 @@ use crate::engine::EngineHandle;
 
 /// The renderer `pk up` runs: the plain printer, or the dashboard (which needs the engine's
 /// handle before it can start).
-pub enum Renderer {
+pub(crate) enum Renderer {
     /// Ends with the first error writing stdout, if any.
     Plain(JoinHandle<std::io::Result<()>>),
     Pending(tui::PendingTui),
@@ -21,7 +21,7 @@ pub enum Renderer {
 impl Renderer {
     /// Gives the dashboard its engine and starts it; the plain printer runs already.
     #[must_use]
-    pub fn attach(self, engine: EngineHandle) -> Renderer {
+    pub(crate) fn attach(self, engine: EngineHandle) -> Renderer {
         match self {
             Renderer::Pending(p) => Renderer::Dashboard(p.start(engine)),
             other => other,
@@ -30,7 +30,7 @@ impl Renderer {
 
     /// Waits until the renderer has shown everything (after `LogEvent::End`); Err if output
     /// was lost (stdout could not be written, or the renderer panicked).
-    pub fn join(self) -> std::io::Result<()> {
+    pub(crate) fn join(self) -> std::io::Result<()> {
         let panicked = |_| Err(std::io::Error::other("the renderer panicked"));
         match self {
             Renderer::Plain(t) => t.join().unwrap_or_else(panicked),
@@ -45,7 +45,7 @@ impl Renderer {
 
 /// `--color auto|always|never`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ColorChoice {
+pub(crate) enum ColorChoice {
     Auto,
     Always,
     Never,
@@ -53,7 +53,7 @@ pub enum ColorChoice {
 
 impl ColorChoice {
     /// Whether to colour output going to stdout (`auto`: a terminal and no `NO_COLOR`).
-    pub fn enabled(self) -> bool {
+    pub(crate) fn enabled(self) -> bool {
         match self {
             ColorChoice::Always => true,
             ColorChoice::Never => false,

@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use crate::logs::{LogEvent, LogReceiver, OutputGate};
 use crate::vocab::service_colour;
 
-pub struct PlainPrinter {
+pub(crate) struct PlainPrinter {
     prefixes: Vec<Vec<u8>>,
     notice_prefixes: Vec<Vec<u8>>,
     pk_notice: Vec<u8>,
@@ -31,7 +31,7 @@ pub struct PlainPrinter {
 }
 
 impl PlainPrinter {
-    pub fn new(names: &[String], color: bool) -> PlainPrinter {
+    pub(crate) fn new(names: &[String], color: bool) -> PlainPrinter {
         let width = names.iter().map(String::len).max().unwrap_or(0).max(2);
         let pad = |name: &str, sep: char, colour: Option<u8>| -> Vec<u8> {
             let text = format!("{name:<width$} {sep} ");
@@ -64,27 +64,27 @@ impl PlainPrinter {
     /// Which services write for a terminal (`tty: true`): without colours, their lines are
     /// printed as the dashboard shows them, every escape sequence removed.
     #[must_use]
-    pub fn terminal_output(mut self, services: Vec<bool>) -> PlainPrinter {
+    pub(crate) fn terminal_output(mut self, services: Vec<bool>) -> PlainPrinter {
         self.terminal_output = services;
         self
     }
 
     /// The output goes to a terminal: drop a service's escape sequences other than colours.
     #[must_use]
-    pub fn terminal(mut self, yes: bool) -> PlainPrinter {
+    pub(crate) fn terminal(mut self, yes: bool) -> PlainPrinter {
         self.neutralise = yes;
         self
     }
 
     /// Print lifecycle lines only, not service output.
     #[must_use]
-    pub fn notices_only(mut self, yes: bool) -> PlainPrinter {
+    pub(crate) fn notices_only(mut self, yes: bool) -> PlainPrinter {
         self.notices_only = yes;
         self
     }
 
     /// Appends the rendering of `event` to `out`.
-    pub fn render(&self, event: &LogEvent, out: &mut Vec<u8>) {
+    pub(crate) fn render(&self, event: &LogEvent, out: &mut Vec<u8>) {
         match event {
             LogEvent::Output { .. } if self.notices_only => {}
             LogEvent::Output { service, data, .. } => {
@@ -113,7 +113,7 @@ impl PlainPrinter {
 
     /// Appends one line (without its `\n`): output of `service`, or a lifecycle line
     /// (`notice`; `service` None: about pk itself).
-    pub fn render_line(
+    pub(crate) fn render_line(
         &self,
         service: Option<usize>,
         notice: bool,
@@ -142,7 +142,7 @@ impl PlainPrinter {
 
     /// Prints events to stdout on a dedicated thread until `LogEvent::End` (or every sender is
     /// gone); see `print`.
-    pub fn spawn(
+    pub(crate) fn spawn(
         self,
         events: LogReceiver,
         gate: OutputGate,
@@ -157,7 +157,7 @@ impl PlainPrinter {
     /// Writes events to `out` until `LogEvent::End` (or every sender is gone), giving output
     /// bytes back to `gate` once written. The first write error is said on stderr, sent on
     /// `failed` and returned at the end; events are then discarded (and their bytes given back).
-    pub fn print(
+    pub(crate) fn print(
         &self,
         mut events: LogReceiver,
         out: &mut impl Write,

@@ -27,7 +27,7 @@ pub enum CommandSpec {
 
 impl CommandSpec {
     /// A short human form for lifecycle lines.
-    pub fn display(&self) -> String {
+    pub(crate) fn display(&self) -> String {
         match self {
             CommandSpec::Shell(s) => s.clone(),
             CommandSpec::Argv(v) => v.join(" "),
@@ -36,7 +36,7 @@ impl CommandSpec {
 }
 
 /// The argv that runs `cmd`.
-pub fn command_argv(cmd: &CommandSpec) -> Vec<String> {
+pub(crate) fn command_argv(cmd: &CommandSpec) -> Vec<String> {
     match cmd {
         CommandSpec::Shell(s) => shell_argv(s),
         CommandSpec::Argv(v) => v.clone(),

@@ -6,17 +6,17 @@ use super::signal::signal_name;
 
 /// How a service's process tree (or one process) ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
+pub(crate) enum ExitStatus {
     Code(i32),
     Signal(i32),
 }
 
 impl ExitStatus {
-    pub fn success(self) -> bool {
+    pub(crate) fn success(self) -> bool {
         self == ExitStatus::Code(0)
     }
 
-    pub fn from_std(status: std::process::ExitStatus) -> ExitStatus {
+    pub(crate) fn from_std(status: std::process::ExitStatus) -> ExitStatus {
         use std::os::unix::process::ExitStatusExt;
         match (status.code(), status.signal()) {
             (Some(code), _) => ExitStatus::Code(code),
@@ -37,7 +37,7 @@ impl fmt::Display for ExitStatus {
 
 /// An exit with, for pipelines, the stage that decided it (pipefail).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExitInfo {
+pub(crate) struct ExitInfo {
     pub status: ExitStatus,
     /// `(index from 1, program)` of the pipeline stage whose status this is.
     pub stage: Option<(usize, String)>,
@@ -46,7 +46,7 @@ pub struct ExitInfo {
 }
 
 impl ExitInfo {
-    pub fn new(status: ExitStatus) -> ExitInfo {
+    pub(crate) fn new(status: ExitStatus) -> ExitInfo {
         ExitInfo {
             status,
             stage: None,
@@ -54,12 +54,12 @@ impl ExitInfo {
         }
     }
 
-    pub fn success(&self) -> bool {
+    pub(crate) fn success(&self) -> bool {
         self.status.success() || self.allowed
     }
 
     /// The code a shell would report: the exit code, or 128 + the signal.
-    pub fn code(&self) -> i32 {
+    pub(crate) fn code(&self) -> i32 {
         match self.status {
             ExitStatus::Code(c) => c,
             ExitStatus::Signal(n) => 128 + n,

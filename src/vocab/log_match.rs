@@ -5,14 +5,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use regex::bytes::Regex;
 use tokio::sync::Notify;
 
-pub struct LogMatcher {
+pub(crate) struct LogMatcher {
     regex: Regex,
     seen: AtomicBool,
     notify: Notify,
 }
 
 impl LogMatcher {
-    pub fn new(regex: &regex::Regex) -> LogMatcher {
+    pub(crate) fn new(regex: &regex::Regex) -> LogMatcher {
         LogMatcher {
             // The pattern already compiled as a str regex; the bytes flavour accepts it too.
             regex: Regex::new(regex.as_str()).expect("a valid regex stays valid"),
@@ -22,7 +22,7 @@ impl LogMatcher {
     }
 
     /// Scans a chunk of complete lines.
-    pub fn feed(&self, chunk: &[u8]) {
+    pub(crate) fn feed(&self, chunk: &[u8]) {
         if !self.seen.load(Ordering::Relaxed)
             && chunk
                 .split(|&b| b == b'\n')
@@ -34,12 +34,12 @@ impl LogMatcher {
     }
 
     /// Resolves once a line has matched (immediately if one matched unobserved).
-    pub async fn matched(&self) {
+    pub(crate) async fn matched(&self) {
         self.notify.notified().await;
     }
 
     /// Whether a line matched since the last call.
-    pub fn take_seen(&self) -> bool {
+    pub(crate) fn take_seen(&self) -> bool {
         self.seen.swap(false, Ordering::Relaxed)
     }
 }

@@ -12,12 +12,14 @@ mod service;
 mod signal;
 mod time;
 
-pub use command::{CommandSpec, command_argv, shell_argv};
-pub use exit::{ExitInfo, ExitStatus};
-pub use log_match::LogMatcher;
-pub use palette::service_colour;
-pub use service::{
-    Condition, ProbeCheck, Progress, RestartPolicy, ServiceId, State, Verdict, meets,
-};
-pub use signal::{StopSignal, signal_name, stop_signals};
-pub use time::{fmt_duration, now_ms};
+pub(crate) use command::command_argv;
+pub use command::{CommandSpec, shell_argv};
+pub(crate) use exit::{ExitInfo, ExitStatus};
+pub(crate) use log_match::LogMatcher;
+pub(crate) use palette::service_colour;
+pub use service::{Condition, ProbeCheck, RestartPolicy, State};
+pub(crate) use service::{Progress, ServiceId, Verdict, meets};
+pub use signal::StopSignal;
+pub(crate) use signal::stop_signals;
+pub(crate) use time::fmt_duration;
+pub use time::now_ms;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::command::CommandSpec;
 
 /// Index of a service in `Plan::services`.
-pub type ServiceId = usize;
+pub(crate) type ServiceId = usize;
 
 /// What a dependent waits for (`depends_on: { db: healthy }`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,6 +48,9 @@ pub enum ProbeCheck {
         path: String,
         /// Accepted statuses; empty means any 2xx or 3xx.
         status: Vec<u16>,
+        /// Extra request headers (name, value), sent in this order; checked at load to be a
+        /// header token and a value without CR/LF.
+        headers: Vec<(String, String)>,
     },
     /// `host:port` as written; resolved at probe time.
     Tcp {
@@ -58,7 +61,7 @@ pub enum ProbeCheck {
 
 impl ProbeCheck {
     /// `tcp 127.0.0.1:5432`, `http http://127.0.0.1:8080/health`, `exec ./check.sh`, `log /ready/`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             ProbeCheck::Tcp { address } => format!("tcp {address}"),
             ProbeCheck::Http {
@@ -110,7 +113,7 @@ pub enum State {
 
 impl State {
     /// Every state, in the order the dashboard counts them.
-    pub const ALL: [State; 14] = [
+    pub(crate) const ALL: [State; 14] = [
         State::Running,
         State::Healthy,
         State::Starting,
@@ -128,7 +131,7 @@ impl State {
     ];
 
     /// The state word: `pending`, `healthy`, …
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             State::Inactive => "inactive",
             State::Pending => "pending",
@@ -148,18 +151,18 @@ impl State {
     }
 
     /// A process tree exists (or is being created): `starting`, `running`, `healthy`.
-    pub fn is_up(self) -> bool {
+    pub(crate) fn is_up(self) -> bool {
         matches!(self, State::Starting | State::Running | State::Healthy)
     }
 
     /// Something is still to happen without a new request: up, stopping, pending or restarting.
-    pub fn is_active(self) -> bool {
+    pub(crate) fn is_active(self) -> bool {
         self.is_up() || matches!(self, State::Pending | State::Stopping | State::Restarting)
     }
 
     /// Ended without success and nothing more will happen: `failed`, `crashed`, `exited`,
     /// `timed out`, `skipped`.
-    pub fn is_failure(self) -> bool {
+    pub(crate) fn is_failure(self) -> bool {
         matches!(
             self,
             State::Failed | State::Crashed | State::Exited | State::TimedOut | State::Skipped
@@ -170,7 +173,7 @@ impl State {
 /// What a condition is judged on: a service's state plus the two facts the state word does
 /// not carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
+pub(crate) struct Progress {
     pub state: State,
     /// The current run's tree has been spawned (its pids are known).
     pub spawned: bool,
@@ -180,7 +183,7 @@ pub struct Progress {
 
 /// Whether a condition holds now, may hold later, or never will without a new request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Met,
     Wait,
     Never,
@@ -190,7 +193,7 @@ pub enum Verdict {
 /// dependency gate, `pk wait` / `pk start` / `pk restart` and what the dashboard shows as
 /// "waiting for".
 #[expect(clippy::match_same_arms, reason = "arms are ordered by precedence")]
-pub fn meets(progress: Progress, condition: Condition) -> Verdict {
+pub(crate) fn meets(progress: Progress, condition: Condition) -> Verdict {
     use Condition as C;
     use State as S;
     match (progress.state, condition) {

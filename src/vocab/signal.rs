@@ -38,7 +38,7 @@ const SIGNALS: &[(&str, i32, bool)] = &[
 ];
 
 /// The signals a service may be stopped (or, by a watch, signalled) with.
-pub fn stop_signals() -> impl Iterator<Item = StopSignal> {
+pub(crate) fn stop_signals() -> impl Iterator<Item = StopSignal> {
     SIGNALS
         .iter()
         .filter(|(_, _, stop)| *stop)
@@ -46,7 +46,7 @@ pub fn stop_signals() -> impl Iterator<Item = StopSignal> {
 }
 
 /// `SIGTERM` for 15; `signal 42` for a number without a name here.
-pub fn signal_name(sig: i32) -> String {
+pub(super) fn signal_name(sig: i32) -> String {
     match SIGNALS.iter().find(|(_, n, _)| *n == sig) {
         Some((name, _, _)) => format!("SIG{name}"),
         None => format!("signal {sig}"),

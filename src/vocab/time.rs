@@ -13,7 +13,7 @@ pub fn now_ms() -> u64 {
 }
 
 /// `250ms`, `1.5s`, `10s`, `1m30s`.
-pub fn fmt_duration(d: Duration) -> String {
+pub(crate) fn fmt_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms < 1000 {
         format!("{ms}ms")

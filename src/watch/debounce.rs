@@ -18,13 +18,13 @@ use crate::vocab::ServiceId;
 const MAX_PATHS: usize = 10_000;
 
 /// The longest a burst can delay its action: 10 × `debounce`, at least 1 s.
-pub fn max_wait(debounce: Duration) -> Duration {
+pub(crate) fn max_wait(debounce: Duration) -> Duration {
     (debounce * 10).max(Duration::from_secs(1))
 }
 
 /// A relevant change, as reported by the watcher thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
+pub(crate) struct Change {
     pub service: ServiceId,
     /// Relative to the config directory where possible.
     pub path: PathBuf,
@@ -32,7 +32,7 @@ pub struct Change {
 
 /// The changes of one burst for one service.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch {
+pub(crate) struct Batch {
     pub first: PathBuf,
     /// Distinct paths after `first`.
     pub more: usize,
@@ -40,7 +40,7 @@ pub struct Batch {
 
 impl Batch {
     /// `src/main.rs changed (+3 more)`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let first = self.first.display();
         match self.more {
             0 => format!("{first} changed"),
@@ -60,21 +60,21 @@ struct Pending {
 
 /// Per-service trailing debounce with a maximum wait.
 #[derive(Debug)]
-pub struct Debouncer {
+pub(crate) struct Debouncer {
     debounce: Vec<Duration>,
     pending: BTreeMap<ServiceId, Pending>,
 }
 
 impl Debouncer {
     /// `debounce[service]`: that service's quiet period.
-    pub fn new(debounce: Vec<Duration>) -> Debouncer {
+    pub(crate) fn new(debounce: Vec<Duration>) -> Debouncer {
         Debouncer {
             debounce,
             pending: BTreeMap::new(),
         }
     }
 
-    pub fn record(&mut self, change: Change, now: Instant) {
+    pub(crate) fn record(&mut self, change: Change, now: Instant) {
         let p = self
             .pending
             .entry(change.service)
@@ -101,12 +101,12 @@ impl Debouncer {
     }
 
     /// When the next batch is due, if any is pending.
-    pub fn deadline(&self) -> Option<Instant> {
+    pub(crate) fn deadline(&self) -> Option<Instant> {
         self.pending.iter().map(|(s, p)| self.due_at(*s, p)).min()
     }
 
     /// Takes every batch due at `now`.
-    pub fn take_due(&mut self, now: Instant) -> Vec<(ServiceId, Batch)> {
+    pub(crate) fn take_due(&mut self, now: Instant) -> Vec<(ServiceId, Batch)> {
         let due: Vec<ServiceId> = self
             .pending
             .iter()
@@ -129,7 +129,7 @@ impl Debouncer {
 }
 
 /// Debounces `changes` until the channel closes; calls `fire` for every batch that is due.
-pub async fn run(
+pub(crate) async fn run(
     mut debouncer: Debouncer,
     mut changes: mpsc::UnboundedReceiver<Change>,
     mut fire: impl FnMut(ServiceId, Batch),

@@ -16,10 +16,10 @@ use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use crate::plan::WatchSpec;
 
 /// Directories never watched: version control, and pk's own state and log directory.
-pub const BUILTIN_DIRS: &[&str] = &[".git", ".hg", ".svn", ".jj", ".pk"];
+pub(crate) const BUILTIN_DIRS: &[&str] = &[".git", ".hg", ".svn", ".jj", ".pk"];
 
 /// Editor swap, backup and probe files (vim, emacs, macOS), never a change worth a restart.
-pub fn is_builtin_ignored_name(name: &str) -> bool {
+pub(crate) fn is_builtin_ignored_name(name: &str) -> bool {
     BUILTIN_DIRS.contains(&name)
         || name == "4913"
         || name == ".DS_Store"
@@ -33,7 +33,7 @@ pub fn is_builtin_ignored_name(name: &str) -> bool {
 
 /// One resolved entry of `watch.paths`.
 #[derive(Debug)]
-pub struct Root {
+pub(crate) struct Root {
     /// A file or directory (for a glob: the directory before its first glob component).
     pub path: PathBuf,
     glob: Option<GlobMatcher>,
@@ -44,7 +44,7 @@ pub struct Root {
 
 /// The filter of one service.
 #[derive(Debug)]
-pub struct ServiceFilter {
+pub(crate) struct ServiceFilter {
     pub roots: Vec<Root>,
     /// `ignore:` patterns, rooted at the config directory.
     patterns: Gitignore,
@@ -55,7 +55,7 @@ pub struct ServiceFilter {
 
 impl ServiceFilter {
     /// Patterns and globs were checked when the plan was built; a bad one here is skipped.
-    pub fn new(spec: &WatchSpec, base_dir: &Path, log_files: &[PathBuf]) -> ServiceFilter {
+    pub(crate) fn new(spec: &WatchSpec, base_dir: &Path, log_files: &[PathBuf]) -> ServiceFilter {
         let mut builder = GitignoreBuilder::new(base_dir);
         for pattern in &spec.ignore {
             // Already reported by the plan; unreachable in practice.
@@ -91,7 +91,7 @@ impl ServiceFilter {
     }
 
     /// A change of `path` concerns this service.
-    pub fn is_change(&self, path: &Path, is_dir: bool, files: &mut IgnoreFiles) -> bool {
+    pub(crate) fn is_change(&self, path: &Path, is_dir: bool, files: &mut IgnoreFiles) -> bool {
         let Some(root) = self.root_of(path) else {
             return false;
         };
@@ -102,7 +102,7 @@ impl ServiceFilter {
     }
 
     /// A directory whose contents this service wants watched.
-    pub fn wants_dir(&self, dir: &Path, files: &mut IgnoreFiles) -> bool {
+    pub(crate) fn wants_dir(&self, dir: &Path, files: &mut IgnoreFiles) -> bool {
         self.root_of(dir)
             .is_some_and(|root| !self.is_ignored(root, dir, true, files))
     }
@@ -168,13 +168,13 @@ fn ignore_top(path: &Path, base_dir: &Path) -> PathBuf {
 
 /// `.gitignore` and `.ignore` files, read once per directory and re-read after they change.
 #[derive(Debug, Default)]
-pub struct IgnoreFiles {
+pub(crate) struct IgnoreFiles {
     dirs: HashMap<PathBuf, Option<Gitignore>>,
 }
 
 impl IgnoreFiles {
     /// Forget what `dir` said (one of its ignore files changed).
-    pub fn invalidate(&mut self, dir: &Path) {
+    pub(crate) fn invalidate(&mut self, dir: &Path) {
         self.dirs.remove(dir);
     }
 
@@ -226,7 +226,7 @@ impl IgnoreFiles {
 }
 
 /// An ignore file whose change means re-reading it.
-pub fn is_ignore_file(path: &Path) -> bool {
+pub(crate) fn is_ignore_file(path: &Path) -> bool {
     matches!(
         path.file_name().and_then(OsStr::to_str),
         Some(".gitignore" | ".ignore")

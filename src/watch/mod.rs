@@ -7,8 +7,8 @@
 //! Invariants: filtering happens before debouncing; the watcher never changes service state
 //! itself; a service stopped on request (`pk stop`) or a stack being torn down is left alone.
 
-pub mod debounce;
-pub mod filter;
+pub(crate) mod debounce;
+pub(crate) mod filter;
 mod tree;
 
 use std::path::{Path, PathBuf};
@@ -27,7 +27,7 @@ use filter::ServiceFilter;
 use tree::Tree;
 
 #[derive(Debug, thiserror::Error)]
-pub enum WatchError {
+pub(crate) enum WatchError {
     #[error(
         "cannot watch {dir}: the inotify watch limit is reached (fs.inotify.max_user_watches = {limit}); \
          raise it with `sudo sysctl fs.inotify.max_user_watches=524288` (add the setting to \
@@ -71,11 +71,9 @@ enum Msg {
 }
 
 /// A running watcher; dropping it stops watching.
-pub struct WatchHandle {
+pub(crate) struct WatchHandle {
     stop: std_mpsc::Sender<Msg>,
     debouncer: tokio::task::JoinHandle<()>,
-    /// Directories watched right after start (one inotify watch each).
-    pub watched_dirs: usize,
 }
 
 impl Drop for WatchHandle {
@@ -89,7 +87,7 @@ impl Drop for WatchHandle {
 /// Starts watching for the `selected` services that have a `watch:` block. Announces what is
 /// watched (and every watch path that does not exist) on `logs`. Must run inside a tokio
 /// runtime. `Ok(None)`: nothing to watch.
-pub fn start(
+pub(crate) fn start(
     plan: &Arc<Plan>,
     selected: &[bool],
     engine: EngineHandle,
@@ -180,7 +178,6 @@ pub fn start(
     Ok(Some(WatchHandle {
         stop: raw_tx,
         debouncer,
-        watched_dirs,
     }))
 }
 

@@ -19,7 +19,7 @@ use super::debounce::Change;
 use super::filter::{IgnoreFiles, ServiceFilter, is_ignore_file};
 use crate::vocab::ServiceId;
 
-pub struct Tree<W> {
+pub(super) struct Tree<W> {
     watcher: W,
     watched: BTreeSet<PathBuf>,
     services: Vec<(ServiceId, ServiceFilter)>,
@@ -28,7 +28,11 @@ pub struct Tree<W> {
 }
 
 impl<W: notify::Watcher> Tree<W> {
-    pub fn new(watcher: W, services: Vec<(ServiceId, ServiceFilter)>, base_dir: &Path) -> Self {
+    pub(super) fn new(
+        watcher: W,
+        services: Vec<(ServiceId, ServiceFilter)>,
+        base_dir: &Path,
+    ) -> Self {
         Tree {
             watcher,
             watched: BTreeSet::new(),
@@ -39,13 +43,13 @@ impl<W: notify::Watcher> Tree<W> {
     }
 
     /// How many directories are watched (one inotify watch each).
-    pub fn watch_count(&self) -> usize {
+    pub(super) fn watch_count(&self) -> usize {
         self.watched.len()
     }
 
     /// Watches every watch path's directory tree and nearest existing parent; returns the watch
     /// paths that do not exist (per service).
-    pub fn resolve_roots(&mut self) -> Result<Vec<(ServiceId, PathBuf)>, WatchError> {
+    pub(super) fn resolve_roots(&mut self) -> Result<Vec<(ServiceId, PathBuf)>, WatchError> {
         let roots: Vec<(ServiceId, PathBuf)> = self
             .services
             .iter()
@@ -125,7 +129,7 @@ impl<W: notify::Watcher> Tree<W> {
     }
 
     /// Handles one raw event: keeps the watches in step and sends each relevant change.
-    pub fn handle(
+    pub(super) fn handle(
         &mut self,
         event: &Event,
         out: &UnboundedSender<Change>,

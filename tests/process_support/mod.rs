@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::unix::pipe::Receiver;
 
 /// Every wait in these tests ends by this deadline.
-pub const DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(10);
 
 /// Generates one `#[tokio::test]` per backend for each scenario `async fn name(c: Guarded)`.
 #[macro_export]
@@ -38,7 +38,7 @@ macro_rules! both_backends {
 
 /// A containment that, on drop (also when a test panics), SIGKILLs everything it holds, waits
 /// for it to go and removes its cgroup.
-pub struct Guarded(pub Containment);
+pub(crate) struct Guarded(pub Containment);
 
 impl std::ops::Deref for Guarded {
     type Target = Containment;
@@ -62,7 +62,7 @@ impl Drop for Guarded {
 
 /// SIGKILLs the given pids on drop: for processes that escaped the containment.
 #[derive(Default)]
-pub struct PidGuard(pub Vec<u32>);
+pub(crate) struct PidGuard(pub Vec<u32>);
 
 impl Drop for PidGuard {
     fn drop(&mut self) {
@@ -81,7 +81,7 @@ fn populated(dir: &Path) -> bool {
 }
 
 /// Whether this machine has a cgroup2 mount that is mounted read-write.
-pub fn writable_cgroup2_mounted() -> bool {
+pub(crate) fn writable_cgroup2_mounted() -> bool {
     std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|text| {
         text.lines().any(|line| {
             let Some((left, right)) = line.split_once(" - ") else {
@@ -97,12 +97,12 @@ pub fn writable_cgroup2_mounted() -> bool {
 }
 
 /// The cgroup backend, or `None` after a loud SKIPPED line when this machine has none.
-pub fn cgroup() -> Option<Guarded> {
+pub(crate) fn cgroup() -> Option<Guarded> {
     cgroup_unguarded().map(Guarded)
 }
 
 /// Like [`cgroup`], for tests of `Containment`'s own drop.
-pub fn cgroup_unguarded() -> Option<Containment> {
+pub(crate) fn cgroup_unguarded() -> Option<Containment> {
     let containment = Containment::detect();
     if containment.kind() == ContainmentKind::Cgroup {
         eprintln!("running against {}", containment.describe());
@@ -124,24 +124,24 @@ pub fn cgroup_unguarded() -> Option<Containment> {
     None
 }
 
-pub fn pgroup() -> Guarded {
+pub(crate) fn pgroup() -> Guarded {
     Guarded(Containment::process_groups("test"))
 }
 
-pub fn argv(words: &[&str]) -> Vec<String> {
+pub(crate) fn argv(words: &[&str]) -> Vec<String> {
     words.iter().map(|&word| word.to_owned()).collect()
 }
 
-pub fn sh(script: &str) -> Vec<String> {
+pub(crate) fn sh(script: &str) -> Vec<String> {
     argv(&["/bin/sh", "-c", script])
 }
 
-pub fn base_env() -> BTreeMap<String, String> {
+pub(crate) fn base_env() -> BTreeMap<String, String> {
     BTreeMap::from([("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned())])
 }
 
 /// Spawns `stages` in leaf `leaf` with [`base_env`] and `/` as cwd.
-pub fn spawn(containment: &Containment, leaf: &str, stages: &[Vec<String>]) -> Spawned {
+pub(crate) fn spawn(containment: &Containment, leaf: &str, stages: &[Vec<String>]) -> Spawned {
     containment
         .spawn(
             leaf,
@@ -155,14 +155,14 @@ pub fn spawn(containment: &Containment, leaf: &str, stages: &[Vec<String>]) -> S
 }
 
 /// Fails the test if `future` does not finish within [`DEADLINE`].
-pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+pub(crate) async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
     tokio::time::timeout(DEADLINE, future)
         .await
         .unwrap_or_else(|_| panic!("timed out after {DEADLINE:?} waiting for {what}"))
 }
 
 /// Polls `condition` every 10 ms until it holds; fails the test after [`DEADLINE`].
-pub async fn poll_until(what: &str, mut condition: impl FnMut() -> bool) {
+pub(crate) async fn poll_until(what: &str, mut condition: impl FnMut() -> bool) {
     within(what, async {
         while !condition() {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -172,21 +172,21 @@ pub async fn poll_until(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 /// Reads lines from a tree's stdout/stderr.
-pub struct Lines(tokio::io::Lines<BufReader<Receiver>>);
+pub(crate) struct Lines(tokio::io::Lines<BufReader<Receiver>>);
 
 impl Lines {
-    pub fn new(receiver: Receiver) -> Self {
+    pub(crate) fn new(receiver: Receiver) -> Self {
         Lines(BufReader::new(receiver).lines())
     }
 
-    pub async fn next(&mut self) -> Option<String> {
+    pub(crate) async fn next(&mut self) -> Option<String> {
         within("a line of output", self.0.next_line())
             .await
             .expect("reading output")
     }
 
     /// The next line, parsed as a pid.
-    pub async fn pid(&mut self) -> u32 {
+    pub(crate) async fn pid(&mut self) -> u32 {
         let line = self.next().await.expect("a pid line");
         line.trim()
             .parse()
@@ -195,7 +195,7 @@ impl Lines {
 }
 
 /// Everything until EOF (every writer closed).
-pub async fn read_all(mut receiver: Receiver) -> String {
+pub(crate) async fn read_all(mut receiver: Receiver) -> String {
     let mut out = String::new();
     within("EOF", receiver.read_to_string(&mut out))
         .await
@@ -211,24 +211,24 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
 }
 
 /// Gone: no such process, or a zombie (dead, whoever reaps it).
-pub fn is_gone(pid: u32) -> bool {
+pub(crate) fn is_gone(pid: u32) -> bool {
     stat_fields(pid).is_none_or(|fields| fields[0] == "Z" || fields[0] == "X")
 }
 
-pub fn is_zombie(pid: u32) -> bool {
+pub(crate) fn is_zombie(pid: u32) -> bool {
     stat_fields(pid).is_some_and(|fields| fields[0] == "Z")
 }
 
-pub fn process_group_of(pid: u32) -> Option<u32> {
+pub(crate) fn process_group_of(pid: u32) -> Option<u32> {
     stat_fields(pid)?[2].parse().ok()
 }
 
-pub fn session_of(pid: u32) -> Option<u32> {
+pub(crate) fn session_of(pid: u32) -> Option<u32> {
     stat_fields(pid)?[3].parse().ok()
 }
 
 /// The cgroup v2 path of `pid` (the `0::` line of `/proc/<pid>/cgroup`).
-pub fn cgroup_of(pid: u32) -> Option<String> {
+pub(crate) fn cgroup_of(pid: u32) -> Option<String> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
     text.lines()
         .find_map(|line| line.strip_prefix("0::"))
@@ -236,7 +236,7 @@ pub fn cgroup_of(pid: u32) -> Option<String> {
 }
 
 /// Live processes whose argv is exactly `words`.
-pub fn live_with_argv(words: &[&str]) -> Vec<u32> {
+pub(crate) fn live_with_argv(words: &[&str]) -> Vec<u32> {
     let wanted: Vec<u8> = words
         .iter()
         .flat_map(|word| word.bytes().chain([0]))
@@ -254,6 +254,6 @@ pub fn live_with_argv(words: &[&str]) -> Vec<u32> {
 }
 
 /// Waits until the tree drained, failing the test after [`DEADLINE`].
-pub async fn drained(tree: &mut ProcessTree) {
+pub(crate) async fn drained(tree: &mut ProcessTree) {
     within("the tree to drain", tree.wait_drained()).await;
 }

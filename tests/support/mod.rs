@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal};
 
 /// The default deadline of a wait; generous because tests run in parallel on 2 cores.
-pub const DEADLINE: Duration = Duration::from_secs(15);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(15);
 
 /// Generates one `#[test]` per containment backend for each `fn name(backend: Backend)`.
 #[macro_export]
@@ -43,7 +43,7 @@ macro_rules! both_backends {
 
 /// Which containment pk is asked to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     /// pk's own detection; on this machine (a writable cgroup2) that is cgroup v2.
     Cgroup,
     /// `PK_CONTAINMENT=pgroup`.
@@ -52,7 +52,7 @@ pub enum Backend {
 
 impl Backend {
     /// The cgroup backend, or `None` after a loud SKIPPED line when the machine has none.
-    pub fn cgroup() -> Option<Backend> {
+    pub(crate) fn cgroup() -> Option<Backend> {
         if writable_cgroup2().is_some() {
             // pk falls back to process groups quietly; a cgroup variant must not.
             let detected = pk::process::Containment::detect();
@@ -73,7 +73,7 @@ impl Backend {
     }
 
     /// The line pk prints first for this backend.
-    pub fn containment_prefix(self) -> &'static str {
+    pub(crate) fn containment_prefix(self) -> &'static str {
         match self {
             Backend::Cgroup => "containment: cgroup v2 (",
             Backend::Pgroup => "containment: process groups (",
@@ -82,7 +82,7 @@ impl Backend {
 }
 
 /// The mount point of a read-write cgroup2 filesystem, from /proc/self/mountinfo.
-pub fn writable_cgroup2() -> Option<PathBuf> {
+pub(crate) fn writable_cgroup2() -> Option<PathBuf> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     text.lines().find_map(|line| {
         let (left, right) = line.split_once(" - ")?;
@@ -94,7 +94,7 @@ pub fn writable_cgroup2() -> Option<PathBuf> {
 }
 
 /// The python3 interpreter itself (not a pyenv shim, whose bash start-up costs ~100 ms).
-pub fn python() -> &'static str {
+pub(crate) fn python() -> &'static str {
     static PYTHON: OnceLock<String> = OnceLock::new();
     PYTHON.get_or_init(|| {
         #[expect(clippy::disallowed_methods, reason = "asks python3 where it lives")]
@@ -107,20 +107,20 @@ pub fn python() -> &'static str {
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released for the service to take).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
 
 /// A directory with a pk.yaml (and other files) to run pk in.
-pub struct Project {
+pub(crate) struct Project {
     dir: tempfile::TempDir,
     backend: Backend,
 }
 
 impl Project {
     /// A project whose pk.yaml is `yaml`; `${PYTHON}` in it names the python3 interpreter.
-    pub fn new(yaml: &str) -> Project {
+    pub(crate) fn new(yaml: &str) -> Project {
         let dir = tempfile::Builder::new()
             .prefix("pk-e2e-")
             .tempdir()
@@ -133,7 +133,7 @@ impl Project {
     }
 
     /// A project whose only file is `name` (e.g. a process-compose.yaml), holding `contents`.
-    pub fn named(name: &str, contents: &str) -> Project {
+    pub(crate) fn named(name: &str, contents: &str) -> Project {
         let dir = tempfile::Builder::new()
             .prefix("pk-e2e-")
             .tempdir()
@@ -145,30 +145,30 @@ impl Project {
         }
     }
 
-    pub fn backend(mut self, backend: Backend) -> Project {
+    pub(crate) fn backend(mut self, backend: Backend) -> Project {
         self.backend = backend;
         self
     }
 
     /// Adds a file (relative to the project directory).
-    pub fn file(self, path: &str, contents: &str) -> Project {
+    pub(crate) fn file(self, path: &str, contents: &str) -> Project {
         let path = self.dir.path().join(path);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, contents).unwrap();
         self
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// The config path as pk sees it (canonical), e.g. for `control::socket_path`.
-    pub fn config_path(&self) -> PathBuf {
+    pub(crate) fn config_path(&self) -> PathBuf {
         std::fs::canonicalize(self.dir.path().join("pk.yaml")).unwrap()
     }
 
     /// A pid written by a service into `name` (waits until the file holds one).
-    pub fn read_pid(&self, name: &str) -> u32 {
+    pub(crate) fn read_pid(&self, name: &str) -> u32 {
         let path = self.dir.path().join(name);
         wait_until(DEADLINE, &format!("a pid in {}", path.display()), || {
             std::fs::read_to_string(&path)
@@ -178,7 +178,7 @@ impl Project {
     }
 
     /// `pk ARGS…` in the project directory.
-    pub fn pk(&self, args: &[&str]) -> Invocation {
+    pub(crate) fn pk(&self, args: &[&str]) -> Invocation {
         let mut env = vec![("PYTHON".to_owned(), python().to_owned())];
         if self.backend == Backend::Pgroup {
             env.push(("PK_CONTAINMENT".to_owned(), "pgroup".to_owned()));
@@ -194,13 +194,13 @@ impl Project {
     }
 
     /// `pk up --plain --color never`.
-    pub fn up(&self) -> Invocation {
+    pub(crate) fn up(&self) -> Invocation {
         self.pk(&["up", "--plain", "--color", "never"])
     }
 }
 
 /// One pk command line, ready to run.
-pub struct Invocation {
+pub(crate) struct Invocation {
     dir: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -213,7 +213,7 @@ pub struct Invocation {
 
 impl Invocation {
     /// `pk ARGS…` run in `dir` (cgroup containment when available).
-    pub fn in_dir(dir: &Path, args: &[&str]) -> Invocation {
+    pub(crate) fn in_dir(dir: &Path, args: &[&str]) -> Invocation {
         Invocation {
             dir: dir.to_path_buf(),
             args: args.iter().map(|&a| a.to_owned()).collect(),
@@ -224,36 +224,36 @@ impl Invocation {
         }
     }
 
-    pub fn args(mut self, args: &[&str]) -> Invocation {
+    pub(crate) fn args(mut self, args: &[&str]) -> Invocation {
         self.args.extend(args.iter().map(|&a| a.to_owned()));
         self
     }
 
-    pub fn env(mut self, key: &str, value: &str) -> Invocation {
+    pub(crate) fn env(mut self, key: &str, value: &str) -> Invocation {
         self.env.push((key.to_owned(), value.to_owned()));
         self
     }
 
     /// Starts pk with a soft open-file limit of `soft` (the hard limit unchanged).
-    pub fn nofile(mut self, soft: u64) -> Invocation {
+    pub(crate) fn nofile(mut self, soft: u64) -> Invocation {
         self.nofile = Some(soft);
         self
     }
 
     /// Runs `program` instead of pk (with the same directory and environment).
-    pub fn program(mut self, program: &str) -> Invocation {
+    pub(crate) fn program(mut self, program: &str) -> Invocation {
         self.program = Some(program.to_owned());
         self
     }
 
     /// Runs pk as the leader of a new process group (so a test can signal the whole group).
-    pub fn own_group(mut self) -> Invocation {
+    pub(crate) fn own_group(mut self) -> Invocation {
         self.own_group = true;
         self
     }
 
     /// Starts pk in the background; its stdout lines are collected as they come.
-    pub fn spawn(self) -> Running {
+    pub(crate) fn spawn(self) -> Running {
         let mut cmd = Command::new(self.program.clone().map_or_else(pk_bin, PathBuf::from));
         cmd.args(&self.args)
             .current_dir(&self.dir)
@@ -330,11 +330,11 @@ impl Invocation {
     }
 
     /// Runs pk to completion (within [`DEADLINE`]).
-    pub fn run(self) -> Output {
+    pub(crate) fn run(self) -> Output {
         self.run_within(DEADLINE)
     }
 
-    pub fn run_within(self, deadline: Duration) -> Output {
+    pub(crate) fn run_within(self, deadline: Duration) -> Output {
         let mut running = self.spawn();
         let code = running.wait_exit(deadline);
         Output {
@@ -351,14 +351,14 @@ fn pk_bin() -> PathBuf {
 
 /// What a finished pk printed, and its exit code.
 #[derive(Debug)]
-pub struct Output {
+pub(crate) struct Output {
     pub code: i32,
     pub lines: Vec<String>,
     pub stderr: String,
 }
 
 impl Output {
-    pub fn stdout(&self) -> String {
+    pub(crate) fn stdout(&self) -> String {
         let mut s = self.lines.join("\n");
         if !self.lines.is_empty() {
             s.push('\n');
@@ -368,7 +368,7 @@ impl Output {
 }
 
 /// A `pk` running in the background.
-pub struct Running {
+pub(crate) struct Running {
     child: Child,
     lines: Arc<(Mutex<Vec<String>>, Condvar)>,
     stdout_thread: Option<JoinHandle<()>>,
@@ -378,23 +378,28 @@ pub struct Running {
 }
 
 impl Running {
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Every stdout line so far.
-    pub fn lines(&self) -> Vec<String> {
+    pub(crate) fn lines(&self) -> Vec<String> {
         lock_lines(&self.lines.0).clone()
     }
 
     /// Waits until some line satisfies `pred`; returns it.
-    pub fn wait_for_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn wait_for_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
         let lines = self.wait_for_count(what, 1, &pred);
         lines.into_iter().find(|l| pred(l)).unwrap()
     }
 
     /// Waits until `n` lines satisfy `pred`; returns every line so far.
-    pub fn wait_for_count(&self, what: &str, n: usize, pred: impl Fn(&str) -> bool) -> Vec<String> {
+    pub(crate) fn wait_for_count(
+        &self,
+        what: &str,
+        n: usize,
+        pred: impl Fn(&str) -> bool,
+    ) -> Vec<String> {
         let deadline = Instant::now() + DEADLINE;
         let (lock, cvar) = &*self.lines;
         let mut lines = lock_lines(lock);
@@ -428,24 +433,24 @@ impl Running {
     }
 
     /// Waits for `service * text…` (a lifecycle line starting with `text`).
-    pub fn wait_notice(&self, service: &str, text: &str) -> String {
+    pub(crate) fn wait_notice(&self, service: &str, text: &str) -> String {
         self.wait_for_line(&format!("{service} * {text}"), |l| {
             is_notice(l, service, text)
         })
     }
 
-    pub fn signal(&self, sig: Signal) {
+    pub(crate) fn signal(&self, sig: Signal) {
         let pid = Pid::from_raw(i32::try_from(self.pid()).unwrap()).unwrap();
         // pk may have exited already; the caller's next wait says what happened.
         let _ = rustix::process::kill_process(pid, sig);
     }
 
-    pub fn interrupt(&self) {
+    pub(crate) fn interrupt(&self) {
         self.signal(Signal::INT);
     }
 
     /// Waits for pk to exit and its stdout to end; returns the exit code (128+n for a signal).
-    pub fn wait_exit(&mut self, deadline: Duration) -> i32 {
+    pub(crate) fn wait_exit(&mut self, deadline: Duration) -> i32 {
         if let Some(code) = self.code {
             return code;
         }
@@ -470,7 +475,7 @@ impl Running {
     }
 
     /// The exit code if pk has exited (and its output ended), else None at once.
-    pub fn try_exit(&mut self) -> Option<i32> {
+    pub(crate) fn try_exit(&mut self) -> Option<i32> {
         if self.code.is_none() && self.alive() {
             return None;
         }
@@ -557,22 +562,22 @@ fn lock_lines(lock: &Mutex<Vec<String>>) -> MutexGuard<'_, Vec<String>> {
 /// SIGKILLs, on drop, the pids it holds and those written to its pid files: for processes that
 /// escaped (or should not have escaped) containment.
 #[derive(Default)]
-pub struct PidGuard {
+pub(crate) struct PidGuard {
     pids: Vec<u32>,
     files: Vec<PathBuf>,
 }
 
 impl PidGuard {
-    pub fn new() -> PidGuard {
+    pub(crate) fn new() -> PidGuard {
         PidGuard::default()
     }
 
-    pub fn add(&mut self, pid: u32) {
+    pub(crate) fn add(&mut self, pid: u32) {
         self.pids.push(pid);
     }
 
     /// Also kills whatever pid `path` holds at drop time (the test may panic before reading it).
-    pub fn file(&mut self, path: PathBuf) {
+    pub(crate) fn file(&mut self, path: PathBuf) {
         self.files.push(path);
     }
 }
@@ -595,7 +600,7 @@ impl Drop for PidGuard {
 }
 
 /// The crash guard pk `pk` forked (a child named `pk-guard`), if any.
-pub fn guard_of(pk: u32) -> Option<u32> {
+pub(crate) fn guard_of(pk: u32) -> Option<u32> {
     let tasks = std::fs::read_dir(format!("/proc/{pk}/task")).ok()?;
     tasks
         .flatten()
@@ -613,7 +618,7 @@ pub fn guard_of(pk: u32) -> Option<u32> {
 }
 
 /// Whether `pid` exists and is not a zombie.
-pub fn is_alive(pid: u32) -> bool {
+pub(crate) fn is_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|status| {
         status
             .lines()
@@ -623,14 +628,18 @@ pub fn is_alive(pid: u32) -> bool {
 }
 
 /// Waits until `pid` is gone (or a zombie); panics with `what` at the deadline.
-pub fn wait_gone(pid: u32, what: &str) {
+pub(crate) fn wait_gone(pid: u32, what: &str) {
     wait_until(DEADLINE, &format!("{what} (pid {pid}) to die"), || {
         (!is_alive(pid)).then_some(())
     });
 }
 
 /// Polls `check` every 10 ms until it yields a value; panics naming `what` at the deadline.
-pub fn wait_until<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_until<T>(
+    deadline: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
     let end = Instant::now() + deadline;
     loop {
         if let Some(v) = check() {
@@ -656,14 +665,14 @@ fn wait_until_true(deadline: Duration, mut check: impl FnMut() -> bool) -> bool 
 
 /// A plain-mode line taken apart: `name | text` or `name * text`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Line<'a> {
+pub(crate) struct Line<'a> {
     pub service: &'a str,
     pub notice: bool,
     pub text: &'a str,
 }
 
 /// Splits a plain line; service names never contain spaces, and are padded with spaces.
-pub fn parse(line: &str) -> Option<Line<'_>> {
+pub(crate) fn parse(line: &str) -> Option<Line<'_>> {
     let (service, rest) = line.split_once(' ')?;
     let rest = rest.trim_start_matches(' ');
     let (notice, text) = if let Some(t) = rest.strip_prefix("| ") {
@@ -680,16 +689,16 @@ pub fn parse(line: &str) -> Option<Line<'_>> {
     })
 }
 
-pub fn is_notice(line: &str, service: &str, text: &str) -> bool {
+pub(crate) fn is_notice(line: &str, service: &str, text: &str) -> bool {
     parse(line).is_some_and(|l| l.notice && l.service == service && l.text.starts_with(text))
 }
 
-pub fn is_output(line: &str, service: &str, text: &str) -> bool {
+pub(crate) fn is_output(line: &str, service: &str, text: &str) -> bool {
     parse(line).is_some_and(|l| !l.notice && l.service == service && l.text == text)
 }
 
 /// The index of the first lifecycle line `service * text…`; panics with the output if none.
-pub fn notice_at(lines: &[String], service: &str, text: &str) -> usize {
+pub(crate) fn notice_at(lines: &[String], service: &str, text: &str) -> usize {
     lines
         .iter()
         .position(|l| is_notice(l, service, text))
@@ -697,7 +706,7 @@ pub fn notice_at(lines: &[String], service: &str, text: &str) -> usize {
 }
 
 /// The index of the first output line `service | text`; panics with the output if none.
-pub fn output_at(lines: &[String], service: &str, text: &str) -> usize {
+pub(crate) fn output_at(lines: &[String], service: &str, text: &str) -> usize {
     lines
         .iter()
         .position(|l| is_output(l, service, text))
@@ -705,7 +714,7 @@ pub fn output_at(lines: &[String], service: &str, text: &str) -> usize {
 }
 
 /// Every lifecycle text of `service`, in order.
-pub fn notices<'a>(lines: &'a [String], service: &str) -> Vec<&'a str> {
+pub(crate) fn notices<'a>(lines: &'a [String], service: &str) -> Vec<&'a str> {
     lines
         .iter()
         .filter_map(|l| parse(l))
@@ -715,7 +724,7 @@ pub fn notices<'a>(lines: &'a [String], service: &str) -> Vec<&'a str> {
 }
 
 /// The pids of a `started (pid N)` / `started (pids N, M)` line.
-pub fn started_pids(line: &str) -> Vec<u32> {
+pub(crate) fn started_pids(line: &str) -> Vec<u32> {
     let inner = line.split_once("started (pid").map_or_else(
         || panic!("not a started line: {line}"),
         |(_, r)| r.trim_start_matches('s').trim_end_matches(')'),
@@ -727,7 +736,7 @@ pub fn started_pids(line: &str) -> Vec<u32> {
 }
 
 /// `120ms`, `1.5s`, `2s` → Duration (pk's `fmt_duration` spellings below a minute).
-pub fn parse_duration(text: &str) -> Duration {
+pub(crate) fn parse_duration(text: &str) -> Duration {
     if let Some(ms) = text.strip_suffix("ms") {
         Duration::from_millis(ms.parse().unwrap())
     } else if let Some(s) = text.strip_suffix('s') {

@@ -23,14 +23,14 @@ struct Edit {
 }
 
 #[derive(Debug, Default)]
-pub struct Expanded {
+pub(super) struct Expanded {
     pub text: String,
     edits: Vec<Edit>,
 }
 
 impl Expanded {
     /// The text unchanged (`disable_env_expansion: true`).
-    pub fn verbatim(text: &str) -> Expanded {
+    pub(super) fn verbatim(text: &str) -> Expanded {
         Expanded {
             text: text.to_owned(),
             edits: Vec::new(),
@@ -52,7 +52,7 @@ impl Expanded {
     }
 
     /// A span of the expanded text as a span of the original text.
-    pub fn original_span(&self, span: Span) -> Span {
+    pub(super) fn original_span(&self, span: Span) -> Span {
         let start = self.offset(span.offset, false);
         let end = self.offset(span.offset + span.len, true).max(start);
         Span {
@@ -77,7 +77,7 @@ fn is_name_char(c: char) -> bool {
 
 /// Expands `text` with `vars`; unset variables and bad forms are reported in `diags`, located
 /// in file `file` of the load.
-pub fn expand(
+pub(super) fn expand(
     text: &str,
     vars: &BTreeMap<String, String>,
     file: u16,

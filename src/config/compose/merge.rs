@@ -10,7 +10,7 @@
 use super::super::node::{Node, Value};
 
 /// Merges `over` into `base`; `key` is the key `base` is the value of.
-pub fn merge(base: &mut Node, over: Node, key: &str) {
+pub(super) fn merge(base: &mut Node, over: Node, key: &str) {
     let Node {
         value: over_value,
         span: over_span,

@@ -23,7 +23,7 @@ use super::load::{File, Format, Loaded};
 use super::node::{self, Node, Value};
 
 /// Reads process-compose `files` (merged in order), run from `cwd` with `env` inherited.
-pub fn load(files: Vec<File>, cwd: &Path, env: &BTreeMap<String, String>) -> Loaded {
+pub(crate) fn load(files: Vec<File>, cwd: &Path, env: &BTreeMap<String, String>) -> Loaded {
     let mut loader = Loader {
         cwd,
         sources: Vec::new(),

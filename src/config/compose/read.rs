@@ -140,7 +140,7 @@ const NO_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// `max_restarts` counts restarts over the whole run, not within a window.
 const WHOLE_RUN: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
-pub struct Reader<'a> {
+pub(super) struct Reader<'a> {
     cwd: &'a Path,
     diags: &'a mut Vec<Diag>,
     strict: bool,
@@ -184,7 +184,7 @@ fn join(path: &str, key: &str) -> String {
 }
 
 impl<'a> Reader<'a> {
-    pub fn new(cwd: &'a Path, diags: &'a mut Vec<Diag>) -> Reader<'a> {
+    pub(super) fn new(cwd: &'a Path, diags: &'a mut Vec<Diag>) -> Reader<'a> {
         Reader {
             cwd,
             diags,
@@ -395,7 +395,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The whole (merged) file.
-    pub fn config(&mut self, root: &Node) -> Option<Config> {
+    pub(super) fn config(&mut self, root: &Node) -> Option<Config> {
         if let Some(strict) = root.get("is_strict") {
             self.strict = self.bool(strict, "is_strict").unwrap_or(false);
         }
@@ -635,6 +635,18 @@ impl<'a> Reader<'a> {
             }
             vars.insert("PC_REPLICA_NUM".into(), "0".into());
             vars.insert("PC_PROC_NAME".into(), name.value.clone());
+            let replicated = node.get("replicas").is_some_and(|n| match &n.value {
+                Value::Int(n) => *n > 1,
+                Value::Str(s) => s.trim().parse::<u32>().is_ok_and(|n| n > 1),
+                _ => false,
+            });
+            if let Some(span) = replicated.then(|| replica_template(&node)).flatten() {
+                self.lenient(
+                    Diag::warning("`{{ .PC_REPLICA_NUM }}` renders as 0 in every copy of a process (pk renders templates once per process, process-compose once per replica)")
+                        .label(span, "the same in every copy")
+                        .help("use the environment variable instead: `$$PC_REPLICA_NUM` in a `command` is each copy's number"),
+                );
+            }
             self.render(&mut node, &vars);
         }
         let fields = self.fields(&node, &path, PROCESS_KEYS)?;
@@ -1081,15 +1093,10 @@ impl<'a> Reader<'a> {
             }
             None => Vec::new(),
         };
-        if let Some(headers) = fields.get("headers") {
-            if !matches!(&headers.value, Value::Map(m) if m.is_empty()) {
-                self.lenient(
-                    Diag::warning("http probe `headers` are not sent by pk")
-                        .label(fields.key_span("headers").unwrap_or(headers.span), "not sent")
-                        .help("the probe sends a plain GET; use an `exec` probe with curl if the server needs these headers"),
-                );
-            }
-        }
+        let headers = fields
+            .get("headers")
+            .map(|n| self.headers(n, &join(path, "headers")))
+            .unwrap_or_default();
         let scheme = match fields.get("scheme") {
             Some(s) => self.string(s, &join(path, "scheme"))?.to_ascii_lowercase(),
             None => "http".to_owned(),
@@ -1100,12 +1107,13 @@ impl<'a> Reader<'a> {
                 port,
                 path: url_path,
                 status,
+                headers,
             }),
             "https" => {
                 self.lenient(
-                    Diag::warning("pk's http probes speak plain http; this https probe only checks that the port accepts connections")
+                    Diag::warning(format!("pk's http probes speak plain http: this https probe only checks that {host}:{port} accepts a TCP connection (no TLS handshake, no request, so `path`, `headers` and `status_code` are not checked)"))
                         .label(fields.key_span("scheme").unwrap_or(node.span), "https")
-                        .help("use an `exec` probe (e.g. `curl -fsk https://…`) to check the answer"),
+                        .help("to check the answer, use an `exec` probe, e.g. `curl -fsk https://…`"),
                 );
                 let address = if host.contains(':') {
                     format!("[{host}]:{port}")
@@ -1124,6 +1132,32 @@ impl<'a> Reader<'a> {
                 None
             }
         }
+    }
+
+    /// `http_get.headers`: a map of header names to values, each checked.
+    fn headers(&mut self, node: &Node, p: &str) -> Vec<(String, String)> {
+        let mut headers = Vec::new();
+        match &node.value {
+            Value::Map(entries) => {
+                for (key, value) in entries {
+                    let name = key.scalar_text().unwrap_or_default().to_owned();
+                    let Some(text) = self.string(value, &join(p, &name)) else {
+                        continue;
+                    };
+                    match values::http_header(&name, &text) {
+                        Ok(()) => headers.push((name, text)),
+                        Err((message, hint)) => self.diags.push(
+                            Diag::error(format!("`{p}`: {message}"))
+                                .label(key.span, "here")
+                                .help_opt(hint),
+                        ),
+                    }
+                }
+            }
+            Value::Null => {}
+            _ => self.type_error(node, p, "a map of header names to values"),
+        }
+        headers
     }
 
     fn shutdown(&mut self, node: &Node, path: &str) -> Option<Shutdown> {
@@ -1253,5 +1287,30 @@ impl<'a> Reader<'a> {
             return None;
         }
         Some(watch)
+    }
+}
+
+/// Where a string of `node` uses `{{ .PC_REPLICA_NUM }}`, if one does.
+fn replica_template(node: &Node) -> Option<Span> {
+    match &node.value {
+        Value::Str(s) => {
+            let mut rest = s.as_str();
+            while let Some(open) = rest.find("{{") {
+                let after = &rest[open + 2..];
+                let close = after.find("}}").unwrap_or(after.len());
+                let inner = after[..close].trim_matches(|c: char| c == '-' || c.is_whitespace());
+                if inner == ".PC_REPLICA_NUM" {
+                    return Some(node.span);
+                }
+                rest = &after[close..];
+            }
+            None
+        }
+        Value::Seq(items) => items.iter().find_map(replica_template),
+        Value::Map(entries) => entries
+            .iter()
+            .filter(|(k, _)| k.scalar_text() != Some("vars"))
+            .find_map(|(_, v)| replica_template(v)),
+        _ => None,
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 /// Renders `text`; `Err` carries the byte range (in `text`) of the action that cannot be
 /// rendered and why.
-pub fn render(
+pub(super) fn render(
     text: &str,
     vars: &BTreeMap<String, String>,
 ) -> Result<String, (std::ops::Range<usize>, String)> {

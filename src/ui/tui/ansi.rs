@@ -12,7 +12,7 @@
 use ratatui::style::{Color, Modifier, Style};
 
 /// Longest escape sequence parsed; longer ones are dropped (mprocs#225: unbounded escapes).
-pub const MAX_ESCAPE: usize = 64;
+pub(super) const MAX_ESCAPE: usize = 64;
 const TAB_WIDTH: usize = 4;
 
 /// Style of `text[previous end .. end]`; runs cover the text in order.
@@ -24,7 +24,7 @@ pub struct Run {
 
 /// Parses one line (without its `\n`) into plain text and style runs. Runs with the default
 /// style at the end are omitted, so an uncoloured line has no runs at all.
-pub fn parse_line(raw: &[u8]) -> (String, Vec<Run>) {
+pub(super) fn parse_line(raw: &[u8]) -> (String, Vec<Run>) {
     let raw = collapse_cr(raw);
     let text_in = String::from_utf8_lossy(raw);
     let mut text = String::with_capacity(text_in.len());
@@ -70,7 +70,7 @@ pub fn parse_line(raw: &[u8]) -> (String, Vec<Run>) {
 /// colours dropped, control characters other than tab dropped, `\r` rewrites collapsed to the
 /// last one (as the dashboard shows it) and invalid UTF-8 replaced: safe to write to a
 /// terminal, colours kept.
-pub fn neutralise(line: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn neutralise(line: &[u8], out: &mut Vec<u8>) {
     let text = String::from_utf8_lossy(collapse_cr(line));
     let bytes = text.as_bytes();
     let mut i = 0;

@@ -17,13 +17,13 @@ use crate::engine::{Intent, Snapshot};
 
 /// What a prompt at the bottom is being typed for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PromptKind {
+pub(crate) enum PromptKind {
     Search,
     Filter,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Prompt {
+pub(crate) struct Prompt {
     pub kind: PromptKind,
     pub text: String,
     /// The filter in force before the prompt opened (restored by Esc).
@@ -46,27 +46,27 @@ pub enum Outcome {
     reason = "independent view toggles, each bound to its own key"
 )]
 pub struct App {
-    pub stack: String,
-    pub names: Vec<String>,
+    pub(crate) stack: String,
+    pub(crate) names: Vec<String>,
     /// `cgroup v2` or `process groups`, as reported by the containment.
-    pub containment: String,
+    pub(crate) containment: String,
     pub selected: usize,
     pub merged: bool,
     /// None: follow the newest line; else the sequence number of the top line.
     pub top: Option<u64>,
     pub wrap: bool,
     pub timestamps: bool,
-    pub search: Option<Query>,
-    pub current_match: Option<u64>,
-    pub filter: Option<Query>,
-    pub prompt: Option<Prompt>,
+    pub(crate) search: Option<Query>,
+    pub(crate) current_match: Option<u64>,
+    pub(crate) filter: Option<Query>,
+    pub(crate) prompt: Option<Prompt>,
     pub help: bool,
     /// Ctrl-C presses so far (1: teardown, 2: kill, 3: exit now).
     pub interrupts: u8,
     /// A one-line message for the status bar (`no match for "x"`).
-    pub message: Option<String>,
+    pub(crate) message: Option<String>,
     /// Seconds east of UTC for the timestamps column.
-    pub utc_offset_s: i32,
+    pub(crate) utc_offset_s: i32,
     /// The terminal's size at the last draw.
     pub size: Rect,
 }
@@ -96,7 +96,7 @@ impl App {
         }
     }
 
-    pub fn scope(&self) -> Scope {
+    pub(crate) fn scope(&self) -> Scope {
         if self.merged || self.names.is_empty() {
             Scope::Merged
         } else {
@@ -104,7 +104,7 @@ impl App {
         }
     }
 
-    pub fn log_view<'a>(&'a self, store: &'a LogStore) -> LogView<'a> {
+    pub(crate) fn log_view<'a>(&'a self, store: &'a LogStore) -> LogView<'a> {
         LogView {
             store,
             scope: self.scope(),
@@ -113,7 +113,7 @@ impl App {
     }
 
     /// How lines of the current view are laid out in a pane `width` columns wide.
-    pub fn line_format(&self, width: u16) -> LineFormat {
+    pub(crate) fn line_format(&self, width: u16) -> LineFormat {
         LineFormat {
             timestamps: self.timestamps,
             name_width: (self.scope() == Scope::Merged)
@@ -346,7 +346,7 @@ impl App {
     }
 
     /// Rows of log text the pane shows at the current size.
-    pub fn page_height(&self) -> usize {
+    pub(crate) fn page_height(&self) -> usize {
         usize::from(view::areas(self.size, self.names.len()).logs.height).max(1)
     }
 

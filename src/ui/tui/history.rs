@@ -36,7 +36,7 @@ pub struct LogLine {
 
 impl LogLine {
     /// What this line costs in memory, as charged against the budget.
-    pub fn cost(&self) -> usize {
+    pub(crate) fn cost(&self) -> usize {
         size_of::<LogLine>() + self.text.len() + self.runs.len() * size_of::<Run>()
     }
 }
@@ -51,7 +51,7 @@ pub struct Ring {
 
 impl Ring {
     /// Index of the first line with `seq >= seq`.
-    pub fn index_of(&self, seq: u64) -> usize {
+    pub(crate) fn index_of(&self, seq: u64) -> usize {
         self.lines.partition_point(|l| l.seq < seq)
     }
 }
@@ -76,11 +76,11 @@ impl LogStore {
     }
 
     /// The source index of pk's own lines.
-    pub fn pk_source(&self) -> usize {
+    pub(crate) fn pk_source(&self) -> usize {
         self.rings.len() - 1
     }
 
-    pub fn sources(&self) -> usize {
+    pub(crate) fn sources(&self) -> usize {
         self.rings.len()
     }
 
@@ -91,11 +91,6 @@ impl LogStore {
     /// Bytes held by every ring together.
     pub fn bytes(&self) -> usize {
         self.rings.iter().map(|r| r.bytes).sum()
-    }
-
-    /// One past the newest sequence number.
-    pub fn end_seq(&self) -> u64 {
-        self.next_seq
     }
 
     /// Appends every `\n`-terminated line of `data` (a trailing piece without `\n` too).
@@ -214,7 +209,7 @@ impl LogStore {
     }
 
     /// The last `n` lines of `source` as plain text (for the summary printed at exit).
-    pub fn tail(&self, source: usize, n: usize) -> Vec<&str> {
+    pub(crate) fn tail(&self, source: usize, n: usize) -> Vec<&str> {
         let lines = &self.rings[source].lines;
         lines
             .iter()

@@ -11,7 +11,7 @@ use super::history::{LogLine, LogStore};
 
 /// Whose lines a pane shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
+pub(crate) enum Scope {
     Service(usize),
     /// Every service and pk's own lines, in arrival order.
     Merged,
@@ -20,14 +20,14 @@ pub enum Scope {
 /// A search or filter text. Smart case: case-insensitive (ASCII) unless it has an uppercase
 /// letter.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Query {
+pub(crate) struct Query {
     text: String,
     ignore_case: bool,
 }
 
 impl Query {
     /// None for an empty text.
-    pub fn new(text: &str) -> Option<Query> {
+    pub(crate) fn new(text: &str) -> Option<Query> {
         (!text.is_empty()).then(|| Query {
             text: if text.chars().any(char::is_uppercase) {
                 text.to_owned()
@@ -38,16 +38,19 @@ impl Query {
         })
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.text
     }
 
-    pub fn matches(&self, haystack: &str) -> bool {
+    pub(crate) fn matches(&self, haystack: &str) -> bool {
         self.find_iter(haystack).next().is_some()
     }
 
     /// Byte ranges of non-overlapping matches in `haystack`.
-    pub fn find_iter<'h>(&'h self, haystack: &'h str) -> impl Iterator<Item = Range<usize>> + 'h {
+    pub(crate) fn find_iter<'h>(
+        &'h self,
+        haystack: &'h str,
+    ) -> impl Iterator<Item = Range<usize>> + 'h {
         let needle = self.text.as_bytes();
         let hay = haystack.as_bytes();
         let mut at = 0;
@@ -73,7 +76,7 @@ impl Query {
 
 /// The lines of one scope, with an optional filter.
 #[derive(Clone, Copy)]
-pub struct LogView<'a> {
+pub(crate) struct LogView<'a> {
     pub store: &'a LogStore,
     pub scope: Scope,
     pub filter: Option<&'a Query>,
@@ -81,7 +84,7 @@ pub struct LogView<'a> {
 
 /// The lines that fill a pane.
 #[derive(Debug)]
-pub struct Window<'a> {
+pub(crate) struct Window<'a> {
     /// Oldest first.
     pub lines: Vec<&'a LogLine>,
     /// Rows of the first line hidden above the pane (a wrapped line cut at the top).
@@ -103,7 +106,7 @@ impl<'a> LogView<'a> {
     }
 
     /// Lines with `seq < before`, newest first.
-    pub fn back(self, before: u64) -> impl Iterator<Item = &'a LogLine> {
+    pub(crate) fn back(self, before: u64) -> impl Iterator<Item = &'a LogLine> {
         let sources = self.sources();
         let mut cursors: Vec<usize> = sources
             .clone()
@@ -123,7 +126,7 @@ impl<'a> LogView<'a> {
     }
 
     /// Lines with `seq >= from`, oldest first.
-    pub fn forward(self, from: u64) -> impl Iterator<Item = &'a LogLine> {
+    pub(crate) fn forward(self, from: u64) -> impl Iterator<Item = &'a LogLine> {
         let sources = self.sources();
         let mut cursors: Vec<usize> = sources
             .clone()
@@ -145,13 +148,13 @@ impl<'a> LogView<'a> {
     }
 
     /// Lines dropped from the rings this view reads.
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.sources().map(|s| self.store.ring(s).dropped).sum()
     }
 
     /// The window of a pane `height` rows high: the newest lines when `top` is None (follow),
     /// else the lines from `top` on — or the newest lines if fewer than a pane remain.
-    pub fn window(
+    pub(crate) fn window(
         self,
         top: Option<u64>,
         height: usize,
@@ -195,7 +198,7 @@ impl<'a> LogView<'a> {
     }
 
     /// The sequence number `n` lines before `seq` (or the oldest line's).
-    pub fn up_from(self, seq: u64, n: usize) -> Option<u64> {
+    pub(crate) fn up_from(self, seq: u64, n: usize) -> Option<u64> {
         let mut last = None;
         for line in self.back(seq).take(n) {
             last = Some(line.seq);
@@ -204,7 +207,7 @@ impl<'a> LogView<'a> {
     }
 
     /// The sequence number `n` lines after `seq` (or the newest line's).
-    pub fn down_from(self, seq: u64, n: usize) -> Option<u64> {
+    pub(crate) fn down_from(self, seq: u64, n: usize) -> Option<u64> {
         let mut last = None;
         for line in self.forward(seq.saturating_add(1)).take(n) {
             last = Some(line.seq);
@@ -214,7 +217,7 @@ impl<'a> LogView<'a> {
 
     /// The next line after `seq` (newer; `forward`) or before it that matches `query`,
     /// wrapping around the ends.
-    pub fn find(self, query: &Query, seq: Option<u64>, forward: bool) -> Option<u64> {
+    pub(crate) fn find(self, query: &Query, seq: Option<u64>, forward: bool) -> Option<u64> {
         let hit = |l: &&LogLine| query.matches(&l.text);
         let seq_of = |l: &LogLine| l.seq;
         if forward {

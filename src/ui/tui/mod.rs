@@ -12,21 +12,22 @@ mod run;
 mod terminal;
 mod view;
 
-pub use ansi::neutralise;
+pub(crate) use ansi::neutralise;
 pub use app::{App, Outcome};
 pub use history::{DEFAULT_HISTORY_BYTES, LogStore};
-pub use run::{PendingTui, TuiConfig, log_pane_size, spawn};
-pub use terminal::restore as restore_terminal;
-pub use view::{draw, epitaph};
+pub use run::log_pane_size;
+pub(crate) use run::{PendingTui, TuiConfig, spawn};
+pub(crate) use terminal::restore as restore_terminal;
+pub use view::draw;
 
 /// One output line (without its `\n`) as the dashboard shows it, without colours: every
 /// escape sequence and control character removed, `\r` rewrites collapsed.
-pub fn plain_text(line: &[u8]) -> String {
+pub(crate) fn plain_text(line: &[u8]) -> String {
     ansi::parse_line(line).0
 }
 
 /// Parses a history size: `8MiB`, `512K`, `1000000` (bytes).
-pub fn parse_size(text: &str) -> Result<usize, String> {
+pub(crate) fn parse_size(text: &str) -> Result<usize, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);

@@ -34,7 +34,7 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 const EPITAPH_LINES: usize = 20;
 
 /// What the dashboard needs besides the engine handle and the log events.
-pub struct TuiConfig {
+pub(crate) struct TuiConfig {
     pub stack: String,
     pub names: Vec<String>,
     /// The run's containment, for CPU and memory; None when attached to a stack of another
@@ -54,14 +54,14 @@ pub struct TuiConfig {
 }
 
 /// The dashboard between taking the terminal over and having an engine to show.
-pub struct PendingTui {
+pub(crate) struct PendingTui {
     config: TuiConfig,
     logs: LogReceiver,
 }
 
 /// Takes the terminal over (and captures stderr into `log_tx`); `PendingTui::start` then runs
 /// the dashboard once the engine exists.
-pub fn spawn(
+pub(crate) fn spawn(
     config: TuiConfig,
     logs: LogReceiver,
     log_tx: crate::logs::LogSender,
@@ -77,7 +77,7 @@ pub fn spawn(
 impl PendingTui {
     /// Starts the dashboard thread. It ends after `LogEvent::End`, restores the terminal and
     /// prints the last lines of services that ended badly.
-    pub fn start(self, engine: EngineHandle) -> JoinHandle<()> {
+    pub(crate) fn start(self, engine: EngineHandle) -> JoinHandle<()> {
         let PendingTui { config, logs } = self;
         let spawned = std::thread::Builder::new()
             .name("pk-tui".into())

@@ -25,7 +25,7 @@ static SAVED_STDERR: Mutex<Option<OwnedFd>> = Mutex::new(None);
 static PANIC_HOOK: Once = Once::new();
 
 /// Takes the terminal over; on failure it is left as it was.
-pub fn enter() -> io::Result<()> {
+pub(super) fn enter() -> io::Result<()> {
     PANIC_HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
@@ -50,7 +50,7 @@ pub fn enter() -> io::Result<()> {
 
 /// Gives the terminal back: mouse capture off, main screen, cursor shown, raw mode off, and
 /// stderr pointing at the terminal again. Does nothing if the dashboard does not own it.
-pub fn restore() {
+pub(crate) fn restore() {
     if !ACTIVE.swap(false, Ordering::SeqCst) {
         return;
     }
@@ -68,7 +68,7 @@ pub fn restore() {
 
 /// Points fd 2 at a pipe whose lines become pk notices (`stderr: …`), so nothing written to
 /// stderr (by pk or a library) tears the dashboard. Undone by `restore`.
-pub fn capture_stderr(logs: LogSender) -> io::Result<()> {
+pub(super) fn capture_stderr(logs: LogSender) -> io::Result<()> {
     let (read, write) = rustix::pipe::pipe()?;
     let saved = rustix::io::dup(io::stderr())?;
     rustix::stdio::dup2_stderr(&write)?;

@@ -25,7 +25,7 @@ const TIMESTAMP_WIDTH: usize = 13;
 
 /// Where each part of the screen goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Areas {
+pub(super) struct Areas {
     /// Header row plus one row per visible service.
     pub table: Rect,
     /// The log pane's title line.
@@ -36,7 +36,7 @@ pub struct Areas {
 
 /// Splits the screen: the service table on top (at most 2/5 of the height), a title line, the
 /// logs, and a status line at the bottom.
-pub fn areas(size: Rect, services: usize) -> Areas {
+pub(super) fn areas(size: Rect, services: usize) -> Areas {
     let status_h = u16::from(size.height > 0);
     let body = size.height - status_h;
     let wanted = u16::try_from(services + 1).unwrap_or(u16::MAX);
@@ -58,13 +58,13 @@ pub fn areas(size: Rect, services: usize) -> Areas {
 
 /// The first service shown in a table `height` rows high (one is the header) so that
 /// `selected` is visible.
-pub fn table_offset(selected: usize, height: u16) -> usize {
+pub(super) fn table_offset(selected: usize, height: u16) -> usize {
     let rows = usize::from(height.saturating_sub(1)).max(1);
     selected.saturating_sub(rows - 1)
 }
 
 /// A service's colour: the plain printer's (`vocab::service_colour`).
-pub fn service_colour(index: usize) -> Color {
+pub(super) fn service_colour(index: usize) -> Color {
     Color::Indexed(crate::vocab::service_colour(index))
 }
 
@@ -107,7 +107,7 @@ fn state_look(state: State) -> (&'static str, Style) {
 }
 
 /// `12s`, `3m04s`, `2h05m`.
-pub fn fmt_uptime(ms: u64) -> String {
+pub(super) fn fmt_uptime(ms: u64) -> String {
     let s = ms / 1000;
     match s {
         0..60 => format!("{s}s"),
@@ -125,7 +125,7 @@ fn fmt_countdown(ms: u64) -> String {
     }
 }
 
-pub fn fmt_bytes(bytes: u64) -> String {
+pub(super) fn fmt_bytes(bytes: u64) -> String {
     #[expect(clippy::cast_precision_loss, reason = "a rounded figure for display")]
     let b = bytes as f64;
     if bytes < 1024 * 1024 {
@@ -284,7 +284,7 @@ fn draw_table(
 
 /// How log lines are laid out in a pane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LineFormat {
+pub(crate) struct LineFormat {
     pub timestamps: bool,
     /// Merged view: the width service names are padded to.
     pub name_width: Option<usize>,
@@ -300,7 +300,7 @@ impl LineFormat {
     }
 
     /// Screen rows a line takes.
-    pub fn rows(&self, line: &LogLine) -> usize {
+    pub(crate) fn rows(&self, line: &LogLine) -> usize {
         if !self.wrap {
             return 1;
         }
@@ -332,7 +332,7 @@ impl LineFormat {
     }
 
     /// The screen rows of one line: prefix, styled text, search matches highlighted.
-    pub fn render(
+    pub(crate) fn render(
         &self,
         line: &LogLine,
         names: &[String],
@@ -505,7 +505,7 @@ fn title_line(app: &App, dropped: u64, at_bottom: bool) -> Line<'static> {
 }
 
 /// `12345678` → `12,345,678`.
-pub fn group_digits(n: u64) -> String {
+pub(super) fn group_digits(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -590,7 +590,7 @@ fn draw_status(frame: &mut Frame<'_>, area: Rect, app: &App, snap: &Snapshot) {
 }
 
 /// Every key, as the help overlay lists it.
-pub const KEYS: [(&str, &str); 22] = [
+pub(super) const KEYS: [(&str, &str); 22] = [
     ("↑ ↓  j k", "select a service"),
     ("click", "select a service"),
     ("Tab  m", "merged view of all services on/off"),
@@ -652,7 +652,7 @@ fn draw_help(frame: &mut Frame<'_>, size: Rect) {
 }
 
 /// The last lines of every service that ended badly, for the normal terminal after exit.
-pub fn epitaph(snap: &Snapshot, store: &LogStore, lines: usize) -> String {
+pub(super) fn epitaph(snap: &Snapshot, store: &LogStore, lines: usize) -> String {
     let mut out = String::new();
     for (i, s) in snap.services.iter().enumerate() {
         if !s.state.is_failure() {
