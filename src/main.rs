@@ -16,10 +16,13 @@ fn main() {
             );
         }
         // From this (the main) thread, which lives as long as pk: every service's parent-death
-        // signal follows it. Forked while pk holds few descriptors (the guard's pipe).
+        // signal follows it. Forked while pk holds few descriptors (the guard's pipe). Linux
+        // only (not the portable build, which spawns with std from pk itself).
+        #[cfg(native_linux)]
         pk::process::start_spawner();
     }
     let code = pk::cli::run(cli);
+    #[cfg(native_linux)]
     pk::process::stop_spawner();
     // Every path out of `run` has cleaned up what it started; the guard has nothing to do.
     pk::process::guard::dismiss();

@@ -172,7 +172,7 @@ fn doc_yaml_blocks(out: &mut Vec<Vec<u8>>) {
 fn corpus(target: &str) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let yaml = |n: &str| has_ext(n, "yaml") || has_ext(n, "yml");
-    let procfile = |n: &str| n.starts_with("Procfile") || has_ext(n, "procfile");
+    let procfile = |n: &str| n.contains("Procfile") || has_ext(n, "procfile");
     let mut configs = Vec::new();
     files_under(&manifest().join("examples"), &yaml, &mut configs);
     files_under(&manifest().join("tests"), &yaml, &mut configs);

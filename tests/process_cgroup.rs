@@ -1,4 +1,7 @@
 //! Housekeeping of the cgroup backend: detection, leaf reuse, cleanup and drop.
+//!
+//! Linux only by nature (cgroup v2): not built with `--features portable`.
+#![cfg(not(feature = "portable"))]
 
 mod process_support;
 

@@ -1,6 +1,10 @@
 //! Processes that leave their session or double-fork: caught by the cgroup backend (the leaf
 //! holds them) and by the process-group fallback (pk is a child subreaper, so an orphaned
 //! escapee is reparented to it, and every process of the run carries the run marker).
+//!
+//! Linux only by nature (cgroups, `PR_SET_CHILD_SUBREAPER`): not built with `--features
+//! portable`, whose process groups do not catch such escapees (see README "Platforms").
+#![cfg(not(feature = "portable"))]
 
 mod process_support;
 

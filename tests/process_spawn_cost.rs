@@ -4,6 +4,10 @@
 //! costs O(services). The kernel shows the size of the table a process got in
 //! `/proc/<pid>/status` (`FDSize`), and it stays that size after exec: a count, not a timing.
 //! Its own test binary: it holds 1,500 descriptors and 500 processes.
+//!
+//! Linux only by nature (the spawner process, /proc FDSize): not built with `--features
+//! portable`.
+#![cfg(not(feature = "portable"))]
 
 mod process_support;
 

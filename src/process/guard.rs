@@ -52,6 +52,10 @@ static LINK: OnceLock<Link> = OnceLock::new();
 
 /// Something the guard must know to clean up after pk.
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(
+    not(native_linux),
+    allow(dead_code, reason = "cgroups and adopted orphans are Linux only")
+)]
 pub(crate) enum Note<'a> {
     /// The run cgroup (cgroup backend).
     Cgroup(&'a Path),
@@ -320,6 +324,7 @@ fn detach(read: &OwnedFd) {
             libc::close(fd);
         }
         libc::chdir(c"/".as_ptr());
+        #[cfg(target_os = "linux")]
         libc::prctl(libc::PR_SET_NAME, c"pk-guard".as_ptr());
     }
 }

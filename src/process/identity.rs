@@ -73,6 +73,10 @@ pub(crate) fn carries_marker(pid: i32, marker: &str) -> bool {
 }
 
 /// The run marker in `pid`'s environment, if any.
+#[cfg_attr(
+    not(native_linux),
+    allow(dead_code, reason = "only adopted orphans (Linux) are asked")
+)]
 pub(crate) fn marker_of(pid: i32) -> Option<String> {
     let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
     let prefix = format!("{MARKER_ENV}=");

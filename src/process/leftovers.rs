@@ -26,8 +26,10 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal};
 use serde::{Deserialize, Serialize};
 
+use super::Containment;
+#[cfg(native_linux)]
+use super::cgroup;
 use super::identity;
-use super::{Containment, cgroup};
 
 /// What a run leaves on disk while it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,6 +221,7 @@ impl Remains {
     /// Blocking; safe to run twice or concurrently with another cleaner.
     pub(crate) fn kill(&self) -> usize {
         let mut killed = 0;
+        #[cfg(native_linux)]
         for dir in &self.cgroups {
             killed += cgroup::count_procs(dir);
             cgroup::kill_leaf(dir);
@@ -226,7 +229,9 @@ impl Remains {
         if !(self.groups.is_empty() && self.adopted.is_empty() && self.markers.is_empty()) {
             killed += self.kill_processes();
         }
+        #[cfg(native_linux)]
         let deadline = Instant::now() + KILL_WAIT;
+        #[cfg(native_linux)]
         for dir in &self.cgroups {
             while cgroup::is_populated(dir) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(2));

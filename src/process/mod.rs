@@ -13,9 +13,11 @@
 //! - with process groups, every stage gets the run marker (`PK_RUN_ID`, see `identity`) in its
 //!   environment, and each group is told to the guard and the run record as it starts.
 
+#[cfg(native_linux)]
 mod cgroup;
 mod detach;
 mod escalate;
+mod fd_limit;
 pub mod guard;
 pub mod identity;
 pub(crate) mod leftovers;
@@ -24,13 +26,16 @@ mod pool;
 mod pty;
 pub mod runlock;
 mod spawn;
+#[cfg(native_linux)]
 mod spawner;
+#[cfg(native_linux)]
 mod subreaper;
-#[cfg(target_os = "linux")]
+#[cfg(native_linux)]
 mod vfork;
 
 use std::collections::BTreeMap;
 use std::io;
+#[cfg(native_linux)]
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -38,19 +43,22 @@ use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(native_linux)]
 use rustix::fs::{Mode, OFlags};
 use rustix::process::{Pid, Signal};
 use tokio::net::unix::pipe::Receiver;
 
+#[cfg(native_linux)]
 use self::cgroup::RunCgroup;
 pub(crate) use self::detach::spawn_detached;
 use self::escalate::Drainable;
+pub use self::fd_limit::raise_fd_limit;
 use self::pgroup::GroupRegistry;
 pub(crate) use self::pty::Pty;
 pub use self::pty::WinSize;
 use self::spawn::Placement;
+#[cfg(native_linux)]
 pub use self::spawner::{spawner_pid, start as start_spawner, stop as stop_spawner};
-pub use self::vfork::raise_fd_limit;
 
 /// Environment variable that forces the process-group fallback when set to `pgroup`.
 pub(crate) const CONTAINMENT_ENV: &str = "PK_CONTAINMENT";
@@ -110,6 +118,7 @@ pub(crate) struct OwnedSpawnSpec {
 
 #[derive(Debug)]
 enum Backend {
+    #[cfg(native_linux)]
     Cgroup(RunCgroup),
     ProcessGroups {
         reason: String,
@@ -172,6 +181,9 @@ impl Containment {
                 );
             }
         }
+        #[cfg(not(native_linux))]
+        return Self::process_groups("a portable build has no cgroups");
+        #[cfg(native_linux)]
         match RunCgroup::create() {
             Ok(run) => Containment {
                 backend: Backend::Cgroup(run),
@@ -187,6 +199,7 @@ impl Containment {
 
     /// Process groups only; `reason` says why (shown by [`Containment::describe`]).
     pub fn process_groups(reason: &str) -> Containment {
+        #[cfg(native_linux)]
         subreaper::enable();
         Containment {
             backend: Backend::ProcessGroups {
@@ -204,6 +217,7 @@ impl Containment {
     /// this one is killed with SIGKILL, and tells pk's guard (if any) what to clean.
     pub(crate) fn keep_record(&self, path: &Path, config: &Path) -> io::Result<()> {
         match &self.backend {
+            #[cfg(native_linux)]
             Backend::Cgroup(run) => guard::note(guard::Note::Cgroup(&run.dir)),
             Backend::ProcessGroups { marker, .. } => guard::note(guard::Note::Marker(marker)),
         }
@@ -233,6 +247,7 @@ impl Containment {
     /// (process-group backend).
     pub(crate) fn process_groups_spawned(&self) -> Vec<(i32, u64)> {
         match &self.backend {
+            #[cfg(native_linux)]
             Backend::Cgroup(_) => Vec::new(),
             Backend::ProcessGroups { groups, .. } => groups.snapshot(),
         }
@@ -253,6 +268,7 @@ impl Containment {
     /// The value of `PK_RUN_ID` in every process of this run (process-group backend).
     pub fn marker(&self) -> Option<&str> {
         match &self.backend {
+            #[cfg(native_linux)]
             Backend::Cgroup(_) => None,
             Backend::ProcessGroups { marker, .. } => Some(marker),
         }
@@ -260,6 +276,7 @@ impl Containment {
 
     pub fn kind(&self) -> ContainmentKind {
         match self.backend {
+            #[cfg(native_linux)]
             Backend::Cgroup(_) => ContainmentKind::Cgroup,
             Backend::ProcessGroups { .. } => ContainmentKind::ProcessGroup,
         }
@@ -269,6 +286,7 @@ impl Containment {
     /// `process groups (no cgroup2 mount)`.
     pub fn describe(&self) -> String {
         match &self.backend {
+            #[cfg(native_linux)]
             Backend::Cgroup(run) => format!("cgroup v2 ({})", run.dir.display()),
             Backend::ProcessGroups { reason, .. } => format!("process groups ({reason})"),
         }
@@ -277,6 +295,7 @@ impl Containment {
     /// The run cgroup's directory, when the cgroup backend is in use.
     /// The cgroup directory of leaf `leaf` (see `leaf_name`), whether or not it exists yet;
     /// None with process groups.
+    #[cfg(native_linux)]
     pub(crate) fn leaf_dir(&self, leaf: &str) -> Option<PathBuf> {
         let run = self.run_cgroup()?;
         cgroup::leaf_dir_name(leaf).ok().map(|name| run.join(name))
@@ -284,6 +303,7 @@ impl Containment {
 
     pub fn run_cgroup(&self) -> Option<&Path> {
         match &self.backend {
+            #[cfg(native_linux)]
             Backend::Cgroup(run) => Some(&run.dir),
             Backend::ProcessGroups { .. } => None,
         }
@@ -333,18 +353,19 @@ impl Containment {
         spec: &SpawnSpec<'_>,
         tty: Option<WinSize>,
     ) -> io::Result<Spawned> {
+        // Leaves are cgroups: the portable build has none.
+        #[cfg(not(native_linux))]
+        let _ = leaf;
         match &self.backend {
+            #[cfg(native_linux)]
             Backend::Cgroup(run) => {
                 let dir = run.leaf(leaf)?;
                 let procs = open_procs(&dir)?;
-                let started = subreaper::spawning(
-                    || {
-                        spawn::start(spec, &Placement::Cgroup { procs: &procs }, tty, |_| {
-                            cgroup::kill_leaf(&dir);
-                        })
-                    },
-                    started_pids,
-                )?;
+                let started = starting(|| {
+                    spawn::start(spec, &Placement::Cgroup { procs: &procs }, tty, |_| {
+                        cgroup::kill_leaf(&dir);
+                    })
+                })?;
                 Ok(ProcessTree::from_started(
                     started,
                     Scope::Cgroup { leaf: dir },
@@ -354,16 +375,13 @@ impl Containment {
                 let mut env = spec.env.clone();
                 env.insert(identity::MARKER_ENV.to_owned(), marker.clone());
                 let spec = &SpawnSpec { env: &env, ..*spec };
-                let started = subreaper::spawning(
-                    || {
-                        spawn::start(spec, &Placement::ProcessGroup, tty, |pgid| {
-                            if let Err(error) = pgroup::signal_group(pid_of(pgid), Signal::KILL) {
-                                tracing::error!(pgid, %error, "cannot kill a half-started pipeline");
-                            }
-                        })
-                    },
-                    started_pids,
-                )?;
+                let started = starting(|| {
+                    spawn::start(spec, &Placement::ProcessGroup, tty, |pgid| {
+                        if let Err(error) = pgroup::signal_group(pid_of(pgid), Signal::KILL) {
+                            tracing::error!(pgid, %error, "cannot kill a half-started pipeline");
+                        }
+                    })
+                })?;
                 let pgid = pid_of(started.stages[0].pid);
                 // The leader is unreaped, so its stat is there even if it already exited.
                 let start = identity::start_time(pgid.as_raw_nonzero().get()).unwrap_or(0);
@@ -382,6 +400,7 @@ impl Containment {
     /// `killpg` of every group not yet known gone). Synchronous and quick; does not wait.
     pub fn kill_all(&self) {
         match &self.backend {
+            #[cfg(native_linux)]
             Backend::Cgroup(run) => run.kill_all(),
             Backend::ProcessGroups { groups, marker, .. } => {
                 groups.kill_all();
@@ -400,8 +419,10 @@ impl Containment {
     /// run marker) get SIGTERM, up to `grace` to exit, then SIGKILL. Returns how many there
     /// were. Under cgroups nothing escapes a stopped service's leaf: returns 0.
     pub(crate) async fn stop_escapees(&self, grace: Duration) -> usize {
-        let Backend::ProcessGroups { marker, .. } = &self.backend else {
-            return 0;
+        let marker = match &self.backend {
+            Backend::ProcessGroups { marker, .. } => marker,
+            #[cfg(native_linux)]
+            Backend::Cgroup(_) => return 0,
         };
         let mut stopped = std::collections::BTreeSet::new();
         // A killed escapee's own children are adopted next: a few rounds.
@@ -421,6 +442,7 @@ impl Containment {
                 }
             }
             let alive = || {
+                #[cfg(native_linux)]
                 subreaper::sweep();
                 targets
                     .iter()
@@ -446,6 +468,7 @@ impl Containment {
     /// Removes the leaves and the run cgroup, best effort: one still holding processes stays
     /// (logged). Idempotent; also done on drop. Nothing to do for process groups.
     pub fn cleanup(&self) {
+        #[cfg(native_linux)]
         if let Backend::Cgroup(run) = &self.backend {
             run.remove();
         }
@@ -460,6 +483,7 @@ const KILL_SETTLE: Duration = Duration::from_secs(2);
 /// which runs one stack, every orphan it adopted comes from that stack), and every process of
 /// pk's uid that carries it. Excludes pk and its guard.
 fn escapees(marker: &str, unmarked: bool) -> Vec<(i32, u64)> {
+    #[cfg(native_linux)]
     let mut found: BTreeMap<i32, u64> = subreaper::sweep()
         .into_iter()
         .filter(|&(pid, _)| match identity::marker_of(pid) {
@@ -467,6 +491,12 @@ fn escapees(marker: &str, unmarked: bool) -> Vec<(i32, u64)> {
             None => unmarked,
         })
         .collect();
+    // The portable build is no subreaper: it adopts no orphans, marked or not.
+    #[cfg(not(native_linux))]
+    let mut found: BTreeMap<i32, u64> = {
+        let _ = unmarked;
+        BTreeMap::new()
+    };
     let guard = guard::pid().and_then(|p| i32::try_from(p).ok());
     for (pid, st) in identity::own_processes() {
         if Some(pid) != guard && identity::carries_marker(pid, marker) {
@@ -476,6 +506,24 @@ fn escapees(marker: &str, unmarked: bool) -> Vec<(i32, u64)> {
     found.into_iter().collect()
 }
 
+/// Runs `start` (which starts one tree's stages) so that the subreaper's sweeps never take the
+/// stages for adopted orphans.
+#[cfg(native_linux)]
+fn starting(
+    start: impl FnOnce() -> io::Result<spawn::StartedTree>,
+) -> io::Result<spawn::StartedTree> {
+    subreaper::spawning(start, started_pids)
+}
+
+/// Runs `start` (which starts one tree's stages): the portable build adopts no orphans.
+#[cfg(not(native_linux))]
+fn starting(
+    start: impl FnOnce() -> io::Result<spawn::StartedTree>,
+) -> io::Result<spawn::StartedTree> {
+    start()
+}
+
+#[cfg(native_linux)]
 fn started_pids(started: &io::Result<spawn::StartedTree>) -> Vec<u32> {
     started
         .as_ref()
@@ -488,11 +536,13 @@ fn pid_of_raw(raw: i32) -> Pid {
 }
 
 /// How long dropping a [`Containment`] waits for killed processes to leave the run cgroup.
+#[cfg(native_linux)]
 const DROP_DRAIN_LIMIT: Duration = Duration::from_millis(200);
 
 impl Drop for Containment {
     fn drop(&mut self) {
         self.kill_all();
+        #[cfg(native_linux)]
         if let Backend::Cgroup(run) = &self.backend {
             // killed with SIGKILL processes need a moment to exit; rmdir fails while they are there.
             run.wait_empty(DROP_DRAIN_LIMIT);
@@ -501,6 +551,7 @@ impl Drop for Containment {
     }
 }
 
+#[cfg(native_linux)]
 fn open_procs(leaf: &Path) -> io::Result<OwnedFd> {
     let path = leaf.join("cgroup.procs");
     rustix::fs::open(&path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|errno| {
@@ -521,9 +572,8 @@ fn pid_of(raw: u32) -> Pid {
 /// What contains one tree.
 #[derive(Debug)]
 enum Scope {
-    Cgroup {
-        leaf: PathBuf,
-    },
+    #[cfg(native_linux)]
+    Cgroup { leaf: PathBuf },
     ProcessGroup {
         pgid: Pid,
         groups: Arc<GroupRegistry>,
@@ -596,6 +646,7 @@ impl ProcessTree {
     /// The tree's cgroup leaf directory, when the cgroup backend is in use.
     pub fn cgroup(&self) -> Option<&Path> {
         match &self.scope {
+            #[cfg(native_linux)]
             Scope::Cgroup { leaf } => Some(leaf),
             Scope::ProcessGroup { .. } => None,
         }
@@ -648,6 +699,7 @@ impl ProcessTree {
             return false;
         }
         self.drained = match &self.scope {
+            #[cfg(native_linux)]
             Scope::Cgroup { leaf } => !cgroup::is_populated(leaf),
             Scope::ProcessGroup { pgid, groups } => {
                 let gone = pgroup::is_gone(*pgid);
@@ -678,6 +730,7 @@ impl ProcessTree {
             return Ok(());
         }
         match &self.scope {
+            #[cfg(native_linux)]
             Scope::Cgroup { leaf } => cgroup::signal_leaf(leaf, signal),
             Scope::ProcessGroup { pgid, .. } => pgroup::signal_group(*pgid, signal),
         }
@@ -689,6 +742,7 @@ impl ProcessTree {
             return;
         }
         match &self.scope {
+            #[cfg(native_linux)]
             Scope::Cgroup { leaf } => cgroup::kill_leaf(leaf),
             Scope::ProcessGroup { pgid, .. } => {
                 if let Err(error) = pgroup::signal_group(*pgid, Signal::KILL) {

@@ -25,11 +25,14 @@ impl Pool {
         let rx = std::sync::Arc::new(Mutex::new(rx));
         let runtime = tokio::runtime::Handle::current();
         // With the spawner process, a spawn here is one request to it, served one at a time.
+        #[cfg(native_linux)]
         let threads = if super::spawn::uses_spawner() {
             1
         } else {
             THREADS
         };
+        #[cfg(not(native_linux))]
+        let threads = THREADS;
         for i in 0..threads {
             let rx = std::sync::Arc::clone(&rx);
             let runtime = runtime.clone();

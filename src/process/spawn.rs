@@ -3,28 +3,41 @@
 //! before the child runs anything. On a pseudo-terminal (`tty`): one stage, the terminal's slave
 //! as its stdio and controlling terminal in a new session, pk reading the master.
 //!
+//! Two ways to start a stage: the vfork-style clone (`vfork.rs`, through the spawner process when
+//! it runs) on Linux, and std's fork + exec (`fork_stage`), the only one in the portable build
+//! (`--features portable`, or any OS but Linux; see build.rs) and the one `PK_SPAWN=fork` picks.
+//! `PR_SET_PDEATHSIG` and the cgroup move before exec exist on Linux only.
+//!
 //! Invariants: the only place in pk that spawns; every fd pk creates is close-on-exec, so a child
 //! inherits exactly stdin/stdout/stderr; pk's copies of the write ends are closed before
 //! returning (EOF on the pipes means every holder closed them); a half-started pipeline is
 //! killed before the error is returned.
 
+#[cfg(native_linux)]
 use rustix::process::Signal;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+#[cfg(native_linux)]
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::unix::process::CommandExt as _;
+#[cfg(native_linux)]
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Child, Command, Stdio};
+#[cfg(native_linux)]
 use std::sync::OnceLock;
 
 use rustix::pipe::{PipeFlags, pipe_with};
 use tokio::net::unix::pipe::Receiver;
-use tokio::process::{Child, Command};
 
 use super::SpawnSpec;
-use super::vfork::dev_null;
 
 /// Where the stages go besides their new process group.
 pub(crate) enum Placement<'a> {
     /// The leaf's `cgroup.procs`, opened by pk, written with `0` by each child before exec.
+    #[cfg_attr(
+        not(native_linux),
+        expect(dead_code, reason = "the portable build has no cgroups")
+    )]
     Cgroup {
         procs: &'a OwnedFd,
     },
@@ -37,24 +50,41 @@ pub(crate) struct Started {
     pub child: StageChild,
 }
 
-/// A stage as pk's direct child, reaped by tokio (fork path) or through its pidfd.
+/// A stage as pk's direct child: reaped with `waitpid` on SIGCHLD (std's fork path, the only
+/// one in the portable build) or through its pidfd (the vfork path).
 #[derive(Debug)]
 pub(crate) enum StageChild {
-    Tokio(Child),
+    Forked(Child),
+    #[cfg(native_linux)]
     Pidfd(super::vfork::PidfdChild),
 }
 
 impl StageChild {
     pub(super) async fn wait(&mut self) -> io::Result<std::process::ExitStatus> {
         match self {
-            StageChild::Tokio(c) => c.wait().await,
+            StageChild::Forked(c) => {
+                use tokio::signal::unix::{SignalKind, signal};
+                // Listening starts before the first look: an exit in between is not missed.
+                let mut sigchld = signal(SignalKind::child())?;
+                loop {
+                    // `waitpid(pid, WNOHANG)`.
+                    if let Some(status) = c.try_wait()? {
+                        return Ok(status);
+                    }
+                    if sigchld.recv().await.is_none() {
+                        return Err(io::Error::other("the runtime's signal driver stopped"));
+                    }
+                }
+            }
+            #[cfg(native_linux)]
             StageChild::Pidfd(c) => c.wait().await,
         }
     }
 
     pub(super) fn try_wait(&mut self) -> io::Result<Option<std::process::ExitStatus>> {
         match self {
-            StageChild::Tokio(c) => c.try_wait(),
+            StageChild::Forked(c) => c.try_wait(),
+            #[cfg(native_linux)]
             StageChild::Pidfd(c) => c.try_wait(),
         }
     }
@@ -190,6 +220,7 @@ fn start_all(
 /// Starts one stage: with `clone(CLONE_VM|CLONE_VFORK)` (no copy of pk; `vfork.rs`) unless
 /// `PK_SPAWN=fork` asks for the portable fork + `pre_exec` path. `stdio` is closed in pk once
 /// the child has it.
+#[cfg(native_linux)]
 fn start_stage(
     argv: &[String],
     spec: &SpawnSpec<'_>,
@@ -227,6 +258,19 @@ fn start_stage(
     })
 }
 
+/// Starts one stage with std's fork + exec (the portable build). `stdio` is closed in pk once
+/// the child has it.
+#[cfg(not(native_linux))]
+fn start_stage(
+    argv: &[String],
+    spec: &SpawnSpec<'_>,
+    stdio: [OwnedFd; 3],
+    group: Group,
+    placement: &Placement<'_>,
+) -> io::Result<Started> {
+    fork_stage(argv, spec, stdio, group, placement)
+}
+
 #[expect(
     clippy::disallowed_methods,
     reason = "process/ is the one place that spawns"
@@ -247,8 +291,7 @@ fn fork_stage(
         .current_dir(spec.cwd)
         .stdin(Stdio::from(stdin))
         .stdout(Stdio::from(stdout))
-        .stderr(Stdio::from(stderr))
-        .kill_on_drop(false);
+        .stderr(Stdio::from(stderr));
     // A new group keeps the terminal's Ctrl-C away from the tree: pk decides what it gets.
     match group {
         Group::New => {
@@ -279,20 +322,21 @@ fn fork_stage(
             ),
         )
     })?;
-    let pid = child
-        .id()
-        .ok_or_else(|| io::Error::other("a just-spawned child has no pid"))?;
     Ok(Started {
-        pid,
-        child: StageChild::Tokio(child),
+        pid: child.id(),
+        child: StageChild::Forked(child),
     })
 }
 
 /// The fork path's steps in the child before exec (the vfork path does the same in
 /// `vfork::child_main`).
 fn in_child_before_exec(command: &mut Command, placement: &Placement<'_>) {
+    // Only the cgroup backend places a tree: the portable build has none.
+    #[cfg(not(native_linux))]
+    let _ = placement;
+    #[cfg(native_linux)]
     let parent = rustix::process::getpid();
-    let nofile = super::vfork::service_nofile();
+    let nofile = super::fd_limit::service_nofile();
     // SAFETY: prctl(2), getppid(2) and setrlimit(2) are async-signal-safe; nothing allocates
     // or locks.
     unsafe {
@@ -300,10 +344,14 @@ fn in_child_before_exec(command: &mut Command, placement: &Placement<'_>) {
             // If pk dies (even by SIGKILL) the direct child goes too. Linux sends this when the
             // spawning *thread* exits: pk spawns from tokio's worker threads, which live as long
             // as pk's runtime. Deeper descendants are found by the next run (leftovers.rs).
-            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-            if rustix::process::getppid() != Some(parent) {
-                // pk died between fork and prctl: do not run orphaned.
-                return Err(io::Error::other("pk exited while starting this process"));
+            // Elsewhere (portable) pk's guard is what stops the trees when pk dies.
+            #[cfg(native_linux)]
+            {
+                rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+                if rustix::process::getppid() != Some(parent) {
+                    // pk died between fork and prctl: do not run orphaned.
+                    return Err(io::Error::other("pk exited while starting this process"));
+                }
             }
             // pk raised its own descriptor limit; the service gets the one pk was given.
             if let Some(limit) = &nofile
@@ -314,6 +362,7 @@ fn in_child_before_exec(command: &mut Command, placement: &Placement<'_>) {
             Ok(())
         });
     }
+    #[cfg(native_linux)]
     if let Placement::Cgroup { procs, .. } = placement {
         let procs = procs.as_raw_fd();
         // SAFETY: the closure only calls write(2) on an fd that pk keeps open until `spawn`
@@ -329,12 +378,14 @@ fn in_child_before_exec(command: &mut Command, placement: &Placement<'_>) {
 }
 
 /// Whether spawns go to the spawner process (not `PK_SPAWN=fork`, and the spawner runs).
+#[cfg(native_linux)]
 pub(super) fn uses_spawner() -> bool {
     !use_fork() && super::spawner::shared().is_some()
 }
 
 /// `PK_SPAWN=fork`: spawn with fork and `pre_exec` (what std does) instead of the vfork-style
 /// clone; read once per process.
+#[cfg(native_linux)]
 fn use_fork() -> bool {
     static FORK: OnceLock<bool> = OnceLock::new();
     *FORK.get_or_init(|| std::env::var_os("PK_SPAWN").is_some_and(|v| v == "fork"))
@@ -342,6 +393,7 @@ fn use_fork() -> bool {
 
 /// The file to exec for `program`: as given when it has a `/` (relative to the service's
 /// directory), else the first executable on the service's `PATH` (execve does no search).
+#[cfg(native_linux)]
 fn resolve(program: &str, spec: &SpawnSpec<'_>) -> io::Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let executable = |p: &Path| {
@@ -374,4 +426,13 @@ fn resolve(program: &str, spec: &SpawnSpec<'_>) -> io::Result<PathBuf> {
         .map(|d| spec.cwd.join(d).join(program))
         .find(|p| executable(p))
         .ok_or_else(|| not_found(" on PATH"))
+}
+
+/// `/dev/null` for stage 0's stdin.
+pub(super) fn dev_null() -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        "/dev/null",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?)
 }

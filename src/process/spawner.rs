@@ -136,7 +136,7 @@ impl Spawner {
         // SAFETY: both are new descriptors that nothing else owns.
         let (ours, theirs) =
             unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) };
-        let dev_null = vfork::dev_null()?;
+        let dev_null = super::spawn::dev_null()?;
         let mut buffers = Buffers {
             request: vec![0u8; MAX_REQUEST],
             pointers: Vec::with_capacity(MAX_POINTERS),
@@ -450,7 +450,7 @@ unsafe fn serve(sock: RawFd, dev_null: RawFd, buffers: &mut Buffers) -> ! {
         libc::fcntl(SOCKET_FD, libc::F_SETFD, libc::FD_CLOEXEC);
         libc::syscall(libc::SYS_close_range, SOCKET_FD + 1, c_int::MAX, 0);
         // The services get the open-file limit pk was started with.
-        if let Some(limit) = vfork::service_nofile() {
+        if let Some(limit) = super::fd_limit::service_nofile() {
             libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit);
         }
         loop {
@@ -601,7 +601,7 @@ mod tests {
     fn a_request_too_big_for_one_message_is_refused_before_sending() {
         let env: std::collections::BTreeMap<String, String> =
             [("BIG".to_owned(), "x".repeat(MAX_REQUEST))].into();
-        let null = vfork::dev_null().unwrap();
+        let null = super::super::spawn::dev_null().unwrap();
         let argv = vec!["true".to_owned()];
         let req = Request {
             program: std::path::Path::new("/bin/true"),
@@ -619,7 +619,7 @@ mod tests {
     fn a_request_parses_back_into_argv_sh_argv_and_envp() {
         let env: std::collections::BTreeMap<String, String> =
             [("A".to_owned(), "1".to_owned())].into();
-        let null = vfork::dev_null().unwrap();
+        let null = super::super::spawn::dev_null().unwrap();
         let words = vec!["prog".to_owned(), "x".to_owned()];
         let req = Request {
             program: std::path::Path::new("/bin/prog"),

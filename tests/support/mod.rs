@@ -26,6 +26,8 @@ pub(crate) const DEADLINE: Duration = Duration::from_secs(15);
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
+            // Cgroups are Linux only: the portable build has none.
+            #[cfg(not(feature = "portable"))]
             #[test]
             fn cgroup() {
                 if let Some(backend) = $crate::support::Backend::cgroup() {
