@@ -61,10 +61,12 @@ pub fn realworld() -> Option<PathBuf> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = repo.join("../shared/realworld");
     let worktree = repo.join("../../shared/realworld");
+    // Canonical, so that a symlink on the way (e.g. `../shared` linked in) cannot make the
+    // loader's lexical paths and the import's resolved paths differ.
     if dir.is_dir() {
-        Some(dir)
+        std::fs::canonicalize(&dir).ok()
     } else if worktree.is_dir() {
-        Some(worktree)
+        std::fs::canonicalize(&worktree).ok()
     } else {
         eprintln!(
             "\n\n!!!! SKIPPED: {} is absent; the real-world compatibility files are not checked !!!!\n",
