@@ -152,39 +152,7 @@ pub(crate) enum CliCommand {
     Schema,
     /// Run one readiness check (for scripts, CI and exported units); exit 0 when it passes,
     /// 1 when it fails (naming what failed).
-    Probe {
-        /// `tcp HOST:PORT`, `http URL`, or `exec CMD…` (one word runs under `sh -c`, several
-        /// are an argv; put `--` before a command whose arguments start with `-`).
-        #[arg(required = true, num_args = 2.., value_name = "CHECK")]
-        check: Vec<String>,
-        /// http: accepted status codes (repeatable); default any 2xx or 3xx.
-        #[arg(long, value_name = "CODE")]
-        status: Vec<u16>,
-        /// http: a request header `Name: value` (repeatable).
-        #[arg(long, value_name = "HEADER")]
-        header: Vec<String>,
-        /// Retry every --interval until the check passes or --deadline has passed.
-        #[arg(long, conflicts_with = "alive")]
-        wait: bool,
-        /// Liveness: check every --interval, exit 1 after --retries failures in a row.
-        #[arg(long)]
-        alive: bool,
-        #[arg(long, value_parser = parse_duration, default_value = "60s")]
-        deadline: Duration,
-        #[arg(long, value_parser = parse_duration, default_value = "1s")]
-        interval: Duration,
-        /// Bound of one attempt.
-        #[arg(long, value_parser = parse_duration, default_value = "1s")]
-        timeout: Duration,
-        #[arg(long, value_parser = parse_duration, default_value = "0s")]
-        initial_delay: Duration,
-        /// With --alive: failures in a row that count as dead.
-        #[arg(long, default_value_t = 3)]
-        retries: u32,
-        /// The service named in messages.
-        #[arg(long, default_value = "probe")]
-        name: String,
-    },
+    Probe(probe::ProbeArgs),
     /// Write the stack out for another engine (systemd units, a Nomad job).
     Export {
         #[command(subcommand)]
@@ -345,34 +313,7 @@ pub fn run(cli: Cli) -> i32 {
                 namespaces: namespace,
             },
         ),
-        CliCommand::Probe {
-            check,
-            status,
-            header,
-            wait,
-            alive,
-            deadline,
-            interval,
-            timeout,
-            initial_delay,
-            retries,
-            name,
-        } => probe::probe_command(
-            probe::ProbeArgs {
-                check,
-                status,
-                header,
-                wait,
-                alive,
-                deadline,
-                interval,
-                timeout,
-                initial_delay,
-                retries,
-                name,
-            },
-            &cwd,
-        ),
+        CliCommand::Probe(args) => probe::probe_command(args, &cwd),
         CliCommand::Export { target } => export::export_command(target, &cli.file, &cwd),
         CliCommand::Down { grace } => remote::remote_call(file, &cwd, |c| async move {
             let reaped = up::reap_leftovers(&c);

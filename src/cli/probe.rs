@@ -10,28 +10,47 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::parse_duration;
 use crate::config::values;
 use crate::plan::{ProbeSpec, RestartSpec, RunSpec, ServiceSpec, ShutdownSpec};
 use crate::probe::{self, ProbeContext, ReadyOutcome};
 use crate::process::Containment;
 use crate::vocab::{CommandSpec, ProbeCheck, StopSignal};
 
-/// What `pk probe` was asked to do, as parsed by clap.
-#[derive(Debug, Clone)]
-pub(super) struct ProbeArgs {
-    /// `[kind, target…]`: `tcp HOST:PORT`, `http URL`, `exec CMD…`.
-    pub check: Vec<String>,
-    pub status: Vec<u16>,
-    /// `--header "Name: value"` (http).
-    pub header: Vec<String>,
-    pub wait: bool,
-    pub alive: bool,
-    pub deadline: Duration,
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub initial_delay: Duration,
-    pub retries: u32,
-    pub name: String,
+/// What `pk probe` was asked to do: its arguments, parsed by clap.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ProbeArgs {
+    /// `tcp HOST:PORT`, `http URL`, or `exec CMD…` (one word runs under `sh -c`, several
+    /// are an argv; put `--` before a command whose arguments start with `-`).
+    #[arg(required = true, num_args = 2.., value_name = "CHECK")]
+    check: Vec<String>,
+    /// http: accepted status codes (repeatable); default any 2xx or 3xx.
+    #[arg(long, value_name = "CODE")]
+    status: Vec<u16>,
+    /// http: a request header `Name: value` (repeatable).
+    #[arg(long, value_name = "HEADER")]
+    header: Vec<String>,
+    /// Retry every --interval until the check passes or --deadline has passed.
+    #[arg(long, conflicts_with = "alive")]
+    wait: bool,
+    /// Liveness: check every --interval, exit 1 after --retries failures in a row.
+    #[arg(long)]
+    alive: bool,
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    deadline: Duration,
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    interval: Duration,
+    /// Bound of one attempt.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    timeout: Duration,
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    initial_delay: Duration,
+    /// With --alive: failures in a row that count as dead.
+    #[arg(long, default_value_t = 3)]
+    retries: u32,
+    /// The service named in messages.
+    #[arg(long, default_value = "probe")]
+    name: String,
 }
 
 /// Runs the probe; 0 when it passed, 1 when it failed, 2 for a check that does not parse.
