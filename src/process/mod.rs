@@ -79,6 +79,9 @@ pub enum Role {
     Probe,
     /// The `shutdown.command`.
     Shutdown,
+    /// A command whose output becomes a variable (process-compose `env_cmds`); its leaf is
+    /// named after the variable.
+    Env,
 }
 
 /// The leaf for `service`'s trees in `role`: the one naming scheme (`db`, `db@probe`,
@@ -89,6 +92,37 @@ pub fn leaf_name(service: &str, role: Role) -> String {
         Role::Service => service.to_owned(),
         Role::Probe => format!("{service}@probe"),
         Role::Shutdown => format!("{service}@shutdown"),
+        Role::Env => format!("{service}@env"),
+    }
+}
+
+/// The most of each stream [`Containment::run_captured`] keeps; the rest is read and dropped.
+pub(crate) const CAPTURE_MAX: usize = 64 * 1024;
+
+/// How a command run by [`Containment::run_captured`] ended, and what it printed.
+#[derive(Debug)]
+pub(crate) struct Captured {
+    /// Its exit status; `None` when the deadline passed first (it was killed).
+    pub status: Option<ExitStatus>,
+    /// The first `CAPTURE_MAX` bytes of its stdout.
+    pub stdout: Vec<u8>,
+    /// The first `CAPTURE_MAX` bytes of its stderr.
+    pub stderr: Vec<u8>,
+}
+
+/// Reads `pipe` to its end, keeping the first `CAPTURE_MAX` bytes.
+async fn read_capped(mut pipe: Receiver) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut kept = Vec::new();
+    let mut buf = vec![0; 8192];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => return kept,
+            Ok(n) => {
+                let room = CAPTURE_MAX - kept.len();
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
     }
 }
 
@@ -332,6 +366,37 @@ impl Containment {
                 )
             })
             .await
+    }
+
+    /// Runs `spec` (stdin `/dev/null`) in leaf `leaf` until its stages exit or `deadline`
+    /// passes, keeping what it prints ([`Captured`]). Whatever it started is killed then and
+    /// waited for: nothing it started outlives the call. On the spawner threads, like
+    /// `spawn_async`.
+    pub(crate) async fn run_captured(
+        self: &Arc<Self>,
+        leaf: String,
+        spec: OwnedSpawnSpec,
+        deadline: Duration,
+    ) -> io::Result<Captured> {
+        let Spawned {
+            mut tree,
+            stdout,
+            stderr,
+            ..
+        } = self.spawn_async(leaf, spec).await?;
+        let run = async {
+            let waited = tokio::time::timeout(deadline, tree.wait_stages()).await;
+            tree.kill();
+            tree.wait_drained().await;
+            waited.ok().and_then(|statuses| statuses.last().copied())
+        };
+        // Read while it runs: a command printing more than a pipe holds must not block.
+        let (status, stdout, stderr) = tokio::join!(run, read_capped(stdout), read_capped(stderr));
+        Ok(Captured {
+            status,
+            stdout,
+            stderr,
+        })
     }
 
     /// Spawns a tree in leaf `leaf` (a service name, or `leaf_name(service, role)`); the leaf is
