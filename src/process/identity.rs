@@ -161,6 +161,14 @@ mod tests {
     }
 
     #[test]
+    fn a_group_with_a_running_member_is_live_and_a_number_no_process_has_is_not() {
+        let own = rustix::process::getpgrp().as_raw_nonzero().get();
+        assert_eq!(group_has_live_member(own), Some(true));
+        // Above any pid_max (at most 2^22).
+        assert_eq!(group_has_live_member(i32::MAX), Some(false));
+    }
+
+    #[test]
     fn this_process_is_itself_and_not_a_later_one() {
         let me = i32::try_from(std::process::id()).unwrap();
         let start = start_time(me).expect("own stat");
