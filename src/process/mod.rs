@@ -4,7 +4,8 @@
 //!
 //! Invariants:
 //! - a tree has ended only when every stage is reaped AND its cgroup leaf is empty (or, in the
-//!   fallback, its process group is gone) — never because its stdout closed;
+//!   fallback, its process group is gone, or in the portable build holds only zombies, see
+//!   `pgroup::is_gone`) — never because its stdout closed;
 //! - every tree gets its own process group (led by stage 0), so the terminal's Ctrl-C reaches
 //!   pk only and never the services directly; a tree on a pseudo-terminal (`tty`) is one stage
 //!   in a session of its own, whose leader leads the group;
@@ -755,7 +756,8 @@ impl ProcessTree {
     }
 
     /// True when the whole tree is gone: every stage reaped AND the leaf reads `populated 0`
-    /// (or the process group is gone). Reaps exited stages as a side effect.
+    /// (or the process group has no member left that can run). Reaps exited stages as a side
+    /// effect.
     pub fn is_drained(&mut self) -> bool {
         if self.drained {
             return true;
