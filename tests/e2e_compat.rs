@@ -551,11 +551,13 @@ fn output_of(lines: &[String], service: &str, prefix: &str) -> String {
 
 #[test]
 fn env_cmds_outputs_are_variables_of_every_process_and_its_probes() {
-    let mut backends = vec![support::Backend::Pgroup];
     // The portable build has no cgroups.
-    #[cfg(not(feature = "portable"))]
-    backends.extend(support::Backend::cgroup());
-    for backend in backends {
+    let cgroup = if cfg!(feature = "portable") {
+        None
+    } else {
+        support::Backend::cgroup()
+    };
+    for backend in std::iter::once(support::Backend::Pgroup).chain(cgroup) {
         let p = compose(
             r#"environment:
   - "TOP=from-top"
