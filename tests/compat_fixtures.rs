@@ -5,9 +5,7 @@
 //! Not here: what process-compose's tests do to a running project (start/stop a namespace and
 //! live reload in `process-compose-namespace-profiles.yaml`, `ScaleProcess` in
 //! `process-compose-scale.yaml`), which pk does not have; the same selections and counts at
-//! start (`pk up NAME`, `-n NS`, `--scale`) are checked instead. `process-compose-with-log.yaml`
-//! runs, but its top-level `log_location` (one file for the project) is warned and not
-//! written.
+//! start (`pk up NAME`, `-n NS`, `--scale`) are checked instead.
 
 mod support;
 
@@ -396,12 +394,43 @@ fn with_log_runs_through_a_failure_and_keeps_the_process_log() {
     // process6's `log_location` (relative to the directory pk runs in) holds its output.
     let log = std::fs::read_to_string(p.path().join("pc.proc6.log-test.log")).unwrap();
     assert!(log.contains("process6"), "{log}");
-    // Differs (docs/compatibility.md): the top-level `log_location` is warned and not written.
-    assert!(
-        out.stderr.contains("top-level `log_location`"),
-        "{}",
-        out.stderr
-    );
+    // The project's log file (top-level `log_location`) holds every process's lines.
+    let all = std::fs::read_to_string(p.path().join("pc.log-test.log")).unwrap();
+    for n in 1..=8 {
+        let name = format!("process{n}");
+        assert!(
+            all.lines()
+                .any(|l| l.contains(&format!(" {name} | ")) || l.contains(&format!(" {name} * "))),
+            "{name} missing from the project log:\n{all}"
+        );
+    }
+    assert!(all.contains(" process3 | process3 error"), "{all}");
+}
+
+#[test]
+fn issue_316_env_cmds_reach_the_liveness_probe() {
+    let Some(root) = fixtures() else { return };
+    let p = Project::named("README", "");
+    let file = root.join("issues/issue_316_process-compose.yaml");
+    let mut run = p
+        .pk(&[
+            "-f",
+            &file.display().to_string(),
+            "up",
+            "--plain",
+            "--color",
+            "never",
+        ])
+        .spawn();
+    // `env_cmds: {HI: "echo Hello"}`; the probe runs `echo $${HI} there > test.txt`.
+    let written = support::wait_until(support::DEADLINE, "the probe to write test.txt", || {
+        std::fs::read_to_string(p.path().join("test.txt"))
+            .ok()
+            .filter(|t| !t.is_empty())
+    });
+    assert_eq!(written, "Hello there\n");
+    run.interrupt();
+    run.wait_exit(support::DEADLINE);
 }
 
 #[test]

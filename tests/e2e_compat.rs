@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Backend, DEADLINE, PidGuard, Project, is_notice, notice_at, notices, output_at};
+use support::{DEADLINE, Project, is_notice, notice_at, notices, output_at};
 
 fn compose(yaml: &str) -> Project {
     Project::named("process-compose.yaml", yaml)
@@ -157,9 +157,12 @@ fn http_and_exec_probes_with_a_string_port() {
     run.wait_exit(DEADLINE);
 }
 
+// Cgroups only: the daemon leaves its process group (setsid), so only a cgroup tells that the
+// service's tree is still alive after its starter exited; the portable build has no cgroups.
+#[cfg(not(feature = "portable"))]
 #[test]
 fn a_double_forking_daemon_is_stopped_by_its_shutdown_command_and_nothing_is_left() {
-    let Some(backend) = Backend::cgroup() else {
+    let Some(backend) = support::Backend::cgroup() else {
         eprintln!(
             "no writable cgroup2: skipped (a daemon that leaves its process group needs cgroups)"
         );
@@ -183,7 +186,7 @@ fn a_double_forking_daemon_is_stopped_by_its_shutdown_command_and_nothing_is_lef
 "#,
     )
     .backend(backend);
-    let mut guard = PidGuard::new();
+    let mut guard = support::PidGuard::new();
     guard.file(p.path().join("daemon.pid"));
     let mut run = p.up().spawn();
     run.wait_for_line("app", |l| l.ends_with("| app-started"));
@@ -361,6 +364,9 @@ fn pk_import_of_a_process_compose_file_checks_runs_and_comments_the_changes() {
     let p = compose(
         r#"environment:
   - GREETING=hi
+env_cmds:
+  STAMP: "echo stamped"
+log_location: ./all.log
 processes:
   db:
     description: the database
@@ -394,6 +400,8 @@ processes:
         "# `is_elevated` is not supported by pk",
         "# `.env` (FROM_DOTENV) is read as a top-level `env_file`",
         "# Exit code: process-compose exits 0",
+        "# Dropped: env_cmds (STAMP: echo stamped).",
+        "# Dropped: the top-level log_location (all.log)",
     ] {
         assert!(yaml.contains(comment), "no `{comment}` in\n{yaml}");
     }
@@ -527,4 +535,177 @@ http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
     );
     run.interrupt();
     run.wait_exit(DEADLINE);
+}
+
+/// The output line of `service` that starts with `prefix`, without the `service | ` part.
+fn output_of(lines: &[String], service: &str, prefix: &str) -> String {
+    lines
+        .iter()
+        .filter_map(|l| support::parse(l))
+        .find(|l| !l.notice && l.service == service && l.text.starts_with(prefix))
+        .map_or_else(
+            || panic!("no `{service} | {prefix}…` line in:\n{}", lines.join("\n")),
+            |l| l.text.to_owned(),
+        )
+}
+
+#[test]
+fn env_cmds_outputs_are_variables_of_every_process_and_its_probes() {
+    for backend in [support::Backend::cgroup(), Some(Backend::Pgroup)]
+        .into_iter()
+        .flatten()
+    {
+        let p = compose(
+            r#"environment:
+  - "TOP=from-top"
+env_cmds:
+  GREETING: "echo '  hello from env_cmds  '"
+  TOP: "echo from-cmd"
+  OWN: "echo from-cmd"
+  SEEN: "echo $${INHERITED}"
+  WHERE: "echo \"$$(grep ^0:: /proc/self/cgroup) marker=$${PK_RUN_ID}\""
+processes:
+  a:
+    command: "echo \"a greeting=[$${GREETING}] top=[$${TOP}] own=[$${OWN}] seen=[$${SEEN}]\"; echo \"a where=[$${WHERE}]\""
+  b:
+    command: "echo \"b own=[$${OWN}]\"; while [ ! -s probed.txt ]; do sleep 0.05; done; echo \"b probe=[$$(cat probed.txt)]\""
+    environment:
+      - "OWN=mine"
+    liveness_probe:
+      exec:
+        command: "echo $${GREETING} > probed.txt"
+      period_seconds: 1
+"#,
+        )
+        .backend(backend);
+        let out = p.up().env("INHERITED", "from-the-shell").run();
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout(), out.stderr);
+        // Trimmed; above the top-level `environment`, the inherited one and `.env`; below
+        // the process's own `environment`.
+        assert_eq!(
+            output_of(&out.lines, "a", "a greeting"),
+            "a greeting=[hello from env_cmds] top=[from-cmd] own=[from-cmd] seen=[from-the-shell]"
+        );
+        assert_eq!(output_of(&out.lines, "b", "b own"), "b own=[mine]");
+        // Probes run with the process's environment (process-compose issue 316).
+        assert_eq!(
+            output_of(&out.lines, "b", "b probe"),
+            "b probe=[hello from env_cmds]"
+        );
+        // Contained like any tree of the run: its own cgroup leaf, or the run marker.
+        let place = output_of(&out.lines, "a", "a where");
+        match backend {
+            Backend::Cgroup => assert!(place.contains("/WHERE@env"), "{place}"),
+            Backend::Pgroup => assert!(
+                !place.contains("marker=]") && place.contains("marker="),
+                "{place}"
+            ),
+        }
+    }
+}
+
+#[test]
+fn a_failing_env_cmd_is_a_located_warning_and_leaves_its_variable_unset() {
+    let p = compose(
+        "env_cmds:\n  BAD: \"echo no database >&2; exit 3\"\n  SLOW: \"echo $$$$ > slow.pid; exec sleep 30\"\n  GOOD: \"echo fine\"\nprocesses:\n  a:\n    command: \"echo \\\"a bad=[$${BAD-unset}] slow=[$${SLOW-unset}] good=[$${GOOD}]\\\"\"\n",
+    );
+    let mut guard = PidGuard::new();
+    guard.file(p.path().join("slow.pid"));
+    let out = p.up().run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout(), out.stderr);
+    assert_eq!(
+        output_of(&out.lines, "a", "a bad"),
+        "a bad=[unset] slow=[unset] good=[fine]"
+    );
+    // The command that ran past its 2 s was killed with its tree, before anything started.
+    let slow = p.read_pid("slow.pid");
+    assert!(
+        !support::is_alive(slow),
+        "the timed-out env command still runs"
+    );
+    insta::assert_snapshot!(out.stderr);
+}
+
+#[test]
+fn under_is_strict_a_failing_env_cmd_stops_pk_up_before_anything_starts() {
+    let p = compose(
+        "is_strict: true\nenv_cmds:\n  BAD: \"exit 3\"\nprocesses:\n  a:\n    command: \"touch started\"\n",
+    );
+    let out = p.up().run();
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout(), out.stderr);
+    assert!(!p.path().join("started").exists());
+    insta::assert_snapshot!(out.stderr);
+}
+
+#[test]
+fn env_cmds_run_at_up_only_not_at_check() {
+    let p = compose(
+        "env_cmds:\n  X: \"touch ran; echo x\"\nprocesses:\n  a:\n    command: \"echo a\"\n",
+    );
+    let out = p.pk(&["check"]).run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout(), out.stderr);
+    assert!(
+        !p.path().join("ran").exists(),
+        "`pk check` ran an env command"
+    );
+    let out = p.pk(&["graph"]).run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        !p.path().join("ran").exists(),
+        "`pk graph` ran an env command"
+    );
+}
+
+#[test]
+fn the_top_level_log_location_keeps_every_process_in_one_rotated_file() {
+    let p = compose(
+        r#"log_location: ./logs/all.log
+log_configuration:
+  rotation:
+    max_size_mb: 1
+    max_backups: 1
+  disable_json: true
+processes:
+  a:
+    command: "echo from-a"
+  b:
+    command: "echo from-b; echo err-b >&2; head -c 1500000 /dev/zero | tr '\\0' x | fold -w 999"
+    depends_on:
+      a:
+        condition: process_completed
+"#,
+    );
+    let out = p.up().run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout(), out.stderr);
+    let current = std::fs::read_to_string(p.path().join("logs/all.log")).unwrap();
+    let rotated = std::fs::read_to_string(p.path().join("logs/all.log.1")).unwrap();
+    assert!(
+        !p.path().join("logs/all.log.2").exists(),
+        "max_backups: 1 keeps one old file"
+    );
+    // Rotated at max_size_mb: neither file is past 1 MiB.
+    assert!(rotated.len() <= 1024 * 1024 && current.len() <= 1024 * 1024);
+    let all = format!("{rotated}{current}");
+    let lines: Vec<&str> = all.lines().collect();
+    // `<time> <process> | <line>` for output, `<time> <process> * <text>` for lifecycle lines.
+    let of = |name: &str, mark: char| -> Vec<&str> {
+        lines
+            .iter()
+            .filter_map(|l| l.split_once(' ').map(|(_, rest)| rest))
+            .filter_map(|rest| rest.strip_prefix(&format!("{name} {mark} ")))
+            .collect()
+    };
+    assert_eq!(of("a", '|'), ["from-a"], "{}", &all[..all.len().min(2000)]);
+    let b = of("b", '|');
+    assert!(b.contains(&"from-b") && b.contains(&"err-b"), "{all:.2000}");
+    // Every line of the flood is there, whole, across the rotation.
+    let flood: Vec<&&str> = b.iter().filter(|l| l.starts_with('x')).collect();
+    assert_eq!(flood.len(), 1_500_000 / 999 + 1);
+    assert_eq!(
+        flood.iter().filter(|l| l.len() == 999).count(),
+        1_500_000 / 999
+    );
+    assert!(flood.iter().all(|l| l.bytes().all(|c| c == b'x')));
+    assert!(of("a", '*').contains(&"completed"), "{all:.2000}");
+    assert!(of("pk", '*').iter().any(|l| l.starts_with("containment:")));
 }

@@ -50,8 +50,14 @@ fn ps_shows_every_service_as_a_table_and_as_json() {
     assert_eq!(ps["event"], "ps");
     assert_eq!(ps["v"], 1);
     assert_eq!(ps["pid"], up.pid());
+    // The portable build has no cgroups and measures nothing (README "Platforms").
+    let (containment, measured) = if cfg!(feature = "portable") {
+        ("process groups", false)
+    } else {
+        ("cgroup v2", true)
+    };
     assert!(
-        ps["containment"].as_str().unwrap().starts_with("cgroup v2"),
+        ps["containment"].as_str().unwrap().starts_with(containment),
         "{ps}"
     );
     assert_eq!(service(&ps, "db")["state"], "running");
@@ -62,6 +68,20 @@ fn ps_shows_every_service_as_a_table_and_as_json() {
     assert_eq!(api["restarts"], 0);
     assert_eq!(api["pids"].as_array().unwrap().len(), 1);
     assert!(api["started_at_ms"].as_u64().unwrap() > 0);
+    // CPU and memory of a running tree (unknown, null, in the portable build); none for a
+    // service that has no tree.
+    assert_eq!(api["cpu_percent"].is_f64(), measured, "{api}");
+    assert_eq!(
+        api["memory_bytes"].as_u64().is_some_and(|b| b > 0),
+        measured,
+        "{api}"
+    );
+    for done in ["cpu_percent", "memory_bytes"] {
+        assert!(service(&ps, "migrate")[done].is_null(), "{ps}");
+        if !measured {
+            assert!(api[done].is_null(), "{api}");
+        }
+    }
     let keys: Vec<&str> = api
         .as_object()
         .unwrap()
@@ -79,6 +99,29 @@ fn ps_shows_every_service_as_a_table_and_as_json() {
             .iter()
             .any(|l| l.starts_with("migrate") && l.contains("completed"))
     );
+    // The last two columns are CPU and MEM: figures, or `-` where unknown.
+    let header: Vec<&str> = table.lines[1].split_whitespace().collect();
+    assert_eq!(
+        header[header.len() - 2..],
+        ["CPU", "MEM"],
+        "{}",
+        table.stdout()
+    );
+    let api_row: Vec<&str> = table
+        .lines
+        .iter()
+        .find(|l| l.starts_with("api "))
+        .unwrap_or_else(|| panic!("no api row in {}", table.stdout()))
+        .split_whitespace()
+        .collect();
+    let [.., cpu, mem] = api_row[..] else {
+        panic!("{api_row:?}")
+    };
+    if measured {
+        assert!(cpu.ends_with('%') && mem != "-", "{api_row:?}");
+    } else {
+        assert_eq!([cpu, mem], ["-", "-"], "{api_row:?}");
+    }
 }
 
 #[test]
@@ -374,7 +417,12 @@ fn after_pk_is_killed_pk_down_kills_the_leftovers(backend: Backend) {
     kill_now(crash_guard);
     up.signal(rustix::process::Signal::KILL);
     up.wait_exit(DEADLINE);
-    wait_gone(child, "the direct child (parent-death signal)");
+    if cfg!(feature = "portable") {
+        // No parent-death signal (Linux only): the whole tree outlives pk until `pk down`.
+        assert!(is_alive(child), "the direct child outlived pk");
+    } else {
+        wait_gone(child, "the direct child (parent-death signal)");
+    }
     assert!(is_alive(grandchild), "the grandchild outlived pk");
 
     let down = p.pk(&["down"]).run();
@@ -385,6 +433,7 @@ fn after_pk_is_killed_pk_down_kills_the_leftovers(backend: Backend) {
         down.stderr
     );
     wait_gone(grandchild, "the leftover grandchild after pk down");
+    wait_gone(child, "the leftover direct child after pk down");
 }
 
 #[test]
@@ -394,7 +443,8 @@ fn pk_up_cleans_up_after_a_killed_pk_before_starting() {
     );
     let mut guard = PidGuard::new();
     let mut first = p.up().spawn();
-    first.wait_notice("svc", "started (pid");
+    let child = started_pids(&first.wait_notice("svc", "started (pid"))[0];
+    guard.add(child);
     let grandchild = p.read_pid("gc.pid");
     guard.add(grandchild);
     // The fallback: pk's crash guard is killed first, so nothing cleans up until `pk up`.
@@ -405,16 +455,26 @@ fn pk_up_cleans_up_after_a_killed_pk_before_starting() {
     first.wait_exit(DEADLINE);
     std::fs::remove_file(p.path().join("gc.pid")).unwrap();
 
+    // Without the parent-death signal (portable build) the direct child outlived pk too.
+    let leftovers = if cfg!(feature = "portable") {
+        assert!(is_alive(child), "the direct child outlived pk");
+        "killed 2 leftover processes"
+    } else {
+        wait_gone(child, "the direct child (parent-death signal)");
+        "killed 1 leftover process"
+    };
+
     let mut second = p.up().spawn();
     second.wait_notice("svc", "started (pid");
     wait_gone(grandchild, "the first run's grandchild");
+    wait_gone(child, "the first run's direct child");
     guard.add(p.read_pid("gc.pid"));
     second.interrupt();
     assert_eq!(second.wait_exit(DEADLINE), 0);
     assert!(
         second
             .stderr
-            .contains("died without cleaning up; killed 1 leftover process"),
+            .contains(&format!("died without cleaning up; {leftovers}")),
         "{}",
         second.stderr
     );

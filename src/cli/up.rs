@@ -261,6 +261,11 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
     let socket = server.path().to_path_buf();
     let containment = Arc::new(Containment::detect());
     keep_crash_records(&containment, &plan.config_path, &socket);
+    let mut plan = plan;
+    if let Err(code) = run_env_cmds(&mut plan, &containment).await {
+        clean_up(&containment, &socket);
+        return code;
+    }
     let (ui_tx, ui_rx) = tokio::sync::mpsc::unbounded_channel();
     let (log_tx, log_rx) = tokio::sync::mpsc::unbounded_channel();
     let backlog = crate::logs::Backlog::default();
@@ -278,7 +283,7 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
         clean_up(&containment, &socket);
         return 2;
     };
-    let log_files = plan.services.iter().map(|s| s.log_file.clone()).collect();
+    let log_files = log_files(&plan);
     let budget = ui_budget(&printer, backlog);
     let hub = crate::logs::hub::spawn(log_files, log_rx, gate.clone(), ui_tx, budget);
     // Sent first so the mechanism in use is the first thing a user sees.
@@ -344,6 +349,66 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
         let _ = std::fs::remove_file(socket.with_extension("log"));
     }
     exit_code
+}
+
+/// Where the hub keeps output: each service's `log_file`, and the stack's file (process-compose's
+/// top-level `log_location`).
+fn log_files(plan: &Plan) -> crate::logs::hub::LogFiles {
+    crate::logs::hub::LogFiles {
+        services: plan.services.iter().map(|s| s.log_file.clone()).collect(),
+        stack: plan
+            .stack_log
+            .as_ref()
+            .map(|log| crate::logs::hub::StackFile {
+                path: log.path.clone(),
+                max_size: log.max_size,
+                keep: log.keep,
+                names: plan.services.iter().map(|s| s.name.clone()).collect(),
+            }),
+    }
+}
+
+/// process-compose `env_cmds`: before any service starts, each command runs in turn, contained
+/// like a service, for at most `EnvCmdSpec::TIMEOUT`; its output becomes a variable of the
+/// services. A failure is a located warning and leaves the variable unset (as process-compose
+/// logs it and goes on); with `is_strict: true` it is an error and nothing starts (exit 2).
+async fn run_env_cmds(plan: &mut Plan, containment: &Arc<Containment>) -> Result<(), i32> {
+    use crate::process::{OwnedSpawnSpec, Role, leaf_name};
+    use crate::vocab::{ExitStatus, command_argv, fmt_duration};
+    let color = std::io::stderr().is_terminal();
+    for i in 0..plan.env_cmds.len() {
+        let cmd = &plan.env_cmds[i];
+        let spec = OwnedSpawnSpec {
+            stages: vec![command_argv(&cmd.command)],
+            cwd: cmd.cwd.clone(),
+            env: cmd.env.clone(),
+            tty: None,
+        };
+        let leaf = leaf_name(&cmd.name, Role::Env);
+        let timeout = plan::EnvCmdSpec::TIMEOUT;
+        let (why, stderr) = match containment.run_captured(leaf, spec, timeout).await {
+            Ok(run) => match run.status {
+                Some(status) if status.success() => {
+                    plan.set_env_cmd_output(i, &String::from_utf8_lossy(&run.stdout));
+                    continue;
+                }
+                Some(status) => (ExitStatus::from_std(status).to_string(), run.stderr),
+                None => (
+                    format!("timed out after {}", fmt_duration(timeout)),
+                    run.stderr,
+                ),
+            },
+            Err(e) => (format!("could not start: {e}"), Vec::new()),
+        };
+        eprint!(
+            "{}",
+            cmd.failure(&why, &String::from_utf8_lossy(&stderr), color)
+        );
+        if cmd.strict {
+            return Err(2);
+        }
+    }
+    Ok(())
 }
 
 /// Removes what this run created: its cgroups, run record and socket file.

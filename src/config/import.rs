@@ -19,6 +19,7 @@ use super::emit::{self, Note};
 use super::load::{Format, Loaded};
 use super::model::{Config, EnvMap, Located, Paths};
 use super::procfile::{self, DOTENV, PORT_STEP, Procfile};
+use crate::vocab::CommandSpec;
 
 /// The pk.yaml for a Procfile (`path`, shown as `shown`, text `text`), or every problem in it.
 pub(crate) fn procfile(
@@ -102,6 +103,7 @@ pub(crate) fn compose(loaded: &Loaded, cwd: &Path, from: &str) -> Option<String>
         }
     };
     let mut relocated = false;
+    notes.extend(top_level_drops(&mut config, &relative));
     if !loaded.top_file_vars.is_empty() {
         config.env_file = Paths(vec![Located {
             value: ".env".to_owned(),
@@ -178,6 +180,35 @@ pub(crate) fn compose(loaded: &Loaded, cwd: &Path, from: &str) -> Option<String>
     }
     let warnings: Vec<Diag> = loaded.diags.iter().filter(|d| d.warning).cloned().collect();
     Some(self::config(&config, from, &warnings, notes))
+}
+
+/// Notes for process-compose's top-level keys pk.yaml has no word for (`env_cmds`, the
+/// stack-wide `log_location`), which are taken out of `config`.
+fn top_level_drops(config: &mut Config, relative: &dyn Fn(&str) -> Option<String>) -> Vec<Note> {
+    let mut out = Vec::new();
+    if !config.env_cmds.cmds.is_empty() {
+        let cmds: Vec<String> = (config.env_cmds.cmds.iter())
+            .map(|c| {
+                // Run by the shell: the text is the shell's last argument.
+                let text = match &c.command.0 {
+                    CommandSpec::Argv(argv) => argv.last().cloned().unwrap_or_default(),
+                    CommandSpec::Shell(text) => text.clone(),
+                };
+                format!("{}: {text}", c.name.value)
+            })
+            .collect();
+        out.push(Note::top(format!(
+            "Dropped: env_cmds ({}). pk.yaml has no commands that make variables: `pk up` of the process-compose file runs them; for this pk.yaml, set the variables in the environment or an `env_file`.",
+            cmds.join("; ")
+        )));
+    }
+    if let Some(log) = config.stack_log.take() {
+        out.push(Note::top(format!(
+            "Dropped: the top-level log_location ({}), one file with every process's output. pk.yaml keeps a file per service (`log_dir`, `log_file`); `pk logs` shows them all.",
+            relative(&log.path.display().to_string()).unwrap_or_else(|| ".".to_owned())
+        )));
+    }
+    out
 }
 
 /// The pk.yaml for a config some front end read: `warnings` it gave (located in `file`, which

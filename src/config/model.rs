@@ -99,6 +99,41 @@ pub struct Config {
     pub log_dir: Option<String>,
     /// The services, by name.
     pub services: Services,
+    /// Commands whose output becomes a variable of every service (process-compose `env_cmds`).
+    #[schemars(skip)]
+    pub env_cmds: EnvCmds,
+    /// One file that keeps the output of every service (process-compose's top-level
+    /// `log_location`).
+    #[schemars(skip)]
+    pub stack_log: Option<StackLog>,
+}
+
+/// process-compose `env_cmds`: each command runs once when the stack starts (`pk up`, not
+/// `pk check`); its trimmed stdout becomes the variable `name` of every service.
+#[derive(Debug, Clone, Default)]
+pub struct EnvCmds {
+    pub cmds: Vec<EnvCmd>,
+    /// A failing command stops `pk up` (`is_strict: true`) instead of warning.
+    pub strict: bool,
+}
+
+/// One `NAME: command` of `env_cmds`.
+#[derive(Debug, Clone)]
+pub struct EnvCmd {
+    pub name: Located<String>,
+    /// Run by the file's shell.
+    pub command: Command,
+}
+
+/// The stack's own log file: every service's lines, each prefixed with the service's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackLog {
+    /// Absolute.
+    pub path: std::path::PathBuf,
+    /// Rotate when the file would grow past this many bytes (default: as a service's log file).
+    pub max_size: Option<u64>,
+    /// Old files kept, `pc.log.1` … `pc.log.<keep>` (default: as a service's log file).
+    pub keep: Option<usize>,
 }
 
 /// The `services:` map, in file order.

@@ -65,6 +65,8 @@ fn plan(services: Vec<ServiceSpec>) -> Arc<Plan> {
         services,
         exit_rules: crate::plan::ExitRules::Pk,
         order,
+        env_cmds: Vec::new(),
+        stack_log: None,
     })
 }
 

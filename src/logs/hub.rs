@@ -214,27 +214,71 @@ struct Hub {
     unshown: Vec<u64>,
     /// Per service, where its output is also kept (`log_file` / `log_dir`).
     files: Vec<Option<RotatingFile>>,
+    /// Where every service's output is also kept, each line under its service's name.
+    stack: Option<(RotatingFile, Vec<String>)>,
     /// Index `n` is service `n`; the last entry holds pk's own notices.
     histories: Vec<History>,
     followers: Vec<(Vec<ServiceId>, FollowSender)>,
     ui: LogSender,
 }
 
+/// Where the hub keeps output besides its histories.
+#[derive(Debug, Default)]
+pub(crate) struct LogFiles {
+    /// Per service (index = `ServiceId`), its own log file.
+    pub services: Vec<Option<PathBuf>>,
+    /// One file for the whole stack (process-compose's top-level `log_location`).
+    pub stack: Option<StackFile>,
+}
+
+impl From<Vec<Option<PathBuf>>> for LogFiles {
+    fn from(services: Vec<Option<PathBuf>>) -> LogFiles {
+        LogFiles {
+            services,
+            stack: None,
+        }
+    }
+}
+
+/// The stack's log file: every line of every service, as `<time> <service> | <line>`, and the
+/// lifecycle lines as `<time> <service> * <text>` (`pk` for pk's own).
+#[derive(Debug)]
+pub(crate) struct StackFile {
+    pub path: PathBuf,
+    /// Rotation size and old files kept; `None`: as a service's log file.
+    pub max_size: Option<u64>,
+    pub keep: Option<usize>,
+    /// Index = `ServiceId`.
+    pub names: Vec<String>,
+}
+
 /// Starts the hub: events from `input` are recorded (and written to the services' log files,
-/// `files[service]`) and passed on to `ui` unchanged.
+/// `files.services[service]`, and the stack's, `files.stack`) and passed on to `ui` unchanged.
 pub(crate) fn spawn(
-    files: Vec<Option<PathBuf>>,
+    files: impl Into<LogFiles>,
     input: LogReceiver,
     gate: super::OutputGate,
     ui: LogSender,
     budget: UiBudget,
 ) -> HubHandle {
     let (tx, rx) = mpsc::unbounded_channel();
+    let LogFiles {
+        services: files,
+        stack,
+    } = files.into();
     let services = files.len();
     let hub = Hub {
         gate,
         budget,
         unshown: vec![0; services + 1],
+        stack: stack.map(|s| {
+            let file = RotatingFile::with_limits(
+                s.path,
+                s.max_size.unwrap_or(super::file::MAX_SIZE),
+                s.keep.unwrap_or(super::file::KEEP),
+            );
+            (file, s.names)
+        }),
         files: files
             .into_iter()
             .map(|f| f.map(RotatingFile::new))
@@ -313,6 +357,7 @@ impl Hub {
             });
         }
         self.write_file(slot, &chunk);
+        self.write_stack_file(slot, &chunk);
         if let Some(history) = self.histories.get_mut(slot) {
             history.push(chunk);
         }
@@ -377,6 +422,35 @@ impl Hub {
             // The UI may be gone during exit; the warning is moot then.
             let _ = self.ui.send(LogEvent::Notice {
                 service: Some(slot),
+                text,
+            });
+        }
+    }
+
+    /// Appends a chunk to the stack's log file, each line under its service's name; a failing
+    /// file is reported once and dropped.
+    fn write_stack_file(&mut self, slot: usize, chunk: &Chunk) {
+        let Some((file, names)) = &mut self.stack else {
+            return;
+        };
+        let name = names.get(slot).map_or("pk", String::as_str);
+        let mark = if chunk.kind == RecordKind::Notice {
+            '*'
+        } else {
+            '|'
+        };
+        let head = format!("{} {name} {mark} ", super::timestamp(chunk.ts_ms));
+        let mut text = Vec::with_capacity(chunk.data.len() + head.len());
+        for line in chunk.data.split_inclusive(|&b| b == b'\n') {
+            text.extend_from_slice(head.as_bytes());
+            text.extend_from_slice(line);
+        }
+        if let Err(e) = file.write(&text) {
+            let text = format!("log file {} disabled: {e}", file.path().display());
+            self.stack = None;
+            // The UI may be gone during exit; the warning is moot then.
+            let _ = self.ui.send(LogEvent::Notice {
+                service: None,
                 text,
             });
         }

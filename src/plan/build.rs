@@ -10,7 +10,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use super::{
-    Dependency, EnvSource, ExitRules, Plan, ProbeSpec, RestartSpec, RunSpec, ServiceId,
+    Dependency, EnvCmdSpec, EnvSource, ExitRules, Plan, ProbeSpec, RestartSpec, RunSpec, ServiceId,
     ServiceSpec, ShutdownSpec, StopSignal, WatchAction, WatchPath, WatchSpec,
 };
 use super::{graph, replicas};
@@ -308,8 +308,10 @@ fn build(
         env,
         top_file_vars: &top_file_vars,
         diags,
+        own_vars: Vec::new(),
     };
     let declared = builder.services();
+    let env_cmds = builder.env_cmds(cwd, &sources);
     let mut diags = builder.diags;
     let declared_order = graph::check_and_order(&config, &declared, &mut diags);
     let (services, order) = expand_replicas(&config, &declared, &declared_order, &mut diags);
@@ -332,6 +334,8 @@ fn build(
             load::Format::Pk | load::Format::Procfile => ExitRules::Pk,
         },
         order,
+        env_cmds,
+        stack_log: config.stack_log.clone(),
     };
     let LoadError { diagnostics, .. } = LoadError::new(sources, diags);
     Ok((plan, diagnostics))
@@ -365,6 +369,8 @@ struct Builder<'a> {
     env: &'a BTreeMap<String, String>,
     top_file_vars: &'a [(String, String)],
     diags: Vec<Diag>,
+    /// Per declared service, the variables its own `env_file` and `env` set.
+    own_vars: Vec<Vec<String>>,
 }
 
 impl Builder<'_> {
@@ -386,7 +392,8 @@ impl Builder<'_> {
             } else {
                 &base_env
             };
-            let env = self.service_env(base, service);
+            let (env, own) = self.service_env(base, service);
+            self.own_vars.push(own);
             let watch = service.watch.as_ref().map(|w| self.watch(service, w));
             let mut spec = self.service(service, depends_on, env);
             spec.watch = watch;
@@ -407,20 +414,59 @@ impl Builder<'_> {
         env
     }
 
-    /// base ← service `env_file` ← service env.
+    /// base ← service `env_file` ← service env; and the names those two set.
     fn service_env(
         &mut self,
         base: &BTreeMap<String, String>,
         service: &Service,
-    ) -> BTreeMap<String, String> {
+    ) -> (BTreeMap<String, String>, Vec<String>) {
         let mut env = base.clone();
-        env.extend(read_env_files(
-            self.base_dir,
-            &service.env_file,
-            &mut self.diags,
-        ));
+        let from_files = read_env_files(self.base_dir, &service.env_file, &mut self.diags);
+        let own = (from_files.iter().map(|(k, _)| k))
+            .chain(service.env.0.iter().map(|(k, _)| k))
+            .cloned()
+            .collect();
+        env.extend(from_files);
         apply(&mut env, &service.env);
-        env
+        (env, own)
+    }
+
+    /// `env_cmds`, each with the declared services that set its variable themselves (after
+    /// `services`, which notes what each sets).
+    fn env_cmds(&self, cwd: &Path, sources: &[Source]) -> Vec<EnvCmdSpec> {
+        let cmds = &self.config.env_cmds;
+        // As process-compose runs them: the inherited environment, plus `.env`.
+        let mut env = self.env.clone();
+        for (k, v) in self.top_file_vars {
+            env.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        cmds.cmds
+            .iter()
+            .map(|cmd| {
+                let name = &cmd.name.value;
+                let set_by = (self.config.services.0.iter().zip(&self.own_vars))
+                    .filter(|(_, own)| own.contains(name))
+                    .map(|(s, _)| s.name.value.clone())
+                    .collect();
+                let span = cmd.name.span;
+                EnvCmdSpec {
+                    name: name.clone(),
+                    command: cmd.command.0.clone(),
+                    cwd: cwd.to_path_buf(),
+                    env: env.clone(),
+                    set_by,
+                    strict: cmds.strict,
+                    source: sources
+                        .get(usize::from(span.file))
+                        .cloned()
+                        .unwrap_or(Source {
+                            name: String::new(),
+                            text: String::new(),
+                        }),
+                    span: span.in_file(0),
+                }
+            })
+            .collect()
     }
 
     fn env_source(&self, service: &Service) -> EnvSource {

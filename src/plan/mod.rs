@@ -19,12 +19,13 @@ pub use graph::{render_graph, select};
 pub use replicas::scale;
 pub(crate) use replicas::{CopyPosition, copy_positions};
 
-pub use crate::config::model::EndsStack;
+pub use crate::config::model::{EndsStack, StackLog};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::config::diag::{Diag, Source, Span};
 use crate::vocab::{CommandSpec, Condition, ProbeCheck, RestartPolicy, ServiceId, StopSignal};
 
 #[derive(Debug, Clone)]
@@ -42,6 +43,62 @@ pub struct Plan {
     pub exit_rules: ExitRules,
     /// Every service in a start order: each service comes after all its dependencies.
     pub order: Vec<ServiceId>,
+    /// Commands `pk up` runs before any service, each output a variable of the services
+    /// (process-compose `env_cmds`; [`Plan::set_env_cmd_output`]).
+    pub env_cmds: Vec<EnvCmdSpec>,
+    /// One file that keeps every service's output (process-compose's top-level `log_location`).
+    pub stack_log: Option<StackLog>,
+}
+
+/// One process-compose `env_cmds` entry: run once (contained, with a deadline) when the stack
+/// starts; its trimmed stdout becomes variable `name` of every service that does not set
+/// `name` itself (process-compose's precedence: above the inherited environment, `.env` and
+/// the top-level `environment`, below a process's `env_file` and `environment`).
+#[derive(Debug, Clone)]
+pub struct EnvCmdSpec {
+    pub name: String,
+    pub command: CommandSpec,
+    /// Where it runs: the directory pk runs in.
+    pub cwd: PathBuf,
+    /// What it runs with: the inherited environment and `.env`, as process-compose runs it.
+    pub env: BTreeMap<String, String>,
+    /// Declared services (`ServiceSpec::group`) that set `name` themselves.
+    pub set_by: Vec<String>,
+    /// A failure stops `pk up` (`is_strict: true`) instead of warning.
+    pub strict: bool,
+    /// The file it is written in and where, for a located message when it fails.
+    pub source: Source,
+    pub span: Span,
+}
+
+impl EnvCmdSpec {
+    /// How long it may run, as in process-compose.
+    pub const TIMEOUT: Duration = Duration::from_secs(2);
+
+    /// What to say when it failed (`why`: `exited with code 1`, `timed out after 2s`…; `stderr`:
+    /// what it wrote there): a warning, or an error with `is_strict`. Rendered with its snippet.
+    pub fn failure(&self, why: &str, stderr: &str, color: bool) -> String {
+        let diag = if self.strict {
+            Diag::error(format!(
+                "`env_cmds` command for `{}` {why}; nothing is started (`is_strict: true`)",
+                self.name
+            ))
+        } else {
+            Diag::warning(format!(
+                "`env_cmds` command for `{}` {why}; `{}` is left unset",
+                self.name, self.name
+            ))
+        };
+        let stderr = stderr.trim();
+        let help = if stderr.is_empty() {
+            "it runs before any process starts, with a 2s limit, as in process-compose".to_owned()
+        } else {
+            format!("its stderr: {stderr}")
+        };
+        diag.label(self.span, "this command")
+            .help(help)
+            .render_in(std::slice::from_ref(&self.source), color)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -201,6 +258,18 @@ pub struct ProbeSpec {
 }
 
 impl Plan {
+    /// `env_cmds[cmd]` printed `output`: it becomes that variable, trimmed, of every service
+    /// that does not set it itself. Called before the plan is shared (`pk up`).
+    pub fn set_env_cmd_output(&mut self, cmd: usize, output: &str) {
+        let spec = &self.env_cmds[cmd];
+        let value = output.trim();
+        for service in &mut self.services {
+            if !spec.set_by.contains(&service.group) {
+                service.env.insert(spec.name.clone(), value.to_owned());
+            }
+        }
+    }
+
     pub fn service_id(&self, name: &str) -> Option<ServiceId> {
         self.services.iter().position(|s| s.name == name)
     }

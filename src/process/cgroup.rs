@@ -234,7 +234,7 @@ fn remove_dir_logged(dir: &Path) {
 }
 
 /// The roles a leaf can have, as the suffix of its directory name (`api@probe`).
-const ROLES: [&str; 3] = ["service", "probe", "shutdown"];
+const ROLES: [&str; 4] = ["service", "probe", "shutdown", "env"];
 
 /// The directory name for leaf `leaf` (`<service>` or `<service>@<role>`, see
 /// `process::leaf_name`): `<escaped service>@<role>`, the role `service` when none is given.
@@ -459,5 +459,6 @@ mod tests {
         assert!(is_service_leaf("a@x"));
         assert!(!is_service_leaf("db@probe"));
         assert!(!is_service_leaf("db@shutdown"));
+        assert!(!is_service_leaf("db@env"));
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! Invariants:
 //! - a tree has ended only when every stage is reaped AND its cgroup leaf is empty (or, in the
-//!   fallback, its process group is gone) — never because its stdout closed;
+//!   fallback, its process group is gone, or in the portable build holds only zombies, see
+//!   `pgroup::is_gone`) — never because its stdout closed;
 //! - every tree gets its own process group (led by stage 0), so the terminal's Ctrl-C reaches
 //!   pk only and never the services directly; a tree on a pseudo-terminal (`tty`) is one stage
 //!   in a session of its own, whose leader leads the group;
@@ -79,6 +80,9 @@ pub enum Role {
     Probe,
     /// The `shutdown.command`.
     Shutdown,
+    /// A command whose output becomes a variable (process-compose `env_cmds`); its leaf is
+    /// named after the variable.
+    Env,
 }
 
 /// The leaf for `service`'s trees in `role`: the one naming scheme (`db`, `db@probe`,
@@ -89,6 +93,37 @@ pub fn leaf_name(service: &str, role: Role) -> String {
         Role::Service => service.to_owned(),
         Role::Probe => format!("{service}@probe"),
         Role::Shutdown => format!("{service}@shutdown"),
+        Role::Env => format!("{service}@env"),
+    }
+}
+
+/// The most of each stream [`Containment::run_captured`] keeps; the rest is read and dropped.
+pub(crate) const CAPTURE_MAX: usize = 64 * 1024;
+
+/// How a command run by [`Containment::run_captured`] ended, and what it printed.
+#[derive(Debug)]
+pub(crate) struct Captured {
+    /// Its exit status; `None` when the deadline passed first (it was killed).
+    pub status: Option<ExitStatus>,
+    /// The first `CAPTURE_MAX` bytes of its stdout.
+    pub stdout: Vec<u8>,
+    /// The first `CAPTURE_MAX` bytes of its stderr.
+    pub stderr: Vec<u8>,
+}
+
+/// Reads `pipe` to its end, keeping the first `CAPTURE_MAX` bytes.
+async fn read_capped(mut pipe: Receiver) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut kept = Vec::new();
+    let mut buf = vec![0; 8192];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => return kept,
+            Ok(n) => {
+                let room = CAPTURE_MAX - kept.len();
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
     }
 }
 
@@ -357,6 +392,37 @@ impl Containment {
             .get_or_init(|| pool::Pool::lasting(threads))
             .run(run(Arc::clone(self), job))
             .await
+    }
+
+    /// Runs `spec` (stdin `/dev/null`) in leaf `leaf` until its stages exit or `deadline`
+    /// passes, keeping what it prints ([`Captured`]). Whatever it started is killed then and
+    /// waited for: nothing it started outlives the call. On the spawner threads, like
+    /// `spawn_async`.
+    pub(crate) async fn run_captured(
+        self: &Arc<Self>,
+        leaf: String,
+        spec: OwnedSpawnSpec,
+        deadline: Duration,
+    ) -> io::Result<Captured> {
+        let Spawned {
+            mut tree,
+            stdout,
+            stderr,
+            ..
+        } = self.spawn_async(leaf, spec).await?;
+        let run = async {
+            let waited = tokio::time::timeout(deadline, tree.wait_stages()).await;
+            tree.kill();
+            tree.wait_drained().await;
+            waited.ok().and_then(|statuses| statuses.last().copied())
+        };
+        // Read while it runs: a command printing more than a pipe holds must not block.
+        let (status, stdout, stderr) = tokio::join!(run, read_capped(stdout), read_capped(stderr));
+        Ok(Captured {
+            status,
+            stdout,
+            stderr,
+        })
     }
 
     /// Spawns a tree in leaf `leaf` (a service name, or `leaf_name(service, role)`); the leaf is
@@ -721,7 +787,8 @@ impl ProcessTree {
     }
 
     /// True when the whole tree is gone: every stage reaped AND the leaf reads `populated 0`
-    /// (or the process group is gone). Reaps exited stages as a side effect.
+    /// (or the process group has no member left that can run). Reaps exited stages as a side
+    /// effect.
     pub fn is_drained(&mut self) -> bool {
         if self.drained {
             return true;

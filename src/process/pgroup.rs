@@ -21,9 +21,24 @@ pub(crate) fn signal_group(pgid: Pid, signal: Signal) -> io::Result<()> {
     }
 }
 
-/// Whether group `pgid` has no member left (a zombie leader still counts as a member).
+/// Whether group `pgid` has no member left that can run. pk's own children (the stages) must
+/// be reaped first: a zombie stage still counts.
+///
+/// The portable build is no child subreaper, so a member whose parent died first (`sleep &` in
+/// a shell that exec'd) is reparented to init and, once killed, stays a zombie in the group until
+/// init reaps it; some inits take seconds, a container's PID 1 may never. Such a group has ended:
+/// where `/proc` says every member left is a zombie, it counts as gone (its number cannot be
+/// reused while they exist, and it is never signalled again). On Linux pk adopts and reaps those
+/// orphans itself (`subreaper.rs`), so a member is only ever a zombie briefly.
 pub(crate) fn is_gone(pgid: Pid) -> bool {
-    rustix::process::test_kill_process_group(pgid) == Err(Errno::SRCH)
+    if rustix::process::test_kill_process_group(pgid) == Err(Errno::SRCH) {
+        return true;
+    }
+    #[cfg(not(native_linux))]
+    if super::identity::group_has_live_member(pgid.as_raw_nonzero().get()) == Some(false) {
+        return true;
+    }
+    false
 }
 
 /// The groups of one run that are not yet known to be gone.

@@ -601,8 +601,23 @@ impl Drop for PidGuard {
     }
 }
 
-/// The crash guard pk `pk` forked (a child named `pk-guard`), if any.
+/// The crash guard pk `pk` forked (a child named `pk-guard`), if it shows up within
+/// [`DEADLINE`]: the guard names itself only after the fork, so pk may already run services
+/// while its guard child is still called `pk`.
 pub(crate) fn guard_of(pk: u32) -> Option<u32> {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        if let Some(guard) = named_guard_of(pk) {
+            return Some(guard);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn named_guard_of(pk: u32) -> Option<u32> {
     let tasks = std::fs::read_dir(format!("/proc/{pk}/task")).ok()?;
     tasks
         .flatten()

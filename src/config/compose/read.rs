@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use super::super::diag::{Diag, Span, did_you_mean};
 use super::super::model::{
-    Check, Command, Config, Dependency, DependsOn, EnvMap, HumanDuration, Located, Paths, Probe,
-    Restart, Service, Services, Shutdown, Signal, Watch,
+    Check, Command, Config, Dependency, DependsOn, EnvCmd, EnvCmds, EnvMap, HumanDuration, Located,
+    Paths, Probe, Restart, Service, Services, Shutdown, Signal, StackLog, Watch,
 };
 use super::super::node::{Node, Value};
 use super::super::values;
@@ -119,6 +119,24 @@ const SHUTDOWN_KEYS: &[&str] = &[
     "send_keys",
 ];
 const DEPENDENCY_KEYS: &[&str] = &["condition"];
+const LOG_CONFIGURATION_KEYS: &[&str] = &[
+    "rotation",
+    "fields_order",
+    "disable_json",
+    "timestamp_format",
+    "no_color",
+    "no_metadata",
+    "add_timestamp",
+    "flush_each_line",
+];
+const ROTATION_KEYS: &[&str] = &[
+    "directory",
+    "filename",
+    "max_size_mb",
+    "max_backups",
+    "max_age_days",
+    "compress",
+];
 const WATCH_KEYS: &[&str] = &[
     "paths",
     "cascade",
@@ -402,19 +420,25 @@ impl<'a> Reader<'a> {
         let fields = self.fields(root, "", TOP_KEYS)?;
         let mut config = Config::default();
         let mut processes = None;
+        let mut env_cmds = None;
+        let mut log_configuration = None;
         for (key, k, value) in fields.iter() {
             match key {
                 "name" => config.name = self.string(value, key),
                 "environment" => config.env = self.env(value, key),
                 "vars" => self.vars = self.vars_map(value, key),
                 "shell" => self.shell(value),
-                "env_cmds" => self.unsupported(k, key, "commands run at load time are not supported yet; the variables stay unset"),
+                // Read once the shell is known, whatever the key order.
+                "env_cmds" => env_cmds = Some(value),
                 "processes" => processes = Some(value),
-                "log_location" => self.lenient(
-                    Diag::warning("the top-level `log_location` (one log file for every process) is not supported; it is ignored")
-                        .label(k.span, "not written")
-                        .help("give each process its own `log_location`; `pk logs` shows every process's output"),
-                ),
+                "log_location" => {
+                    config.stack_log = self.string(value, key).map(|l| StackLog {
+                        path: self.cwd.join(l),
+                        max_size: None,
+                        keep: None,
+                    });
+                }
+                "log_configuration" => log_configuration = Some(value),
                 _ if TOP_UNSUPPORTED.contains(&key) => self.unsupported(k, key, "the MCP server"),
                 // Accepted and ignored, as process-compose treats them or because pk has its
                 // own equivalent (ordered teardown is always on).
@@ -442,7 +466,97 @@ impl<'a> Reader<'a> {
             return None;
         };
         config.services = self.processes(processes);
+        if let Some(node) = env_cmds {
+            config.env_cmds = EnvCmds {
+                cmds: self.env_cmds(node),
+                strict: self.strict,
+            };
+        }
+        if let Some(node) = log_configuration {
+            self.log_configuration(node, config.stack_log.as_mut());
+        }
         Some(config)
+    }
+
+    /// `env_cmds: {NAME: command}`: run by `pk up`, not here (loading runs nothing).
+    fn env_cmds(&mut self, node: &Node) -> Vec<EnvCmd> {
+        let Value::Map(entries) = &node.value else {
+            if !matches!(node.value, Value::Null) {
+                self.type_error(node, "env_cmds", "a map of variable names to commands");
+            }
+            return Vec::new();
+        };
+        let mut cmds = Vec::new();
+        for (k, v) in entries {
+            let name = k.scalar_text().unwrap_or_default().to_owned();
+            if name.is_empty() || name.contains(['=', '\0']) {
+                self.diags.push(
+                    Diag::error(format!("`{name}` is not a variable name"))
+                        .label(k.span, "not a variable name")
+                        .help("each key of `env_cmds` names the variable the command's output goes into"),
+                );
+                continue;
+            }
+            if let Some(command) = self.command(v, &join("env_cmds", &name)) {
+                cmds.push(EnvCmd {
+                    name: Located {
+                        value: name,
+                        span: k.span,
+                    },
+                    command,
+                });
+            }
+        }
+        cmds
+    }
+
+    /// Top-level `log_configuration`: its `rotation` sizes apply to the `log_location` file;
+    /// the rest formats process-compose's own JSON log, which pk does not write.
+    fn log_configuration(&mut self, node: &Node, log: Option<&mut StackLog>) {
+        let Some(fields) = self.fields(node, "log_configuration", LOG_CONFIGURATION_KEYS) else {
+            return;
+        };
+        let Some(rotation) = fields.get("rotation") else {
+            return;
+        };
+        let Some(rotation) = self.fields(rotation, "log_configuration.rotation", ROTATION_KEYS)
+        else {
+            return;
+        };
+        let mut sizes = (None, None);
+        for (key, k, value) in rotation.iter() {
+            let path = join("log_configuration.rotation", key);
+            match key {
+                "max_size_mb" => sizes.0 = self.u32(value, &path).filter(|&n| n > 0),
+                // 0 is "keep them all" in process-compose; pk keeps its default number then.
+                "max_backups" => sizes.1 = self.u32(value, &path).filter(|&n| n > 0),
+                "max_age_days" | "compress" => {
+                    let on = match &value.value {
+                        Value::Bool(b) => *b,
+                        Value::Int(n) => *n != 0,
+                        Value::Null => false,
+                        _ => true,
+                    };
+                    if on {
+                        self.unsupported(
+                            k,
+                            &path,
+                            "pk rotates by size only: old files are neither aged out nor compressed",
+                        );
+                    }
+                }
+                // `directory` and `filename` place process-compose's own log.
+                _ => {}
+            }
+        }
+        if let Some(log) = log {
+            if let Some(mb) = sizes.0 {
+                log.max_size = Some(u64::from(mb) * 1024 * 1024);
+            }
+            if let Some(keep) = sizes.1 {
+                log.keep = Some(keep as usize);
+            }
+        }
     }
 
     fn unsupported(&mut self, key: &Node, name: &str, what: &str) {

@@ -141,6 +141,8 @@ fn build(gens: &[Gen], ids: &[usize], pc_rules: bool) -> (Arc<Plan>, Vec<bool>) 
             ExitRules::Pk
         },
         order: ids.to_vec(),
+        env_cmds: Vec::new(),
+        stack_log: None,
     };
     (Arc::new(plan), selected)
 }
