@@ -541,3 +541,38 @@ fn fifty_clients_at_once_are_answered_and_memory_stays_bounded() {
     up.interrupt();
     assert_eq!(up.wait_exit(DEADLINE), 0);
 }
+
+/// `pk logs -F` on a flood, its output unread while pk stops: pk exits in the middle of writing
+/// a record to the stalled follower, and the follower must take the cut-off last line for the
+/// end of the stream (exit 0), not report a bad response.
+#[test]
+fn a_follower_cut_off_mid_record_by_pk_exiting_ends_cleanly() {
+    let p = Project::new(
+        "services:\n  flood:\n    command: [yes, 'a line of output from a flood']\n  db:\n    command: \"echo up; exec sleep 1000\"\n",
+    );
+    let (mut up, socket) = running(&p);
+    #[expect(clippy::disallowed_methods, reason = "the follower under test")]
+    let mut follower = p.pk(&["logs", "-F"]).command().spawn().expect("pk logs -F");
+    // Its first line proves it follows; then nobody reads it, so its pipe and socket buffers
+    // fill and pk blocks in the middle of writing the flood to it.
+    let mut out = BufReader::new(follower.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("a line of output from a flood") {
+        line.clear();
+        assert_ne!(out.read_line(&mut line).unwrap(), 0, "the follower ended");
+    }
+    ps_answers(&socket);
+    up.interrupt();
+    assert_eq!(up.wait_exit(DEADLINE), 0);
+    std::io::copy(&mut out, &mut std::io::sink()).unwrap();
+    let mut err = String::new();
+    follower
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = follower.wait().unwrap();
+    assert!(!err.contains("bad response"), "{err}");
+    assert!(status.success(), "{status:?}: {err}");
+}

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::net::unix::OwnedReadHalf;
 
@@ -20,7 +20,8 @@ pub(crate) const QUICK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An open request to a running stack; yields its response lines.
 pub(crate) struct Call {
-    lines: Lines<BufReader<OwnedReadHalf>>,
+    read: BufReader<OwnedReadHalf>,
+    line: String,
     path: std::path::PathBuf,
     // Kept open so the server does not see a half-closed connection.
     _write: tokio::net::unix::OwnedWriteHalf,
@@ -70,28 +71,30 @@ impl Call {
                 source,
             })?;
         Ok(Call {
-            lines: BufReader::new(read).lines(),
+            read: BufReader::new(read),
+            line: String::new(),
             path,
             _write: write,
         })
     }
 
-    /// The next response line; None once the server closed the connection.
+    /// The next response line; None once the server closed the connection. A last line cut
+    /// short (pk exited in the middle of writing it) counts as closed, not as a bad response.
     pub(crate) async fn next(&mut self) -> Result<Option<Response>, ControlError> {
-        let line = self
-            .lines
-            .next_line()
+        self.line.clear();
+        self.read
+            .read_line(&mut self.line)
             .await
             .map_err(|source| ControlError::Io {
                 path: self.path.clone(),
                 source,
             })?;
-        match line {
-            None => Ok(None),
-            Some(line) => serde_json::from_str(&line)
-                .map(Some)
-                .map_err(|e| ControlError::Protocol(format!("bad response {line:?}: {e}"))),
-        }
+        let Some(line) = self.line.strip_suffix('\n') else {
+            return Ok(None);
+        };
+        serde_json::from_str(line)
+            .map(Some)
+            .map_err(|e| ControlError::Protocol(format!("bad response {line:?}: {e}")))
     }
 
     /// Reads until a final response, handing the others to `on_event`.

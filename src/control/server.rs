@@ -364,6 +364,9 @@ fn ps(ctx: &ServerContext) -> Response {
     }
 }
 
+/// Encoded log lines sent per write: what a client that stops reading can hold in memory here.
+const WRITE_BATCH: usize = 256 * 1024;
+
 async fn logs(
     write: &mut OwnedWriteHalf,
     ctx: &ServerContext,
@@ -391,9 +394,15 @@ async fn logs(
         };
         send(write, &dropped).await?;
     }
+    // History goes out a batch per write, so that a stalled client holds at most one batch of
+    // encoded lines here, not the whole history encoded (several times its size in JSON).
     let mut buf = Vec::new();
-    for record in &reply.records {
-        encode(&mut buf, &log_line(&ctx.plan, record))?;
+    for record in reply.records {
+        encode(&mut buf, &log_line(&ctx.plan, &record))?;
+        if buf.len() >= WRITE_BATCH {
+            write.write_all(&buf).await?;
+            buf.clear();
+        }
     }
     write.write_all(&buf).await?;
     if !follow {
@@ -403,7 +412,7 @@ async fn logs(
         buf.clear();
         encode(&mut buf, &followed(&ctx.plan, item))?;
         // A batch per write, bounded so that a stalled client holds at most this much here.
-        while buf.len() < 256 * 1024 {
+        while buf.len() < WRITE_BATCH {
             let Some(more) = follow_rx.try_recv() else {
                 break;
             };

@@ -254,8 +254,9 @@ impl Invocation {
         self
     }
 
-    /// Starts pk in the background; its stdout lines are collected as they come.
-    pub(crate) fn spawn(self) -> Running {
+    /// The command this invocation runs, stdout and stderr piped, for a caller that reads
+    /// them itself (or on purpose does not).
+    pub(crate) fn command(&self) -> Command {
         let mut cmd = Command::new(self.program.clone().map_or_else(pk_bin, PathBuf::from));
         cmd.args(&self.args)
             .current_dir(&self.dir)
@@ -291,6 +292,12 @@ impl Invocation {
         if self.own_group {
             std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         }
+        cmd
+    }
+
+    /// Starts pk in the background; its stdout lines are collected as they come.
+    pub(crate) fn spawn(self) -> Running {
+        let mut cmd = self.command();
         #[expect(clippy::disallowed_methods, reason = "runs the binary under test")]
         let mut child = cmd.spawn().expect("spawn pk");
         let lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
