@@ -93,10 +93,10 @@ fn bad_http_probe_headers() {
 }
 
 #[test]
-fn replica_number_template_is_strict_error() {
-    // process-compose's issue 420 shape: `{{.PC_REPLICA_NUM}}` in a replicated process.
+fn replica_number_in_a_probe_port_is_strict_error() {
+    // Every other use of `{{.PC_REPLICA_NUM}}` is each copy's number (tests/replicas.rs).
     insta::assert_snapshot!(errors(&[(
         "/project/process-compose.yaml",
-        "is_strict: true\nprocesses:\n  test:\n    replicas: 3\n    environment:\n      - \"REPL={{.PC_REPLICA_NUM}}\"\n    command: echo [$REPL]\n",
+        "is_strict: true\nprocesses:\n  web:\n    replicas: 2\n    command: serve 808{{.PC_REPLICA_NUM}}\n    readiness_probe:\n      http_get:\n        port: \"808{{.PC_REPLICA_NUM}}\"\n",
     )]));
 }

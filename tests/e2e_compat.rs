@@ -551,11 +551,13 @@ fn output_of(lines: &[String], service: &str, prefix: &str) -> String {
 
 #[test]
 fn env_cmds_outputs_are_variables_of_every_process_and_its_probes() {
-    let mut backends = vec![support::Backend::Pgroup];
     // The portable build has no cgroups.
-    #[cfg(not(feature = "portable"))]
-    backends.extend(support::Backend::cgroup());
-    for backend in backends {
+    let cgroup = if cfg!(feature = "portable") {
+        None
+    } else {
+        support::Backend::cgroup()
+    };
+    for backend in std::iter::once(support::Backend::Pgroup).chain(cgroup) {
         let p = compose(
             r#"environment:
   - "TOP=from-top"
@@ -709,4 +711,38 @@ processes:
     assert!(flood.iter().all(|l| l.bytes().all(|c| c == b'x')));
     assert!(of("a", '*').contains(&"completed"), "{all:.2000}");
     assert!(of("pk", '*').iter().any(|l| l.starts_with("containment:")));
+}
+
+#[test]
+fn pc_replica_num_templates_are_each_copys_own_number() {
+    let p = compose(
+        r#"processes:
+  web:
+    replicas: 3
+    working_dir: "dir{{ .PC_REPLICA_NUM }}"
+    environment:
+      - "REPL={{.PC_REPLICA_NUM}}"
+    log_location: "./logs/web.{PC_REPLICA_NUM}.log"
+    command: "echo \"copy={{ .PC_REPLICA_NUM }} env=$${PC_REPLICA_NUM} repl=$${REPL} in=$$(basename $$PWD)\""
+"#,
+    )
+    .file("dir0/keep", "")
+    .file("dir1/keep", "")
+    .file("dir2/keep", "")
+    .file("dir3/keep", "");
+    let out = p.up().run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout(), out.stderr);
+    for n in 0..3 {
+        let line = format!("copy={n} env={n} repl={n} in=dir{n}");
+        output_at(&out.lines, &format!("web-{n}"), &line);
+        // The log file names the copy's number itself: no `-N` suffix added.
+        let log = std::fs::read_to_string(p.path().join(format!("logs/web.{n}.log"))).unwrap();
+        assert!(log.contains(&line), "{log}");
+    }
+    assert!(!out.stderr.contains("PC_REPLICA_NUM"), "{}", out.stderr);
+    // `--scale` makes the copies again from the declared process: copy 3 gets 3.
+    let out = p.up().args(&["--scale", "web=4"]).run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout(), out.stderr);
+    output_at(&out.lines, "web-3", "copy=3 env=3 repl=3 in=dir3");
+    output_at(&out.lines, "web-0", "copy=0 env=0 repl=0 in=dir0");
 }

@@ -26,16 +26,22 @@ fn detect_uses_cgroups_where_a_writable_cgroup2_exists() {
     assert_eq!(c.describe(), format!("cgroup v2 ({})", run.display()));
 }
 
+/// A service's leaf goes once its tree has drained (its removal is the emptiness check), and
+/// the next run of the service makes it again, at the same place.
 #[tokio::test]
-async fn a_leaf_is_reused_across_restarts() {
+async fn a_service_leaf_is_removed_when_its_tree_drains_and_made_again_on_restart() {
     let Some(c) = process_support::cgroup() else {
         return;
     };
     let mut first = spawn(&c, "api", &[argv(&["true"])]);
+    let leaf = first.tree.cgroup().expect("a leaf").to_owned();
+    assert!(leaf.is_dir());
     within("exit", first.tree.wait_stages()).await;
     drained(&mut first.tree).await;
+    assert!(!leaf.exists(), "{} is still there", leaf.display());
     let mut second = spawn(&c, "api", &[argv(&["true"])]);
-    assert_eq!(first.tree.cgroup(), second.tree.cgroup());
+    assert_eq!(second.tree.cgroup(), Some(leaf.as_path()));
+    assert!(leaf.is_dir());
     within("exit", second.tree.wait_stages()).await;
     drained(&mut second.tree).await;
 }
@@ -46,12 +52,13 @@ async fn cleanup_removes_the_run_cgroup_and_its_leaves() {
         return;
     };
     let run = c.run_cgroup().unwrap().to_owned();
-    let mut spawned = spawn(&c, "svc", &[sh("sleep 1000 & echo $!; wait")]);
+    // A probe's leaf stays after its tree ends (attempts come again and again).
+    let mut spawned = spawn(&c, "svc@probe", &[sh("sleep 1000 & echo $!; wait")]);
     let grandchild = Lines::new(spawned.stdout).pid().await;
     let _escapees = PidGuard(vec![grandchild]);
     let outcome = within("stop", spawned.tree.stop(15, Duration::from_secs(10))).await;
     assert!(!outcome.killed);
-    assert!(run.join("svc@service").is_dir());
+    assert!(run.join("svc@probe").is_dir());
     c.cleanup();
     assert!(!run.exists(), "{} is still there", run.display());
     c.cleanup(); // idempotent

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use pk::process::SpawnSpec;
 use process_support::{
-    Lines, PidGuard, base_env, is_gone, poll_until, session_of, sh, spawn, within,
+    Lines, PidGuard, argv, base_env, is_gone, poll_until, process_group_of, session_of, sh, spawn,
+    within,
 };
 
 const TERM: i32 = 15;
@@ -77,6 +78,37 @@ async fn cgroup_stop_kills_setsid_grandchildren_and_double_forked_daemons() {
         "setsid grandchild {setsid_child} survived"
     );
     assert!(is_gone(daemon), "double-forked daemon {daemon} survived");
+}
+
+/// A stage that left the tree's process group still gets the stop signal: the leaf then holds
+/// a process outside the group, so pk signals each process of the leaf, not the group.
+#[tokio::test]
+async fn cgroup_stop_signals_a_stage_that_left_the_group() {
+    let Some(c) = process_support::cgroup() else {
+        return;
+    };
+    let leave =
+        "import os, time\nos.setpgid(0, 0)\nprint(os.getpid(), flush=True)\ntime.sleep(1000)";
+    let stages = [argv(&["sleep", "1000"]), argv(&["python3", "-c", leave])];
+    let mut spawned = spawn(&c, "left", &stages);
+    let pids = spawned.tree.pids();
+    let left = Lines::new(spawned.stdout).pid().await;
+    assert_eq!(left, pids[1]);
+    assert_eq!(
+        process_group_of(left),
+        Some(left),
+        "stage 1 leads a group of its own"
+    );
+    assert_ne!(process_group_of(left), Some(spawned.tree.pgid()));
+    let outcome = within("stop", spawned.tree.stop(TERM, Duration::from_secs(10))).await;
+    assert!(
+        !outcome.killed,
+        "every stage got TERM and ended within the grace"
+    );
+    for status in &outcome.statuses {
+        use std::os::unix::process::ExitStatusExt as _;
+        assert_eq!(status.signal(), Some(TERM), "{:?}", outcome.statuses);
+    }
 }
 
 #[tokio::test]

@@ -50,13 +50,13 @@ async fn with_500_services_running_the_next_spawn_copies_a_small_descriptor_tabl
         table <= 64,
         "the 501st service got a descriptor table of {table} slots: its creator held {held} descriptors"
     );
-    // The process that made it is the spawner, and it holds a handful of descriptors.
-    let spawner = pk::process::spawner_pid().expect("a spawner process runs");
-    assert!(
-        open_fds(spawner) <= 8,
-        "the spawner holds {}",
-        open_fds(spawner)
-    );
+    // The processes that make them are the spawners, and each holds a handful of descriptors.
+    let spawners = pk::process::spawner_pids();
+    assert!(!spawners.is_empty(), "a spawner process runs");
+    for spawner in spawners {
+        let held = open_fds(spawner);
+        assert!(held <= 8, "spawner {spawner} holds {held}");
+    }
     // The service is still this process's child: it reaps it, and the parent-death signal
     // follows this process, not the spawner.
     assert_eq!(status_field(pid, "PPid:"), u64::from(me));

@@ -126,3 +126,31 @@ fn replicas_out_of_range_is_located() {
     .unwrap_err();
     insta::assert_snapshot!(err.render(false));
 }
+
+#[test]
+fn process_compose_renders_pc_replica_num_per_copy_and_again_under_scale() {
+    // process-compose's issue 420 shape, with the number in the command and the log file too.
+    let yaml = "is_strict: true\nprocesses:\n  test:\n    replicas: 3\n    log_location: ./test.{PC_REPLICA_NUM}.log\n    environment:\n      - \"REPL={{.PC_REPLICA_NUM}}\"\n    command: echo {{ .PC_REPLICA_NUM }} [$$REPL]\n";
+    let (plan, _) = pk::plan::load_strs_with_warnings(
+        &[(Path::new("/project/process-compose.yaml"), yaml)],
+        Path::new("/project"),
+        &BTreeMap::new(),
+    )
+    .unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let check = |plan: &Plan, count: usize| {
+        assert_eq!(plan.services.len(), count);
+        for (i, copy) in plan.services.iter().enumerate() {
+            assert_eq!(copy.env["REPL"], i.to_string());
+            assert_eq!(
+                copy.log_file.as_deref(),
+                Some(Path::new(&format!("/project/test.{i}.log")))
+            );
+            let pk::plan::RunSpec::Command(pk::vocab::CommandSpec::Argv(argv)) = &copy.run else {
+                panic!("{:?}", copy.run)
+            };
+            assert_eq!(argv.last().unwrap(), &format!("echo {i} [$REPL]"));
+        }
+    };
+    check(&plan, 3);
+    check(&scale(plan, &[("test".into(), 5)]).unwrap(), 5);
+}

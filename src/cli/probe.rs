@@ -222,6 +222,7 @@ fn subject(name: &str, cwd: &Path) -> ServiceSpec {
         success_codes: Vec::new(),
         namespaces: Vec::new(),
         ends_stack: crate::plan::EndsStack::default(),
+        template: None,
     }
 }
 

@@ -179,7 +179,22 @@ pub(crate) fn compose(loaded: &Loaded, cwd: &Path, from: &str) -> Option<String>
         ));
     }
     let warnings: Vec<Diag> = loaded.diags.iter().filter(|d| d.warning).cloned().collect();
-    Some(self::config(&config, from, &warnings, notes))
+    Some(one_number_for_every_copy(self::config(
+        &config, from, &warnings, notes,
+    )))
+}
+
+/// pk.yaml has no per-copy templates: a copy's number (`{{ .PC_REPLICA_NUM }}`) left in `yaml`
+/// is written as 0, and said so; each copy reads its own from its environment.
+fn one_number_for_every_copy(yaml: String) -> String {
+    if !yaml.contains(super::values::REPLICA_NUM_MARK) {
+        return yaml;
+    }
+    let note = "# Changed: `{{ .PC_REPLICA_NUM }}` (each copy's number) is written as 0, the same in every copy; in a `command`, `$${PC_REPLICA_NUM}` is each copy's number.\n";
+    format!(
+        "{note}{}",
+        yaml.replace(super::values::REPLICA_NUM_MARK, "0")
+    )
 }
 
 /// Notes for process-compose's top-level keys pk.yaml has no word for (`env_cmds`, the

@@ -181,6 +181,11 @@ fn split_host_port(authority: &str, default_port: Option<u16>) -> Result<(String
 /// The most copies `replicas:` (or `--scale`) may ask for: a bound on what one line can spawn.
 pub(crate) const MAX_REPLICAS: u32 = 1000;
 
+/// Stands for a copy's replica number in a service's strings until `plan::replicas` makes the
+/// copies and writes each copy's number in its place (process-compose renders
+/// `{{ .PC_REPLICA_NUM }}` once per replica). Private-use characters: no config has them.
+pub(crate) const REPLICA_NUM_MARK: &str = "\u{F8FF}PC_REPLICA_NUM\u{F8FF}";
+
 pub fn is_valid_service_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars

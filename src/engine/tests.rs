@@ -51,6 +51,7 @@ fn service(name: &str, deps: &[(ServiceId, Condition)]) -> ServiceSpec {
         success_codes: Vec::new(),
         namespaces: Vec::new(),
         ends_stack: crate::plan::EndsStack::default(),
+        template: None,
     }
 }
 

@@ -616,6 +616,7 @@ impl Builder<'_> {
             success_codes: service.success_exit_codes.clone(),
             namespaces: service.namespaces.clone(),
             ends_stack: service.ends_stack,
+            template: None,
         }
     }
 

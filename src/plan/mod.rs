@@ -144,6 +144,10 @@ pub struct ServiceSpec {
     pub namespaces: Vec<String>,
     /// What about this service ends the whole stack (and sets pk's exit code).
     pub ends_stack: EndsStack,
+    /// The declared service, before each copy's `{{ .PC_REPLICA_NUM }}` was written into its
+    /// strings (process-compose); `--scale` makes its copies from it again. `None` when no
+    /// string depends on the copy.
+    pub template: Option<std::sync::Arc<ServiceSpec>>,
 }
 
 /// Which tool's rules decide `pk up`'s exit code.

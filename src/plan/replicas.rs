@@ -11,11 +11,13 @@
 //! every name is distinct (a clash with a declared name is a located error).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::build::LoadError;
-use super::{Dependency, ServiceId, ServiceSpec};
+use super::{Dependency, RunSpec, ServiceId, ServiceSpec};
 use crate::config::diag::{Diag, Span, did_you_mean};
-use crate::config::values::MAX_REPLICAS;
+use crate::config::values::{MAX_REPLICAS, REPLICA_NUM_MARK};
+use crate::vocab::{CommandSpec, ProbeCheck};
 
 /// Name of copy `index` of `count` copies of `group`.
 pub(super) fn replica_name(group: &str, index: u32, count: u32) -> String {
@@ -94,6 +96,16 @@ pub(crate) fn expand(
     let mut services = Vec::with_capacity(next);
     for (id, spec) in declared.iter().enumerate() {
         let count = counts[id].max(1);
+        // Strings that hold the copy's number: each copy is made from the declared form.
+        let template = spec.template.clone().or_else(|| {
+            let mut probe = spec.clone();
+            fill_replica_num(&mut probe, "0").then(|| Arc::new(spec.clone()))
+        });
+        let base = template.as_deref().unwrap_or(spec);
+        let numbered_log = base
+            .log_file
+            .as_ref()
+            .is_some_and(|f| f.to_string_lossy().contains(REPLICA_NUM_MARK));
         let depends_on: Vec<Dependency> = spec
             .depends_on
             .iter()
@@ -105,7 +117,9 @@ pub(crate) fn expand(
             })
             .collect();
         for index in 0..count {
-            let mut copy = spec.clone();
+            let mut copy = base.clone();
+            fill_replica_num(&mut copy, &index.to_string());
+            copy.template.clone_from(&template);
             copy.name = replica_name(&spec.group, index, count);
             copy.replica = index;
             copy.replicas = count;
@@ -122,7 +136,8 @@ pub(crate) fn expand(
             if let Some(port) = spec.port {
                 set("PORT", (port + index).to_string());
             }
-            if count > 1 {
+            // A log file named with the copy's number is each copy's already.
+            if count > 1 && !numbered_log {
                 let suffix = &copy.name[spec.group.len()..];
                 copy.log_file = spec.log_file.as_deref().map(|f| with_suffix(f, suffix));
             }
@@ -206,6 +221,69 @@ pub(crate) fn collapse(
 }
 
 /// `app.log` with `suffix` (`-1`) put before the extension: `app-1.log`.
+/// Writes `number` where a string of `spec` holds a copy's replica number
+/// (`values::REPLICA_NUM_MARK`): what runs or places the copy, its environment, probes and
+/// shutdown command. Whether there was any.
+fn fill_replica_num(spec: &mut ServiceSpec, number: &str) -> bool {
+    let text = |s: &mut String| {
+        let found = s.contains(REPLICA_NUM_MARK);
+        if found {
+            *s = s.replace(REPLICA_NUM_MARK, number);
+        }
+        found
+    };
+    let path = |p: &mut PathBuf| {
+        let mut s = p.to_string_lossy().into_owned();
+        let found = text(&mut s);
+        if found {
+            *p = PathBuf::from(s);
+        }
+        found
+    };
+    let command = |c: &mut CommandSpec| match c {
+        CommandSpec::Shell(s) => text(s),
+        CommandSpec::Argv(argv) => argv.iter_mut().map(text).fold(false, |a, b| a | b),
+    };
+    let mut found = match &mut spec.run {
+        RunSpec::Command(c) => command(c),
+        RunSpec::Pipeline(stages) => stages
+            .iter_mut()
+            .flatten()
+            .map(text)
+            .fold(false, |a, b| a | b),
+    };
+    found |= path(&mut spec.working_dir);
+    found |= spec.log_file.as_mut().is_some_and(path);
+    found |= spec.env.values_mut().map(text).fold(false, |a, b| a | b);
+    found |= (spec.env_source.vars.iter_mut())
+        .filter_map(|(_, v)| v.as_mut())
+        .map(text)
+        .fold(false, |a, b| a | b);
+    for probe in [&mut spec.ready, &mut spec.alive].into_iter().flatten() {
+        found |= match &mut probe.check {
+            ProbeCheck::Exec(c) => command(c),
+            ProbeCheck::Http {
+                host,
+                path,
+                headers,
+                ..
+            } => {
+                let mut any = text(host) | text(path);
+                for (_, value) in headers {
+                    any |= text(value);
+                }
+                any
+            }
+            ProbeCheck::Tcp { address } => text(address),
+            ProbeCheck::Log(_) => false,
+        };
+    }
+    if let Some(c) = &mut spec.shutdown.command {
+        found |= command(c);
+    }
+    found
+}
+
 fn with_suffix(file: &Path, suffix: &str) -> PathBuf {
     let (stem, ext) = stem_and_extension(file);
     file.with_file_name(format!("{stem}{suffix}{ext}"))

@@ -267,9 +267,40 @@ pub(crate) fn leaf_dir_name(leaf: &str) -> io::Result<String> {
     Ok(out)
 }
 
-/// Sends `signal` to every process in `leaf`: freeze (so nothing forks unseen), signal each pid
-/// until a re-read of `cgroup.procs` shows no new one, thaw.
-pub(crate) fn signal_leaf(leaf: &Path, signal: Signal) -> io::Result<()> {
+/// Whether leaf `leaf` (see `process::leaf_name`) is a service's own, not a probe's or a
+/// shutdown command's.
+pub(crate) fn is_service_leaf(leaf: &str) -> bool {
+    leaf.rsplit_once('@')
+        .is_none_or(|(_, role)| !ROLES.contains(&role) || role == "service")
+}
+
+/// Sends `signal` to every process in `leaf`.
+///
+/// When the leaf holds only the tree's live stages (`stages`, pids pk has not reaped) and each
+/// is still in process group `pgid`, one `killpg` does it: a process one of them forks
+/// meanwhile is born in the group, and the kernel restarts a fork that races a group signal,
+/// so it gets the signal too. That is the usual case, and it costs one read of `cgroup.procs`
+/// and a `getpgid` per stage. Otherwise (a process that left the group, or a descendant that
+/// is no stage): freeze (so nothing forks unseen), signal each pid until a re-read of
+/// `cgroup.procs` shows no new one, thaw.
+pub(crate) fn signal_leaf(
+    leaf: &Path,
+    pgid: Pid,
+    stages: &[Pid],
+    signal: Signal,
+) -> io::Result<()> {
+    let procs = read_procs(leaf)?;
+    if procs.is_empty() {
+        return Ok(());
+    }
+    let only_the_group = procs.iter().all(|&raw| {
+        Pid::from_raw(raw).is_some_and(|pid| {
+            stages.contains(&pid) && rustix::process::getpgid(Some(pid)) == Ok(pgid)
+        })
+    });
+    if only_the_group {
+        return super::pgroup::signal_group(pgid, signal);
+    }
     let freeze = leaf.join("cgroup.freeze");
     // Freezing is an optimisation: without it the re-read rounds still catch most forks.
     let frozen = fs::write(&freeze, "1").is_ok();
@@ -282,13 +313,20 @@ pub(crate) fn signal_leaf(leaf: &Path, signal: Signal) -> io::Result<()> {
     result
 }
 
+/// The pids `cgroup.procs` of `leaf` lists now.
+fn read_procs(leaf: &Path) -> io::Result<Vec<i32>> {
+    let procs = fs::read_to_string(leaf.join("cgroup.procs"))?;
+    Ok(procs
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect())
+}
+
 fn signal_each(leaf: &Path, signal: Signal) -> io::Result<()> {
     let mut seen = BTreeSet::new();
     for _ in 0..SIGNAL_ROUNDS {
-        let procs = fs::read_to_string(leaf.join("cgroup.procs"))?;
-        let fresh: Vec<i32> = procs
-            .lines()
-            .filter_map(|line| line.trim().parse().ok())
+        let fresh: Vec<i32> = read_procs(leaf)?
+            .into_iter()
             .filter(|pid| !seen.contains(pid))
             .collect();
         if fresh.is_empty() {
@@ -322,6 +360,22 @@ pub(crate) fn is_populated(dir: &Path) -> bool {
         Err(error) => {
             tracing::warn!(dir = %dir.display(), %error, "cannot read cgroup.events");
             true
+        }
+    }
+}
+
+/// Removes `leaf` if nothing runs in it: true once it is gone (removed now, or already),
+/// false while it holds a process (`EBUSY`). The kernel refuses to remove a populated cgroup,
+/// so this both checks that the leaf is empty and removes it, in one system call. Another
+/// error (not expected) is logged, and answered by `cgroup.events`.
+pub(crate) fn remove_if_empty(leaf: &Path) -> bool {
+    match fs::remove_dir(leaf) {
+        Ok(()) => true,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => true,
+        Err(error) if error.raw_os_error() == Some(libc::EBUSY) => false,
+        Err(error) => {
+            tracing::warn!(dir = %leaf.display(), %error, "cannot remove cgroup");
+            !is_populated(leaf)
         }
     }
 }
@@ -397,5 +451,14 @@ mod tests {
         assert_eq!(leaf_dir_name("a/b c").unwrap(), "a%2Fb%20c@service");
         assert!(leaf_dir_name("").is_err());
         assert!(leaf_dir_name("..").is_err());
+    }
+
+    #[test]
+    fn only_a_service_leaf_is_its_own() {
+        assert!(is_service_leaf("api"));
+        assert!(is_service_leaf("a@x"));
+        assert!(!is_service_leaf("db@probe"));
+        assert!(!is_service_leaf("db@shutdown"));
+        assert!(!is_service_leaf("db@env"));
     }
 }

@@ -59,7 +59,7 @@ pub(crate) use self::pty::Pty;
 pub use self::pty::WinSize;
 use self::spawn::Placement;
 #[cfg(native_linux)]
-pub use self::spawner::{spawner_pid, start as start_spawner, stop as stop_spawner};
+pub use self::spawner::{spawner_pids, start as start_spawner, stop as stop_spawner};
 
 /// Environment variable that forces the process-group fallback when set to `pgroup`.
 pub(crate) const CONTAINMENT_ENV: &str = "PK_CONTAINMENT";
@@ -137,8 +137,10 @@ pub struct Containment {
     backend: Backend,
     /// Where to keep this run's `RunRecord` up to date (crash safety), with the config path.
     record: std::sync::Mutex<Option<(PathBuf, PathBuf)>>,
-    /// Threads that run `spawn_async`, started on first use.
-    spawner: std::sync::OnceLock<pool::Pool>,
+    /// Threads that run `spawn_async` through the spawner processes, made on first use.
+    passing: std::sync::OnceLock<pool::Pool>,
+    /// Threads that run `spawn_async` in pk itself, made on first use.
+    lasting: std::sync::OnceLock<pool::Pool>,
 }
 
 /// A `SpawnSpec` that owns its data, to hand to another thread.
@@ -223,7 +225,8 @@ impl Containment {
             Ok(run) => Containment {
                 backend: Backend::Cgroup(run),
                 record: std::sync::Mutex::default(),
-                spawner: std::sync::OnceLock::new(),
+                passing: std::sync::OnceLock::new(),
+                lasting: std::sync::OnceLock::new(),
             },
             Err(reason) => {
                 tracing::info!(%reason, "using process groups instead of cgroup v2");
@@ -243,7 +246,8 @@ impl Containment {
                 marker: identity::new_marker(),
             },
             record: std::sync::Mutex::default(),
-            spawner: std::sync::OnceLock::new(),
+            passing: std::sync::OnceLock::new(),
+            lasting: std::sync::OnceLock::new(),
         }
     }
 
@@ -344,20 +348,22 @@ impl Containment {
         }
     }
 
-    /// `spawn` on one of the containment's long-lived spawner threads, so the caller's runtime
-    /// worker is not blocked while the children fork and exec. Must be called within a tokio
-    /// runtime (the pool enters the one it is first used from).
+    /// `spawn` on a pool thread, so the caller's runtime worker is not blocked while the
+    /// children fork and exec. Through the spawner processes it runs on a passing thread (none
+    /// stay at rest); a spawn that must run in pk itself (`PK_SPAWN=fork`, no spawner, or one
+    /// it refused) on a lasting one (see `pool.rs`). Must be called within a tokio runtime
+    /// (the pools enter the one they are first used from).
     pub(crate) async fn spawn_async(
         self: &Arc<Self>,
         leaf: String,
         spec: OwnedSpawnSpec,
     ) -> io::Result<Spawned> {
-        let this = Arc::clone(self);
-        self.spawner
-            .get_or_init(pool::Pool::start)
-            .run(move || {
+        let job = Arc::new((leaf, spec));
+        let run = |this: Arc<Self>, job: Arc<(String, OwnedSpawnSpec)>| {
+            move || {
+                let (leaf, spec) = &*job;
                 this.spawn_on(
-                    &leaf,
+                    leaf,
                     &SpawnSpec {
                         stages: &spec.stages,
                         cwd: &spec.cwd,
@@ -365,7 +371,26 @@ impl Containment {
                     },
                     spec.tty,
                 )
-            })
+            }
+        };
+        let through_spawner = spawn::through_spawner();
+        if through_spawner {
+            let pool = self
+                .passing
+                .get_or_init(|| pool::Pool::passing(spawn::SPAWNERS));
+            match pool.run(run(Arc::clone(self), Arc::clone(&job))).await {
+                Err(error) if spawn::is_refused(&error) => {}
+                done => return done,
+            }
+        }
+        let threads = if through_spawner {
+            1
+        } else {
+            pool::LASTING_THREADS
+        };
+        self.lasting
+            .get_or_init(|| pool::Pool::lasting(threads))
+            .run(run(Arc::clone(self), job))
             .await
     }
 
@@ -432,9 +457,13 @@ impl Containment {
                         cgroup::kill_leaf(&dir);
                     })
                 })?;
+                let own_leaf = cgroup::is_service_leaf(leaf);
                 Ok(ProcessTree::from_started(
                     started,
-                    Scope::Cgroup { leaf: dir },
+                    Scope::Cgroup {
+                        leaf: dir,
+                        own_leaf,
+                    },
                 ))
             }
             Backend::ProcessGroups { groups, marker, .. } => {
@@ -638,8 +667,10 @@ fn pid_of(raw: u32) -> Pid {
 /// What contains one tree.
 #[derive(Debug)]
 enum Scope {
+    /// `own_leaf`: the leaf is a service's (not a probe's or a shutdown command's, which run
+    /// again and again): it is removed as soon as the tree has drained.
     #[cfg(native_linux)]
-    Cgroup { leaf: PathBuf },
+    Cgroup { leaf: PathBuf, own_leaf: bool },
     ProcessGroup {
         pgid: Pid,
         groups: Arc<GroupRegistry>,
@@ -713,7 +744,7 @@ impl ProcessTree {
     pub fn cgroup(&self) -> Option<&Path> {
         match &self.scope {
             #[cfg(native_linux)]
-            Scope::Cgroup { leaf } => Some(leaf),
+            Scope::Cgroup { leaf, .. } => Some(leaf),
             Scope::ProcessGroup { .. } => None,
         }
     }
@@ -767,7 +798,16 @@ impl ProcessTree {
         }
         self.drained = match &self.scope {
             #[cfg(native_linux)]
-            Scope::Cgroup { leaf } => !cgroup::is_populated(leaf),
+            // A service's leaf goes as soon as it is empty: its removal is the emptiness check
+            // (the leaves of a stopping stack are removed as their trees end, not one after
+            // another at the end; a restart makes it again).
+            Scope::Cgroup { leaf, own_leaf } => {
+                if *own_leaf {
+                    cgroup::remove_if_empty(leaf)
+                } else {
+                    !cgroup::is_populated(leaf)
+                }
+            }
             Scope::ProcessGroup { pgid, groups } => {
                 let gone = pgroup::is_gone(*pgid);
                 if gone {
@@ -805,7 +845,15 @@ impl ProcessTree {
         }
         match &self.scope {
             #[cfg(native_linux)]
-            Scope::Cgroup { leaf } => cgroup::signal_leaf(leaf, signal),
+            Scope::Cgroup { leaf, .. } => {
+                let live: Vec<Pid> = self
+                    .stages
+                    .iter()
+                    .filter(|stage| stage.status.is_none())
+                    .map(|stage| pid_of(stage.pid))
+                    .collect();
+                cgroup::signal_leaf(leaf, self.pgid, &live, signal)
+            }
             Scope::ProcessGroup { pgid, .. } => pgroup::signal_group(*pgid, signal),
         }
     }
@@ -817,7 +865,7 @@ impl ProcessTree {
         }
         match &self.scope {
             #[cfg(native_linux)]
-            Scope::Cgroup { leaf } => cgroup::kill_leaf(leaf),
+            Scope::Cgroup { leaf, .. } => cgroup::kill_leaf(leaf),
             Scope::ProcessGroup { pgid, .. } => {
                 if let Err(error) = pgroup::signal_group(*pgid, Signal::KILL) {
                     tracing::error!(pgid = pgid.as_raw_nonzero().get(), %error, "killpg failed");
@@ -861,6 +909,72 @@ mod tests {
         shared::<Containment>();
         sent::<ProcessTree>();
         sent::<Spawned>();
+    }
+
+    /// A spawn that cannot go through a spawner process (here: too big for one message) runs
+    /// in pk itself, and then on a lasting thread, not on the passing one it was first handed
+    /// to: the service's parent-death signal follows the thread that cloned it, so it keeps
+    /// running once the passing threads have exited.
+    #[cfg(native_linux)]
+    #[tokio::test]
+    async fn a_spawn_refused_by_the_spawners_runs_on_a_lasting_thread() {
+        use tokio::io::AsyncBufReadExt as _;
+        if !spawn::through_spawner() {
+            return;
+        }
+        let containment = Arc::new(Containment::process_groups("test"));
+        let mut env =
+            BTreeMap::from([("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned())]);
+        // More than one request may carry (192 KiB), each below execve's limit per string.
+        for i in 0..5 {
+            env.insert(format!("BIG{i}"), "x".repeat(50 * 1024));
+        }
+        let script = "import signal, sys, time\n\
+            signal.signal(signal.SIGUSR1, lambda *_: print('alive', flush=True))\n\
+            print('ready', flush=True)\n\
+            while True: time.sleep(1)";
+        let spec = OwnedSpawnSpec {
+            stages: vec![vec!["python3".into(), "-c".into(), script.into()]],
+            cwd: PathBuf::from("/"),
+            env,
+            tty: None,
+        };
+        let spawned = containment
+            .spawn_async("big".into(), spec)
+            .await
+            .expect("spawned");
+        assert!(
+            containment.lasting.get().is_some(),
+            "the refused spawn went to a lasting thread"
+        );
+        let mut lines = tokio::io::BufReader::new(spawned.stdout).lines();
+        let deadline = Duration::from_secs(20);
+        let line = tokio::time::timeout(deadline, lines.next_line()).await;
+        assert_eq!(line.unwrap().unwrap().as_deref(), Some("ready"));
+        // Every passing thread gone (each exits when idle).
+        let passing = || {
+            std::fs::read_dir("/proc/self/task")
+                .expect("/proc/self/task")
+                .flatten()
+                .any(|task| {
+                    std::fs::read_to_string(task.path().join("comm"))
+                        .is_ok_and(|comm| comm.starts_with(pool::PASSING_NAME))
+                })
+        };
+        let until = std::time::Instant::now() + deadline;
+        while passing() {
+            assert!(std::time::Instant::now() < until, "passing threads stay");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        spawned.tree.signal(libc::SIGUSR1).expect("SIGUSR1");
+        let line = tokio::time::timeout(deadline, lines.next_line()).await;
+        assert_eq!(
+            line.unwrap().unwrap().as_deref(),
+            Some("alive"),
+            "the service outlived the passing threads"
+        );
+        spawned.tree.kill();
+        containment.kill_all();
     }
 
     #[test]

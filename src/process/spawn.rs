@@ -249,6 +249,10 @@ fn start_stage(
     let spawned = match super::spawner::shared().map(|spawner| spawner.spawn(&request)) {
         Some(Ok(child)) => Ok(child),
         Some(Err(Err(error))) => Err(super::vfork::located(&error, &request)),
+        // A passing pool thread must not be the parent thread of an in-process spawn.
+        Some(Err(Ok(_))) | None if super::pool::refuse_in_process() => {
+            Err(io::Error::other(InProcessRefused))
+        }
         Some(Err(Ok(_))) | None => super::vfork::spawn(&request),
     };
     let child = spawned?;
@@ -377,10 +381,41 @@ fn in_child_before_exec(command: &mut Command, placement: &Placement<'_>) {
     }
 }
 
-/// Whether spawns go to the spawner process (not `PK_SPAWN=fork`, and the spawner runs).
+/// How many spawns can be in flight through the spawner processes.
 #[cfg(native_linux)]
-pub(super) fn uses_spawner() -> bool {
+pub(super) const SPAWNERS: usize = super::spawner::SPAWNERS;
+#[cfg(not(native_linux))]
+pub(super) const SPAWNERS: usize = 1;
+
+/// Whether spawns go to the spawner processes (not `PK_SPAWN=fork`, and a spawner runs).
+#[cfg(native_linux)]
+pub(super) fn through_spawner() -> bool {
     !use_fork() && super::spawner::shared().is_some()
+}
+
+/// The portable build has no spawner process.
+#[cfg(not(native_linux))]
+pub(super) fn through_spawner() -> bool {
+    false
+}
+
+/// Why a stage was not started: it had to be spawned in pk itself, on a thread that may exit
+/// while the stage runs (a passing pool thread); the caller runs the spawn again on a lasting
+/// one.
+#[derive(Debug)]
+struct InProcessRefused;
+
+impl std::fmt::Display for InProcessRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("this spawn must run on a lasting thread")
+    }
+}
+
+impl std::error::Error for InProcessRefused {}
+
+/// Whether `error` is a spawn refused on a passing thread (run it on a lasting one).
+pub(super) fn is_refused(error: &io::Error) -> bool {
+    matches!(error.get_ref(), Some(inner) if inner.is::<InProcessRefused>())
 }
 
 /// `PK_SPAWN=fork`: spawn with fork and `pre_exec` (what std does) instead of the vfork-style

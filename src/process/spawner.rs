@@ -5,27 +5,32 @@
 //! spawn does not grow with the number of services running
 //! (docs/decisions/0005-spawner-process.md).
 //!
-//! Protocol: one `SOCK_SEQPACKET` pair; pk sends one request (program, cwd, argv, env, the
-//! process group; stdin, stdout, stderr and the leaf's `cgroup.procs` as `SCM_RIGHTS`) and
-//! waits for its reply (pid, errno; the pidfd as `SCM_RIGHTS`) before the next: one request in
-//! flight, callers queue on a mutex (lossless; the spawner is serial anyway).
+//! pk forks [`SPAWNERS`] of them, so that several spawns are in flight: each waits for its
+//! child's `execve`, and a `&` loop in bash does not wait at all.
+//!
+//! Protocol: one `SOCK_SEQPACKET` pair per spawner; pk sends one request (program, cwd, argv,
+//! env, the process group; stdin, stdout, stderr and the leaf's `cgroup.procs` as
+//! `SCM_RIGHTS`) and waits for its reply (pid, errno; the pidfd as `SCM_RIGHTS`) before the
+//! next on that socket: one request in flight per spawner, held by a mutex on its socket; a
+//! caller takes an idle spawner, else waits for one (lossless; bounded by pk's spawning
+//! threads).
 //!
 //! Invariants:
 //! - the services are pk's children (`CLONE_PARENT`): pk reaps them by pidfd, and their
-//!   parent-death signal follows the thread that forked the spawner — pk's main thread, which
+//!   parent-death signal follows the thread that forked the spawners — pk's main thread, which
 //!   lives as long as pk (or, started lazily, a dedicated thread that never exits);
 //! - the spawner's own loop never allocates or locks (it may be forked from a multi-threaded
 //!   process): buffers are made before the fork, everything after is raw syscalls;
 //! - its descriptor table is /dev/null on 0-2, its socket on 3, and the request's descriptors
 //!   while one is served; its signal handlers are the defaults (a service inherits them); it
 //!   leads its own process group in pk's session, out of reach of the terminal's Ctrl-C;
-//! - it ends when pk closes the socket, or with pk (parent-death signal).
+//! - each ends when pk closes its socket, or with pk (parent-death signal).
 
 use std::ffi::{c_char, c_int};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
-use std::sync::atomic::AtomicI32;
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use super::spawn::Group;
 use super::vfork::{self, ChildArgs, ChildStack, PidfdChild, Request};
@@ -40,32 +45,45 @@ const MAX_FDS: usize = 4;
 /// The spawner's socket.
 const SOCKET_FD: RawFd = 3;
 
-/// pk's handle on the spawner process.
+/// How many spawner processes run: each serves one request at a time and waits for its
+/// child's `execve` (`CLONE_VFORK`), so several let spawns overlap (a bash `&` loop does not
+/// wait for its children either).
+pub(super) const SPAWNERS: usize = 2;
+
+/// pk's handle on one spawner process.
 pub(crate) struct Spawner {
     pid: libc::pid_t,
-    /// `None` once the spawner is gone; pk then spawns in-process.
+    /// `None` once the spawner is gone.
     sock: Mutex<Option<OwnedFd>>,
 }
 
-static SHARED: OnceLock<Option<Spawner>> = OnceLock::new();
-
-/// Forks the spawner now, from this thread, which must live as long as the process (pk's main
-/// thread). Idempotent; a spawner that cannot start leaves pk spawning in-process.
-pub fn start() {
-    SHARED.get_or_init(|| Spawner::fork().ok());
+/// pk's spawner processes; a request goes to an idle one, else waits for one in turn.
+pub(crate) struct Spawners {
+    all: Vec<Spawner>,
+    /// Where the next request starts looking (spreads the waits).
+    next: AtomicUsize,
 }
 
-/// The process-wide spawner: the one [`start`]ed, else one forked now from a dedicated thread
-/// that never exits (its children's parent-death signal follows it). `None` if it cannot run.
-pub(crate) fn shared() -> Option<&'static Spawner> {
+static SHARED: OnceLock<Option<Spawners>> = OnceLock::new();
+
+/// Forks the spawners now, from this thread, which must live as long as the process (pk's main
+/// thread). Idempotent; spawners that cannot start leave pk spawning in-process.
+pub fn start() {
+    SHARED.get_or_init(Spawners::fork);
+}
+
+/// The process-wide spawners: the ones [`start`]ed, else ones forked now from a dedicated
+/// thread that never exits (its children's parent-death signal follows it). `None` if none
+/// can run.
+pub(crate) fn shared() -> Option<&'static Spawners> {
     SHARED
         .get_or_init(|| {
             let (tx, rx) = std::sync::mpsc::channel();
             let started = std::thread::Builder::new()
                 .name("pk-spawner-parent".into())
                 .spawn(move || {
-                    let _ = tx.send(Spawner::fork().ok());
-                    // The parent thread of the spawner and of every service it starts.
+                    let _ = tx.send(Spawners::fork());
+                    // The parent thread of the spawners and of every service they start.
                     loop {
                         std::thread::park();
                     }
@@ -75,30 +93,83 @@ pub(crate) fn shared() -> Option<&'static Spawner> {
         .as_ref()
 }
 
-/// The pid of the process-wide spawner, if one runs (for tests and benchmarks).
-pub fn spawner_pid() -> Option<u32> {
-    shared().map(Spawner::pid)
+/// The pids of the spawner processes (starting them if none runs yet); empty if none can run.
+/// For tests and benchmarks.
+pub fn spawner_pids() -> Vec<u32> {
+    shared().map_or_else(Vec::new, |spawners| {
+        spawners.all.iter().map(Spawner::pid).collect()
+    })
 }
 
-/// Ends the spawner (it exits once its socket closes) and reaps it, so that it does not
-/// outlive pk even for a moment. Later spawns run in-process.
+/// Ends the spawners (each exits once its socket closes) and reaps them, so that none
+/// outlives pk even for a moment. Later spawns run in-process.
 pub fn stop() {
-    if let Some(Some(spawner)) = SHARED.get() {
-        let sock = spawner
-            .sock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if sock.is_some() {
-            drop(sock);
-            vfork::reap(spawner.pid);
+    if let Some(Some(spawners)) = SHARED.get() {
+        for spawner in &spawners.all {
+            let sock = spawner
+                .sock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            if sock.is_some() {
+                drop(sock);
+                vfork::reap(spawner.pid);
+            }
         }
     }
 }
 
-/// The spawner's pid if one was started (never starts one).
-pub(crate) fn started_pid() -> Option<i32> {
-    SHARED.get()?.as_ref().map(|spawner| spawner.pid)
+/// Whether `pid` is one of the spawner processes started (never starts one).
+pub(crate) fn is_spawner(pid: i32) -> bool {
+    SHARED
+        .get()
+        .and_then(Option::as_ref)
+        .is_some_and(|spawners| spawners.all.iter().any(|spawner| spawner.pid == pid))
+}
+
+impl Spawners {
+    fn fork() -> Option<Spawners> {
+        let all: Vec<Spawner> = (0..SPAWNERS).filter_map(|_| Spawner::fork().ok()).collect();
+        (!all.is_empty()).then(|| Spawners {
+            all,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Starts `req` in an idle spawner (else in the next one in turn, once it is free);
+    /// returns once the program has exec'd (or why it could not). `Err(Ok(_))` asks the
+    /// caller to spawn in-process.
+    pub(super) fn spawn(
+        &self,
+        req: &Request<'_>,
+    ) -> Result<PidfdChild, Result<Unavailable, io::Error>> {
+        let message = encode(req).ok_or(Ok(Unavailable::TooBig))?;
+        let mut fds: Vec<RawFd> = req.stdio.iter().map(AsRawFd::as_raw_fd).collect();
+        if let Some(procs) = &req.procs {
+            fds.push(procs.as_raw_fd());
+        }
+        let n = self.all.len();
+        let first = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let order = || (0..n).map(|i| &self.all[(first + i) % n]);
+        // An idle one first; else wait, in turn, for one that still runs.
+        for spawner in order() {
+            if let Ok(sock) = spawner.sock.try_lock()
+                && let Some(result) = spawner.serve(sock, &message, &fds)
+            {
+                return result;
+            }
+        }
+        for spawner in order() {
+            let sock = spawner
+                .sock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(result) = spawner.serve(sock, &message, &fds) {
+                return result;
+            }
+        }
+        Err(Ok(Unavailable::Gone))
+    }
 }
 
 /// Why a request could not be served by the spawner (spawn in-process instead).
@@ -165,31 +236,22 @@ impl Spawner {
         self.pid.unsigned_abs()
     }
 
-    /// Starts `req` in the spawner; returns once the program has exec'd (or why it could not).
-    /// `Err(Ok(_))` asks the caller to spawn in-process.
-    pub(super) fn spawn(
+    /// Serves one request on this spawner, whose socket `sock` the caller locked; `None` if
+    /// it has gone (try another).
+    fn serve(
         &self,
-        req: &Request<'_>,
-    ) -> Result<PidfdChild, Result<Unavailable, io::Error>> {
-        let message = encode(req).ok_or(Ok(Unavailable::TooBig))?;
-        let mut fds: Vec<RawFd> = req.stdio.iter().map(AsRawFd::as_raw_fd).collect();
-        if let Some(procs) = &req.procs {
-            fds.push(procs.as_raw_fd());
-        }
-        let mut sock = self
-            .sock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(fd) = sock.as_ref() else {
-            return Err(Ok(Unavailable::Gone));
-        };
-        match exchange(fd.as_fd().as_raw_fd(), &message, &fds) {
+        mut sock: MutexGuard<'_, Option<OwnedFd>>,
+        message: &[u8],
+        fds: &[RawFd],
+    ) -> Option<Result<PidfdChild, Result<Unavailable, io::Error>>> {
+        let fd = sock.as_ref()?;
+        match exchange(fd.as_fd().as_raw_fd(), message, fds) {
             Ok(reply) => {
                 drop(sock);
-                reply.into_child().map_err(Err)
+                Some(reply.into_child().map_err(Err))
             }
             Err(error) if error.raw_os_error() == Some(libc::EMSGSIZE) => {
-                Err(Ok(Unavailable::TooBig))
+                Some(Err(Ok(Unavailable::TooBig)))
             }
             Err(_) => {
                 // Gone (killed, or its socket broke): stop using it, and reap it if it ended.
@@ -198,7 +260,7 @@ impl Spawner {
                     rustix::process::Pid::from_raw(self.pid),
                     rustix::process::WaitOptions::NOHANG,
                 );
-                Err(Ok(Unavailable::Gone))
+                None
             }
         }
     }
@@ -502,7 +564,7 @@ fn take_u32(request: &[u8], at: &mut usize) -> Option<u32> {
     Some(u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
 }
 
-/// Starts one request in the spawner: (pid or 0, errno or 0, the pidfd on success).
+/// Starts one request in a spawner: (pid or 0, errno or 0, the pidfd on success).
 fn serve_one(
     request: &[u8],
     fds: &[RawFd],

@@ -125,8 +125,7 @@ pub(crate) fn sweep() -> Vec<(i32, u64)> {
     let _sweeping = SPAWNING.write().unwrap_or_else(PoisonError::into_inner);
     let children = children();
     let guard_pid = guard::pid().and_then(|p| i32::try_from(p).ok());
-    // pk's spawner process is pk's child too, not an orphan (it never exits before pk).
-    let spawner_pid = super::spawner::started_pid();
+    // pk's spawner processes are pk's children too, not orphans (they never exit before pk).
     let mut own = OWN.lock().unwrap_or_else(PoisonError::into_inner);
     own.retain(|pid, _| children.binary_search(pid).is_ok());
     let mut adopted = ADOPTED.lock().unwrap_or_else(PoisonError::into_inner);
@@ -143,7 +142,7 @@ pub(crate) fn sweep() -> Vec<(i32, u64)> {
                 // This one pid only: an orphan's status is nobody's to read.
                 let _ = rustix::process::waitpid(Some(p), WaitOptions::NOHANG);
             }
-        } else if Some(pid) != guard_pid && Some(pid) != spawner_pid {
+        } else if Some(pid) != guard_pid && !super::spawner::is_spawner(pid) {
             alive.insert(pid, st.start);
         }
     }

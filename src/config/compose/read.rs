@@ -81,6 +81,18 @@ const PROCESS_KEYS: &[&str] = &[
     "monitor_silence_threshold",
     "mcp",
 ];
+/// Process keys whose `{{ .PC_REPLICA_NUM }}` is each copy's own number.
+const PER_COPY_KEYS: &[&str] = &[
+    "command",
+    "entrypoint",
+    "args",
+    "working_dir",
+    "environment",
+    "log_location",
+    "readiness_probe",
+    "liveness_probe",
+    "shutdown",
+];
 /// Accepted, but pk cannot do what they ask: one warning each (an error with `is_strict`).
 const PROCESS_UNSUPPORTED: &[&str] = &[
     "is_interactive",
@@ -166,6 +178,8 @@ pub(super) struct Reader<'a> {
     vars: BTreeMap<String, String>,
     /// `process_log_ready` dependencies seen: (target, where the condition is written).
     log_ready: Vec<(String, Span)>,
+    /// The process being read has `replicas` above 1.
+    replicated: bool,
 }
 
 /// A map's entries by key (`x-*` keys dropped, unknown keys reported).
@@ -210,6 +224,7 @@ impl<'a> Reader<'a> {
             shell: ("bash".into(), "-c".into()),
             vars: BTreeMap::new(),
             log_ready: Vec::new(),
+            replicated: false,
         }
     }
 
@@ -303,7 +318,11 @@ impl<'a> Reader<'a> {
     fn int(&mut self, node: &Node, path: &str) -> Option<i64> {
         let parsed = match &node.value {
             Value::Int(n) => i64::try_from(*n).ok(),
-            Value::Str(s) => s.trim().parse::<i64>().ok(),
+            Value::Str(s) => s
+                .replace(values::REPLICA_NUM_MARK, "0")
+                .trim()
+                .parse::<i64>()
+                .ok(),
             Value::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 =>
             {
                 #[expect(clippy::cast_possible_truncation, reason = "checked whole and small")]
@@ -736,6 +755,11 @@ impl<'a> Reader<'a> {
             );
             return None;
         }
+        self.replicated = node.get("replicas").is_some_and(|n| match &n.value {
+            Value::Int(n) => *n > 1,
+            Value::Str(s) => s.trim().parse::<u32>().is_ok_and(|n| n > 1),
+            _ => false,
+        });
         let template_disabled = match node.get("is_template_disabled") {
             Some(n) => self
                 .bool(n, &join(&path, "is_template_disabled"))
@@ -747,21 +771,22 @@ impl<'a> Reader<'a> {
             if let Some(local) = node.get("vars") {
                 vars.extend(self.vars_map(local, &join(&path, "vars")));
             }
-            vars.insert("PC_REPLICA_NUM".into(), "0".into());
             vars.insert("PC_PROC_NAME".into(), name.value.clone());
-            let replicated = node.get("replicas").is_some_and(|n| match &n.value {
-                Value::Int(n) => *n > 1,
-                Value::Str(s) => s.trim().parse::<u32>().is_ok_and(|n| n > 1),
-                _ => false,
-            });
-            if let Some(span) = replicated.then(|| replica_template(&node)).flatten() {
-                self.lenient(
-                    Diag::warning("`{{ .PC_REPLICA_NUM }}` renders as 0 in every copy of a process (pk renders templates once per process, process-compose once per replica)")
-                        .label(span, "the same in every copy")
-                        .help("use the environment variable instead: `$$PC_REPLICA_NUM` in a `command` is each copy's number"),
-                );
+            // Each copy its own number, as process-compose renders per replica: what runs or
+            // places a copy keeps a mark that `plan::replicas` fills in per copy; the rest
+            // (names, namespaces, numbers) is the same for every copy, rendered with 0.
+            let mut per_copy = vars.clone();
+            per_copy.insert("PC_REPLICA_NUM".into(), values::REPLICA_NUM_MARK.into());
+            vars.insert("PC_REPLICA_NUM".into(), "0".into());
+            if let Value::Map(entries) = &mut node.value {
+                for (k, v) in entries {
+                    match k.scalar_text() {
+                        Some("vars") => {}
+                        Some(key) if PER_COPY_KEYS.contains(&key) => self.render(v, &per_copy),
+                        _ => self.render(v, &vars),
+                    }
+                }
             }
-            self.render(&mut node, &vars);
         }
         let fields = self.fields(&node, &path, PROCESS_KEYS)?;
         let mut service = Service {
@@ -798,10 +823,21 @@ impl<'a> Reader<'a> {
                 "shutdown" => service.shutdown = self.shutdown(value, &p),
                 "replicas" => service.replicas = self.replicas(value, &p),
                 "log_location" => {
-                    service.log_file = self.string(value, &p).map(|l| self.path_from_cwd(&l));
+                    // process-compose's placeholder for the copy's number in a log file name.
+                    service.log_file = self.string(value, &p).map(|l| {
+                        self.path_from_cwd(&l.replace("{PC_REPLICA_NUM}", values::REPLICA_NUM_MARK))
+                    });
                 }
                 "watch" => service.watch = self.watch(value, &p),
                 "is_tty" => service.tty = self.bool(value, &p).unwrap_or(false),
+                "truncate_log" | "disable_ansi_colors" if self.bool(value, &p).unwrap_or(false) => {
+                    let what = if key == "truncate_log" {
+                        "the log file is appended to and rotated, never emptied at start"
+                    } else {
+                        "colours are kept in the output and log files"
+                    };
+                    self.unsupported(k, key, what);
+                }
                 _ if PROCESS_UNSUPPORTED.contains(&key) => {
                     let on = !matches!(value.value, Value::Bool(false) | Value::Null);
                     if on {
@@ -1150,6 +1186,22 @@ impl<'a> Reader<'a> {
         Some(ProbeCheck::Exec(self.shell_command(text).0))
     }
 
+    /// A probe's port is read once per process: a copy's number in it is 0 for every copy
+    /// (warned when there are several).
+    fn one_port_for_every_copy(&mut self, text: String, node: &Node) -> String {
+        if !text.contains(values::REPLICA_NUM_MARK) {
+            return text;
+        }
+        if self.replicated {
+            self.lenient(
+                Diag::warning("`{{ .PC_REPLICA_NUM }}` in a probe's `port` is 0 in every copy (pk reads a probe's port once per process)")
+                    .label(node.span, "the same port in every copy")
+                    .help("probe each copy with an `exec` probe instead, e.g. `curl -f http://127.0.0.1:808$${PC_REPLICA_NUM}/`"),
+            );
+        }
+        text.replace(values::REPLICA_NUM_MARK, "0")
+    }
+
     fn http_check(&mut self, node: &Node, path: &str) -> Option<ProbeCheck> {
         let fields = self.fields(node, path, HTTP_KEYS)?;
         let host = match fields.get("host") {
@@ -1171,6 +1223,7 @@ impl<'a> Reader<'a> {
             Value::Null => String::new(),
             _ => self.string(port_node, &join(path, "port"))?,
         };
+        let port_text = self.one_port_for_every_copy(port_text, port_node);
         let Some(port) = port_text.trim().parse::<u16>().ok().filter(|p| *p != 0) else {
             let why = if port_text.trim().is_empty() {
                 "is empty (a variable it names is not set?)".to_owned()
@@ -1401,30 +1454,5 @@ impl<'a> Reader<'a> {
             return None;
         }
         Some(watch)
-    }
-}
-
-/// Where a string of `node` uses `{{ .PC_REPLICA_NUM }}`, if one does.
-fn replica_template(node: &Node) -> Option<Span> {
-    match &node.value {
-        Value::Str(s) => {
-            let mut rest = s.as_str();
-            while let Some(open) = rest.find("{{") {
-                let after = &rest[open + 2..];
-                let close = after.find("}}").unwrap_or(after.len());
-                let inner = after[..close].trim_matches(|c: char| c == '-' || c.is_whitespace());
-                if inner == ".PC_REPLICA_NUM" {
-                    return Some(node.span);
-                }
-                rest = &after[close..];
-            }
-            None
-        }
-        Value::Seq(items) => items.iter().find_map(replica_template),
-        Value::Map(entries) => entries
-            .iter()
-            .filter(|(k, _)| k.scalar_text() != Some("vars"))
-            .find_map(|(_, v)| replica_template(v)),
-        _ => None,
     }
 }
