@@ -13,6 +13,7 @@ pub mod diag;
 pub(crate) mod discover;
 pub(crate) mod emit;
 pub(crate) mod envfile;
+pub(crate) mod fields;
 pub(crate) mod import;
 pub mod interpolate;
 pub mod load;

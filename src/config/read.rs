@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::diag::{Diag, Span, did_you_mean};
+use super::fields::{Fields, join, place, type_error};
 use super::interpolate::{InterpolateError, interpolate};
 use super::model::{
     Check, Command, Config, Dependency, DependsOn, EnvMap, HumanDuration, Located, Paths, Probe,
@@ -107,41 +108,6 @@ pub(crate) struct Reader<'a> {
     pub invalid_ready: Vec<String>,
 }
 
-/// A map's entries that passed the unknown-key check, by key.
-struct Fields<'n> {
-    entries: Vec<(&'n str, &'n Node, &'n Node)>,
-    /// Known keys suggested for misspelled ones (a missing `command` is then not reported).
-    suggested: Vec<String>,
-}
-
-impl<'n> Fields<'n> {
-    fn iter(&self) -> impl Iterator<Item = (&'n str, &'n Node, &'n Node)> + '_ {
-        self.entries.iter().copied()
-    }
-
-    fn get(&self, key: &str) -> Option<&'n Node> {
-        self.entries
-            .iter()
-            .find(|(k, _, _)| *k == key)
-            .map(|(_, _, v)| *v)
-    }
-
-    fn key_span(&self, key: &str) -> Option<Span> {
-        self.entries
-            .iter()
-            .find(|(k, _, _)| *k == key)
-            .map(|(_, k, _)| k.span)
-    }
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
 impl<'a> Reader<'a> {
     pub(crate) fn new(vars: &'a BTreeMap<String, String>) -> Reader<'a> {
         Reader {
@@ -152,11 +118,7 @@ impl<'a> Reader<'a> {
     }
 
     fn type_error(&mut self, node: &Node, path: &str, expected: &str) {
-        let found = node.kind();
-        self.diags.push(
-            Diag::error(format!("`{path}` must be {expected}, not {found}"))
-                .label(node.span, format!("expected {expected}")),
-        );
+        self.diags.push(type_error(node, path, expected));
     }
 
     fn problem(&mut self, node: &Node, path: &str, (message, hint): values::Problem) {
@@ -167,7 +129,8 @@ impl<'a> Reader<'a> {
         );
     }
 
-    /// Checks that `node` is a map with only `known` keys (plus `x-*` if `extensions`).
+    /// Checks that `node` is a map with only `known` keys (plus `x-*` if `extensions`); reports
+    /// each unknown key.
     fn fields<'n>(
         &mut self,
         node: &'n Node,
@@ -175,29 +138,11 @@ impl<'a> Reader<'a> {
         known: &[&str],
         extensions: bool,
     ) -> Option<Fields<'n>> {
-        let Value::Map(entries) = &node.value else {
-            self.type_error(node, path, "a map");
-            return None;
-        };
-        let mut fields = Fields {
-            entries: Vec::new(),
-            suggested: Vec::new(),
-        };
-        for (key, value) in entries {
-            let Some(name) = key.scalar_text() else {
-                self.diags.push(
-                    Diag::error(format!("a key in `{path}` is {}", key.kind()))
-                        .label(key.span, "keys are plain words"),
-                );
-                continue;
-            };
-            if known.contains(&name) {
-                fields.entries.push((name, key, value));
-            } else if !(extensions && name.starts_with("x-")) {
-                fields
-                    .suggested
-                    .extend(self.unknown_key(key, name, path, known));
-            }
+        let mut fields = Fields::of(node, path, known, extensions, &mut self.diags)?;
+        for &(name, key) in &fields.unknown {
+            fields
+                .suggested
+                .extend(self.unknown_key(key, name, path, known));
         }
         Some(fields)
     }
@@ -210,11 +155,7 @@ impl<'a> Reader<'a> {
         path: &str,
         known: &[&str],
     ) -> Option<String> {
-        let place = if path.is_empty() {
-            "at the top level".to_owned()
-        } else {
-            format!("in `{path}`")
-        };
+        let place = place(path);
         let suggestion = did_you_mean(name, known.iter().copied());
         let help = if name == "deadline" && known == ALIVE_KEYS {
             "`deadline` applies only to a `ready` probe".to_owned()

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::super::diag::{Diag, Span, did_you_mean};
+use super::super::fields::{Fields, join, place, type_error};
 use super::super::model::{
     Check, Command, Config, Dependency, DependsOn, EnvCmd, EnvCmds, EnvMap, HumanDuration, Located,
     Paths, Probe, Restart, Service, Services, Shutdown, Signal, StackLog, Watch,
@@ -182,39 +183,6 @@ pub(super) struct Reader<'a> {
     replicated: bool,
 }
 
-/// A map's entries by key (`x-*` keys dropped, unknown keys reported).
-struct Fields<'n> {
-    entries: Vec<(&'n str, &'n Node, &'n Node)>,
-}
-
-impl<'n> Fields<'n> {
-    fn get(&self, key: &str) -> Option<&'n Node> {
-        self.entries
-            .iter()
-            .find(|(k, _, _)| *k == key)
-            .map(|(_, _, v)| *v)
-    }
-
-    fn key_span(&self, key: &str) -> Option<Span> {
-        self.entries
-            .iter()
-            .find(|(k, _, _)| *k == key)
-            .map(|(_, k, _)| k.span)
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (&'n str, &'n Node, &'n Node)> + '_ {
-        self.entries.iter().copied()
-    }
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
 impl<'a> Reader<'a> {
     pub(super) fn new(cwd: &'a Path, diags: &'a mut Vec<Diag>) -> Reader<'a> {
         Reader {
@@ -238,49 +206,24 @@ impl<'a> Reader<'a> {
     }
 
     fn type_error(&mut self, node: &Node, path: &str, expected: &str) {
-        let found = node.kind();
-        self.diags.push(
-            Diag::error(format!("`{path}` must be {expected}, not {found}"))
-                .label(node.span, format!("expected {expected}")),
-        );
+        self.diags.push(type_error(node, path, expected));
     }
 
+    /// Checks that `node` is a map; each key other than `known` ones and `x-*` is a warning.
     fn fields<'n>(&mut self, node: &'n Node, path: &str, known: &[&str]) -> Option<Fields<'n>> {
-        let Value::Map(entries) = &node.value else {
-            self.type_error(node, path, "a map");
-            return None;
-        };
-        let mut fields = Fields {
-            entries: Vec::new(),
-        };
-        for (key, value) in entries {
-            let Some(name) = key.scalar_text() else {
-                self.diags.push(
-                    Diag::error(format!("a key in `{path}` is {}", key.kind()))
-                        .label(key.span, "keys are plain words"),
-                );
-                continue;
+        let fields = Fields::of(node, path, known, true, self.diags)?;
+        for &(name, key) in &fields.unknown {
+            let help = match did_you_mean(name, known.iter().copied()) {
+                Some(s) => format!(
+                    "did you mean `{s}`? (process-compose ignores unknown keys; so does pk, with this warning)"
+                ),
+                None => format!("valid keys here: {}", known.join(", ")),
             };
-            if known.contains(&name) {
-                fields.entries.push((name, key, value));
-            } else if !name.starts_with("x-") {
-                let place = if path.is_empty() {
-                    "at the top level".to_owned()
-                } else {
-                    format!("in `{path}`")
-                };
-                let help = match did_you_mean(name, known.iter().copied()) {
-                    Some(s) => format!(
-                        "did you mean `{s}`? (process-compose ignores unknown keys; so does pk, with this warning)"
-                    ),
-                    None => format!("valid keys here: {}", known.join(", ")),
-                };
-                self.lenient(
-                    Diag::warning(format!("unknown key `{name}` {place} is ignored"))
-                        .label(key.span, "unknown key")
-                        .help(help),
-                );
-            }
+            self.lenient(
+                Diag::warning(format!("unknown key `{name}` {} is ignored", place(path)))
+                    .label(key.span, "unknown key")
+                    .help(help),
+            );
         }
         Some(fields)
     }
