@@ -234,11 +234,7 @@ async fn handle(stream: UnixStream, ctx: ServerContext) -> std::io::Result<()> {
         Op::Down { .. } | Op::Ps | Op::Watch => Vec::new(),
     };
     match request.op {
-        Op::Down { grace_ms } => {
-            let grace = grace_ms.map(Duration::from_millis);
-            intent(&ctx, Intent::Shutdown { grace });
-            stream_until_settled(&mut write, ctx.engine).await
-        }
+        Op::Down { grace_ms } => down(&mut write, ctx, grace_ms.map(Duration::from_millis)).await,
         Op::Ps => send(&mut write, &ps(&ctx)).await,
         Op::Watch => stream_snapshots(&mut write, ctx.engine).await,
         Op::Logs {
@@ -629,17 +625,27 @@ async fn stream_snapshots(
     }
 }
 
-/// Sends every state change until the stack has settled, then `done`.
+/// `pk down`: shuts the stack down, streaming every change that causes, then `done`.
+async fn down(
+    write: &mut OwnedWriteHalf,
+    ctx: ServerContext,
+    grace: Option<Duration>,
+) -> std::io::Result<()> {
+    // Read before the intent: every change it causes is news to the client, even one the
+    // engine publishes before this task runs again.
+    let before = Arc::clone(&ctx.engine.snapshots.borrow());
+    intent(&ctx, Intent::Shutdown { grace });
+    stream_until_settled(write, ctx.engine, before).await
+}
+
+/// Sends every state change since `before` until the stack has settled, then `done`.
 async fn stream_until_settled(
     write: &mut OwnedWriteHalf,
     mut engine: EngineHandle,
+    before: Arc<Snapshot>,
 ) -> std::io::Result<()> {
-    // Only changes from here on are news to the client.
-    let mut last = Arc::clone(&engine.snapshots.borrow_and_update());
+    let mut last = before;
     loop {
-        if engine.snapshots.changed().await.is_err() {
-            return Ok(());
-        }
         let snap = Arc::clone(&engine.snapshots.borrow_and_update());
         let all: Vec<ServiceId> = (0..snap.services.len())
             .filter(|&i| snap.services[i].state != State::Inactive)
@@ -653,6 +659,9 @@ async fn stream_until_settled(
             return send(write, &done).await;
         }
         last = snap;
+        if engine.snapshots.changed().await.is_err() {
+            return Ok(());
+        }
     }
 }
 
