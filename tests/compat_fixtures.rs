@@ -32,10 +32,13 @@ fn fixtures() -> Option<PathBuf> {
 /// `pk -f FIXTURE up --plain` in an empty directory.
 fn up(fixture: &Path, extra: &[&str]) -> support::Output {
     let p = Project::named("README", "");
+    up_in(&p, fixture).args(extra).run()
+}
+
+/// `pk -f FIXTURE up --plain`, run in `p`'s directory.
+fn up_in(p: &Project, fixture: &Path) -> support::Invocation {
     let file = fixture.display().to_string();
-    let mut args = vec!["-f", file.as_str(), "up", "--plain", "--color", "never"];
-    args.extend_from_slice(extra);
-    p.pk(&args).run()
+    p.pk(&["-f", &file, "up", "--plain", "--color", "never"])
 }
 
 /// Every dependency edge of `file` held: the dependent started only after its dependency
@@ -241,15 +244,7 @@ fn shutdown_in_reverse_dependency_order() {
     let p = Project::named("README", "");
     let log = p.path().join("shutdown.log");
     let file = root.join("fixtures-code/process-compose-shutdown-inorder.yaml");
-    let mut run = p
-        .pk(&[
-            "-f",
-            &file.display().to_string(),
-            "up",
-            "--plain",
-            "--color",
-            "never",
-        ])
+    let mut run = up_in(&p, &file)
         .env("PC_TEST_SHUTDOWN_LOG", &log.display().to_string())
         .spawn();
     for name in ["procA", "procB", "procC", "procD"] {
@@ -379,16 +374,7 @@ fn with_log_runs_through_a_failure_and_keeps_the_process_log() {
     let Some(root) = fixtures() else { return };
     let p = Project::named("README", "");
     let file = root.join("fixtures-code/process-compose-with-log.yaml");
-    let out = p
-        .pk(&[
-            "-f",
-            &file.display().to_string(),
-            "up",
-            "--plain",
-            "--color",
-            "never",
-        ])
-        .run();
+    let out = up_in(&p, &file).run();
     assert_eq!(out.code, 0, "{}\n{}", out.stdout(), out.stderr);
     output_at(&out.lines, "process1", "process1");
     // process6's `log_location` (relative to the directory pk runs in) holds its output.
@@ -412,16 +398,7 @@ fn issue_316_env_cmds_reach_the_liveness_probe() {
     let Some(root) = fixtures() else { return };
     let p = Project::named("README", "");
     let file = root.join("issues/issue_316_process-compose.yaml");
-    let mut run = p
-        .pk(&[
-            "-f",
-            &file.display().to_string(),
-            "up",
-            "--plain",
-            "--color",
-            "never",
-        ])
-        .spawn();
+    let mut run = up_in(&p, &file).spawn();
     // `env_cmds: {HI: "echo Hello"}`; the probe runs `echo $${HI} there > test.txt`.
     let written = support::wait_until(support::DEADLINE, "the probe to write test.txt", || {
         std::fs::read_to_string(p.path().join("test.txt"))
