@@ -100,6 +100,22 @@ fn next_prune_at(left: usize) -> usize {
     (left * 2).max(OWN_PRUNE_AT)
 }
 
+/// Forgets the own children that are gone. A child missing from `children` is gone only if
+/// its pid no longer names it (`start_time` differs or fails): the kernel's `children` list is
+/// read a page at a time, so while many children exit at once (a teardown of 1,000 services)
+/// one reading can skip live ones and zombies. Forgetting such a zombie made the next sweep
+/// reap it as an orphan, and its owner's wait failed with `ECHILD`. Only an entry missing from
+/// the list is looked up, once: O(1) per exit.
+fn forget_gone(
+    own: &mut BTreeMap<i32, u64>,
+    children: &[i32],
+    start_time: impl Fn(i32) -> Option<u64>,
+) {
+    own.retain(|&pid, &mut start| {
+        children.binary_search(&pid).is_ok() || start_time(pid) == Some(start)
+    });
+}
+
 /// pk's children as the kernel lists them (every thread's).
 fn children() -> Vec<i32> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
@@ -127,7 +143,7 @@ pub(crate) fn sweep() -> Vec<(i32, u64)> {
     let guard_pid = guard::pid().and_then(|p| i32::try_from(p).ok());
     // pk's spawner processes are pk's children too, not orphans (they never exit before pk).
     let mut own = OWN.lock().unwrap_or_else(PoisonError::into_inner);
-    own.retain(|pid, _| children.binary_search(pid).is_ok());
+    forget_gone(&mut own, &children, identity::start_time);
     let mut adopted = ADOPTED.lock().unwrap_or_else(PoisonError::into_inner);
     let mut alive = BTreeMap::new();
     for &pid in &children {
@@ -161,6 +177,24 @@ pub(crate) fn sweep() -> Vec<(i32, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A child a `children` reading skipped stays registered while its pid still names it
+    /// (else the next sweep reaps it as an orphan); one that is gone, or whose pid now names
+    /// another process, is forgotten.
+    #[test]
+    fn an_own_child_missing_from_one_listing_is_kept_until_it_is_gone() {
+        let mut own = BTreeMap::from([(10, 100), (11, 110), (12, 120), (13, 130)]);
+        let listed = [10];
+        // 11 exists still (a zombie, say), 12 is gone, 13's pid was reused.
+        let start_time = |pid| match pid {
+            10 => Some(100),
+            11 => Some(110),
+            13 => Some(999),
+            _ => None,
+        };
+        forget_gone(&mut own, &listed, start_time);
+        assert_eq!(own, BTreeMap::from([(10, 100), (11, 110)]));
+    }
 
     /// 10,000 children that all stay alive: pruning (a /proc read per entry) must happen a
     /// handful of times, not at every spawn past the threshold (which made each spawn cost
