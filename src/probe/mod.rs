@@ -69,40 +69,34 @@ async fn exec(
     service: &ServiceSpec,
     ctx: &ProbeContext,
 ) -> Result<(), String> {
-    let stages = vec![command_argv(cmd)];
-    // On the containment's spawner, like every service: never on this runtime worker.
-    let spawned = ctx
+    // On the containment's spawner, like every service: never on this runtime worker. Nothing
+    // the attempt started outlives it, whatever its outcome.
+    let run = ctx
         .containment
-        .spawn_async(
+        .run_captured(
             crate::process::leaf_name(&service.name, crate::process::Role::Probe),
             OwnedSpawnSpec {
-                stages,
+                stages: vec![command_argv(cmd)],
                 cwd: service.working_dir.clone(),
                 env: service.env.clone(),
                 tty: None,
             },
+            timeout,
         )
         .await
         .map_err(|e| format!("exec {}: {e}", cmd.display()))?;
-    let mut tree = spawned.tree;
-    let waited = tokio::time::timeout(timeout, tree.wait_stages()).await;
-    // Whatever the attempt's outcome, nothing it started may outlive it.
-    tree.kill();
-    tree.wait_drained().await;
-    match waited {
-        Err(_) => Err(format!(
+    let Some(status) = run.status else {
+        return Err(format!(
             "exec {} timed out after {}",
             cmd.display(),
             fmt_duration(timeout)
-        )),
-        Ok(statuses) => {
-            let status = ExitStatus::from_std(statuses[0]);
-            if status.success() {
-                Ok(())
-            } else {
-                Err(format!("exec {}: {status}", cmd.display()))
-            }
-        }
+        ));
+    };
+    let status = ExitStatus::from_std(status);
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("exec {}: {status}", cmd.display()))
     }
 }
 
