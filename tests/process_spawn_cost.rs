@@ -28,8 +28,8 @@ fn open_fds(pid: u32) -> usize {
         .count()
 }
 
-/// Process groups only: the cgroup backend spawns through the same path (its leaf's
-/// `cgroup.procs` is one more descriptor per request, opened and closed around it).
+/// Process groups only: the cgroup backend spawns through the same path (its leaf's directory
+/// is one more descriptor per request, opened and closed around it).
 #[tokio::test]
 async fn with_500_services_running_the_next_spawn_copies_a_small_descriptor_table() {
     pk::process::raise_fd_limit().expect("raise RLIMIT_NOFILE");

@@ -451,9 +451,9 @@ impl Containment {
             #[cfg(native_linux)]
             Backend::Cgroup(run) => {
                 let dir = run.leaf(leaf)?;
-                let procs = open_procs(&dir)?;
+                let dir_fd = open_leaf(&dir)?;
                 let started = starting(|| {
-                    spawn::start(spec, &Placement::Cgroup { procs: &procs }, tty, |_| {
+                    spawn::start(spec, &Placement::Cgroup { dir: &dir_fd }, tty, |_| {
                         cgroup::kill_leaf(&dir);
                     })
                 })?;
@@ -647,12 +647,12 @@ impl Drop for Containment {
 }
 
 #[cfg(native_linux)]
-fn open_procs(leaf: &Path) -> io::Result<OwnedFd> {
-    let path = leaf.join("cgroup.procs");
-    rustix::fs::open(&path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|errno| {
+fn open_leaf(leaf: &Path) -> io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    rustix::fs::open(leaf, flags, Mode::empty()).map_err(|errno| {
         io::Error::new(
             io::Error::from(errno).kind(),
-            format!("cannot open {}: {errno}", path.display()),
+            format!("cannot open {}: {errno}", leaf.display()),
         )
     })
 }

@@ -33,13 +33,14 @@ use super::SpawnSpec;
 
 /// Where the stages go besides their new process group.
 pub(crate) enum Placement<'a> {
-    /// The leaf's `cgroup.procs`, opened by pk, written with `0` by each child before exec.
+    /// The leaf's directory, opened by pk: each child is created in it (`clone3`) or joins it
+    /// before exec.
     #[cfg_attr(
         not(native_linux),
         expect(dead_code, reason = "the portable build has no cgroups")
     )]
     Cgroup {
-        procs: &'a OwnedFd,
+        dir: &'a OwnedFd,
     },
     ProcessGroup,
 }
@@ -239,8 +240,8 @@ fn start_stage(
         cwd: spec.cwd,
         stdio: [stdio[0].as_fd(), stdio[1].as_fd(), stdio[2].as_fd()],
         group,
-        procs: match placement {
-            Placement::Cgroup { procs } => Some(procs.as_fd()),
+        cgroup: match placement {
+            Placement::Cgroup { dir } => Some(dir.as_fd()),
             Placement::ProcessGroup => None,
         },
     };
@@ -367,15 +368,17 @@ fn in_child_before_exec(command: &mut Command, placement: &Placement<'_>) {
         });
     }
     #[cfg(native_linux)]
-    if let Placement::Cgroup { procs, .. } = placement {
-        let procs = procs.as_raw_fd();
-        // SAFETY: the closure only calls write(2) on an fd that pk keeps open until `spawn`
-        // returns; it allocates nothing and takes no lock, so it is async-signal-safe.
+    if let Placement::Cgroup { dir } = placement {
+        let dir = dir.as_raw_fd();
+        // SAFETY: the closure only joins the leaf through a descriptor that pk keeps open until
+        // `spawn` returns (`join_cgroup` is async-signal-safe).
         unsafe {
             command.pre_exec(move || {
-                let procs = BorrowedFd::borrow_raw(procs);
-                rustix::io::write(procs, b"0")?;
-                Ok(())
+                if super::vfork::join_cgroup(dir) {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
             });
         }
     }

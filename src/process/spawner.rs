@@ -9,7 +9,7 @@
 //! child's `execve`, and a `&` loop in bash does not wait at all.
 //!
 //! Protocol: one `SOCK_SEQPACKET` pair per spawner; pk sends one request (program, cwd, argv,
-//! env, the process group; stdin, stdout, stderr and the leaf's `cgroup.procs` as
+//! env, the process group; stdin, stdout, stderr and the leaf's directory as
 //! `SCM_RIGHTS`) and waits for its reply (pid, errno; the pidfd as `SCM_RIGHTS`) before the
 //! next on that socket: one request in flight per spawner, held by a mutex on its socket; a
 //! caller takes an idle spawner, else waits for one (lossless; bounded by pk's spawning
@@ -40,7 +40,7 @@ use super::vfork::{self, ChildArgs, ChildStack, PidfdChild, Request};
 const MAX_REQUEST: usize = 192 * 1024;
 /// Room for the pointer arrays built from a request: argv, `/bin/sh` argv and envp.
 const MAX_POINTERS: usize = 16 * 1024;
-/// Descriptors sent with a request: stdin, stdout, stderr, `cgroup.procs`.
+/// Descriptors sent with a request: stdin, stdout, stderr, the cgroup leaf's directory.
 const MAX_FDS: usize = 4;
 /// The spawner's socket.
 const SOCKET_FD: RawFd = 3;
@@ -145,8 +145,8 @@ impl Spawners {
     ) -> Result<PidfdChild, Result<Unavailable, io::Error>> {
         let message = encode(req).ok_or(Ok(Unavailable::TooBig))?;
         let mut fds: Vec<RawFd> = req.stdio.iter().map(AsRawFd::as_raw_fd).collect();
-        if let Some(procs) = &req.procs {
-            fds.push(procs.as_raw_fd());
+        if let Some(dir) = &req.cgroup {
+            fds.push(dir.as_raw_fd());
         }
         let n = self.all.len();
         let first = self.next.fetch_add(1, Ordering::Relaxed) % n;
@@ -272,8 +272,8 @@ impl std::fmt::Debug for Spawner {
     }
 }
 
-/// Request flag: a `cgroup.procs` descriptor comes with it.
-const HAS_PROCS: u32 = 1;
+/// Request flag: the cgroup leaf's directory comes with it.
+const HAS_CGROUP: u32 = 1;
 /// Request flag: a new session with stdin as its controlling terminal (`tty: true`).
 const SESSION: u32 = 2;
 
@@ -287,7 +287,7 @@ fn encode(req: &Request<'_>) -> Option<Vec<u8>> {
         Group::New | Group::Session => 0,
     };
     out.extend_from_slice(&pgid.to_ne_bytes());
-    let flags = u32::from(req.procs.is_some()) * HAS_PROCS
+    let flags = u32::from(req.cgroup.is_some()) * HAS_CGROUP
         + u32::from(req.group == Group::Session) * SESSION;
     out.extend_from_slice(&flags.to_ne_bytes());
     out.extend_from_slice(&u32::try_from(req.argv.len()).ok()?.to_ne_bytes());
@@ -585,7 +585,8 @@ fn serve_one(
         stdio: [fds[0], fds[1], fds[2]],
         pgid: parsed.pgid,
         session: parsed.session,
-        procs: parsed.procs,
+        cgroup: parsed.cgroup,
+        born_in_cgroup: false,
         parent,
         // SAFETY: an all-zero sigset_t is valid; `clone_child` fills it.
         mask: unsafe { std::mem::zeroed() },
@@ -608,7 +609,7 @@ struct Parsed {
     cwd: *const c_char,
     pgid: libc::pid_t,
     session: bool,
-    procs: RawFd,
+    cgroup: RawFd,
     argc: usize,
 }
 
@@ -618,10 +619,10 @@ fn parse(request: &[u8], fds: &[RawFd], pointers: &mut Vec<*const c_char>) -> Op
     let mut at = 0;
     let pgid = libc::pid_t::from_ne_bytes(take_u32(request, &mut at)?.to_ne_bytes());
     let flags = take_u32(request, &mut at)?;
-    let has_procs = flags & HAS_PROCS != 0;
+    let has_cgroup = flags & HAS_CGROUP != 0;
     let argc = usize::try_from(take_u32(request, &mut at)?).ok()?;
     let envc = usize::try_from(take_u32(request, &mut at)?).ok()?;
-    if argc == 0 || fds.len() != 3 + usize::from(has_procs) {
+    if argc == 0 || fds.len() != 3 + usize::from(has_cgroup) {
         return None;
     }
     if 2 * argc + envc + 4 > pointers.capacity() {
@@ -644,13 +645,13 @@ fn parse(request: &[u8], fds: &[RawFd], pointers: &mut Vec<*const c_char>) -> Op
         pointers.push(take_cstr(request, &mut at)?);
     }
     pointers.push(std::ptr::null());
-    let procs = if has_procs { fds[3] } else { -1 };
+    let cgroup = if has_cgroup { fds[3] } else { -1 };
     Some(Parsed {
         program,
         cwd,
         pgid,
         session: flags & SESSION != 0,
-        procs,
+        cgroup,
         argc,
     })
 }
@@ -672,7 +673,7 @@ mod tests {
             cwd: std::path::Path::new("/"),
             stdio: [null.as_fd(), null.as_fd(), null.as_fd()],
             group: Group::New,
-            procs: None,
+            cgroup: None,
         };
         assert!(encode(&req).is_none());
     }
@@ -690,7 +691,7 @@ mod tests {
             cwd: std::path::Path::new("/tmp"),
             stdio: [null.as_fd(), null.as_fd(), null.as_fd()],
             group: Group::Join(42),
-            procs: None,
+            cgroup: None,
         };
         let message = encode(&req).unwrap();
         let mut pointers = Vec::with_capacity(MAX_POINTERS);
@@ -701,7 +702,7 @@ mod tests {
             (text(parsed.program), text(parsed.cwd), parsed.pgid),
             ("/bin/prog", "/tmp", 42)
         );
-        assert_eq!((parsed.procs, parsed.argc, parsed.session), (-1, 2, false));
+        assert_eq!((parsed.cgroup, parsed.argc, parsed.session), (-1, 2, false));
         let words: Vec<Option<&str>> = pointers
             .iter()
             .map(|&p| (!p.is_null()).then(|| text(p)))

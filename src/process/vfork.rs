@@ -4,6 +4,12 @@
 //! working directory. No copy of pk's address space is made (a `fork` of pk costs ~1.5 ms with
 //! its threads; this costs ~50 µs).
 //!
+//! A child with a cgroup leaf is created in it: `clone3(CLONE_INTO_CGROUP)` (Linux 5.7+,
+//! `x86_64`), so it never migrates (a write to `cgroup.procs` takes the cgroup core's global
+//! threadgroup lock for writing: ~0.6 ms a child, serialised across all spawners;
+//! docs/decisions/0009-clone-into-cgroup.md). Where `clone3` or the flag is missing, the child
+//! joins the leaf itself before anything else, by writing `0` to its `cgroup.procs`.
+//!
 //! Invariants: the child runs on its own mmap'd stack (with a guard page below it) inside the
 //! spawning process's memory while the spawning thread is suspended (`CLONE_VFORK`); it only
 //! reads data built before the clone, calls only async-signal-safe libc functions, never
@@ -39,8 +45,10 @@ pub(super) struct ChildArgs {
     pub pgid: libc::pid_t,
     /// A new session instead, with stdin (a terminal) as its controlling terminal.
     pub session: bool,
-    /// The leaf's `cgroup.procs`, or -1.
-    pub procs: RawFd,
+    /// The leaf's directory, or -1.
+    pub cgroup: RawFd,
+    /// Set by `clone_child`: the child was created in `cgroup` and must not join it again.
+    pub born_in_cgroup: bool,
     /// The pid `getppid` must return once the parent-death signal is set.
     pub parent: libc::pid_t,
     /// The mask to restore before exec.
@@ -61,7 +69,8 @@ pub(crate) struct Request<'a> {
     pub cwd: &'a Path,
     pub stdio: [BorrowedFd<'a>; 3],
     pub group: super::spawn::Group,
-    pub procs: Option<BorrowedFd<'a>>,
+    /// The leaf's directory (opened `O_DIRECTORY`), for the cgroup backend.
+    pub cgroup: Option<BorrowedFd<'a>>,
 }
 
 fn cstring(bytes: &[u8]) -> io::Result<CString> {
@@ -113,6 +122,13 @@ impl ChildStack {
     pub(super) fn top(&self) -> *mut c_void {
         let top = self.base as usize + self.len;
         (top & !15) as *mut c_void
+    }
+
+    /// The usable part (above the guard page): its lowest address and its size, for `clone3`.
+    #[cfg(target_arch = "x86_64")]
+    fn usable(&self) -> (usize, usize) {
+        let low = self.base as usize + rustix::param::page_size();
+        (low, self.top() as usize - low)
     }
 
     /// The guard page's address range.
@@ -197,7 +213,8 @@ pub(crate) fn spawn(req: &Request<'_>) -> io::Result<PidfdChild> {
             super::spawn::Group::New | super::spawn::Group::Session => 0,
         },
         session: req.group == super::spawn::Group::Session,
-        procs: req.procs.map_or(-1, |p| p.as_raw_fd()),
+        cgroup: req.cgroup.map_or(-1, |dir| dir.as_raw_fd()),
+        born_in_cgroup: false,
         parent: libc::pid_t::try_from(std::process::id()).unwrap_or(0),
         // SAFETY: an all-zero sigset_t is a valid (empty) set; `clone_child` fills it.
         mask: unsafe { std::mem::zeroed() },
@@ -251,6 +268,7 @@ pub(super) struct Cloned {
 
 /// Clones the child on `stack` with `extra` clone flags (the spawner process adds
 /// `CLONE_PARENT`) and waits until it exec'd or failed. `Err` only if the clone itself failed.
+/// A child with a cgroup leaf is created in it where the kernel can (`clone3`), else it joins.
 ///
 /// # Safety
 /// Every pointer in `args` must be valid until this returns.
@@ -260,19 +278,32 @@ pub(super) unsafe fn clone_child(
     extra: c_int,
 ) -> io::Result<Cloned> {
     let mut pidfd: c_int = -1;
-    // SAFETY: sigfillset/pthread_sigmask on valid sets; clone with CLONE_VM|CLONE_VFORK runs
-    // `child_main` on `stack` while this thread is suspended, and `args` outlives that.
+    // SAFETY: sigfillset/pthread_sigmask on valid sets; both clones run `child_main` on
+    // `stack` with CLONE_VM|CLONE_VFORK while this thread is suspended, and `args` outlives
+    // that.
     let pid = unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&raw mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &raw const all, &raw mut args.mask);
-        let pid = libc::clone(
-            child_main,
-            stack.top(),
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD | extra,
-            std::ptr::from_mut(args).cast::<c_void>(),
-            &raw mut pidfd,
-        );
+        args.born_in_cgroup = args.cgroup >= 0 && into_cgroup::usable();
+        let mut pid = -1;
+        if args.born_in_cgroup {
+            pid = into_cgroup::clone(args, stack, extra, &raw mut pidfd);
+            if pid < 0 {
+                // The kernel cannot (an old one) or will not (this leaf): join by a write,
+                // which reports a real error itself.
+                args.born_in_cgroup = false;
+            }
+        }
+        if pid < 0 {
+            pid = libc::clone(
+                child_main,
+                stack.top(),
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD | extra,
+                std::ptr::from_mut(args).cast::<c_void>(),
+                &raw mut pidfd,
+            );
+        }
         libc::pthread_sigmask(
             libc::SIG_SETMASK,
             &raw const args.mask,
@@ -289,6 +320,157 @@ pub(super) unsafe fn clone_child(
         pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
         errno: args.errno.load(Ordering::SeqCst),
     })
+}
+
+/// `clone3(CLONE_INTO_CGROUP)`: the child is created in its leaf. `x86_64` only: with `CLONE_VM`
+/// the child starts on its new stack inside the system call, so the call and the child's first
+/// instructions are a few lines of assembly (glibc has no `clone3` wrapper to call).
+#[cfg(target_arch = "x86_64")]
+mod into_cgroup {
+    use std::ffi::{c_int, c_void};
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    use super::{ChildArgs, ChildStack, child_main};
+
+    /// `CLONE_INTO_CGROUP` (linux/sched.h), not in the libc crate for every target.
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+    /// The kernel's `struct clone_args`, as of Linux 5.7 (`CLONE_ARGS_SIZE_VER2`).
+    #[repr(C)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+
+    /// Whether `clone3` takes `CLONE_INTO_CGROUP` here: unknown until the first try.
+    static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
+    const UNKNOWN: u8 = 0;
+    const WORKS: u8 = 1;
+    const MISSING: u8 = 2;
+
+    pub(in crate::process) fn usable() -> bool {
+        STATE.load(Ordering::Relaxed) != MISSING
+    }
+
+    /// Whether a child was ever created in its cgroup by this process.
+    #[cfg(test)]
+    pub(in crate::process) fn worked() -> bool {
+        STATE.load(Ordering::Relaxed) == WORKS
+    }
+
+    /// From now on, children join their leaf by a write (tests of that path).
+    #[cfg(test)]
+    pub(in crate::process) fn disable() {
+        STATE.store(MISSING, Ordering::Relaxed);
+    }
+
+    /// Clones `child_main(args)` into `args.cgroup`; the pid, or -1 with `errno` set.
+    ///
+    /// # Safety
+    /// As `clone_child`: every signal blocked, `args` valid until the child exec'd or exited.
+    pub(super) unsafe fn clone(
+        args: &mut ChildArgs,
+        stack: &ChildStack,
+        extra: c_int,
+        pidfd: *mut c_int,
+    ) -> libc::pid_t {
+        let (low, size) = stack.usable();
+        #[expect(
+            clippy::cast_sign_loss,
+            reason = "flags and a descriptor, both non-negative"
+        )]
+        let clone_args = CloneArgs {
+            flags: (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | extra) as u64
+                | CLONE_INTO_CGROUP,
+            pidfd: pidfd as u64,
+            child_tid: 0,
+            parent_tid: 0,
+            exit_signal: libc::SIGCHLD as u64,
+            stack: low as u64,
+            stack_size: size as u64,
+            tls: 0,
+            set_tid: 0,
+            set_tid_size: 0,
+            cgroup: args.cgroup as u64,
+        };
+        let arg = std::ptr::from_mut(args).cast::<c_void>();
+        let entry: extern "C" fn(*mut c_void) -> c_int = child_main;
+        let ret: i64;
+        // SAFETY: clone3 with CLONE_VM|CLONE_VFORK: this thread is suspended until the child
+        // exec'd or exited. The child starts at the instruction after `syscall` with this
+        // thread's registers (r12, r13 included) and its stack pointer at the top of `stack`
+        // (16-aligned, as a `call` needs); it calls `child_main(arg)`, which never returns (and
+        // exits if it did). The parent gets the pid or -errno in rax; the kernel clobbers rcx
+        // and r11. Nothing here touches this thread's stack.
+        unsafe {
+            std::arch::asm!(
+                "syscall",
+                "test rax, rax",
+                "jnz 2f",
+                "mov rdi, r12",
+                "call r13",
+                "mov edi, eax",
+                "mov eax, {exit}",
+                "syscall",
+                "ud2",
+                "2:",
+                exit = const libc::SYS_exit,
+                inlateout("rax") libc::SYS_clone3 => ret,
+                in("rdi") &raw const clone_args,
+                in("rsi") std::mem::size_of::<CloneArgs>(),
+                in("r12") arg,
+                in("r13") entry,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        if ret < 0 {
+            #[expect(clippy::cast_possible_truncation, reason = "-4095..0")]
+            let errno = (-ret) as c_int;
+            if matches!(errno, libc::ENOSYS | libc::E2BIG | libc::EINVAL) {
+                // No clone3, no `cgroup` field, or no CLONE_INTO_CGROUP: an older kernel.
+                STATE.store(MISSING, Ordering::Relaxed);
+            }
+            // SAFETY: this thread's errno.
+            unsafe { *libc::__errno_location() = errno };
+            return -1;
+        }
+        STATE.store(WORKS, Ordering::Relaxed);
+        #[expect(clippy::cast_possible_truncation, reason = "a pid")]
+        let pid = ret as libc::pid_t;
+        pid
+    }
+}
+
+/// Elsewhere, children always join their leaf by a write.
+#[cfg(not(target_arch = "x86_64"))]
+mod into_cgroup {
+    use std::ffi::c_int;
+
+    use super::{ChildArgs, ChildStack};
+
+    pub(in crate::process) fn usable() -> bool {
+        false
+    }
+
+    pub(super) unsafe fn clone(
+        _: &mut ChildArgs,
+        _: &ChildStack,
+        _: c_int,
+        _: *mut c_int,
+    ) -> libc::pid_t {
+        -1
+    }
 }
 
 /// SIGKILLs a child of this process that pk cannot supervise, and reaps it. Its pid cannot
@@ -356,7 +538,7 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         {
             fail(a);
         }
-        if a.procs >= 0 && libc::write(a.procs, b"0".as_ptr().cast(), 1) != 1 {
+        if a.cgroup >= 0 && !a.born_in_cgroup && !join_cgroup(a.cgroup) {
             fail(a);
         }
         if a.session {
@@ -398,6 +580,32 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
             libc::execve(SH.as_ptr(), a.sh_argv, a.envp);
         }
         fail(a)
+    }
+}
+
+/// Moves the calling process into the cgroup whose directory is `dir`: a write of `0` to its
+/// `cgroup.procs`. Async-signal-safe (a child between clone and exec calls it); `errno` says why
+/// when it fails.
+pub(super) fn join_cgroup(dir: RawFd) -> bool {
+    // SAFETY: openat/write/close on a descriptor the caller keeps open and a static path.
+    unsafe {
+        let procs = libc::openat(
+            dir,
+            c"cgroup.procs".as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        );
+        if procs < 0 {
+            return false;
+        }
+        let written = libc::write(procs, b"0".as_ptr().cast(), 1) == 1;
+        if !written {
+            let errno = *libc::__errno_location();
+            libc::close(procs);
+            *libc::__errno_location() = errno;
+            return false;
+        }
+        libc::close(procs);
+        true
     }
 }
 
@@ -487,6 +695,8 @@ impl Drop for PidfdChild {
 
 #[cfg(test)]
 mod tests {
+    use std::os::fd::AsFd;
+
     use super::*;
 
     /// The permissions `/proc/self/maps` lists for the mapping that holds `addr`.
@@ -512,6 +722,88 @@ mod tests {
         let top = stack.top() as usize;
         assert_eq!(mapping_perms(top - 1).as_deref(), Some("rw-p"));
         assert!(top - guard.end >= STACK_SIZE - 16);
+    }
+
+    /// A run cgroup for one test, and the children spawned into it: killed, reaped and removed
+    /// when dropped, whatever the test's outcome.
+    struct TestCgroup {
+        run: super::super::cgroup::RunCgroup,
+        pids: Vec<libc::pid_t>,
+    }
+
+    impl Drop for TestCgroup {
+        fn drop(&mut self) {
+            for &pid in &self.pids {
+                kill_and_reap(pid);
+            }
+            self.run.kill_all();
+            self.run.wait_empty(std::time::Duration::from_secs(5));
+            self.run.remove();
+        }
+    }
+
+    /// Spawns `sleep 1000` into leaf `leaf` of `cg`; its pid and the cgroup it runs in.
+    fn sleep_in(cg: &mut TestCgroup, leaf: &str) -> (libc::pid_t, String) {
+        let dir = cg.run.leaf(leaf).expect("a leaf");
+        let dir_fd = rustix::fs::open(
+            &dir,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+            rustix::fs::Mode::empty(),
+        )
+        .expect("the leaf's directory");
+        let null = std::fs::File::open("/dev/null").expect("/dev/null");
+        let null = null.as_fd();
+        let argv = ["sleep".to_owned(), "1000".to_owned()];
+        let req = Request {
+            program: Path::new("/bin/sleep"),
+            argv: &argv,
+            env: &std::collections::BTreeMap::new(),
+            cwd: Path::new("/"),
+            stdio: [null, null, null],
+            group: super::super::spawn::Group::New,
+            cgroup: Some(dir_fd.as_fd()),
+        };
+        let mut child = spawn(&req).expect("spawned");
+        let pid = libc::pid_t::try_from(child.pid()).expect("a pid");
+        cg.pids.push(pid);
+        // Reaped by the guard, not by the handle.
+        child.pidfd = None;
+        child.status = Some(ExitStatus::from_raw(0));
+        let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("its cgroup");
+        let own = own
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .unwrap_or("")
+            .to_owned();
+        (pid, own)
+    }
+
+    #[tokio::test]
+    async fn a_child_is_created_in_its_leaf_or_else_joins_it_before_exec() {
+        let run = match super::super::cgroup::RunCgroup::create() {
+            Ok(run) => run,
+            Err(reason) => {
+                eprintln!("SKIPPED: cgroups cannot be used here ({reason})");
+                return;
+            }
+        };
+        let mut cg = TestCgroup {
+            run,
+            pids: Vec::new(),
+        };
+        let (_, first) = sleep_in(&mut cg, "born");
+        assert!(first.ends_with("/born@service"), "{first}");
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert!(
+                into_cgroup::worked(),
+                "clone3(CLONE_INTO_CGROUP) on Linux 5.7+"
+            );
+            // The other path, as on kernels without it: the child joins by a write.
+            into_cgroup::disable();
+            let (_, second) = sleep_in(&mut cg, "joined");
+            assert!(second.ends_with("/joined@service"), "{second}");
+        }
     }
 
     #[test]
