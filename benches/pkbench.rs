@@ -409,6 +409,65 @@ fn bash_loop(n: usize) -> (Duration, Duration) {
     (up, down)
 }
 
+/// A directory for a private cgroup below this process's own cgroup (`None` without a
+/// writable cgroup2): the first cgroup2 mount of `/proc/self/mountinfo` that shows it.
+fn own_cgroup_child(name: &str) -> Option<std::path::PathBuf> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let own = own.lines().find_map(|l| l.strip_prefix("0::"))?.to_owned();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        if !right.starts_with("cgroup2 ") {
+            return None;
+        }
+        let fields: Vec<&str> = left.split(' ').collect();
+        let (root, mount) = (*fields.get(3)?, *fields.get(4)?);
+        let relative = own.strip_prefix(root.trim_end_matches('/'))?;
+        let dir = Path::new(mount)
+            .join(relative.trim_start_matches('/'))
+            .join(name);
+        std::fs::create_dir(&dir).ok().map(|()| dir)
+    })
+}
+
+/// One run of the bash loop with the containment's kernel work and nothing else: each `sleep`
+/// in a cgroup leaf of its own (one `mkdir` of them all, then each subshell writes its pid to
+/// its leaf's `cgroup.procs` before `exec`), and after `kill; wait` one `rmdir` of every
+/// leaf. The floor under any orchestrator with a cgroup per service.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the bench measures a shell baseline"
+)]
+fn bash_cgroup_loop(n: usize, cgroup: &Path) -> (Duration, Duration) {
+    use std::io::Write as _;
+    let t = Instant::now();
+    let cg = cgroup.display();
+    let mut bash = Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "mkdir $(seq -f '{cg}/l%g' {n}); for i in $(seq {n}); do {{ echo $BASHPID > {cg}/l$i/cgroup.procs; exec sleep 1000; }} & done; echo up; read x; kill $(jobs -p); wait 2>/dev/null; rmdir {cg}/l*; echo down"
+            ),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("bash");
+    let mut out = BufReader::new(bash.stdout.take().expect("stdout"));
+    wait_for(&mut out, "up", 1);
+    let up = t.elapsed();
+    let t = Instant::now();
+    bash.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"\n")
+        .expect("go on");
+    wait_for(&mut out, "down", 1);
+    let down = t.elapsed();
+    bash.wait().expect("wait");
+    (up, down)
+}
+
 /// pk's own CPU ticks plus those of its helper processes (its direct children running the
 /// same binary: the spawner), which do pk's work outside its address space.
 fn pk_cpu_ticks(pid: u32) -> u64 {
@@ -475,15 +534,21 @@ fn median_of<T: Copy + Ord>(mut v: Vec<T>) -> T {
 /// Up and teardown of N = 200, 1,000, 2,000 `sleep`s against the bash loop, pk's CPU per
 /// service and its RSS; each the median of 3 (runs alternate bash and pk).
 fn scaling(pk: &Path) -> String {
-    let mut report =
-        String::from("(N: up pk/bash; teardown pk/bash; pk CPU per service; pk RSS; load)");
+    let mut report = String::from(
+        "(N: up pk/bash; teardown pk/bash; pk CPU per service; pk RSS; load; then the same loop with a cgroup leaf per process)",
+    );
+    let floor = own_cgroup_child(&format!("pkbench-floor-{}", std::process::id()));
     for n in [200, 1000, 2000] {
         let dir = stack(n, "", sleeper);
         let mut bash = Vec::new();
         let mut runs = Vec::new();
+        let mut contained = Vec::new();
         for _ in 0..3 {
             bash.push(bash_loop(n));
             runs.push(pk_scaling_once(pk, dir.path(), n));
+            if let Some(cg) = &floor {
+                contained.push(bash_cgroup_loop(n, cg));
+            }
         }
         let bash_up = median_of(bash.iter().map(|b| b.0).collect());
         let bash_down = median_of(bash.iter().map(|b| b.1).collect());
@@ -505,6 +570,24 @@ fn scaling(pk: &Path) -> String {
             load(),
         );
         report.push_str(&line);
+        if !contained.is_empty() {
+            let up_c = median_of(contained.iter().map(|b| b.0).collect());
+            let down_c = median_of(contained.iter().map(|b| b.1).collect());
+            let _ = write!(
+                report,
+                "\n         bash with a cgroup leaf per process: up {} ({:.2}× the loop), teardown {} ({:.2}×)",
+                ms(up_c),
+                up_c.as_secs_f64() / bash_up.as_secs_f64(),
+                ms(down_c),
+                down_c.as_secs_f64() / bash_down.as_secs_f64(),
+            );
+        }
+    }
+    if let Some(cg) = floor {
+        // Every leaf was removed by the loop; a failure leaves the cgroup (reported).
+        if let Err(e) = std::fs::remove_dir(&cg) {
+            let _ = write!(report, "\n  cannot remove {}: {e}", cg.display());
+        }
     }
     report
 }

@@ -294,7 +294,7 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
     let plan = Arc::new(plan);
     // pk exits when this returns: the plan (a `ServiceSpec` per service, each with its own
     // environment) is left to the exit instead of being freed an allocation at a time on the
-    // way out (~25 ms of a 1,000-service teardown; docs/decisions/0009-clone-into-cgroup.md).
+    // way out (~25 ms of a 1,000-service teardown; docs/decisions/0010-clone-into-cgroup.md).
     std::mem::forget(Arc::clone(&plan));
     let (runtime, handle) = Runtime::new(
         Arc::clone(&plan),

@@ -96,12 +96,13 @@ pub(crate) fn expand(
     let mut services = Vec::with_capacity(next);
     for (id, spec) in declared.iter().enumerate() {
         let count = counts[id].max(1);
-        // Strings that hold the copy's number: each copy is made from the declared form.
-        let template = spec.template.clone().or_else(|| {
-            let mut probe = spec.clone();
-            fill_replica_num(&mut probe, "0").then(|| Arc::new(spec.clone()))
-        });
+        // Copy 0, numbered. Strings that held the number mean each copy is made from the
+        // declared form (the template); copy 0 tells whether there were any.
+        let mut first = spec.template.as_deref().unwrap_or(spec).clone();
+        let numbered = fill_replica_num(&mut first, "0");
+        let template = (spec.template.clone()).or_else(|| numbered.then(|| Arc::new(spec.clone())));
         let base = template.as_deref().unwrap_or(spec);
+        let mut first = Some(first);
         let numbered_log = base
             .log_file
             .as_ref()
@@ -117,8 +118,11 @@ pub(crate) fn expand(
             })
             .collect();
         for index in 0..count {
-            let mut copy = base.clone();
-            fill_replica_num(&mut copy, &index.to_string());
+            let mut copy = first.take().unwrap_or_else(|| {
+                let mut copy = base.clone();
+                fill_replica_num(&mut copy, &index.to_string());
+                copy
+            });
             copy.template.clone_from(&template);
             copy.name = replica_name(&spec.group, index, count);
             copy.replica = index;
@@ -145,8 +149,12 @@ pub(crate) fn expand(
         }
     }
     let declared_of = |id: ServiceId| ids.iter().position(|c| c.contains(&id));
+    // Each name's first holder: one look-up per service (a stack of thousands).
+    let mut first_named: std::collections::HashMap<&str, ServiceId> =
+        std::collections::HashMap::with_capacity(services.len());
     for (i, service) in services.iter().enumerate() {
-        if let Some(other) = services[..i].iter().position(|s| s.name == service.name) {
+        let other = *first_named.entry(service.name.as_str()).or_insert(i);
+        if other != i {
             let (copy, copy_id, plain_id) = if services[other].replicas > 1 {
                 (&services[other], other, i)
             } else {

@@ -7,7 +7,7 @@
 //! A child with a cgroup leaf is created in it: `clone3(CLONE_INTO_CGROUP)` (Linux 5.7+,
 //! `x86_64`), so it never migrates (a write to `cgroup.procs` takes the cgroup core's global
 //! threadgroup lock for writing: ~0.6 ms a child, serialised across all spawners;
-//! docs/decisions/0009-clone-into-cgroup.md). Where `clone3` or the flag is missing, the child
+//! docs/decisions/0010-clone-into-cgroup.md). Where `clone3` or the flag is missing, the child
 //! joins the leaf itself before anything else, by writing `0` to its `cgroup.procs`.
 //!
 //! Invariants: the child runs on its own mmap'd stack (with a guard page below it) inside the
