@@ -28,7 +28,7 @@ pub(crate) const QUIET: Duration = Duration::from_millis(250);
 /// What [`give_back`] advised the kernel to drop.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Given {
-    /// Bytes of pk's program (code and read-only data) whose pages were dropped.
+    /// Bytes of pk's program (code and read-only data) whose pages were dropped, resident or not.
     pub program: usize,
 }
 
