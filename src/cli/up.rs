@@ -329,6 +329,8 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
         containment: Arc::clone(&containment),
         metrics: ps_metrics(&containment),
     });
+    // Once a burst of starts (or restarts) is over, pk gives back the pages start-up touched.
+    let resting = tokio::spawn(crate::memory::rest_after_bursts(handle.snapshots.clone()));
     let signals = tokio::spawn(forward_signals(
         handle,
         Arc::clone(&containment),
@@ -337,6 +339,7 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
     let outcome = runtime.run().await;
     stop_escapees(&plan, &containment, &log_tx).await;
     drop(watcher);
+    resting.abort();
     signals.abort();
     serving.abort();
     // Every tree has drained by now; this only guards against a bug leaving one behind.
