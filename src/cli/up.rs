@@ -291,11 +291,7 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
         service: None,
         text: format!("containment: {}", containment.describe()),
     });
-    let plan = Arc::new(plan);
-    // pk exits when this returns: the plan (a `ServiceSpec` per service, each with its own
-    // environment) is left to the exit instead of being freed an allocation at a time on the
-    // way out (~25 ms of a 1,000-service teardown; docs/decisions/0010-clone-into-cgroup.md).
-    std::mem::forget(Arc::clone(&plan));
+    let plan = kept_to_the_exit(plan);
     let (runtime, handle) = Runtime::new(
         Arc::clone(&plan),
         &selected,
@@ -356,6 +352,15 @@ async fn up(plan: Plan, selected: Vec<bool>, opts: UpOptions) -> i32 {
         let _ = std::fs::remove_file(socket.with_extension("log"));
     }
     exit_code
+}
+
+/// The plan, shared, and never freed: pk exits when `up` returns, and freeing it (a
+/// `ServiceSpec` per service, each with its own environment) an allocation at a time on the way
+/// out was ~25 ms of a 1,000-service teardown (docs/decisions/0010-clone-into-cgroup.md).
+fn kept_to_the_exit(plan: Plan) -> Arc<Plan> {
+    let plan = Arc::new(plan);
+    std::mem::forget(Arc::clone(&plan));
+    plan
 }
 
 /// Where the hub keeps output: each service's `log_file`, and the stack's file (process-compose's
