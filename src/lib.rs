@@ -9,7 +9,7 @@ pub mod control;
 pub mod engine;
 pub(crate) mod export;
 pub mod logs;
-pub(crate) mod memory;
+pub mod memory;
 pub mod metrics;
 pub mod plan;
 pub(crate) mod probe;

@@ -27,7 +27,7 @@ pub(crate) const QUIET: Duration = Duration::from_millis(250);
 
 /// What [`give_back`] advised the kernel to drop.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Given {
+pub struct Given {
     /// Bytes of pk's program (code and read-only data) whose pages were dropped, resident or not.
     pub program: usize,
 }
@@ -61,8 +61,9 @@ async fn after_each_burst<T>(
 }
 
 /// Drops the resident pages of pk's own code and read-only data, and gives the free heap back
-/// to the kernel. Safe to call at any time: the pages come back on use.
-pub(crate) fn give_back() -> Given {
+/// to the kernel. Safe to call at any time: the pages come back on use. Public for
+/// `tests/memory_at_rest.rs`, which checks it in a process of its own.
+pub fn give_back() -> Given {
     #[cfg(all(native_linux, target_env = "gnu"))]
     {
         let program = elf::drop_program_pages();
@@ -313,76 +314,5 @@ mod tests {
         );
         drop(tx);
         task.await.unwrap();
-    }
-
-    /// The pages of the test binary itself, given back in this process.
-    #[cfg(all(native_linux, target_env = "gnu"))]
-    mod program {
-        use super::super::{Given, give_back};
-
-        /// Read-only data that holds pointers: relocated at load (`PT_GNU_RELRO`, a writable
-        /// segment), so its pages must never be dropped.
-        static WORDS: [&str; 3] = ["relocated", "pointers", "intact"];
-        static DOUBLE: fn(u64) -> u64 = |n| n * 2;
-
-        /// The `/proc/self/smaps` mapping that holds `address`: its range and `Rss` in KiB.
-        fn mapping_of(address: usize) -> (std::ops::Range<usize>, u64) {
-            let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-            let mut current = None;
-            for line in smaps.lines() {
-                let first = line.split_whitespace().next().unwrap_or_default();
-                if let Some((start, end)) = first.split_once('-')
-                    && let (Ok(start), Ok(end)) = (
-                        usize::from_str_radix(start, 16),
-                        usize::from_str_radix(end, 16),
-                    )
-                {
-                    current = Some(start..end);
-                } else if let Some(kib) = line.strip_prefix("Rss:")
-                    && let Some(range) = current.as_ref().filter(|r| r.contains(&address))
-                {
-                    let kib = kib.trim().trim_end_matches("kB").trim().parse().unwrap();
-                    return (range.clone(), kib);
-                }
-            }
-            panic!("no mapping holds {address:#x}");
-        }
-
-        #[test]
-        fn giving_back_drops_the_code_pages_and_code_and_relocated_data_still_work() {
-            let code = give_back as fn() -> Given as usize;
-            let (text, _) = mapping_of(code);
-            // Every page of the code resident first (a read of each), so that what is dropped
-            // is far more than the pages this test and any test beside it touch meanwhile.
-            for page in text.clone().step_by(rustix::param::page_size()) {
-                // SAFETY: a readable mapping of the test binary's code, read as bytes.
-                unsafe { std::ptr::read_volatile(page as *const u8) };
-            }
-            let (_, before) = mapping_of(code);
-            let given = give_back();
-            let (_, after) = mapping_of(code);
-            assert!(
-                given.program >= text.len() / 2,
-                "the code segment was advised ({given:?}, mapping of {} KiB); a binary with text \
-                 relocations would give nothing",
-                text.len() / 1024
-            );
-            assert!(
-                after < before / 2,
-                "the code mapping kept its pages: Rss {before} KiB before, {after} KiB after"
-            );
-            // Code runs on: a regex compiled and matched, a sort, formatting.
-            let re = regex::Regex::new(r"^(\w+)-(\d+)$").unwrap();
-            let mut found: Vec<u64> = ["b-20", "a-3", "c-100"]
-                .iter()
-                .filter_map(|s| re.captures(s)?.get(2)?.as_str().parse().ok())
-                .collect();
-            found.sort_unstable();
-            assert_eq!(format!("{found:?}"), "[3, 20, 100]");
-            // Relocated data reads as it was.
-            let words = std::hint::black_box(&WORDS);
-            assert_eq!(words.concat(), "relocatedpointersintact");
-            assert_eq!(std::hint::black_box(&DOUBLE)(21), 42);
-        }
     }
 }
