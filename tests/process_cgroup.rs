@@ -46,6 +46,27 @@ async fn a_service_leaf_is_removed_when_its_tree_drains_and_made_again_on_restar
     drained(&mut second.tree).await;
 }
 
+/// Each stage is created in its leaf (`clone3(CLONE_INTO_CGROUP)`) by the spawner processes,
+/// as in `pk up`: it never migrates there (a migration takes the cgroup core's global lock for
+/// writing). `x86_64`, Linux 5.7+.
+#[cfg(target_arch = "x86_64")]
+#[tokio::test]
+async fn stages_are_created_in_their_leaf_by_the_spawners_not_moved_there() {
+    let Some(c) = process_support::cgroup() else {
+        return;
+    };
+    let before = pk::process::children_born_in_their_leaf();
+    let mut spawned = spawn(&c, "born", &[argv(&["true"]), argv(&["cat"])]);
+    assert!(
+        !pk::process::spawner_pids().is_empty(),
+        "spawned through the spawner processes"
+    );
+    let born = pk::process::children_born_in_their_leaf() - before;
+    assert!(born >= 2, "{born} of 2 stages were created in their leaf");
+    within("exit", spawned.tree.wait_stages()).await;
+    drained(&mut spawned.tree).await;
+}
+
 #[tokio::test]
 async fn cleanup_removes_the_run_cgroup_and_its_leaves() {
     let Some(c) = process_support::cgroup() else {

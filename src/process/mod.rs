@@ -60,6 +60,8 @@ pub use self::pty::WinSize;
 use self::spawn::Placement;
 #[cfg(native_linux)]
 pub use self::spawner::{spawner_pids, start as start_spawner, stop as stop_spawner};
+#[cfg(native_linux)]
+pub use self::vfork::children_born_in_their_leaf;
 
 /// Environment variable that forces the process-group fallback when set to `pgroup`.
 pub(crate) const CONTAINMENT_ENV: &str = "PK_CONTAINMENT";

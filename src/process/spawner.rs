@@ -44,6 +44,8 @@ const MAX_POINTERS: usize = 16 * 1024;
 const MAX_FDS: usize = 4;
 /// The spawner's socket.
 const SOCKET_FD: RawFd = 3;
+/// A reply: `i32 pid, i32 errno, u8 born in its cgroup leaf`, and the pidfd as `SCM_RIGHTS`.
+const REPLY: usize = 9;
 
 /// How many spawner processes run: each serves one request at a time and waits for its
 /// child's `execve` (`CLONE_VFORK`), so several let spawns overlap (a bash `&` loop does not
@@ -320,6 +322,8 @@ fn encode(req: &Request<'_>) -> Option<Vec<u8>> {
 struct Reply {
     pid: libc::pid_t,
     errno: c_int,
+    /// The child was created in its cgroup leaf (`clone3`).
+    born_in_cgroup: bool,
     pidfd: Option<OwnedFd>,
 }
 
@@ -337,6 +341,7 @@ impl Reply {
             vfork::kill_and_reap(self.pid);
             return Err(io::Error::from_raw_os_error(libc::EMFILE));
         };
+        vfork::note_born_in_cgroup(self.born_in_cgroup);
         PidfdChild::adopt(self.pid, pidfd)
     }
 }
@@ -457,7 +462,7 @@ fn recv_with_fds(
 /// pk's side of one request: send it, wait for the reply.
 fn exchange(sock: RawFd, message: &[u8], fds: &[RawFd]) -> io::Result<Reply> {
     send_with_fds(sock, message, fds)?;
-    let mut data = [0u8; 8];
+    let mut data = [0u8; REPLY];
     let mut got = [-1; MAX_FDS];
     let (len, count, _) = recv_with_fds(sock, &mut data, &mut got)?;
     // SAFETY: the kernel installed these descriptors for this process; nothing else owns them.
@@ -469,10 +474,11 @@ fn exchange(sock: RawFd, message: &[u8], fds: &[RawFd]) -> io::Result<Reply> {
         return Err(io::Error::from_raw_os_error(libc::EPIPE));
     }
     let pid = libc::pid_t::from_ne_bytes(data[..4].try_into().expect("4 bytes"));
-    let errno = c_int::from_ne_bytes(data[4..].try_into().expect("4 bytes"));
+    let errno = c_int::from_ne_bytes(data[4..8].try_into().expect("4 bytes"));
     Ok(Reply {
         pid,
         errno,
+        born_in_cgroup: data[8] != 0,
         pidfd: (!received.is_empty()).then(|| received.swap_remove(0)),
     })
 }
@@ -522,7 +528,7 @@ unsafe fn serve(sock: RawFd, dev_null: RawFd, buffers: &mut Buffers) -> ! {
                 Ok((len, count, _)) => (len, count),
                 Err(_) => libc::_exit(1),
             };
-            let (pid, errno, pidfd) = serve_one(
+            let (pid, errno, pidfd, born) = serve_one(
                 &buffers.request[..len],
                 &fds[..count],
                 &mut buffers.pointers,
@@ -532,9 +538,10 @@ unsafe fn serve(sock: RawFd, dev_null: RawFd, buffers: &mut Buffers) -> ! {
             for &fd in &fds[..count] {
                 libc::close(fd);
             }
-            let mut reply = [0u8; 8];
+            let mut reply = [0u8; REPLY];
             reply[..4].copy_from_slice(&pid.to_ne_bytes());
-            reply[4..].copy_from_slice(&errno.to_ne_bytes());
+            reply[4..8].copy_from_slice(&errno.to_ne_bytes());
+            reply[8] = u8::from(born);
             let sent = match pidfd {
                 Some(fd) => send_with_fds(SOCKET_FD, &reply, &[fd]),
                 None => send_with_fds(SOCKET_FD, &reply, &[]),
@@ -564,16 +571,17 @@ fn take_u32(request: &[u8], at: &mut usize) -> Option<u32> {
     Some(u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
 }
 
-/// Starts one request in a spawner: (pid or 0, errno or 0, the pidfd on success).
+/// Starts one request in a spawner: (pid or 0, errno or 0, the pidfd on success, whether the
+/// child was created in its cgroup leaf).
 fn serve_one(
     request: &[u8],
     fds: &[RawFd],
     pointers: &mut Vec<*const c_char>,
     stack: &ChildStack,
     parent: libc::pid_t,
-) -> (libc::pid_t, c_int, Option<RawFd>) {
+) -> (libc::pid_t, c_int, Option<RawFd>, bool) {
     let Some(parsed) = parse(request, fds, pointers) else {
-        return (0, libc::EINVAL, None);
+        return (0, libc::EINVAL, None, false);
     };
     let count = parsed.argc;
     let mut child = ChildArgs {
@@ -597,9 +605,14 @@ fn serve_one(
     // SAFETY: `child` points into `request` and `pointers`, which outlive the clone.
     match unsafe { vfork::clone_child(&mut child, stack, libc::CLONE_PARENT) } {
         // Failed before exec: pk reaps it (it is pk's child), the pidfd is not needed.
-        Ok(cloned) if cloned.errno != 0 => (cloned.pid, cloned.errno, None),
-        Ok(cloned) => (cloned.pid, 0, Some(cloned.pidfd.into_raw_fd())),
-        Err(error) => (0, error.raw_os_error().unwrap_or(libc::EIO), None),
+        Ok(cloned) if cloned.errno != 0 => (cloned.pid, cloned.errno, None, false),
+        Ok(cloned) => (
+            cloned.pid,
+            0,
+            Some(cloned.pidfd.into_raw_fd()),
+            cloned.born_in_cgroup,
+        ),
+        Err(error) => (0, error.raw_os_error().unwrap_or(libc::EIO), None, false),
     }
 }
 

@@ -244,6 +244,7 @@ pub(crate) fn spawn(req: &Request<'_>) -> io::Result<PidfdChild> {
         Err(io::Error::from_raw_os_error(cloned.errno))
     });
     let cloned = cloned.map_err(|error| located(&error, req))?;
+    note_born_in_cgroup(cloned.born_in_cgroup);
     PidfdChild::adopt(cloned.pid, cloned.pidfd)
 }
 
@@ -264,6 +265,26 @@ pub(super) struct Cloned {
     pub pid: libc::pid_t,
     pub pidfd: OwnedFd,
     pub errno: c_int,
+    /// It was created in its cgroup leaf (`clone3`), not moved there.
+    pub born_in_cgroup: bool,
+}
+
+/// How many children this pk created directly in their cgroup leaf (`clone3`), itself or
+/// through its spawners.
+static BORN_IN_CGROUP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts a child that was created in its leaf.
+pub(super) fn note_born_in_cgroup(born: bool) {
+    if born {
+        BORN_IN_CGROUP.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// How many children were created directly in their cgroup leaf so far (the rest, if any,
+/// joined theirs by a write: kernels without `clone3`'s `CLONE_INTO_CGROUP`, other
+/// architectures).
+pub fn children_born_in_their_leaf() -> usize {
+    BORN_IN_CGROUP.load(Ordering::Relaxed)
 }
 
 /// Clones the child on `stack` with `extra` clone flags (the spawner process adds
@@ -319,6 +340,7 @@ pub(super) unsafe fn clone_child(
         // SAFETY: CLONE_PIDFD stored a new descriptor that nothing else owns.
         pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
         errno: args.errno.load(Ordering::SeqCst),
+        born_in_cgroup: args.born_in_cgroup,
     })
 }
 
@@ -394,7 +416,12 @@ mod into_cgroup {
             pidfd: pidfd as u64,
             child_tid: 0,
             parent_tid: 0,
-            exit_signal: libc::SIGCHLD as u64,
+            // A `CLONE_PARENT` child's exit signal is its parent's; clone3 refuses one then.
+            exit_signal: if extra & libc::CLONE_PARENT == 0 {
+                libc::SIGCHLD as u64
+            } else {
+                0
+            },
             stack: low as u64,
             stack_size: size as u64,
             tls: 0,
