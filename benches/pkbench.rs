@@ -376,20 +376,23 @@ fn load() -> String {
 }
 
 /// One run of the bash loop baseline: (all `n` sleeps spawned, `kill $(jobs -p); wait`).
+fn bash_loop(n: usize) -> (Duration, Duration) {
+    bash_baseline(&format!(
+        "for i in $(seq {n}); do sleep 1000 & done; echo up; read x; kill $(jobs -p); wait 2>/dev/null; echo down"
+    ))
+}
+
+/// Runs a bash baseline `script` that prints `up`, reads a line, tears down and prints
+/// `down`: (start → `up`, the line → `down`).
 #[expect(
     clippy::disallowed_methods,
     reason = "the bench measures a shell baseline"
 )]
-fn bash_loop(n: usize) -> (Duration, Duration) {
+fn bash_baseline(script: &str) -> (Duration, Duration) {
     use std::io::Write as _;
     let t = Instant::now();
     let mut bash = Command::new("bash")
-        .args([
-            "-c",
-            &format!(
-                "for i in $(seq {n}); do sleep 1000 & done; echo up; read x; kill $(jobs -p); wait 2>/dev/null; echo down"
-            ),
-        ])
+        .args(["-c", script])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -434,38 +437,11 @@ fn own_cgroup_child(name: &str) -> Option<std::path::PathBuf> {
 /// in a cgroup leaf of its own (one `mkdir` of them all, then each subshell writes its pid to
 /// its leaf's `cgroup.procs` before `exec`), and after `kill; wait` one `rmdir` of every
 /// leaf. The floor under any orchestrator with a cgroup per service.
-#[expect(
-    clippy::disallowed_methods,
-    reason = "the bench measures a shell baseline"
-)]
 fn bash_cgroup_loop(n: usize, cgroup: &Path) -> (Duration, Duration) {
-    use std::io::Write as _;
-    let t = Instant::now();
     let cg = cgroup.display();
-    let mut bash = Command::new("bash")
-        .args([
-            "-c",
-            &format!(
-                "mkdir $(seq -f '{cg}/l%g' {n}); for i in $(seq {n}); do {{ echo $BASHPID > {cg}/l$i/cgroup.procs; exec sleep 1000; }} & done; echo up; read x; kill $(jobs -p); wait 2>/dev/null; rmdir {cg}/l*; echo down"
-            ),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("bash");
-    let mut out = BufReader::new(bash.stdout.take().expect("stdout"));
-    wait_for(&mut out, "up", 1);
-    let up = t.elapsed();
-    let t = Instant::now();
-    bash.stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"\n")
-        .expect("go on");
-    wait_for(&mut out, "down", 1);
-    let down = t.elapsed();
-    bash.wait().expect("wait");
-    (up, down)
+    bash_baseline(&format!(
+        "mkdir $(seq -f '{cg}/l%g' {n}); for i in $(seq {n}); do {{ echo $BASHPID > {cg}/l$i/cgroup.procs; exec sleep 1000; }} & done; echo up; read x; kill $(jobs -p); wait 2>/dev/null; rmdir {cg}/l*; echo down"
+    ))
 }
 
 /// pk's own CPU ticks plus those of its helper processes (its direct children running the
