@@ -157,14 +157,14 @@ impl RunCgroup {
         Ok(())
     }
 
-    /// The leaf directory for `name`, created on first use.
-    pub(super) fn leaf(&self, name: &str) -> io::Result<PathBuf> {
+    /// The leaf directory for `name`, created on first use; and whether it was made just now.
+    pub(super) fn leaf(&self, name: &str) -> io::Result<(PathBuf, bool)> {
         let dir = self.dir.join(leaf_dir_name(name)?);
         match fs::create_dir(&dir) {
-            Ok(()) => Ok(dir),
+            Ok(()) => Ok((dir, true)),
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
                 if dir.is_dir() {
-                    Ok(dir)
+                    Ok((dir, false))
                 } else {
                     Err(io::Error::new(
                         io::ErrorKind::InvalidInput,

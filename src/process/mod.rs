@@ -452,10 +452,14 @@ impl Containment {
         match &self.backend {
             #[cfg(native_linux)]
             Backend::Cgroup(run) => {
-                let dir = run.leaf(leaf)?;
+                let (dir, fresh) = run.leaf(leaf)?;
                 let dir_fd = open_leaf(&dir)?;
+                let placement = Placement::Cgroup {
+                    dir: &dir_fd,
+                    fresh,
+                };
                 let started = starting(|| {
-                    spawn::start(spec, &Placement::Cgroup { dir: &dir_fd }, tty, |_| {
+                    spawn::start(spec, &placement, tty, |_| {
                         cgroup::kill_leaf(&dir);
                     })
                 })?;

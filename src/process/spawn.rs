@@ -41,6 +41,8 @@ pub(crate) enum Placement<'a> {
     )]
     Cgroup {
         dir: &'a OwnedFd,
+        /// The leaf was made for this tree: no `cgroup.kill` has ever reached it.
+        fresh: bool,
     },
     ProcessGroup,
 }
@@ -241,9 +243,10 @@ fn start_stage(
         stdio: [stdio[0].as_fd(), stdio[1].as_fd(), stdio[2].as_fd()],
         group,
         cgroup: match placement {
-            Placement::Cgroup { dir } => Some(dir.as_fd()),
+            Placement::Cgroup { dir, .. } => Some(dir.as_fd()),
             Placement::ProcessGroup => None,
         },
+        fresh_leaf: matches!(placement, Placement::Cgroup { fresh: true, .. }),
     };
     // The spawner process when there is one (its small descriptor table is what each child
     // copies); in pk itself when the request does not fit in a message or the spawner is gone.
@@ -368,7 +371,7 @@ fn in_child_before_exec(command: &mut Command, placement: &Placement<'_>) {
         });
     }
     #[cfg(native_linux)]
-    if let Placement::Cgroup { dir } = placement {
+    if let Placement::Cgroup { dir, .. } = placement {
         let dir = dir.as_raw_fd();
         // SAFETY: the closure only joins the leaf through a descriptor that pk keeps open until
         // `spawn` returns (`join_cgroup` is async-signal-safe).

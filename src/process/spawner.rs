@@ -44,8 +44,9 @@ const MAX_POINTERS: usize = 16 * 1024;
 const MAX_FDS: usize = 4;
 /// The spawner's socket.
 const SOCKET_FD: RawFd = 3;
-/// A reply: `i32 pid, i32 errno, u8 born in its cgroup leaf`, and the pidfd as `SCM_RIGHTS`.
-const REPLY: usize = 9;
+/// A reply: `i32 pid, i32 errno, i32 stillborn pid, u8 born in its cgroup leaf`, and the
+/// pidfd as `SCM_RIGHTS`.
+const REPLY: usize = 13;
 
 /// How many spawner processes run: each serves one request at a time and waits for its
 /// child's `execve` (`CLONE_VFORK`), so several let spawns overlap (a bash `&` loop does not
@@ -278,6 +279,8 @@ impl std::fmt::Debug for Spawner {
 const HAS_CGROUP: u32 = 1;
 /// Request flag: a new session with stdin as its controlling terminal (`tty: true`).
 const SESSION: u32 = 2;
+/// Request flag: the cgroup leaf was made for this tree (`ChildArgs::fresh_leaf`).
+const FRESH_LEAF: u32 = 4;
 
 /// Request layout: `i32 pgid, u32 flags, u32 argc, u32 envc`, then NUL-terminated program,
 /// cwd, argv…, `k=v`…
@@ -290,7 +293,8 @@ fn encode(req: &Request<'_>) -> Option<Vec<u8>> {
     };
     out.extend_from_slice(&pgid.to_ne_bytes());
     let flags = u32::from(req.cgroup.is_some()) * HAS_CGROUP
-        + u32::from(req.group == Group::Session) * SESSION;
+        + u32::from(req.group == Group::Session) * SESSION
+        + u32::from(req.cgroup.is_some() && req.fresh_leaf) * FRESH_LEAF;
     out.extend_from_slice(&flags.to_ne_bytes());
     out.extend_from_slice(&u32::try_from(req.argv.len()).ok()?.to_ne_bytes());
     out.extend_from_slice(&u32::try_from(req.env.len()).ok()?.to_ne_bytes());
@@ -475,10 +479,16 @@ fn exchange(sock: RawFd, message: &[u8], fds: &[RawFd]) -> io::Result<Reply> {
     }
     let pid = libc::pid_t::from_ne_bytes(data[..4].try_into().expect("4 bytes"));
     let errno = c_int::from_ne_bytes(data[4..8].try_into().expect("4 bytes"));
+    let stillborn = libc::pid_t::from_ne_bytes(data[8..12].try_into().expect("4 bytes"));
+    if stillborn > 0 {
+        // Killed at birth in its leaf before the spawner joined the next one by a write: pk's
+        // child, never reported as a service.
+        vfork::reap(stillborn);
+    }
     Ok(Reply {
         pid,
         errno,
-        born_in_cgroup: data[8] != 0,
+        born_in_cgroup: data[12] != 0,
         pidfd: (!received.is_empty()).then(|| received.swap_remove(0)),
     })
 }
@@ -528,7 +538,7 @@ unsafe fn serve(sock: RawFd, dev_null: RawFd, buffers: &mut Buffers) -> ! {
                 Ok((len, count, _)) => (len, count),
                 Err(_) => libc::_exit(1),
             };
-            let (pid, errno, pidfd, born) = serve_one(
+            let served = serve_one(
                 &buffers.request[..len],
                 &fds[..count],
                 &mut buffers.pointers,
@@ -539,9 +549,11 @@ unsafe fn serve(sock: RawFd, dev_null: RawFd, buffers: &mut Buffers) -> ! {
                 libc::close(fd);
             }
             let mut reply = [0u8; REPLY];
-            reply[..4].copy_from_slice(&pid.to_ne_bytes());
-            reply[4..8].copy_from_slice(&errno.to_ne_bytes());
-            reply[8] = u8::from(born);
+            reply[..4].copy_from_slice(&served.pid.to_ne_bytes());
+            reply[4..8].copy_from_slice(&served.errno.to_ne_bytes());
+            reply[8..12].copy_from_slice(&served.stillborn.to_ne_bytes());
+            reply[12] = u8::from(served.born_in_cgroup);
+            let pidfd = served.pidfd;
             let sent = match pidfd {
                 Some(fd) => send_with_fds(SOCKET_FD, &reply, &[fd]),
                 None => send_with_fds(SOCKET_FD, &reply, &[]),
@@ -571,17 +583,39 @@ fn take_u32(request: &[u8], at: &mut usize) -> Option<u32> {
     Some(u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
 }
 
-/// Starts one request in a spawner: (pid or 0, errno or 0, the pidfd on success, whether the
-/// child was created in its cgroup leaf).
+/// What a spawner did with one request.
+struct Served {
+    /// The child's pid, or 0.
+    pid: libc::pid_t,
+    /// 0 once the child exec'd.
+    errno: c_int,
+    /// The child's pidfd once it exec'd.
+    pidfd: Option<RawFd>,
+    /// The child was created in its cgroup leaf.
+    born_in_cgroup: bool,
+    /// A child killed at birth in its leaf (then the spawn joined by a write), or 0: pk's
+    /// child, for pk to reap.
+    stillborn: libc::pid_t,
+}
+
+/// Starts one request in a spawner.
 fn serve_one(
     request: &[u8],
     fds: &[RawFd],
     pointers: &mut Vec<*const c_char>,
     stack: &ChildStack,
     parent: libc::pid_t,
-) -> (libc::pid_t, c_int, Option<RawFd>, bool) {
+) -> Served {
+    let mut served = Served {
+        pid: 0,
+        errno: 0,
+        pidfd: None,
+        born_in_cgroup: false,
+        stillborn: 0,
+    };
     let Some(parsed) = parse(request, fds, pointers) else {
-        return (0, libc::EINVAL, None, false);
+        served.errno = libc::EINVAL;
+        return served;
     };
     let count = parsed.argc;
     let mut child = ChildArgs {
@@ -594,7 +628,11 @@ fn serve_one(
         pgid: parsed.pgid,
         session: parsed.session,
         cgroup: parsed.cgroup,
-        born_in_cgroup: false,
+        entry: if parsed.fresh_leaf {
+            vfork::Entry::Fresh
+        } else {
+            vfork::Entry::Join
+        },
         parent,
         // SAFETY: an all-zero sigset_t is valid; `clone_child` fills it.
         mask: unsafe { std::mem::zeroed() },
@@ -603,17 +641,21 @@ fn serve_one(
         errno: AtomicI32::new(0),
     };
     // SAFETY: `child` points into `request` and `pointers`, which outlive the clone.
-    match unsafe { vfork::clone_child(&mut child, stack, libc::CLONE_PARENT) } {
-        // Failed before exec: pk reaps it (it is pk's child), the pidfd is not needed.
-        Ok(cloned) if cloned.errno != 0 => (cloned.pid, cloned.errno, None, false),
-        Ok(cloned) => (
-            cloned.pid,
-            0,
-            Some(cloned.pidfd.into_raw_fd()),
-            cloned.born_in_cgroup,
-        ),
-        Err(error) => (0, error.raw_os_error().unwrap_or(libc::EIO), None, false),
+    let cloned =
+        unsafe { vfork::clone_child(&mut child, stack, libc::CLONE_PARENT, &mut served.stillborn) };
+    match cloned {
+        Ok(cloned) => {
+            served.pid = cloned.pid;
+            served.errno = cloned.errno;
+            // Failed before exec: pk reaps it (it is pk's child), the pidfd is not needed.
+            if cloned.errno == 0 {
+                served.pidfd = Some(cloned.pidfd.into_raw_fd());
+                served.born_in_cgroup = cloned.born_in_cgroup;
+            }
+        }
+        Err(error) => served.errno = error.raw_os_error().unwrap_or(libc::EIO),
     }
+    served
 }
 
 /// A request, parsed in place.
@@ -623,6 +665,7 @@ struct Parsed {
     pgid: libc::pid_t,
     session: bool,
     cgroup: RawFd,
+    fresh_leaf: bool,
     argc: usize,
 }
 
@@ -665,6 +708,7 @@ fn parse(request: &[u8], fds: &[RawFd], pointers: &mut Vec<*const c_char>) -> Op
         pgid,
         session: flags & SESSION != 0,
         cgroup,
+        fresh_leaf: flags & FRESH_LEAF != 0,
         argc,
     })
 }
@@ -687,6 +731,7 @@ mod tests {
             stdio: [null.as_fd(), null.as_fd(), null.as_fd()],
             group: Group::New,
             cgroup: None,
+            fresh_leaf: false,
         };
         assert!(encode(&req).is_none());
     }
@@ -705,6 +750,7 @@ mod tests {
             stdio: [null.as_fd(), null.as_fd(), null.as_fd()],
             group: Group::Join(42),
             cgroup: None,
+            fresh_leaf: false,
         };
         let message = encode(&req).unwrap();
         let mut pointers = Vec::with_capacity(MAX_POINTERS);

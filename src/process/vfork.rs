@@ -47,8 +47,8 @@ pub(super) struct ChildArgs {
     pub session: bool,
     /// The leaf's directory, or -1.
     pub cgroup: RawFd,
-    /// Set by `clone_child`: the child was created in `cgroup` and must not join it again.
-    pub born_in_cgroup: bool,
+    /// How the child gets into `cgroup`.
+    pub entry: Entry,
     /// The pid `getppid` must return once the parent-death signal is set.
     pub parent: libc::pid_t,
     /// The mask to restore before exec.
@@ -61,6 +61,21 @@ pub(super) struct ChildArgs {
     pub errno: AtomicI32,
 }
 
+/// How a child gets into its cgroup leaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Entry {
+    /// It joins by a write to the leaf's `cgroup.procs` before exec (or there is no leaf).
+    Join,
+    /// The leaf was made for this tree, so no `cgroup.kill` has reached it: the child may be
+    /// created in it. On kernels with `cgroup.kill`'s fork sequence number (6.14+), a child
+    /// cloned into a leaf that was ever killed can be killed at birth (the number compared is
+    /// the parent cgroup's, not the leaf's; seen on 6.18): a probe's or a shutdown command's
+    /// leaf, used again after a kill, is joined by a write.
+    Fresh,
+    /// Set by `clone_child`: the child was created in the leaf.
+    Born,
+}
+
 /// One stage to start.
 pub(crate) struct Request<'a> {
     pub program: &'a Path,
@@ -71,6 +86,8 @@ pub(crate) struct Request<'a> {
     pub group: super::spawn::Group,
     /// The leaf's directory (opened `O_DIRECTORY`), for the cgroup backend.
     pub cgroup: Option<BorrowedFd<'a>>,
+    /// The leaf was made for this tree (see `ChildArgs::fresh_leaf`).
+    pub fresh_leaf: bool,
 }
 
 fn cstring(bytes: &[u8]) -> io::Result<CString> {
@@ -214,7 +231,11 @@ pub(crate) fn spawn(req: &Request<'_>) -> io::Result<PidfdChild> {
         },
         session: req.group == super::spawn::Group::Session,
         cgroup: req.cgroup.map_or(-1, |dir| dir.as_raw_fd()),
-        born_in_cgroup: false,
+        entry: if req.fresh_leaf {
+            Entry::Fresh
+        } else {
+            Entry::Join
+        },
         parent: libc::pid_t::try_from(std::process::id()).unwrap_or(0),
         // SAFETY: an all-zero sigset_t is a valid (empty) set; `clone_child` fills it.
         mask: unsafe { std::mem::zeroed() },
@@ -233,7 +254,8 @@ pub(crate) fn spawn(req: &Request<'_>) -> io::Result<PidfdChild> {
         }
         let stack = cell.as_ref().expect("just made");
         // SAFETY: `args` and the data it points into (`prepared`, `req`) outlive the clone.
-        unsafe { clone_child(&mut args, stack, 0) }
+        // Without CLONE_PARENT a child killed at birth is reaped in `clone_child`.
+        unsafe { clone_child(&mut args, stack, 0, &mut 0) }
     });
     let cloned = cloned.and_then(|cloned| {
         if cloned.errno == 0 {
@@ -289,7 +311,8 @@ pub fn children_born_in_their_leaf() -> usize {
 
 /// Clones the child on `stack` with `extra` clone flags (the spawner process adds
 /// `CLONE_PARENT`) and waits until it exec'd or failed. `Err` only if the clone itself failed.
-/// A child with a cgroup leaf is created in it where the kernel can (`clone3`), else it joins.
+/// A child with a fresh cgroup leaf is created in it where the kernel can (`clone3`), else it
+/// joins. A `CLONE_PARENT` child killed at birth is left in `stillborn` for its parent to reap.
 ///
 /// # Safety
 /// Every pointer in `args` must be valid until this returns.
@@ -297,6 +320,7 @@ pub(super) unsafe fn clone_child(
     args: &mut ChildArgs,
     stack: &ChildStack,
     extra: c_int,
+    stillborn: &mut libc::pid_t,
 ) -> io::Result<Cloned> {
     let mut pidfd: c_int = -1;
     // SAFETY: sigfillset/pthread_sigmask on valid sets; both clones run `child_main` on
@@ -306,17 +330,33 @@ pub(super) unsafe fn clone_child(
         let mut all: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&raw mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &raw const all, &raw mut args.mask);
-        args.born_in_cgroup = args.cgroup >= 0 && into_cgroup::usable();
         let mut pid = -1;
-        if args.born_in_cgroup {
+        if args.cgroup >= 0 && args.entry == Entry::Fresh && into_cgroup::usable() {
+            args.entry = Entry::Born;
+            args.errno.store(NEVER_RAN, Ordering::SeqCst);
             pid = into_cgroup::clone(args, stack, extra, &raw mut pidfd);
+            if pid > 0 && args.errno.load(Ordering::SeqCst) == NEVER_RAN {
+                // Killed at birth, before its first instruction: this kernel will not have
+                // children created in this leaf. Reap it (or leave it to pk, its parent, when
+                // this is a spawner) and join by a write from now on.
+                into_cgroup::give_up();
+                if extra & libc::CLONE_PARENT == 0 {
+                    reap(pid);
+                } else {
+                    *stillborn = pid;
+                }
+                // CLONE_PIDFD stored a descriptor that nothing else owns.
+                drop(OwnedFd::from_raw_fd(pidfd));
+                pid = -1;
+            }
             if pid < 0 {
                 // The kernel cannot (an old one) or will not (this leaf): join by a write,
                 // which reports a real error itself.
-                args.born_in_cgroup = false;
+                args.entry = Entry::Join;
             }
         }
         if pid < 0 {
+            args.errno.store(0, Ordering::SeqCst);
             pid = libc::clone(
                 child_main,
                 stack.top(),
@@ -340,7 +380,7 @@ pub(super) unsafe fn clone_child(
         // SAFETY: CLONE_PIDFD stored a new descriptor that nothing else owns.
         pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
         errno: args.errno.load(Ordering::SeqCst),
-        born_in_cgroup: args.born_in_cgroup,
+        born_in_cgroup: args.entry == Entry::Born,
     })
 }
 
@@ -392,6 +432,11 @@ mod into_cgroup {
     /// From now on, children join their leaf by a write (tests of that path).
     #[cfg(test)]
     pub(in crate::process) fn disable() {
+        give_up();
+    }
+
+    /// From now on, children join their leaf by a write: a child was killed at birth.
+    pub(super) fn give_up() {
         STATE.store(MISSING, Ordering::Relaxed);
     }
 
@@ -490,6 +535,8 @@ mod into_cgroup {
         false
     }
 
+    pub(super) fn give_up() {}
+
     pub(super) unsafe fn clone(
         _: &mut ChildArgs,
         _: &ChildStack,
@@ -521,10 +568,14 @@ pub(super) fn every_signal() -> std::ops::RangeInclusive<c_int> {
     1..=libc::SIGRTMAX()
 }
 
+/// `ChildArgs::errno` until the child runs its first step: a child killed at birth leaves it.
+const NEVER_RAN: c_int = -1;
+
 /// Runs in the child: only async-signal-safe calls on pre-built data, then exec or `_exit`.
 extern "C" fn child_main(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the `ChildArgs` the suspended parent built; only `errno` is written.
     let a = unsafe { &*arg.cast::<ChildArgs>() };
+    a.errno.store(0, Ordering::SeqCst);
     // SAFETY: every call below is async-signal-safe and gets valid pointers from `a`.
     unsafe {
         let fail = |a: &ChildArgs| -> ! {
@@ -565,7 +616,7 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         {
             fail(a);
         }
-        if a.cgroup >= 0 && !a.born_in_cgroup && !join_cgroup(a.cgroup) {
+        if a.cgroup >= 0 && a.entry != Entry::Born && !join_cgroup(a.cgroup) {
             fail(a);
         }
         if a.session {
@@ -769,9 +820,16 @@ mod tests {
         }
     }
 
-    /// Spawns `sleep 1000` into leaf `leaf` of `cg`; its pid and the cgroup it runs in.
-    fn sleep_in(cg: &mut TestCgroup, leaf: &str) -> (libc::pid_t, String) {
-        let dir = cg.run.leaf(leaf).expect("a leaf");
+    /// A child spawned by a test: its cgroup, and its state letter right after the spawn.
+    struct Child {
+        cgroup: String,
+        state: char,
+    }
+
+    /// Spawns `sleep 1000` into leaf `leaf` of `cg`, the leaf taken as fresh or not by `fresh`
+    /// (given whether it was made just now).
+    fn sleep_in(cg: &mut TestCgroup, leaf: &str, fresh: impl FnOnce(bool) -> bool) -> Child {
+        let (dir, made) = cg.run.leaf(leaf).expect("a leaf");
         let dir_fd = rustix::fs::open(
             &dir,
             rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
@@ -789,6 +847,7 @@ mod tests {
             stdio: [null, null, null],
             group: super::super::spawn::Group::New,
             cgroup: Some(dir_fd.as_fd()),
+            fresh_leaf: fresh(made),
         };
         let mut child = spawn(&req).expect("spawned");
         let pid = libc::pid_t::try_from(child.pid()).expect("a pid");
@@ -796,13 +855,18 @@ mod tests {
         // Reaped by the guard, not by the handle.
         child.pidfd = None;
         child.status = Some(ExitStatus::from_raw(0));
-        let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("its cgroup");
-        let own = own
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("its cgroup");
+        let cgroup = cgroup
             .lines()
             .find_map(|l| l.strip_prefix("0::"))
             .unwrap_or("")
             .to_owned();
-        (pid, own)
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("its stat");
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+            .unwrap_or('?');
+        Child { cgroup, state }
     }
 
     #[tokio::test]
@@ -818,19 +882,39 @@ mod tests {
             run,
             pids: Vec::new(),
         };
-        let (_, first) = sleep_in(&mut cg, "born");
-        assert!(first.ends_with("/born@service"), "{first}");
+        let first = sleep_in(&mut cg, "born", |made| made);
+        assert!(first.cgroup.ends_with("/born@service"), "{}", first.cgroup);
+        assert_ne!(first.state, 'Z', "it runs");
         #[cfg(target_arch = "x86_64")]
-        {
-            assert!(
-                into_cgroup::worked(),
-                "clone3(CLONE_INTO_CGROUP) on Linux 5.7+"
-            );
-            // The other path, as on kernels without it: the child joins by a write.
-            into_cgroup::disable();
-            let (_, second) = sleep_in(&mut cg, "joined");
-            assert!(second.ends_with("/joined@service"), "{second}");
-        }
+        assert!(
+            into_cgroup::worked(),
+            "clone3(CLONE_INTO_CGROUP) on Linux 5.7+"
+        );
+        // A leaf used again after a `cgroup.kill` (as a probe's is): its next child runs.
+        let (dir, _) = cg.run.leaf("born").expect("the leaf");
+        super::super::cgroup::kill_leaf(&dir);
+        let again = sleep_in(&mut cg, "born", |made| made);
+        assert!(again.cgroup.ends_with("/born@service"), "{}", again.cgroup);
+        assert_ne!(again.state, 'Z', "a child in a leaf killed before runs");
+        // Even if such a leaf were taken for a fresh one, the child runs: one killed at birth
+        // is reaped, and the spawn joins by a write.
+        let forced = sleep_in(&mut cg, "born", |_| true);
+        assert!(
+            forced.cgroup.ends_with("/born@service"),
+            "{}",
+            forced.cgroup
+        );
+        assert_ne!(forced.state, 'Z', "a child cloned into a killed leaf runs");
+        // The other path, as on kernels without clone3: the child joins by a write.
+        #[cfg(target_arch = "x86_64")]
+        into_cgroup::disable();
+        let joined = sleep_in(&mut cg, "joined", |made| made);
+        assert!(
+            joined.cgroup.ends_with("/joined@service"),
+            "{}",
+            joined.cgroup
+        );
+        assert_ne!(joined.state, 'Z', "it runs");
     }
 
     #[test]
