@@ -99,6 +99,8 @@ pub(super) fn up_command(
             opts.timeout,
         ));
     }
+    // Before the runtime's threads exist: see `reserve_descriptors`.
+    crate::process::reserve_descriptors(plan.services.len());
     block_on(up(plan, selected, opts))
 }
 

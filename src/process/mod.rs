@@ -53,7 +53,7 @@ use tokio::net::unix::pipe::Receiver;
 use self::cgroup::RunCgroup;
 pub(crate) use self::detach::spawn_detached;
 use self::escalate::Drainable;
-pub use self::fd_limit::raise_fd_limit;
+pub use self::fd_limit::{raise_fd_limit, reserve_descriptors};
 use self::pgroup::GroupRegistry;
 pub(crate) use self::pty::Pty;
 pub use self::pty::WinSize;
