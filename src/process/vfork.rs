@@ -882,9 +882,16 @@ mod tests {
             run,
             pids: Vec::new(),
         };
-        let first = sleep_in(&mut cg, "born", |made| made);
-        assert!(first.cgroup.ends_with("/born@service"), "{}", first.cgroup);
-        assert_ne!(first.state, 'Z', "it runs");
+        let runs_in = |child: &Child, leaf: &str, what: &str| {
+            let dir = format!("/{leaf}@service");
+            assert!(child.cgroup.ends_with(&dir), "{what}: in {}", child.cgroup);
+            assert_ne!(child.state, 'Z', "{what}: it runs");
+        };
+        runs_in(
+            &sleep_in(&mut cg, "born", |made| made),
+            "born",
+            "a fresh leaf",
+        );
         #[cfg(target_arch = "x86_64")]
         assert!(
             into_cgroup::worked(),
@@ -894,27 +901,19 @@ mod tests {
         let (dir, _) = cg.run.leaf("born").expect("the leaf");
         super::super::cgroup::kill_leaf(&dir);
         let again = sleep_in(&mut cg, "born", |made| made);
-        assert!(again.cgroup.ends_with("/born@service"), "{}", again.cgroup);
-        assert_ne!(again.state, 'Z', "a child in a leaf killed before runs");
+        runs_in(&again, "born", "a leaf killed before");
         // Even if such a leaf were taken for a fresh one, the child runs: one killed at birth
         // is reaped, and the spawn joins by a write.
         let forced = sleep_in(&mut cg, "born", |_| true);
-        assert!(
-            forced.cgroup.ends_with("/born@service"),
-            "{}",
-            forced.cgroup
-        );
-        assert_ne!(forced.state, 'Z', "a child cloned into a killed leaf runs");
+        runs_in(&forced, "born", "a killed leaf taken for a fresh one");
         // The other path, as on kernels without clone3: the child joins by a write.
         #[cfg(target_arch = "x86_64")]
         into_cgroup::disable();
-        let joined = sleep_in(&mut cg, "joined", |made| made);
-        assert!(
-            joined.cgroup.ends_with("/joined@service"),
-            "{}",
-            joined.cgroup
+        runs_in(
+            &sleep_in(&mut cg, "joined", |made| made),
+            "joined",
+            "by a write",
         );
-        assert_ne!(joined.state, 'Z', "it runs");
     }
 
     #[test]
