@@ -91,7 +91,10 @@ impl EnvCmdSpec {
         };
         let stderr = stderr.trim();
         let help = if stderr.is_empty() {
-            "it runs before any process starts, with a 2s limit, as in process-compose".to_owned()
+            format!(
+                "it runs before any process starts, with a {} limit, as in process-compose",
+                crate::vocab::fmt_duration(Self::TIMEOUT)
+            )
         } else {
             format!("its stderr: {stderr}")
         };

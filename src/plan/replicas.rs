@@ -228,7 +228,6 @@ pub(crate) fn collapse(
     (declared, declared_order)
 }
 
-/// `app.log` with `suffix` (`-1`) put before the extension: `app-1.log`.
 /// Writes `number` where a string of `spec` holds a copy's replica number
 /// (`values::REPLICA_NUM_MARK`): what runs or places the copy, its environment, probes and
 /// shutdown command. Whether there was any.
@@ -292,6 +291,7 @@ fn fill_replica_num(spec: &mut ServiceSpec, number: &str) -> bool {
     found
 }
 
+/// `app.log` with `suffix` (`-1`) put before the extension: `app-1.log`.
 fn with_suffix(file: &Path, suffix: &str) -> PathBuf {
     let (stem, ext) = stem_and_extension(file);
     file.with_file_name(format!("{stem}{suffix}{ext}"))

@@ -958,17 +958,8 @@ mod tests {
         let line = tokio::time::timeout(deadline, lines.next_line()).await;
         assert_eq!(line.unwrap().unwrap().as_deref(), Some("ready"));
         // Every passing thread gone (each exits when idle).
-        let passing = || {
-            std::fs::read_dir("/proc/self/task")
-                .expect("/proc/self/task")
-                .flatten()
-                .any(|task| {
-                    std::fs::read_to_string(task.path().join("comm"))
-                        .is_ok_and(|comm| comm.starts_with(pool::PASSING_NAME))
-                })
-        };
         let until = std::time::Instant::now() + deadline;
-        while passing() {
+        while pool::threads_named(pool::PASSING_NAME) > 0 {
             assert!(std::time::Instant::now() < until, "passing threads stay");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

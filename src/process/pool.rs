@@ -198,21 +198,22 @@ impl std::fmt::Debug for Pool {
     }
 }
 
+/// Threads of this process whose name starts with `prefix` (tests: pool threads come and go).
+#[cfg(test)]
+pub(super) fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.starts_with(prefix))
+        })
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Threads of this process whose name starts with `prefix`.
-    fn threads_named(prefix: &str) -> usize {
-        std::fs::read_dir("/proc/self/task")
-            .expect("/proc/self/task")
-            .flatten()
-            .filter(|task| {
-                std::fs::read_to_string(task.path().join("comm"))
-                    .is_ok_and(|comm| comm.starts_with(prefix))
-            })
-            .count()
-    }
 
     #[tokio::test]
     async fn a_passing_pool_runs_jobs_on_passing_threads_that_exit_when_idle() {

@@ -243,10 +243,12 @@ fn start_stage(
         stdio: [stdio[0].as_fd(), stdio[1].as_fd(), stdio[2].as_fd()],
         group,
         cgroup: match placement {
-            Placement::Cgroup { dir, .. } => Some(dir.as_fd()),
+            Placement::Cgroup { dir, fresh } => Some(super::vfork::Leaf {
+                dir: dir.as_fd(),
+                fresh: *fresh,
+            }),
             Placement::ProcessGroup => None,
         },
-        fresh_leaf: matches!(placement, Placement::Cgroup { fresh: true, .. }),
     };
     // The spawner process when there is one (its small descriptor table is what each child
     // copies); in pk itself when the request does not fit in a message or the spawner is gone.

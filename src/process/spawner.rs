@@ -9,9 +9,10 @@
 //! child's `execve`, and a `&` loop in bash does not wait at all.
 //!
 //! Protocol: one `SOCK_SEQPACKET` pair per spawner; pk sends one request (program, cwd, argv,
-//! env, the process group; stdin, stdout, stderr and the leaf's directory as
-//! `SCM_RIGHTS`) and waits for its reply (pid, errno; the pidfd as `SCM_RIGHTS`) before the
-//! next on that socket: one request in flight per spawner, held by a mutex on its socket; a
+//! env, the process group, whether the leaf was made for the tree; stdin, stdout, stderr and
+//! the leaf's directory as `SCM_RIGHTS`) and waits for its reply (pid, errno, a child killed at
+//! birth for pk to reap, whether the child was created in its leaf; the pidfd as `SCM_RIGHTS`)
+//! before the next on that socket: one request in flight per spawner, held by a mutex on its socket; a
 //! caller takes an idle spawner, else waits for one (lossless; bounded by pk's spawning
 //! threads).
 //!
@@ -148,8 +149,8 @@ impl Spawners {
     ) -> Result<PidfdChild, Result<Unavailable, io::Error>> {
         let message = encode(req).ok_or(Ok(Unavailable::TooBig))?;
         let mut fds: Vec<RawFd> = req.stdio.iter().map(AsRawFd::as_raw_fd).collect();
-        if let Some(dir) = &req.cgroup {
-            fds.push(dir.as_raw_fd());
+        if let Some(leaf) = &req.cgroup {
+            fds.push(leaf.dir.as_raw_fd());
         }
         let n = self.all.len();
         let first = self.next.fetch_add(1, Ordering::Relaxed) % n;
@@ -279,7 +280,7 @@ impl std::fmt::Debug for Spawner {
 const HAS_CGROUP: u32 = 1;
 /// Request flag: a new session with stdin as its controlling terminal (`tty: true`).
 const SESSION: u32 = 2;
-/// Request flag: the cgroup leaf was made for this tree (`ChildArgs::fresh_leaf`).
+/// Request flag: the cgroup leaf was made for this tree (`vfork::Entry::Fresh`).
 const FRESH_LEAF: u32 = 4;
 
 /// Request layout: `i32 pgid, u32 flags, u32 argc, u32 envc`, then NUL-terminated program,
@@ -294,7 +295,7 @@ fn encode(req: &Request<'_>) -> Option<Vec<u8>> {
     out.extend_from_slice(&pgid.to_ne_bytes());
     let flags = u32::from(req.cgroup.is_some()) * HAS_CGROUP
         + u32::from(req.group == Group::Session) * SESSION
-        + u32::from(req.cgroup.is_some() && req.fresh_leaf) * FRESH_LEAF;
+        + u32::from(req.cgroup.is_some_and(|leaf| leaf.fresh)) * FRESH_LEAF;
     out.extend_from_slice(&flags.to_ne_bytes());
     out.extend_from_slice(&u32::try_from(req.argv.len()).ok()?.to_ne_bytes());
     out.extend_from_slice(&u32::try_from(req.env.len()).ok()?.to_ne_bytes());
@@ -628,11 +629,7 @@ fn serve_one(
         pgid: parsed.pgid,
         session: parsed.session,
         cgroup: parsed.cgroup,
-        entry: if parsed.fresh_leaf {
-            vfork::Entry::Fresh
-        } else {
-            vfork::Entry::Join
-        },
+        entry: vfork::Entry::of(parsed.fresh_leaf),
         parent,
         // SAFETY: an all-zero sigset_t is valid; `clone_child` fills it.
         mask: unsafe { std::mem::zeroed() },
@@ -731,7 +728,6 @@ mod tests {
             stdio: [null.as_fd(), null.as_fd(), null.as_fd()],
             group: Group::New,
             cgroup: None,
-            fresh_leaf: false,
         };
         assert!(encode(&req).is_none());
     }
@@ -750,7 +746,6 @@ mod tests {
             stdio: [null.as_fd(), null.as_fd(), null.as_fd()],
             group: Group::Join(42),
             cgroup: None,
-            fresh_leaf: false,
         };
         let message = encode(&req).unwrap();
         let mut pointers = Vec::with_capacity(MAX_POINTERS);

@@ -4,11 +4,12 @@
 //! working directory. No copy of pk's address space is made (a `fork` of pk costs ~1.5 ms with
 //! its threads; this costs ~50 µs).
 //!
-//! A child with a cgroup leaf is created in it: `clone3(CLONE_INTO_CGROUP)` (Linux 5.7+,
-//! `x86_64`), so it never migrates (a write to `cgroup.procs` takes the cgroup core's global
-//! threadgroup lock for writing: ~0.6 ms a child, serialised across all spawners;
-//! docs/decisions/0010-clone-into-cgroup.md). Where `clone3` or the flag is missing, the child
-//! joins the leaf itself before anything else, by writing `0` to its `cgroup.procs`.
+//! A child whose leaf was made for its tree is created in it: `clone3(CLONE_INTO_CGROUP)`
+//! (Linux 5.7+, `x86_64`), so it never migrates (a write to `cgroup.procs` takes the cgroup
+//! core's global threadgroup lock for writing: 0.12–0.21 ms a child measured here;
+//! docs/decisions/0010-clone-into-cgroup.md). Otherwise, or where `clone3` or the flag is
+//! missing, the child joins the leaf itself before anything else, by writing `0` to its
+//! `cgroup.procs`.
 //!
 //! Invariants: the child runs on its own mmap'd stack (with a guard page below it) inside the
 //! spawning process's memory while the spawning thread is suspended (`CLONE_VFORK`); it only
@@ -61,6 +62,15 @@ pub(super) struct ChildArgs {
     pub errno: AtomicI32,
 }
 
+/// A tree's cgroup leaf, as a spawn sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Leaf<'a> {
+    /// The leaf's directory (opened `O_DIRECTORY`).
+    pub dir: BorrowedFd<'a>,
+    /// It was made for this tree (see [`Entry::Fresh`]).
+    pub fresh: bool,
+}
+
 /// How a child gets into its cgroup leaf.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Entry {
@@ -76,6 +86,13 @@ pub(super) enum Entry {
     Born,
 }
 
+impl Entry {
+    /// How a child may enter its leaf, `fresh` or not (before `clone_child` tries).
+    pub(super) fn of(fresh: bool) -> Entry {
+        if fresh { Entry::Fresh } else { Entry::Join }
+    }
+}
+
 /// One stage to start.
 pub(crate) struct Request<'a> {
     pub program: &'a Path,
@@ -84,10 +101,8 @@ pub(crate) struct Request<'a> {
     pub cwd: &'a Path,
     pub stdio: [BorrowedFd<'a>; 3],
     pub group: super::spawn::Group,
-    /// The leaf's directory (opened `O_DIRECTORY`), for the cgroup backend.
-    pub cgroup: Option<BorrowedFd<'a>>,
-    /// The leaf was made for this tree (see `ChildArgs::fresh_leaf`).
-    pub fresh_leaf: bool,
+    /// The tree's leaf, for the cgroup backend.
+    pub cgroup: Option<Leaf<'a>>,
 }
 
 fn cstring(bytes: &[u8]) -> io::Result<CString> {
@@ -230,12 +245,8 @@ pub(crate) fn spawn(req: &Request<'_>) -> io::Result<PidfdChild> {
             super::spawn::Group::New | super::spawn::Group::Session => 0,
         },
         session: req.group == super::spawn::Group::Session,
-        cgroup: req.cgroup.map_or(-1, |dir| dir.as_raw_fd()),
-        entry: if req.fresh_leaf {
-            Entry::Fresh
-        } else {
-            Entry::Join
-        },
+        cgroup: req.cgroup.map_or(-1, |leaf| leaf.dir.as_raw_fd()),
+        entry: Entry::of(req.cgroup.is_some_and(|leaf| leaf.fresh)),
         parent: libc::pid_t::try_from(std::process::id()).unwrap_or(0),
         // SAFETY: an all-zero sigset_t is a valid (empty) set; `clone_child` fills it.
         mask: unsafe { std::mem::zeroed() },
@@ -846,8 +857,10 @@ mod tests {
             cwd: Path::new("/"),
             stdio: [null, null, null],
             group: super::super::spawn::Group::New,
-            cgroup: Some(dir_fd.as_fd()),
-            fresh_leaf: fresh(made),
+            cgroup: Some(Leaf {
+                dir: dir_fd.as_fd(),
+                fresh: fresh(made),
+            }),
         };
         let mut child = spawn(&req).expect("spawned");
         let pid = libc::pid_t::try_from(child.pid()).expect("a pid");
@@ -856,17 +869,10 @@ mod tests {
         child.pidfd = None;
         child.status = Some(ExitStatus::from_raw(0));
         let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("its cgroup");
-        let cgroup = cgroup
-            .lines()
-            .find_map(|l| l.strip_prefix("0::"))
-            .unwrap_or("")
-            .to_owned();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("its stat");
-        let state = stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.chars().next())
-            .unwrap_or('?');
-        Child { cgroup, state }
+        Child {
+            cgroup: super::super::cgroup::parse_own_cgroup(&cgroup).unwrap_or_default(),
+            state: super::super::identity::stat(pid).expect("its stat").state,
+        }
     }
 
     #[tokio::test]
